@@ -1,0 +1,63 @@
+"""The `glip-bench` command line. Each subcommand lives in `bench/commands/<name>.py` and exposes
+`HELP` (one line), `add_arguments(parser)` and `main(args) -> int`. Command modules keep heavy
+imports (torch, pandas) inside `main`, so `--help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from bench.errors import UserError
+from bench.logs import get_logger, setup_logging
+
+# subcommand -> module under bench.commands
+COMMANDS = {
+    "tasks": "tasks",
+    "run": "run",
+    "score": "score",
+    "predict": "predict",
+    "convert-checkpoint": "convert_checkpoint",
+    "leaderboard": "leaderboard",
+    "curves": "curves",
+    "ablation": "ablation",
+    "demo": "demo",
+    "pseudo-label": "pseudo_label",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glip-bench",
+        description="Benchmark GLIP-style grounded detectors: tasks x regimes -> records -> tables and curves.",
+    )
+    parser.add_argument("--log-level", default=os.environ.get("GLIP_BENCH_LOG", "INFO"),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging verbosity (default INFO)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"bench.commands.{module_name}")
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return int(args._main(args) or 0)
+    except UserError as e:
+        get_logger().error("%s", e)
+        return 2
+    except KeyboardInterrupt:
+        get_logger().error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

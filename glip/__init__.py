@@ -1,0 +1,1 @@
+"""glip: a faithful, readable GLIP (Swin + FPN + DyHead with deep fusion + BERT) in modern PyTorch."""
