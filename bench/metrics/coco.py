@@ -1,0 +1,196 @@
+"""COCO box AP with pycocotools (the reference) or faster-coco-eval (the fast default).
+
+GLIP scores COCO and every ODinW task with pycocotools COCOeval, iouType bbox, maxDets 100, and
+reports stats[0] (glip-official.md 4.4). faster-coco-eval runs the same algorithm in C++ (it wraps
+detectron2's COCOeval_opt); tests/bench/test_metrics_coco.py checks that its 12 stats equal
+pycocotools' on a generated 1000-image fixture. Boxes are COCO xywh as exported by the runner
+(official +1 width); both libraries compute IoU on xywh without a +1, exactly as the official
+evaluation does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from bench.errors import UserError
+from bench.metrics import MetricResult, class_keys, library_version, log, nan_if_negative, quiet_library
+
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+def coco_bbox(gt: Mapping[str, Any], predictions: Sequence[Mapping[str, Any]], backend: str = "faster") -> MetricResult:
+    """The 12 COCO box stats x100 and per-class AP (IoU .50:.95, all areas, 100 detections)."""
+    gt = gt_copy(gt)
+    dets = clean_detections(predictions, gt)
+    if backend == "pycocotools":
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        with quiet_library("pycocotools"):
+            coco_gt = COCO()
+            coco_gt.dataset = gt
+            coco_gt.createIndex()
+            coco_dt = coco_gt.loadRes(dets) if dets else _empty_results(COCO, gt)
+            evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        library = library_version("pycocotools")
+    elif backend == "faster":
+        from faster_coco_eval import COCO, COCOeval_faster
+
+        with quiet_library("faster_coco_eval"):
+            coco_gt = COCO(gt, print_function=log.debug)
+            coco_dt = coco_gt.loadRes(dets) if dets else _empty_results(COCO, gt)
+            evaluator = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=log.debug)
+            evaluator.run()
+        library = library_version("faster-coco-eval")
+    else:  # evaluate() checks names; this guards direct calls
+        raise UserError(f"coco_bbox backend must be 'faster' or 'pycocotools', got {backend!r}")
+    stats = np.asarray(evaluator.stats, dtype=float)[: len(STAT_NAMES)]
+    values = {name: nan_if_negative(v) for name, v in zip(STAT_NAMES, stats)}
+    per_class = per_class_ap(evaluator.eval["precision"], evaluator.params.catIds, gt["categories"])
+    return MetricResult(primary="AP", values=values, per_class=per_class, backend=backend, library=library)
+
+
+def per_class_ap(
+    precision: np.ndarray, cat_ids: Sequence[int], categories: Sequence[Mapping[str, Any]]
+) -> dict[str, float]:
+    """AP x100 per category from the accumulated precision array; NaN for a class without ground truth.
+
+    precision: [T, R, K, A, M] (pycocotools, faster-coco-eval) or [T, R, K, A] (lvis-api), T IoU
+    thresholds, R recall points, K categories in `cat_ids` order, A area ranges (0 = all), M maxDets
+    (last = the largest). Entries of -1 mean 'no ground truth' and are left out of the mean.
+    """
+    p = np.asarray(precision, dtype=float)
+    p = p[..., 0, -1] if p.ndim == 5 else p[..., 0]  # [T, R, K]
+    keys = class_keys(categories)
+    out: dict[str, float] = {}
+    for k, cat_id in enumerate(cat_ids):
+        valid = p[:, :, k][p[:, :, k] > -1]
+        out[keys[int(cat_id)]] = 100.0 * float(valid.mean()) if valid.size else math.nan
+    return out
+
+
+def gt_copy(gt: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the ground truth that the libraries may annotate in place (they add 'ignore' and more)."""
+    out = dict(gt)
+    out["annotations"] = [dict(a) for a in gt["annotations"]]
+    out["images"] = [dict(i) for i in gt["images"]]
+    out["categories"] = [dict(c) for c in gt["categories"]]
+    for i, ann in enumerate(out["annotations"]):
+        missing = [k for k in ("id", "image_id", "category_id", "bbox", "area") if k not in ann]
+        if missing:
+            raise UserError(f"ground-truth annotation #{i} lacks {missing}; COCO annotations need id, image_id, "
+                            "category_id, bbox (xywh) and area")
+    return out
+
+
+def clean_detections(predictions: Sequence[Mapping[str, Any]], gt: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Fresh detection dicts (the libraries mutate theirs), checked against the ground truth.
+
+    Raises UserError for a malformed entry, an image id not in the ground truth (pycocotools would
+    fail with a bare assert) or a category id not in it (the libraries would silently ignore it,
+    which hides an off-by-one label mapping).
+    """
+    image_ids = {int(img["id"]) for img in gt["images"]}
+    cat_ids = {int(c["id"]) for c in gt["categories"]}
+    out: list[dict[str, Any]] = []
+    for i, det in enumerate(predictions):
+        try:
+            image_id, cat_id = int(det["image_id"]), int(det["category_id"])
+            x, y, w, h = (float(v) for v in det["bbox"])
+            score = float(det["score"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError(f"prediction #{i} is not {{'image_id', 'category_id', 'bbox': [x, y, w, h], 'score'}}: "
+                            f"{det!r} ({err})") from None
+        if not math.isfinite(score):
+            raise UserError(f"prediction #{i} has a non-finite score {score}")
+        if image_id not in image_ids:
+            raise UserError(f"prediction #{i} names image_id {image_id}, which is not in the ground truth")
+        if cat_id not in cat_ids:
+            raise UserError(f"prediction #{i} names category_id {cat_id}, which is not in the ground truth "
+                            f"(valid ids: {sorted(cat_ids)[:20]}{' ...' if len(cat_ids) > 20 else ''})")
+        out.append({"image_id": image_id, "category_id": cat_id, "bbox": [x, y, w, h], "score": score})
+    return out
+
+
+def _empty_results(coco_cls: type, gt: Mapping[str, Any]) -> Any:
+    """A results object with no detections (pycocotools' loadRes cannot take an empty list)."""
+    res = coco_cls()
+    res.dataset = {"images": list(gt["images"]), "categories": list(gt["categories"]), "annotations": []}
+    res.createIndex()
+    return res
+
+
+# ----------------------------------------------------------------------------- generated fixtures
+
+
+def make_detection_fixture(
+    n_images: int = 1000,
+    n_categories: int = 8,
+    seed: int = 0,
+    crowd_fraction: float = 0.0,
+    score_decimals: int | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A COCO ground truth and detections that look like a detector's, for tests and benchmarks.
+
+    Each image holds 0-9 objects whose sizes span the small/medium/large ranges. A detector finds
+    most of them with box noise that grows as its score falls, sometimes with the wrong label or a
+    duplicate, and adds low-scored false positives, so AP lands in a realistic 30-60 range.
+    score_decimals rounds scores (ties between detections); crowd_fraction marks objects iscrowd.
+    """
+    rng = np.random.default_rng(seed)
+    categories = [{"id": k + 1, "name": f"class_{k}", "supercategory": "thing"} for k in range(n_categories)]
+    images, annotations, dets = [], [], []
+    for image_id in range(1, n_images + 1):
+        width, height = int(rng.integers(320, 1024)), int(rng.integers(240, 800))
+        images.append({"id": image_id, "file_name": f"{image_id:06d}.jpg", "width": width, "height": height})
+        for _ in range(int(rng.integers(0, 10))):
+            box = _random_box(rng, width, height)
+            cat = int(rng.integers(1, n_categories + 1))
+            crowd = int(rng.random() < crowd_fraction)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cat, "bbox": box,
+                                "area": box[2] * box[3], "iscrowd": crowd})
+            if rng.random() < 0.85:  # found; quality q in (0, 1) decides box noise and score
+                for _copy in range(1 + int(rng.random() < 0.15)):  # sometimes a duplicate
+                    q = float(rng.beta(4, 2))
+                    label = cat if rng.random() < 0.9 else int(rng.integers(1, n_categories + 1))
+                    dets.append(_detection(image_id, label, _jitter(rng, box, 0.25 * (1 - q), width, height),
+                                           6.0 * (q - 0.5) + rng.normal()))
+        for _ in range(int(rng.integers(0, 6))):  # false positives
+            box = _random_box(rng, width, height)
+            dets.append(_detection(image_id, int(rng.integers(1, n_categories + 1)), box,
+                                   -2.0 + 1.5 * rng.normal()))
+    if score_decimals is not None:
+        for d in dets:
+            d["score"] = round(d["score"], score_decimals)
+    gt = {"info": {"description": "generated"}, "images": images, "annotations": annotations, "categories": categories}
+    return gt, dets
+
+
+def _random_box(rng: np.random.Generator, width: int, height: int) -> list[float]:
+    """xywh with a log-uniform side (4..400 px) so every COCO area range is populated."""
+    w = min(float(np.exp(rng.uniform(np.log(4), np.log(400)))), width - 1.0)
+    h = min(w * float(np.exp(rng.normal(0, 0.4))), height - 1.0)
+    x, y = float(rng.uniform(0, width - w)), float(rng.uniform(0, height - h))
+    return [round(x, 2), round(y, 2), round(w, 2), round(h, 2)]
+
+
+def _jitter(rng: np.random.Generator, box: list[float], scale: float, width: int, height: int) -> list[float]:
+    x, y, w, h = box
+    x2, y2 = x + w, y + h
+    x, x2 = (v + scale * w * float(rng.normal()) for v in (x, x2))
+    y, y2 = (v + scale * h * float(rng.normal()) for v in (y, y2))
+    x, x2 = sorted((min(max(x, 0.0), width), min(max(x2, 0.0), width)))
+    y, y2 = sorted((min(max(y, 0.0), height), min(max(y2, 0.0), height)))
+    return [round(x, 2), round(y, 2), round(max(x2 - x, 1.0), 2), round(max(y2 - y, 1.0), 2)]
+
+
+def _detection(image_id: int, cat: int, box: list[float], logit: float) -> dict[str, Any]:
+    """A detection whose score is sigmoid(logit), like a detector's (no ties unless rounded)."""
+    return {"image_id": image_id, "category_id": cat, "bbox": box, "score": float(1.0 / (1.0 + np.exp(-logit)))}
