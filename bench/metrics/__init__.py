@@ -118,7 +118,9 @@ def _detection_gt(gt: Any, metric: str) -> dict[str, Any]:
         )
     for key in ("images", "annotations", "categories"):
         if key not in data:
-            raise UserError(f"ground truth for {metric!r} has no {key!r} list: not a COCO-format annotation dict")
+            raise UserError(
+                f"ground truth for {metric!r} has no {key!r} list: not a COCO-format annotation dict"
+            )
     return dict(data)
 
 
@@ -170,7 +172,9 @@ def quiet_library(*logger_names: str) -> Iterator[None]:
     buffer = io.StringIO()
     try:
         with contextlib.redirect_stdout(buffer), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The 'warn' method is deprecated", category=DeprecationWarning)
+            warnings.filterwarnings(
+                "ignore", message="The 'warn' method is deprecated", category=DeprecationWarning
+            )
             yield
     finally:
         for lg, (propagate, level) in zip(loggers, saved):

@@ -22,7 +22,9 @@ from bench.metrics import MetricResult, class_keys, library_version, log, nan_if
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
-def coco_bbox(gt: Mapping[str, Any], predictions: Sequence[Mapping[str, Any]], backend: str = "faster") -> MetricResult:
+def coco_bbox(
+    gt: Mapping[str, Any], predictions: Sequence[Mapping[str, Any]], backend: str = "faster"
+) -> MetricResult:
     """The 12 COCO box stats x100 and per-class AP (IoU .50:.95, all areas, 100 detections)."""
     gt = gt_copy(gt)
     dets = clean_detections(predictions, gt)
@@ -85,8 +87,10 @@ def gt_copy(gt: Mapping[str, Any]) -> dict[str, Any]:
     for i, ann in enumerate(out["annotations"]):
         missing = [k for k in ("id", "image_id", "category_id", "bbox", "area") if k not in ann]
         if missing:
-            raise UserError(f"ground-truth annotation #{i} lacks {missing}; COCO annotations need id, image_id, "
-                            "category_id, bbox (xywh) and area")
+            raise UserError(
+                f"ground-truth annotation #{i} lacks {missing}; COCO annotations need id, image_id, "
+                "category_id, bbox (xywh) and area"
+            )
     return out
 
 
@@ -106,15 +110,19 @@ def clean_detections(predictions: Sequence[Mapping[str, Any]], gt: Mapping[str, 
             x, y, w, h = (float(v) for v in det["bbox"])
             score = float(det["score"])
         except (KeyError, TypeError, ValueError) as err:
-            raise UserError(f"prediction #{i} is not {{'image_id', 'category_id', 'bbox': [x, y, w, h], 'score'}}: "
-                            f"{det!r} ({err})") from None
+            raise UserError(
+                f"prediction #{i} is not {{'image_id', 'category_id', 'bbox': [x, y, w, h], 'score'}}: "
+                f"{det!r} ({err})"
+            ) from None
         if not math.isfinite(score):
             raise UserError(f"prediction #{i} has a non-finite score {score}")
         if image_id not in image_ids:
             raise UserError(f"prediction #{i} names image_id {image_id}, which is not in the ground truth")
         if cat_id not in cat_ids:
-            raise UserError(f"prediction #{i} names category_id {cat_id}, which is not in the ground truth "
-                            f"(valid ids: {sorted(cat_ids)[:20]}{' ...' if len(cat_ids) > 20 else ''})")
+            raise UserError(
+                f"prediction #{i} names category_id {cat_id}, which is not in the ground truth "
+                f"(valid ids: {sorted(cat_ids)[:20]}{' ...' if len(cat_ids) > 20 else ''})"
+            )
         out.append({"image_id": image_id, "category_id": cat_id, "bbox": [x, y, w, h], "score": score})
     return out
 
@@ -154,22 +162,42 @@ def make_detection_fixture(
             box = _random_box(rng, width, height)
             cat = int(rng.integers(1, n_categories + 1))
             crowd = int(rng.random() < crowd_fraction)
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cat, "bbox": box,
-                                "area": box[2] * box[3], "iscrowd": crowd})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": crowd,
+                }
+            )
             if rng.random() < 0.85:  # found; quality q in (0, 1) decides box noise and score
                 for _copy in range(1 + int(rng.random() < 0.15)):  # sometimes a duplicate
                     q = float(rng.beta(4, 2))
                     label = cat if rng.random() < 0.9 else int(rng.integers(1, n_categories + 1))
-                    dets.append(_detection(image_id, label, _jitter(rng, box, 0.25 * (1 - q), width, height),
-                                           6.0 * (q - 0.5) + rng.normal()))
+                    dets.append(
+                        _detection(
+                            image_id,
+                            label,
+                            _jitter(rng, box, 0.25 * (1 - q), width, height),
+                            6.0 * (q - 0.5) + rng.normal(),
+                        )
+                    )
         for _ in range(int(rng.integers(0, 6))):  # false positives
             box = _random_box(rng, width, height)
-            dets.append(_detection(image_id, int(rng.integers(1, n_categories + 1)), box,
-                                   -2.0 + 1.5 * rng.normal()))
+            dets.append(
+                _detection(image_id, int(rng.integers(1, n_categories + 1)), box, -2.0 + 1.5 * rng.normal())
+            )
     if score_decimals is not None:
         for d in dets:
             d["score"] = round(d["score"], score_decimals)
-    gt = {"info": {"description": "generated"}, "images": images, "annotations": annotations, "categories": categories}
+    gt = {
+        "info": {"description": "generated"},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
     return gt, dets
 
 
@@ -193,4 +221,9 @@ def _jitter(rng: np.random.Generator, box: list[float], scale: float, width: int
 
 def _detection(image_id: int, cat: int, box: list[float], logit: float) -> dict[str, Any]:
     """A detection whose score is sigmoid(logit), like a detector's (no ties unless rounded)."""
-    return {"image_id": image_id, "category_id": cat, "bbox": box, "score": float(1.0 / (1.0 + np.exp(-logit)))}
+    return {
+        "image_id": image_id,
+        "category_id": cat,
+        "bbox": box,
+        "score": float(1.0 / (1.0 + np.exp(-logit))),
+    }

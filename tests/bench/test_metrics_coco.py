@@ -49,15 +49,23 @@ def test_pycocotools_backend_equals_pycocotools(fixture_1000):
     result = evaluate("coco_bbox", gt, dets, backend="pycocotools")
     assert list(result.values) == list(STAT_NAMES)
     assert [result.values[k] for k in STAT_NAMES] == as_percent(pycocotools_stats(gt, dets))
-    assert result.primary == "AP" and result.backend == "pycocotools" and result.library.startswith("pycocotools")
+    assert (
+        result.primary == "AP"
+        and result.backend == "pycocotools"
+        and result.library.startswith("pycocotools")
+    )
     assert 20 < result.values["AP"] < 70  # a realistic detector, not a degenerate fixture
 
 
 @pytest.mark.parametrize(
-    "crowd_fraction, score_decimals", [(0.0, None), (0.05, None), (0.0, 2)], ids=["plain", "crowd", "tied-scores"]
+    "crowd_fraction, score_decimals",
+    [(0.0, None), (0.05, None), (0.0, 2)],
+    ids=["plain", "crowd", "tied-scores"],
 )
 def test_faster_equals_pycocotools(crowd_fraction, score_decimals):
-    gt, dets = make_detection_fixture(1000, 8, seed=11, crowd_fraction=crowd_fraction, score_decimals=score_decimals)
+    gt, dets = make_detection_fixture(
+        1000, 8, seed=11, crowd_fraction=crowd_fraction, score_decimals=score_decimals
+    )
     ref = evaluate("coco_bbox", gt, dets, backend="pycocotools")
     fast = evaluate("coco_bbox", gt, dets, backend="faster")
     # observed: bit-identical (faster-coco-eval 1.8.0 vs pycocotools 2.0.11), ties and crowd included
@@ -71,7 +79,9 @@ def test_per_class_ap_equals_single_category_evaluation(fixture_1000):
     result = evaluate("coco_bbox", gt, dets, backend="faster")
     names = {c["id"]: c["name"] for c in gt["categories"]}
     for cat_id in (1, 4, 8):  # pycocotools restricted to one category gives that class's AP as stats[0]
-        assert result.per_class[names[cat_id]] == pytest.approx(100 * pycocotools_stats(gt, dets, [cat_id])[0], abs=1e-12)
+        assert result.per_class[names[cat_id]] == pytest.approx(
+            100 * pycocotools_stats(gt, dets, [cat_id])[0], abs=1e-12
+        )
     assert np.nanmean(list(result.per_class.values())) == pytest.approx(result.values["AP"], abs=1e-9)
 
 
@@ -80,8 +90,22 @@ def _tiny_gt() -> dict:
         "images": [{"id": 1, "width": 200, "height": 200}, {"id": 2, "width": 200, "height": 200}],
         "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "unicorn"}],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 100, 100], "area": 10000, "iscrowd": 0},
-            {"id": 2, "image_id": 2, "category_id": 2, "bbox": [50, 50, 120, 120], "area": 14400, "iscrowd": 0},
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [10, 10, 100, 100],
+                "area": 10000,
+                "iscrowd": 0,
+            },
+            {
+                "id": 2,
+                "image_id": 2,
+                "category_id": 2,
+                "bbox": [50, 50, 120, 120],
+                "area": 14400,
+                "iscrowd": 0,
+            },
         ],
     }
 

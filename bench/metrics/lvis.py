@@ -1,0 +1,265 @@
+"""LVIS box AP (standard, 300 detections per image) and Fixed AP (10k detections per class).
+
+Both run the federated LVIS evaluation: a detection of category c in an image is scored only when c
+is annotated there (positive) or listed in the image's neg_category_ids; unmatched detections of a
+category in not_exhaustive_category_ids are not false positives; APr/APc/APf average over the
+categories' frequency groups (peers.md 5.2).
+
+- lvis_bbox: lvis-api's standard protocol, the top 300 detections per image by score.
+- lvis_fixed_ap: Fixed AP (Dave et al. 2021, "Evaluating Large-Vocabulary Object Detectors"), the
+  number MDETR and GLIP report on LVIS minival/val: no per-image cap; instead each category keeps
+  its 10,000 top-scored detections over the whole split, then the same evaluation runs with
+  max_dets=-1 (no limit). The selection is `top_per_class`; ties keep input order, as MDETR's
+  `sorted(..., reverse=True)[:topk]` does.
+
+Backends: "lvis" is lvis-api 0.5.3, the reference; "faster" is faster-coco-eval with
+lvis_style=True (same matching in C++), checked equal to lvis-api in tests/bench/test_metrics_lvis.py.
+lvis-api 0.5.3 calls `np.float`, which numpy >= 1.24 removed; `numpy_float_alias` restores it only
+while lvis-api runs.
+
+The official GLIP LVIS path scores only the first image of each per-GPU batch (glip-official.md 3.4);
+this module scores every image it is given, which is what the runner must pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from bench.errors import UserError
+from bench.metrics import MetricResult, library_version, log, nan_if_negative, quiet_library
+from bench.metrics.coco import clean_detections, gt_copy, per_class_ap
+
+VALUE_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR", "ARs", "ARm", "ARl")
+FIXED_AP_PER_CLASS = 10_000  # Dave et al. / MDETR LvisEvaluatorFixedAP topk
+MAX_DETS_PER_IMAGE = 300  # lvis-api Params.max_dets
+FREQUENCIES = ("r", "c", "f")
+
+
+def lvis_bbox(
+    gt: Mapping[str, Any],
+    predictions: Sequence[Mapping[str, Any]],
+    backend: str = "faster",
+    max_dets: int = MAX_DETS_PER_IMAGE,
+) -> MetricResult:
+    """Standard LVIS box AP: the top `max_dets` detections per image (-1: no cap)."""
+    gt = lvis_gt_copy(gt)
+    dets = clean_detections(predictions, gt)
+    return _evaluate(gt, dets, backend, per_image_cap=int(max_dets))
+
+
+def lvis_fixed_ap(
+    gt: Mapping[str, Any],
+    predictions: Sequence[Mapping[str, Any]],
+    backend: str = "faster",
+    max_dets_per_class: int = FIXED_AP_PER_CLASS,
+) -> MetricResult:
+    """Fixed AP: the top `max_dets_per_class` detections per category over the split, no per-image cap."""
+    gt = lvis_gt_copy(gt)
+    dets = top_per_class(clean_detections(predictions, gt), int(max_dets_per_class))
+    return _evaluate(gt, dets, backend, per_image_cap=-1)
+
+
+def top_per_class(dets: Sequence[Mapping[str, Any]], cap: int) -> list[dict[str, Any]]:
+    """Keep each category's `cap` highest-scored detections (ties: earlier first), in input order."""
+    if cap < 1:
+        raise UserError(f"max_dets_per_class must be >= 1, got {cap}")
+    by_cat: dict[int, list[int]] = defaultdict(list)
+    for i, d in enumerate(dets):
+        by_cat[int(d["category_id"])].append(i)
+    keep: list[int] = []
+    short = 0
+    for idx in by_cat.values():
+        if len(idx) <= cap:
+            keep.extend(idx)
+            short += 1
+            continue
+        scores = np.array([dets[i]["score"] for i in idx], dtype=float)
+        order = np.argsort(-scores, kind="stable")[:cap]  # stable: ties keep input order
+        keep.extend(idx[j] for j in order)
+    # MDETR warns when a category has fewer than `cap` detections: its AP may be underestimated
+    log.debug("fixed AP: %d of %d categories have <= %d detections", short, len(by_cat), cap)
+    return [dict(dets[i]) for i in sorted(keep)]
+
+
+def cap_per_image(dets: Sequence[Mapping[str, Any]], cap: int) -> list[dict[str, Any]]:
+    """The top `cap` detections of each image by score (ties: earlier first), as lvis-api's LVISResults does.
+
+    Only the faster backend needs this: COCOeval's maxDets caps per image *and category*, LVIS's per image.
+    """
+    if cap < 0:
+        return [dict(d) for d in dets]
+    by_image: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+    for d in dets:
+        by_image[int(d["image_id"])].append(d)
+    out: list[dict[str, Any]] = []
+    for group in by_image.values():
+        kept = group if len(group) <= cap else sorted(group, key=lambda d: d["score"], reverse=True)[:cap]
+        out.extend(dict(d) for d in kept)
+    return out
+
+
+def lvis_gt_copy(gt: Mapping[str, Any]) -> dict[str, Any]:
+    """A mutable copy of an LVIS ground truth, checked for the federated fields the evaluation needs."""
+    out = gt_copy(gt)
+    for img in out["images"]:
+        missing = [k for k in ("neg_category_ids", "not_exhaustive_category_ids") if k not in img]
+        if missing:
+            raise UserError(
+                f"LVIS image {img.get('id')} lacks {missing}: LVIS metrics need the federated fields "
+                "(an LVIS-format annotation file); use metric coco_bbox for COCO-format data"
+            )
+    for cat in out["categories"]:
+        if cat.get("frequency") not in FREQUENCIES:
+            raise UserError(
+                f"LVIS category {cat.get('id')} ({cat.get('name')!r}) has frequency {cat.get('frequency')!r}; "
+                "it must be one of 'r', 'c', 'f'"
+            )
+    return out
+
+
+@contextlib.contextmanager
+def numpy_float_alias() -> Iterator[None]:
+    """Provide `np.float` (removed in numpy 1.24) while lvis-api 0.5.3 runs; remove it afterwards.
+
+    lvis-api's accumulate() casts with dtype=np.float (fixed on its GitHub master, not on PyPI).
+    Not thread-safe: do not run lvis-api from two threads at once.
+    """
+    added = "float" not in np.__dict__
+    if added:
+        np.float = float  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if added:
+            del np.float  # type: ignore[attr-defined]
+
+
+def _evaluate(
+    gt: dict[str, Any], dets: list[dict[str, Any]], backend: str, per_image_cap: int
+) -> MetricResult:
+    if backend == "lvis":
+        values, precision, cat_ids = _run_lvis_api(gt, dets, per_image_cap)
+        library = library_version("lvis")
+    elif backend == "faster":
+        values, precision, cat_ids = _run_faster(gt, dets, per_image_cap)
+        library = library_version("faster-coco-eval")
+    else:
+        raise UserError(f"LVIS backend must be 'faster' or 'lvis', got {backend!r}")
+    per_class = per_class_ap(precision, cat_ids, gt["categories"])
+    return MetricResult(primary="AP", values=values, per_class=per_class, backend=backend, library=library)
+
+
+def _run_lvis_api(
+    gt: dict[str, Any], dets: list[dict[str, Any]], per_image_cap: int
+) -> tuple[dict[str, float], np.ndarray, list[int]]:
+    from lvis import LVIS, LVISEval, LVISResults
+
+    class _LVISFromDict(LVIS):
+        """lvis-api's LVIS reads a path; this one takes the dict we already hold."""
+
+        def __init__(self, dataset: dict[str, Any]) -> None:
+            self.logger = logging.getLogger("lvis.lvis")
+            self.dataset = dataset
+            self._create_index()
+
+    with quiet_library("lvis"), numpy_float_alias():
+        lvis_gt = _LVISFromDict(gt)
+        if dets:
+            lvis_dt = LVISResults(lvis_gt, dets, max_dets=per_image_cap)
+        else:  # LVISResults indexes results[0]; an empty result set is built directly
+            lvis_dt = LVISResults.__new__(LVISResults)
+            _LVISFromDict.__init__(
+                lvis_dt, {"images": gt["images"], "categories": gt["categories"], "annotations": []}
+            )
+        evaluator = LVISEval(lvis_gt, lvis_dt, iou_type="bbox")
+        evaluator.params.max_dets = per_image_cap  # a label in lvis-api; the cap itself is LVISResults'
+        evaluator.run()
+    r = evaluator.results
+    cap = per_image_cap
+    raw = [r["AP"], r["AP50"], r["AP75"], r["APs"], r["APm"], r["APl"], r["APr"], r["APc"], r["APf"],
+           r[f"AR@{cap}"], r[f"ARs@{cap}"], r[f"ARm@{cap}"], r[f"ARl@{cap}"]]  # fmt: skip
+    values = {name: nan_if_negative(v) for name, v in zip(VALUE_NAMES, raw)}
+    return values, evaluator.eval["precision"], list(evaluator.params.cat_ids)
+
+
+def _run_faster(
+    gt: dict[str, Any], dets: list[dict[str, Any]], per_image_cap: int
+) -> tuple[dict[str, float], np.ndarray, list[int]]:
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    dets = cap_per_image(dets, per_image_cap)
+    # COCOeval's maxDets caps each (image, category) pair; after the per-image cap above it must not
+    # bind, so it is set to the largest pair count (at least 1).
+    pair_counts = Counter((d["image_id"], d["category_id"]) for d in dets)
+    max_dets = max(pair_counts.values(), default=1)
+    with quiet_library("faster_coco_eval"):
+        coco_gt = COCO(gt, print_function=log.debug)
+        coco_dt = coco_gt.loadRes(dets)
+        evaluator = COCOeval_faster(
+            coco_gt, coco_dt, iouType="bbox", lvis_style=True, print_function=log.debug
+        )
+        evaluator.params.maxDets = [max_dets]
+        evaluator.run()
+    s = evaluator.stats_as_dict
+    raw = [s["AP_all"], s["AP_50"], s["AP_75"], s["AP_small"], s["AP_medium"], s["AP_large"], s["APr"], s["APc"],
+           s["APf"], s["AR_all"], s["AR_small"], s["AR_medium"], s["AR_large"]]  # fmt: skip
+    values = {name: nan_if_negative(v) for name, v in zip(VALUE_NAMES, raw)}
+    return values, evaluator.eval["precision"], list(evaluator.params.catIds)
+
+
+# ----------------------------------------------------------------------------- generated fixtures
+
+
+def make_lvis_fixture(
+    n_images: int = 1000, n_categories: int = 60, seed: int = 0
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """An LVIS-format ground truth (federated fields, r/c/f frequencies) and realistic detections.
+
+    Each image has 1-4 positive categories (1-3 objects each), 2-8 verified-absent categories
+    (neg_category_ids), some positives marked not exhaustive, and detections on positive, negative
+    and unverified categories (the last ones the evaluation must drop).
+    """
+    from bench.metrics.coco import _detection, _jitter, _random_box
+
+    rng = np.random.default_rng(seed)
+    freq = rng.choice(list(FREQUENCIES), size=n_categories, p=[0.25, 0.4, 0.35])
+    categories = [
+        {"id": k + 1, "name": f"lvis_{k}", "synset": f"lvis_{k}.n.01", "frequency": str(freq[k])}
+        for k in range(n_categories)
+    ]
+    all_ids = np.arange(1, n_categories + 1)
+    images, annotations, dets = [], [], []
+    for image_id in range(1, n_images + 1):
+        width, height = int(rng.integers(320, 1024)), int(rng.integers(240, 800))
+        shuffled = rng.permutation(all_ids)
+        n_pos, n_neg = int(rng.integers(1, 5)), int(rng.integers(2, 9))
+        pos, neg = shuffled[:n_pos], shuffled[n_pos : n_pos + n_neg]
+        unverified = shuffled[n_pos + n_neg : n_pos + n_neg + 3]
+        not_exhaustive = [int(c) for c in pos if rng.random() < 0.15]
+        images.append({
+            "id": image_id, "file_name": f"{image_id:012d}.jpg", "width": width, "height": height,
+            "neg_category_ids": [int(c) for c in neg], "not_exhaustive_category_ids": not_exhaustive,
+        })  # fmt: skip
+        for cat in pos:
+            for _ in range(int(rng.integers(1, 4))):
+                box = _random_box(rng, width, height)
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cat),
+                                    "bbox": box, "area": box[2] * box[3]})  # fmt: skip
+                if rng.random() < 0.8:
+                    q = float(rng.beta(4, 2))
+                    box_hat = _jitter(rng, box, 0.25 * (1 - q), width, height)
+                    dets.append(_detection(image_id, int(cat), box_hat, 6.0 * (q - 0.5) + rng.normal()))
+        for cat in np.concatenate([pos, neg, unverified]):  # false positives of every kind
+            for _ in range(int(rng.integers(0, 3))):
+                dets.append(
+                    _detection(image_id, int(cat), _random_box(rng, width, height), -2.0 + 1.5 * rng.normal())
+                )
+    gt = {"info": {"description": "generated LVIS-style"}, "images": images, "annotations": annotations,
+          "categories": categories}  # fmt: skip
+    return gt, dets
