@@ -1,13 +1,88 @@
-"""Placeholder until its issue lands; replaced by the real command."""
+"""`glip-bench leaderboard`: LEADERBOARD.md / .csv / .tex / .html rebuilt from the run records."""
 
-from bench.errors import UserError
+from __future__ import annotations
 
-HELP = "(not built yet)"
+import argparse
 
-
-def add_arguments(parser) -> None:
-    pass
+HELP = "build the leaderboard (Markdown, CSV, LaTeX, HTML) from run records and reported numbers"
 
 
-def main(args) -> int:
-    raise UserError("this subcommand is not built yet")
+def parse_seeds(text: str | None) -> list[int] | None:
+    """'0,1,2' -> [0, 1, 2]; None stays None (expected seeds then come from the records)."""
+    if text is None:
+        return None
+    from bench.errors import UserError
+
+    try:
+        return sorted({int(s) for s in text.split(",") if s.strip()})
+    except ValueError as e:
+        raise UserError(f"--seeds takes comma-separated integers such as 0,1,2 (got {text!r})") from e
+
+
+def parse_group_sizes(items: list[str] | None) -> dict[str, int]:
+    from bench.errors import UserError
+
+    sizes = {}
+    for item in items or []:
+        name, _, n = item.partition("=")
+        if not name or not n.isdigit():
+            raise UserError(f"--group-size takes GROUP=N such as odinw13=13 (got {item!r})")
+        sizes[name] = int(n)
+    return sizes
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", default="results", help="folder searched recursively for **/record.json")
+    parser.add_argument("--out", default=None, help="output folder (default: the --results folder)")
+    parser.add_argument("--reference", action="append", default=None, metavar="CSV",
+                        help="reported-numbers CSV (repeatable; default: results/reference/reported-numbers.csv "
+                             "of this repository; add paper-numbers.csv for the paper's ODinW few-shot rows)")
+    parser.add_argument("--no-reference", action="store_true", help="leave out the reported (published) rows")
+    parser.add_argument("--seeds", default=None,
+                        help="expected seeds, e.g. 0,1,2 (default: every seed seen for a row's regime and shots)")
+    parser.add_argument("--group-size", action="append", default=None, metavar="GROUP=N",
+                        help="number of tasks a group should have (default: odinw13=13, odinw35=35, else the "
+                             "tasks seen in the records)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.errors import UserError
+    from bench.io import atomic_write_text
+    from bench.logs import get_logger
+    from bench.reports import leaderboard as lb
+    from bench.reports.load import load_records
+    from bench.reports.reference import default_reference_dir, load_reference
+
+    log = get_logger("leaderboard")
+    df = load_records(args.results)
+    if df.empty:
+        raise UserError(f"no record.json found under {args.results}; run `glip-bench run` first or pass --results")
+    reference = None
+    if not args.no_reference:
+        paths = args.reference
+        if paths is None:
+            default = default_reference_dir() / "reported-numbers.csv"
+            paths = [default] if default.is_file() else []
+            if not paths:
+                log.warning("no reference numbers at %s; the table has reproduced rows only", default)
+        reference = load_reference(paths) if paths else None
+    seeds = parse_seeds(args.seeds)
+    sizes = parse_group_sizes(args.group_size)
+    table = lb.leaderboard_table(df, reference, seeds=seeds, group_sizes=sizes)
+    values = lb.leaderboard_values(df, seeds=seeds, group_sizes=sizes)
+    out = Path(args.out or args.results)
+    n = len(df)
+    outputs = {
+        "LEADERBOARD.md": lb.render_markdown(table, n),
+        "leaderboard.csv": lb.render_csv(table),
+        "leaderboard.tex": lb.render_latex(table, n),
+        "leaderboard.html": lb.render_html(table, n),
+        "leaderboard-values.csv": lb.values_to_csv(values),
+    }
+    for name, text in outputs.items():
+        atomic_write_text(out / name, text)
+    log.info("leaderboard from %d records: %d rows (%d reproduced) -> %s", n, len(table),
+             int((table["kind"] == lb.REPRODUCED).sum()), ", ".join(str(out / k) for k in outputs))
+    return 0

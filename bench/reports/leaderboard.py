@@ -1,0 +1,289 @@
+"""The leaderboard: records (and published numbers) -> one table, rendered as Markdown, CSV, LaTeX, HTML.
+
+Rows are model x checkpoint x regime x shots x variant (prompt set, split, overrides such as
+`fusion=late`); columns are tasks, then a mean and a median column per task group, then seeds and cost.
+Missing data are shown, never averaged away: a cell over fewer seeds than expected says "(2/3 seeds)",
+a group mean over fewer tasks than the group holds is starred and says "(9/13)".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import UserError
+from bench.logs import get_logger
+from bench.reports.load import regime_order, shots_order
+from bench.reports.reference import HEADLINE_METRIC, reference_cells
+
+log = get_logger("reports")
+
+ROW_KEYS = ["model", "checkpoint", "regime", "shots_label", "variant"]
+# a group name's full size, when the records alone cannot tell (a task never run is invisible in them)
+DEFAULT_GROUP_SIZES = {"odinw13": 13, "odinw35": 35}
+REPRODUCED = "reproduced"
+REPORTED = "reported (not reproduced)"
+MISSING = "—"
+COST_COLUMNS = ["trainable params", "stored params / task", "train time / run", "images/s", "device"]
+VALUE_COLUMNS = [*ROW_KEYS, "column", "kind", "group", "metric", "mean", "std", "n_seeds", "expected_seeds",
+                 "n_tasks", "expected_tasks"]
+
+
+# --------------------------------------------------------------------------------------------- numbers
+def task_headers(df: pd.DataFrame) -> pd.Series:
+    """Column header per record: "task (AP)", or "task@v2 (AP)" when several task versions are present
+    (numbers from different task versions are not comparable, so they get separate columns)."""
+    versions = df.groupby("task")["task_version"].nunique()
+    labels = [
+        f"{t}@v{v}" if versions[t] > 1 else t for t, v in zip(df["task"], df["task_version"])
+    ]
+    return pd.Series([f"{lab} ({m})" for lab, m in zip(labels, df["primary"])], index=df.index)
+
+
+def expected_seed_sets(df: pd.DataFrame, seeds: Iterable[int] | None = None) -> dict[tuple[str, str], frozenset]:
+    """Seeds every row of a (regime, shots) should have: those given, else every seed seen for that
+    regime and shots in any record (so a row with fewer seeds than its peers shows the gap)."""
+    if seeds is not None:
+        given = frozenset(int(s) for s in seeds)
+        return {key: given for key in df.groupby(["regime", "shots_label"]).groups}
+    return {key: frozenset(int(s) for s in g["seed"]) for key, g in df.groupby(["regime", "shots_label"])}
+
+
+def group_sizes_from(df: pd.DataFrame, overrides: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Tasks each group should have: --group-size, else the known size (odinw13 = 13), else every task
+    of that group seen in the records."""
+    seen: dict[str, set[str]] = {}
+    for task, groups in zip(df["task"], df["groups"]):
+        for g in groups:
+            seen.setdefault(g, set()).add(task)
+    sizes = {g: len(tasks) for g, tasks in seen.items()}
+    for g, n in {**DEFAULT_GROUP_SIZES, **(overrides or {})}.items():
+        if g in sizes:
+            sizes[g] = max(int(n), sizes[g])
+    return sizes
+
+
+def leaderboard_values(df: pd.DataFrame, seeds: Iterable[int] | None = None,
+                       group_sizes: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """Long numeric table: one line per (row, column) with mean, std (n-1) over seeds, seed and task counts.
+
+    kind "task": one task; "group_mean" / "group_median": over the row's tasks in a group, each task
+    first averaged over its seeds. The group mean's std is over seeds of the per-seed group mean, using
+    only seeds present in every one of those tasks."""
+    if df.empty:
+        return pd.DataFrame(columns=VALUE_COLUMNS)
+    df = df.copy()
+    expected = expected_seed_sets(df, seeds)
+    if seeds is not None:
+        keep = df["seed"].isin(list(seeds))
+        if not keep.all():
+            log.warning("leaving out %d record(s) whose seed is not in --seeds %s", int((~keep).sum()),
+                        sorted(seeds))
+        df = df[keep]
+    df["column"] = task_headers(df)
+    sizes = group_sizes_from(df, group_sizes)
+    out: list[dict[str, Any]] = []
+    for key, rows in df.groupby(ROW_KEYS, sort=False):
+        base = dict(zip(ROW_KEYS, key))
+        n_expected = len(expected[(base["regime"], base["shots_label"])])
+        dup = rows.duplicated(["column", "seed"], keep=False)
+        if dup.any():
+            raise UserError("two records for the same row, task and seed: "
+                            + ", ".join(rows.loc[dup, "file"]) + " (their overrides print alike; remove one)")
+        per_task = {}
+        for column, trows in rows.groupby("column", sort=True):
+            values = trows["value"].astype(float)
+            per_task[column] = trows
+            out.append({**base, "column": column, "kind": "task", "group": "", "metric": trows["primary"].iloc[0],
+                        "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else math.nan,
+                        "n_seeds": len(values), "expected_seeds": n_expected, "n_tasks": 1, "expected_tasks": 1})
+        groups = sorted({g for gs in rows["groups"] for g in gs})
+        for group in groups:
+            members = rows[rows["groups"].map(lambda gs, g=group: g in gs)]
+            task_means = members.groupby("column")["value"].mean()
+            by_seed = members.pivot(index="seed", columns="column", values="value").dropna()
+            seed_means = by_seed.mean(axis=1)
+            common = dict(base, group=group, metric="/".join(sorted(set(members["primary"]))),
+                          n_seeds=int(members.groupby("column")["seed"].nunique().min()),
+                          expected_seeds=n_expected, n_tasks=len(task_means), expected_tasks=sizes[group])
+            out.append({**common, "column": f"{group} mean", "kind": "group_mean", "mean": task_means.mean(),
+                        "std": seed_means.std(ddof=1) if len(seed_means) > 1 else math.nan})
+            out.append({**common, "column": f"{group} median", "kind": "group_median",
+                        "mean": task_means.median(), "std": math.nan})
+    return pd.DataFrame(out, columns=VALUE_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------- text
+def format_cell(mean: float, std: float = math.nan, n_seeds: int = 1, expected_seeds: int = 1,
+                n_tasks: int = 1, expected_tasks: int = 1, kind: str = "task") -> str:
+    """'41.2 ± 1.3 (2/3 seeds)' for a task; '28.1* ± 0.4 (9/13)' for a group over 9 of its 13 tasks."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return MISSING
+    text = f"{mean:.1f}"
+    notes = []
+    if kind != "task" and n_tasks < expected_tasks:
+        text += "*"
+        notes.append(f"{n_tasks}/{expected_tasks}")
+    if not math.isnan(std):
+        text += f" ± {std:.1f}"
+    if n_seeds < expected_seeds:
+        notes.append(f"{n_seeds}/{expected_seeds} seeds")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _human(n: float) -> str:
+    if n is None or math.isnan(n):
+        return MISSING
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds is None or math.isnan(seconds):
+        return MISSING
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _seeds_text(rows: pd.DataFrame, n_expected: int) -> str:
+    counts = rows.groupby("task")["seed"].nunique()
+    lo, hi = int(counts.min()), int(counts.max())
+    return f"{lo}/{n_expected}" if lo == hi else f"{lo}-{hi}/{n_expected}"
+
+
+def _row_sort_key(key: tuple) -> tuple:
+    model, checkpoint, regime, shots, variant = key
+    return (model, checkpoint, variant, regime_order(regime), shots_order(shots))
+
+
+def _ordered_columns(values: pd.DataFrame, ref: pd.DataFrame) -> list[str]:
+    task_cols = sorted(set(values.loc[values["kind"] == "task", "column"]))
+    group_of = values[values["kind"] == "group_mean"].set_index("column")["group"].to_dict()
+    ref_cols = set(ref["column"])
+    ref_tasks = [f"{t} ({m})" for t, m in HEADLINE_METRIC.items() if f"{t} ({m})" in ref_cols]
+    task_cols += [c for c in ref_tasks if c not in task_cols]
+    ref_groups = {c.rsplit(" ", 1)[0] for c in ref_cols if c.endswith((" mean", " median"))}
+    groups = sorted(set(group_of.values()) | ref_groups)
+    group_cols = [f"{g} {stat}" for g in groups for stat in ("mean", "median")]
+    return task_cols + group_cols
+
+
+def leaderboard_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, seeds: Iterable[int] | None = None,
+                      group_sizes: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """The display table (strings): reproduced rows from the records, then reported rows from the
+    reference numbers, each labelled with its kind and source."""
+    values = leaderboard_values(df, seeds, group_sizes)
+    ref = reference_cells(reference) if reference is not None and not reference.empty else \
+        pd.DataFrame(columns=["model", "pretrain_data", "regime", "shots", "source", "column", "value", "std",
+                              "split"])
+    # reference task columns carry the headline metric in their header, as ours do
+    ref = ref.assign(column=[f"{c} ({HEADLINE_METRIC[c]})" if c in HEADLINE_METRIC else c for c in ref["column"]])
+    columns = _ordered_columns(values, ref)
+    head = ["kind", "model", "checkpoint", "pretrain data", "regime", "shots", "variant"]
+    rows: list[dict[str, str]] = []
+    if not values.empty:
+        expected = expected_seed_sets(df, seeds)
+        records = df if seeds is None else df[df["seed"].isin(list(seeds))]
+        grouped_records = dict(iter(records.groupby(ROW_KEYS, sort=False)))
+        for key, cells in sorted(values.groupby(ROW_KEYS, sort=False), key=lambda kv: _row_sort_key(kv[0])):
+            base = dict(zip(ROW_KEYS, key))
+            runs = grouped_records[key]
+            row = {"kind": REPRODUCED, "model": base["model"], "checkpoint": base["checkpoint"] or MISSING,
+                   "pretrain data": MISSING, "regime": base["regime"], "shots": base["shots_label"],
+                   "variant": base["variant"] or "default"}
+            for c in cells.to_dict("records"):
+                row[c["column"]] = format_cell(c["mean"], c["std"], c["n_seeds"], c["expected_seeds"],
+                                               c["n_tasks"], c["expected_tasks"], c["kind"])
+            row["seeds"] = _seeds_text(runs, len(expected[(base["regime"], base["shots_label"])]))
+            row["trainable params"] = _human(runs["trainable_params"].median())
+            row["stored params / task"] = _human(runs["stored_params"].median())
+            row["train time / run"] = _duration(runs["train_seconds"].mean())
+            ips = runs["infer_images_per_s"].mean()
+            row["images/s"] = MISSING if math.isnan(ips) else f"{ips:.1f}"
+            row["device"] = ", ".join(sorted(set(runs["device"])))
+            row["source"] = f"{len(runs)} record(s)"
+            rows.append(row)
+    rkeys = ["model", "pretrain_data", "regime", "shots", "source"]
+    for key, cells in ref.groupby(rkeys, sort=False):
+        base = dict(zip(rkeys, key))
+        row = {"kind": REPORTED, "model": base["model"], "checkpoint": MISSING,
+               "pretrain data": base["pretrain_data"] or MISSING, "regime": base["regime"],
+               "shots": base["shots"] or MISSING, "variant": MISSING, "source": base["source"]}
+        for column, cc in cells.groupby("column", sort=False):
+            texts = []
+            for c in cc.to_dict("records"):
+                t = f"{c['value']:.1f}" + ("" if math.isnan(c["std"]) else f" ± {c['std']:.1f}")
+                texts.append(t + (f" ({c['split']})" if c["split"] else ""))
+            row[column] = " / ".join(texts)
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=[*head, *columns, "seeds", *COST_COLUMNS, "source"])
+    return table.astype(object).fillna(MISSING).astype(str)
+
+
+# --------------------------------------------------------------------------------------------- render
+def header_line(n_records: int) -> str:
+    return f"Generated by `glip-bench leaderboard` from {n_records} records; do not edit (rerun the command)."
+
+
+LEGEND = [
+    "Cells: the task's primary metric (in the column header), mean ± sample std (n-1) over seeds. "
+    "'(2/3 seeds)': fewer seeds than expected (every seed seen for that regime and shots, or --seeds).",
+    "Group mean/median: over the row's tasks in the group, each first averaged over its seeds; "
+    "'*' with '(9/13)': only 9 of the group's 13 tasks are present, so the number is not the group's. "
+    "The ± of a group mean is the std over seeds of the per-seed group mean (seeds present in every task).",
+    "Rows marked 'reported (not reproduced)' are published numbers with their source and pre-training data "
+    "(evaluation split in brackets); they were not produced by this code.",
+    "Cost: median trainable / stored-per-task parameters, mean training time per run, mean inference images/s, "
+    "on the listed device.",
+]
+
+
+def render_markdown(table: pd.DataFrame, n_records: int) -> str:
+    """A GitHub pipe table (pandas' to_markdown needs tabulate, not a dependency here)."""
+    def cell(x: str) -> str:
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    lines = [header_line(n_records), "", *(f"- {t}" for t in LEGEND), ""]
+    lines.append("| " + " | ".join(cell(c) for c in table.columns) + " |")
+    lines.append("|" + "|".join("---" for _ in table.columns) + "|")
+    for row in table.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(x) for x in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(table: pd.DataFrame) -> str:
+    """Plain CSV (no comment line, so any CSV reader takes it as is)."""
+    return table.to_csv(index=False, lineterminator="\n")
+
+
+def render_latex(table: pd.DataFrame, n_records: int) -> str:
+    styler = table.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    body = styler.to_latex(hrules=True, column_format="l" * len(table.columns))
+    body = body.replace("±", r"$\pm$").replace(MISSING, "--")
+    return f"% {header_line(n_records)}\n{body}"
+
+
+def render_html(table: pd.DataFrame, n_records: int) -> str:
+    """A self-contained page: inline CSS, no scripts, no external files."""
+    import html
+
+    legend = "".join(f"<li>{html.escape(t)}</li>" for t in LEGEND)
+    body = table.to_html(index=False, escape=True, border=0, classes="leaderboard")
+    style = ("body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:0.85em}"
+             "th,td{border:1px solid #ccc;padding:0.25em 0.5em;text-align:left;white-space:nowrap}"
+             "th{background:#f0f0f0}tr:nth-child(even){background:#fafafa}")
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>glip-bench leaderboard</title>"
+            f"<style>{style}</style></head>\n<body>\n<!-- {html.escape(header_line(n_records))} -->\n"
+            f"<p>{html.escape(header_line(n_records))}</p>\n<ul>{legend}</ul>\n{body}\n</body></html>\n")
+
+
+def values_to_csv(values: pd.DataFrame) -> str:
+    return values.to_csv(index=False, lineterminator="\n", float_format=lambda x: f"{x:.6g}")

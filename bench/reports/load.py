@@ -1,0 +1,132 @@
+"""Records -> one pandas DataFrame, the only input of every table and plot.
+
+Every record found under a results folder (recursively, `**/record.json`) is validated with
+`bench.records.validate_record`; a broken record stops the report with an error naming the file,
+because a silently skipped run would make a table look complete when it is not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import UserError
+from bench.io import read_json
+from bench.records import REGIMES, RunSpec, validate_record
+
+COST_FIELDS = (
+    "total_params", "trainable_params", "stored_params", "train_seconds", "images_seen",
+    "infer_images_per_s", "peak_memory_mb", "device_hours",
+)
+# one row per record; key columns are plain strings so groupby never drops a None checkpoint
+COLUMNS = (
+    "file", "spec_hash", "model", "checkpoint", "task", "task_version", "groups", "regime", "shots",
+    "shots_label", "seed", "prompt_set", "split", "overrides", "variant", "metric", "primary", "value",
+    *COST_FIELDS, "device",
+)
+
+
+def find_record_files(results_dir: str | Path) -> list[Path]:
+    """All `record.json` files below `results_dir`, in a stable (sorted) order."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise UserError(f"results folder not found: {root} (pass --results DIR, the folder the runner wrote)")
+    return sorted(root.glob("**/record.json"))
+
+
+def load_records(results_dir: str | Path) -> pd.DataFrame:
+    """Read and validate every record under `results_dir` -> DataFrame (one row per record)."""
+    files = find_record_files(results_dir)
+    records = []
+    for path in files:
+        record = read_json(path)
+        if not isinstance(record, dict):
+            raise UserError(f"invalid record {path}: expected a JSON object, got {type(record).__name__}")
+        try:
+            validate_record(record)
+        except (ValueError, UserError) as e:
+            raise UserError(f"invalid record {path}: {e}") from e
+        records.append(record)
+    return records_to_frame(records, [str(p) for p in files])
+
+
+def variant_label(spec: RunSpec) -> str:
+    """What sets a run apart beyond model/checkpoint/regime/shots: prompt set, split, overrides.
+
+    Runs with different variants are different leaderboard rows (e.g. `fusion=late`)."""
+    parts = []
+    if spec.prompt_set != "plain":
+        parts.append(f"prompts={spec.prompt_set}")
+    if spec.split is not None:
+        parts.append(f"split={spec.split}")
+    parts += [f"{k}={_value_text(v)}" for k, v in spec.overrides.items()]
+    return ", ".join(parts)
+
+
+def _value_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def records_to_frame(records: Iterable[dict[str, Any]], sources: Iterable[str] | None = None) -> pd.DataFrame:
+    """Flatten validated records: spec fields, task name/version/groups, primary metric, cost fields.
+
+    Two records with the same spec hash are the same run written twice; that is an error naming
+    both files rather than a silent double count."""
+    records = list(records)
+    sources = list(sources) if sources is not None else [f"record #{i}" for i in range(len(records))]
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    for record, source in zip(records, sources):
+        spec = RunSpec.from_dict(record["spec"])
+        if spec.hash in seen:
+            raise UserError(f"the same run ({spec.run_name}) has two records: {seen[spec.hash]} and {source}; "
+                            "remove one of them")
+        seen[spec.hash] = source
+        task, metrics, cost = record["task"], record["metrics"], record["cost"]
+        value = float(metrics["values"][metrics["primary"]])
+        rows.append({
+            "file": source,
+            "spec_hash": spec.hash,
+            "model": spec.model,
+            "checkpoint": spec.checkpoint or "",
+            "task": str(task["name"]),
+            "task_version": int(task["version"]),
+            "groups": tuple(sorted(str(g) for g in task["groups"])),
+            "regime": spec.regime,
+            "shots": spec.shots,
+            "shots_label": spec.shots_label,
+            "seed": int(spec.seed),
+            "prompt_set": spec.prompt_set,
+            "split": spec.split or "",
+            "overrides": dict(spec.overrides),
+            "variant": variant_label(spec),
+            "metric": str(task["metric"]),
+            "primary": str(metrics["primary"]),
+            "value": value,
+            **{k: _number(cost[k]) for k in COST_FIELDS},
+            "device": str(cost["device"]),
+        })
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    df["shots"] = df["shots"].astype(object)
+    return df
+
+
+def _number(x: Any) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def shots_order(label: str) -> float:
+    """Sort key for a shots label: 0 < 1 < ... < 'all' (the full training set)."""
+    return math.inf if label == "all" else float(label)
+
+
+def regime_order(regime: str) -> int:
+    return REGIMES.index(regime) if regime in REGIMES else len(REGIMES)

@@ -1,0 +1,90 @@
+"""Published (reported, not reproduced) numbers from the reference CSVs, mapped onto leaderboard columns.
+
+Both CSVs share the header `model,pretrain_data,task,split,regime,shots,metric,value,std,source,note`
+(results/reference/README.md). Only the headline metric of each benchmark becomes a table cell:
+COCO AP, LVIS AP (Fixed AP), Flickr30K R@1, and the ODinW-13 / ODinW-35 mean (and median).
+Per-dataset ODinW rows and compute rows stay in the CSV; the curves do not use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import UserError
+
+REFERENCE_COLUMNS = ("model", "pretrain_data", "task", "split", "regime", "shots", "metric", "value", "std",
+                     "source", "note")
+# reference task name -> our task name (the task YAML names)
+TASK_ALIASES = {"coco_det": "coco", "lvis_det": "lvis", "flickr30k_grounding": "flickr30k"}
+HEADLINE_METRIC = {"coco": "AP", "lvis": "AP", "flickr30k": "R@1"}
+# reference regime -> bench regime; others ("pretrain-eval", "supervised", ...) are kept as written
+REGIME_ALIASES = {"full-finetune": "full-ft", "fine-tune": "full-ft", "prompt-tune": "prompt-tuning",
+                  "linear-probe": "linear-probe", "zero-shot": "zero-shot"}
+# paper Tables 14-16 repeat the ODinW-13 averages of Tables 11-13 ("Avg" column): keep one copy
+DUPLICATE_SOURCES = ("Table 14", "Table 15", "Table 16")
+
+
+def default_reference_dir() -> Path:
+    """results/reference/ of the repository that holds the bench package."""
+    return Path(__file__).resolve().parents[2] / "results" / "reference"
+
+
+def load_reference(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Read reference CSVs -> one DataFrame with the shared columns plus `file` (which CSV)."""
+    frames = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"reference CSV not found: {path} (pass --reference CSV or --no-reference)")
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        missing = [c for c in REFERENCE_COLUMNS if c not in frame.columns]
+        if missing:
+            raise UserError(f"reference CSV {path} lacks columns {missing}; expected {list(REFERENCE_COLUMNS)}")
+        frame = frame[list(REFERENCE_COLUMNS)].copy()
+        frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
+        frame["std"] = pd.to_numeric(frame["std"], errors="coerce")
+        bad = frame["value"].isna()
+        if bad.any():
+            raise UserError(f"reference CSV {path}: non-numeric value on data line(s) "
+                            f"{[int(i) + 2 for i in frame.index[bad]]}")
+        frame["file"] = path.name
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=[*REFERENCE_COLUMNS, "file"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def reference_column(task: str, split: str, metric: str) -> str | None:
+    """The leaderboard column a reference number belongs in, or None if it is not a headline number."""
+    task = TASK_ALIASES.get(task, task)
+    if task == "odinw13" and (metric == "AP_mean" or (metric == "AP" and split == "avg13")):
+        return "odinw13 mean"
+    if task == "odinw35" and metric == "AP":
+        return {"avg35": "odinw35 mean", "median35": "odinw35 median"}.get(split)
+    if HEADLINE_METRIC.get(task) == metric:
+        return task
+    return None
+
+
+def reference_cells(reference: pd.DataFrame) -> pd.DataFrame:
+    """Headline reference numbers, one per (row, column): columns model, pretrain_data, regime, shots,
+    source, column, value, std, split. Rows the tables do not use (per-dataset, compute) are dropped."""
+    out = []
+    for rec in reference.to_dict("records"):
+        column = reference_column(rec["task"], rec["split"], rec["metric"])
+        if column is None:
+            continue
+        if rec["split"] == "avg13" and any(s in rec["source"] for s in DUPLICATE_SOURCES):
+            continue
+        out.append({
+            "model": rec["model"], "pretrain_data": rec["pretrain_data"],
+            "regime": REGIME_ALIASES.get(rec["regime"], rec["regime"]),
+            "shots": rec["shots"] or "", "source": rec["source"], "column": column,
+            "value": float(rec["value"]), "std": float(rec["std"]),
+            "split": "" if rec["split"] in ("avg13", "avg35", "median35") else rec["split"],
+        })
+    return pd.DataFrame(out, columns=["model", "pretrain_data", "regime", "shots", "source", "column", "value",
+                                      "std", "split"])
