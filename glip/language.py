@@ -121,6 +121,8 @@ def tokenize(
     """
     if isinstance(captions, str):
         raise TypeError("tokenize expects a list of captions, not a single string")
+    if len(captions) == 0:
+        raise ValueError("tokenize got no captions; give at least one")
     encoded = tokenizer(list(captions), add_special_tokens=True, truncation=False, padding=False)
     for i, ids in enumerate(encoded["input_ids"]):
         if len(ids) > max_len:

@@ -68,6 +68,11 @@ def test_unknown_words_fall_back_to_seen_characters(tok):
     assert tok.tokenize("car ψχ") == ["car", "[UNK]"]
 
 
+def test_cased_tokenizer_keeps_case():
+    cased = build_wordpiece_tokenizer(["Car"], lowercase=False)
+    assert cased.tokenize("Car car CAR") == ["Car", "c", "##a", "##r", "C", "##A", "##R"]
+
+
 def test_save_and_load_round_trip(tok, tmp_path):
     tok.save_pretrained(tmp_path)
     loaded = load_tokenizer(tmp_path)
@@ -102,6 +107,10 @@ def test_tokenize_rejects_over_long_caption(tok):
     assert mask.sum().item() == 256
     with pytest.raises(ValueError, match=r"caption 1 has 257 tokens.*max_len=256"):
         tokenize(tok, ["person", fits + " car"])
+    with pytest.raises(ValueError, match="no captions"):
+        tokenize(tok, [])
+    with pytest.raises(TypeError, match="list of captions"):
+        tokenize(tok, "person")
 
 
 def test_backbone_shapes_and_masking(tok):
