@@ -1,0 +1,211 @@
+"""Model configuration as data: one frozen dataclass holding every architecture number, and presets.
+
+An ablation is a one-line `dataclasses.replace`: `replace(get_preset("glip-t"), fusion="late")` is the late
+fusion variant (GLIP-T (A) layout) of GLIP-T. Numbers follow /work/shared/reference/glip-official.md (cited
+as "official §x.y").
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, replace
+from typing import Literal
+
+# Words of the small built-in vocabulary used by presets that do not load bert-base-uncased (glip-tiny,
+# glip-synth). Every single character listed in VOCAB_CHARS is also in the vocabulary (with its '##' form),
+# so any lower-case ASCII caption tokenizes, unknown words falling back to characters.
+BUILTIN_WORDS: tuple[str, ...] = (
+    # colours
+    "red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray", "grey",
+    "cyan", "magenta",
+    # shapes
+    "square", "circle", "triangle", "rectangle", "star", "cross", "ring", "diamond", "ellipse", "hexagon",
+    "disk", "bar", "shape", "object", "box",
+    # sizes, positions
+    "small", "large", "big", "tiny", "left", "right", "top", "bottom", "center", "middle", "near", "far",
+    # common detection nouns
+    "person", "cat", "dog", "car", "bird", "horse", "bicycle", "boat", "bus", "truck", "fish", "hand",
+    # function words
+    "a", "an", "the", "and", "of", "on", "in", "with", "there", "is", "are", "some", "this", "that", "which",
+    "to", "at", "by", "it", "its", "one", "two", "three", "four", "five",
+)
+VOCAB_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"-()/&+_"
+
+BGR_MEAN = (103.530, 116.280, 123.675)  # official §1.9: ImageNet RGB mean reversed, x255
+BGR_STD = (57.375, 57.120, 58.395)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GLIPConfig:
+    """Every number that decides a GLIP model's structure and outputs.
+
+    Defaults are GLIP-T (deep fusion, official §1.1); presets below override what differs.
+    """
+
+    name: str = "custom"
+    # Swin body (official §1.2)
+    swin_embed_dim: int = 96
+    swin_depths: tuple[int, ...] = (2, 2, 6, 2)
+    swin_num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    swin_window_size: int = 7
+    swin_mlp_ratio: float = 4.0
+    swin_drop_path_rate: float = 0.2
+    swin_patch_size: int = 4
+    frozen_stages: int = -1  # official FREEZE_CONV_BODY_AT: 2 = patch embed + stage 1 frozen
+    # FPN (official §1.3)
+    fpn_channels: int = 256
+    fpn_drop_block_prob: float = 0.3  # DropBlock before fpn_layer{2,3} in training; 0 disables
+    fpn_drop_block_size: int = 3
+    # language backbone (official §1.4): BERT-base
+    text_hidden: int = 768
+    text_layers: int = 12
+    text_heads: int = 12
+    text_intermediate: int = 3072
+    text_vocab_size: int = 30522
+    text_max_positions: int = 512
+    text_dropout: float = 0.1
+    max_query_len: int = 256
+    # None: the bert-base-uncased tokenizer (a local directory must be given); a tuple: build an offline
+    # WordPiece vocabulary from these words plus VOCAB_CHARS.
+    vocab_words: tuple[str, ...] | None = None
+    # head (official §1.5)
+    num_blocks: int = 6
+    fusion: Literal["deep", "late"] = "deep"
+    fusion_embed_dim: int = 2048
+    fusion_heads: int = 8
+    fusion_dropout: float = 0.1
+    group_norm_groups: int = 16
+    dyrelu_reduction: int = 4
+    num_legacy_classes: int = 80  # cls_logits out channels (DYHEAD.NUM_CLASSES - 1, official §2.4)
+    prior_prob: float = 0.01
+    log_scale_init: float = 0.0
+    prompt_offset_len: int = 1000  # official rpn.tunable_linear.weight rows (§5)
+    # anchors (official §1.7)
+    anchor_strides: tuple[int, ...] = (8, 16, 32, 64, 128)
+    anchor_sizes: tuple[int, ...] = (64, 128, 256, 512, 1024)
+    # input (official §1.9)
+    min_size: int = 800
+    max_size: int = 1333
+    train_min_sizes: tuple[int, ...] = (480, 560, 640, 720, 800)
+    train_max_size: int = 1333
+    flip_prob: float = 0.5
+    size_divisibility: int = 32
+    pixel_mean: tuple[float, float, float] = BGR_MEAN
+    pixel_std: tuple[float, float, float] = BGR_STD
+    # inference (official §1.8)
+    pre_nms_thresh: float = 0.05
+    pre_nms_top_n: int = 1000
+    nms_thresh: float = 0.6
+    detections_per_img: int = 100
+    score_agg: str = "mean"
+
+    def __post_init__(self) -> None:
+        if self.fusion not in ("deep", "late"):
+            raise ValueError(f"fusion must be 'deep' or 'late', got {self.fusion!r}")
+        if self.num_blocks < 1:
+            raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
+        if len(self.swin_depths) != 4 or len(self.swin_num_heads) != 4:
+            raise ValueError(f"swin_depths and swin_num_heads need 4 stages, got {self.swin_depths}, "
+                             f"{self.swin_num_heads}")
+        if self.fpn_channels % self.group_norm_groups:
+            raise ValueError(f"fpn_channels ({self.fpn_channels}) must be divisible by group_norm_groups "
+                             f"({self.group_norm_groups})")
+        if self.fusion_embed_dim % self.fusion_heads:
+            raise ValueError(f"fusion_embed_dim ({self.fusion_embed_dim}) must be divisible by fusion_heads "
+                             f"({self.fusion_heads})")
+        if self.text_hidden % self.text_heads:
+            raise ValueError(f"text_hidden ({self.text_hidden}) must be divisible by text_heads ({self.text_heads})")
+        if self.max_query_len > self.text_max_positions:
+            raise ValueError(f"max_query_len ({self.max_query_len}) exceeds text_max_positions "
+                             f"({self.text_max_positions})")
+        if self.prompt_offset_len < self.max_query_len:
+            raise ValueError(f"prompt_offset_len ({self.prompt_offset_len}) must be >= max_query_len "
+                             f"({self.max_query_len})")
+        if len(self.anchor_strides) != 5 or len(self.anchor_sizes) != 5:
+            raise ValueError("anchor_strides and anchor_sizes need 5 levels (P3-P7)")
+        if self.min_size > self.max_size:
+            raise ValueError(f"min_size ({self.min_size}) > max_size ({self.max_size})")
+
+    @property
+    def swin_stage_channels(self) -> tuple[int, int, int, int]:
+        """Channels of the 4 Swin stages (C, 2C, 4C, 8C)."""
+        c = self.swin_embed_dim
+        return (c, 2 * c, 4 * c, 8 * c)
+
+    @property
+    def dot_product_uses_fused_text(self) -> bool:
+        """Deep fusion scores against the fused text after the last tower module; late fusion against
+        BERT's masked 'embedded' output (official §1.5 "Logits", USE_FUSED_FEATURES_DOT_PRODUCT)."""
+        return self.fusion == "deep"
+
+    @property
+    def layer_scale_init(self) -> float:
+        """gamma_v / gamma_l init = 1/NUM_CONVS (official §1.5)."""
+        return 1.0 / self.num_blocks
+
+
+def _glip_t() -> GLIPConfig:
+    return GLIPConfig(name="glip-t")
+
+
+def _glip_t_a() -> GLIPConfig:
+    return replace(_glip_t(), name="glip-t-a", fusion="late")
+
+
+def _glip_l() -> GLIPConfig:
+    # official §1.1-1.2: Swin-L 192/(2,2,18,2)/(6,12,24,48)/window 12, drop path 0.4, 8 blocks, frozen_stages 2
+    return replace(_glip_t(), name="glip-l", swin_embed_dim=192, swin_depths=(2, 2, 18, 2),
+                   swin_num_heads=(6, 12, 24, 48), swin_window_size=12, swin_drop_path_rate=0.4,
+                   num_blocks=8, frozen_stages=2)
+
+
+def _glip_tiny() -> GLIPConfig:
+    """For tests: every module of GLIP at toy width, built in milliseconds."""
+    return GLIPConfig(
+        name="glip-tiny", swin_embed_dim=16, swin_depths=(1, 1, 1, 1), swin_num_heads=(1, 1, 2, 2),
+        swin_window_size=4, swin_drop_path_rate=0.0, fpn_channels=32, fpn_drop_block_prob=0.0,
+        text_hidden=32, text_layers=1, text_heads=2, text_intermediate=64, text_vocab_size=512,
+        text_max_positions=256, text_dropout=0.0, vocab_words=BUILTIN_WORDS,
+        num_blocks=2, fusion_embed_dim=64, fusion_heads=4, fusion_dropout=0.0, group_norm_groups=8,
+        num_legacy_classes=8, min_size=64, max_size=96, train_min_sizes=(64,), train_max_size=96,
+    )
+
+
+def _glip_synth() -> GLIPConfig:
+    """The synthetic world's model: 128-px images, ~1-2 M parameters, trains on 2 CPU cores."""
+    return GLIPConfig(
+        name="glip-synth", swin_embed_dim=24, swin_depths=(1, 1, 2, 1), swin_num_heads=(1, 2, 3, 6),
+        swin_window_size=4, swin_drop_path_rate=0.0, fpn_channels=64, fpn_drop_block_prob=0.0,
+        text_hidden=64, text_layers=2, text_heads=2, text_intermediate=128, text_vocab_size=512,
+        text_max_positions=256, text_dropout=0.0, vocab_words=BUILTIN_WORDS,
+        num_blocks=2, fusion_embed_dim=128, fusion_heads=4, fusion_dropout=0.0, group_norm_groups=16,
+        num_legacy_classes=8, min_size=128, max_size=128, train_min_sizes=(128,), train_max_size=128,
+    )
+
+
+PRESETS = {
+    "glip-t-a": _glip_t_a,
+    "glip-t": _glip_t,
+    "glip-l": _glip_l,
+    "glip-tiny": _glip_tiny,
+    "glip-synth": _glip_synth,
+}
+
+
+def get_preset(name: str, **overrides: object) -> GLIPConfig:
+    """The preset `name` with `overrides` applied (field names of GLIPConfig).
+
+    Unknown preset -> KeyError listing the valid ones and the closest; unknown field -> TypeError naming it.
+    """
+    if name not in PRESETS:
+        near = difflib.get_close_matches(name, list(PRESETS), n=1, cutoff=0.4)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise KeyError(f"unknown GLIP preset {name!r}.{hint} Valid presets: {', '.join(sorted(PRESETS))}")
+    cfg = PRESETS[name]()
+    if overrides:
+        fields = set(GLIPConfig.__dataclass_fields__)
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise TypeError(f"unknown GLIPConfig field(s) {unknown}; valid fields: {', '.join(sorted(fields))}")
+        cfg = replace(cfg, **overrides)
+    return cfg
