@@ -105,7 +105,7 @@ def evaluate(
     from bench.metrics.flickr import flickr_recall
 
     entries = getattr(gt, "entities", gt)
-    return flickr_recall(entries, predictions, **options)
+    return flickr_recall(entries, predictions, backend=backend, **options)
 
 
 def _detection_gt(gt: Any, metric: str) -> dict[str, Any]:
