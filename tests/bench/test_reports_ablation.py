@@ -1,0 +1,152 @@
+"""Paired ablation: pairing rules, and numbers against a direct scipy computation on the known values."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bench.cli import main as cli_main
+from bench.errors import UserError
+from bench.reports import ablation
+from bench.reports.load import load_records
+from bench.reports.testing import make_record, write_records
+
+TASKS = ("t1", "t2", "t3")
+SEEDS = (0, 1, 2)
+LATE, DEEP = {"fusion": "late"}, {"fusion": "deep"}
+N = 999  # resamples: enough to compare against scipy with the same seed, fast in tests
+
+
+def value(task: str, regime: str, seed: int, fusion: str) -> float:
+    """Deep fusion helps prompt tuning a lot, full fine-tuning a little (the paper's Table 8 pattern)."""
+    base = 30.0 + 5 * TASKS.index(task) + 0.5 * seed
+    if regime == "full-ft":
+        return base + 10 + (1.0 + 0.3 * seed if fusion == "deep" else 0.0)
+    return base + (6.0 + TASKS.index(task) + 0.2 * seed if fusion == "deep" else 0.0)
+
+
+@pytest.fixture
+def results(tmp_path):
+    recs = [make_record(task=t, regime=r, seed=s, overrides={"fusion": f}, value=value(t, r, s, f))
+            for t in TASKS for r in ("prompt-tuning", "full-ft") for s in SEEDS for f in ("late", "deep")]
+    # runs without a partner: a different lr on side a only, and a seed only side b has
+    recs.append(make_record(task="t1", regime="full-ft", seed=0, overrides={"fusion": "late", "lr": 0.1}, value=1.0))
+    recs.append(make_record(task="t2", regime="full-ft", seed=7, overrides={"fusion": "deep"}, value=99.0))
+    write_records(tmp_path, recs)
+    return tmp_path
+
+
+def test_pairs_differ_only_in_the_ablated_override(results):
+    df = load_records(results)
+    pairs, counts = ablation.pair_runs(df, LATE, DEEP)
+    assert len(pairs) == len(TASKS) * 2 * len(SEEDS)
+    assert counts == {"unpaired_a": 1, "unpaired_b": 1}
+    for p in pairs.to_dict("records"):
+        assert p["value_a"] == value(p["task"], p["regime"], p["seed"], "late")
+        assert p["value_b"] == value(p["task"], p["regime"], p["seed"], "deep")
+    # the lr=0.1 run pairs only with a deep run that has the same lr: none here
+    assert 1.0 not in set(pairs["value_a"]) and 99.0 not in set(pairs["value_b"])
+
+
+def test_ablation_numbers_match_scipy(results):
+    df = load_records(results)
+    pairs, _ = ablation.pair_runs(df, LATE, DEEP)
+    table = ablation.ablation_table(pairs, seed=3, n_resamples=N)
+    assert list(table["task"]) == [*TASKS, "overall"]
+    all_diffs = []
+    for task in TASKS:
+        # pairs are ordered by their key (regime, then seed), which fixes what the seeded bootstrap draws
+        diffs = np.array([value(task, r, s, "deep") - value(task, r, s, "late")
+                          for r in ("full-ft", "prompt-tuning") for s in SEEDS])
+        all_diffs += list(diffs)
+        row = table[table["task"] == task].iloc[0]
+        ci = stats.bootstrap((diffs,), np.mean, n_resamples=N, confidence_level=0.95, method="percentile",
+                             rng=np.random.default_rng(3)).confidence_interval
+        assert row["pairs"] == 6
+        assert row["mean_diff"] == pytest.approx(diffs.mean())
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high))
+        assert row["wilcoxon_p"] == pytest.approx(stats.wilcoxon(diffs).pvalue)
+        assert row["ci_low"] <= row["mean_diff"] <= row["ci_high"]
+    overall = table.iloc[-1]
+    all_diffs = np.array(all_diffs)
+    ci = stats.bootstrap((all_diffs,), np.mean, n_resamples=N, method="percentile",
+                         rng=np.random.default_rng(3)).confidence_interval
+    assert overall["pairs"] == 18 and overall["mean_diff"] == pytest.approx(all_diffs.mean())
+    assert (overall["ci_low"], overall["ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert overall["wilcoxon_p"] == pytest.approx(stats.wilcoxon(all_diffs).pvalue)
+    # the bootstrap seed is honoured: same seed, same interval
+    again = ablation.ablation_table(pairs, seed=3, n_resamples=N)
+    pd.testing.assert_frame_equal(table, again)
+
+
+def test_tuning_gap_against_direct_computation(results):
+    df = load_records(results)
+    gap = ablation.tuning_gap(df, LATE, DEEP, seed=5, n_resamples=N)
+    expected = {}
+    for f in ("late", "deep"):
+        expected[f] = np.array([value(t, "full-ft", s, f) - value(t, "prompt-tuning", s, f)
+                                for t in TASKS for s in SEEDS])
+    change = expected["deep"] - expected["late"]
+    for row, values in zip(gap.to_dict("records"), (expected["late"], expected["deep"], change)):
+        ci = stats.bootstrap((values,), np.mean, n_resamples=N, method="percentile",
+                             rng=np.random.default_rng(5)).confidence_interval
+        assert row["pairs"] == 9
+        assert row["mean_gap"] == pytest.approx(values.mean())
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert list(gap["setting"]) == ["a: fusion=late", "b: fusion=deep", "b - a (change of the gap)"]
+    assert gap.iloc[2]["mean_gap"] < 0  # deep fusion narrows the gap, by construction
+
+
+def test_unset_override_counts_as_the_named_side(tmp_path):
+    recs = [make_record(task=t, seed=s, value=40.0 + s) for t in TASKS for s in SEEDS]  # default: no override
+    recs += [make_record(task=t, seed=s, overrides=LATE, value=38.0 + s) for t in TASKS for s in SEEDS]
+    write_records(tmp_path, recs)
+    df = load_records(tmp_path)
+    with pytest.raises(UserError, match="--unset-as"):
+        ablation.pair_runs(df, LATE, DEEP)
+    pairs, counts = ablation.pair_runs(df, LATE, DEEP, unset_as="b")
+    assert len(pairs) == 9 and counts == {"unpaired_a": 0, "unpaired_b": 0}
+    assert np.allclose(pairs["diff"], 2.0)
+    table = ablation.ablation_table(pairs, n_resamples=N)
+    # every difference equal: the CI collapses to it and the signed-rank test is defined
+    assert table.iloc[-1][["mean_diff", "ci_low", "ci_high"]].tolist() == pytest.approx([2.0, 2.0, 2.0])
+
+
+def test_bad_settings_are_refused():
+    assert ablation.parse_assignments("fusion=late, lr=0.01,flag=true") == {"fusion": "late", "lr": 0.01,
+                                                                            "flag": True}
+    with pytest.raises(UserError, match="KEY=VALUE"):
+        ablation.parse_assignments("fusion")
+    df = pd.DataFrame(columns=["overrides"])
+    with pytest.raises(UserError, match="same keys"):
+        ablation.pair_runs(df, {"fusion": "late"}, {"lr": 1})
+    with pytest.raises(UserError, match="same setting"):
+        ablation.pair_runs(df, LATE, dict(LATE))
+    assert np.isnan(ablation.wilcoxon_p(np.zeros(4))) and np.isnan(ablation.bootstrap_ci(np.ones(1), 0)[0])
+
+
+def test_forest_plot_and_cli(results, tmp_path):
+    df = load_records(results)
+    pairs, _ = ablation.pair_runs(df, LATE, DEEP)
+    table = ablation.ablation_table(pairs, n_resamples=N)
+    fig = ablation.forest_plot(table, LATE, DEEP)
+    [ax] = fig.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["t1 (n=6)", "t2 (n=6)", "t3 (n=6)", "overall (n=18)"]
+    assert ax.get_xlabel() == "difference in AP (b − a): fusion=deep minus fusion=late"
+    assert len(ax.containers) == 2  # per-task and overall error bars
+    zero = [line for line in ax.get_lines() if list(line.get_xdata()) == [0.0, 0.0]]
+    assert len(zero) == 1
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "per task (95% bootstrap CI)", "overall, all pairs (95% bootstrap CI)"]
+    out = tmp_path / "abl"
+    rc = cli_main(["ablation", "--a", "fusion=late", "--b", "fusion=deep", "--results", str(results),
+                   "--out", str(out), "--seed", "3", "--n-resamples", str(N)])
+    assert rc == 0
+    written = pd.read_csv(out / "ablation.csv")
+    pd.testing.assert_frame_equal(written, ablation.ablation_table(pairs, seed=3, n_resamples=N),
+                                  check_dtype=False)
+    md = (out / "ablation.md").read_text()
+    assert md.startswith("Generated by `glip-bench ablation` from 38 records")
+    assert "Wilcoxon signed-rank" in md and "Unpaired runs left out: 1 on side a, 1 on side b." in md
+    assert "b - a (change of the gap)" in md and (out / "ablation-gap.csv").is_file()
+    assert (out / "ablation-forest.png").stat().st_size > 0 and (out / "ablation-forest.svg").is_file()
