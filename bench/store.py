@@ -1,0 +1,124 @@
+"""Where runs live on disk: one folder per run spec, holding predictions and, written last, the record.
+
+Layout (CONTRACTS.md section 6)::
+
+    <results>/runs/<spec.run_name>/predictions.json.gz   raw predictions (CONTRACTS.md section 5)
+    <results>/runs/<spec.run_name>/record.json           the record, written last and atomically
+
+A run is finished exactly when its record.json exists, parses and validates and its spec hash is the
+one asked for. Every file is written through a temp file + rename (bench.io), so a run killed at any
+point leaves either nothing, or stray hidden `.*.tmp` files (removed by `clean_partial` before the run
+is redone), or predictions without a record -- never a record that looks finished.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.io import atomic_write_bytes, atomic_write_json
+from bench.logs import get_logger
+from bench.records import RunSpec, validate_record
+
+RECORD = "record.json"
+PREDICTIONS = "predictions.json.gz"
+log = get_logger("store")
+
+
+def run_dir(results_dir: str | os.PathLike, spec: RunSpec) -> Path:
+    return Path(results_dir) / "runs" / spec.run_name
+
+
+def record_path(results_dir: str | os.PathLike, spec: RunSpec) -> Path:
+    return run_dir(results_dir, spec) / RECORD
+
+
+def predictions_path(folder: str | os.PathLike) -> Path:
+    return Path(folder) / PREDICTIONS
+
+
+def clean_partial(folder: str | os.PathLike) -> list[Path]:
+    """Remove the hidden temp files an interrupted atomic write leaves behind; return what was removed."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for p in folder.glob(".*.tmp"):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def load_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The record at `path` if it parses and validates, else None (a broken record is not a finished run)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        validate_record(record)
+    except (OSError, ValueError, UserError, TypeError) as e:
+        log.warning("ignoring invalid record %s: %s", path, e)
+        return None
+    return record
+
+
+def finished_record(results_dir: str | os.PathLike, spec: RunSpec) -> dict[str, Any] | None:
+    """The record of `spec` if that run finished (record valid, same spec hash), else None."""
+    record = load_record(record_path(results_dir, spec))
+    if record is None or record["spec_hash"] != spec.hash:
+        return None
+    return record
+
+
+def write_record(folder: str | os.PathLike, record: dict[str, Any]) -> Path:
+    """Validate, then write atomically. Raises ValueError (and writes nothing) for an invalid record."""
+    validate_record(record)
+    path = Path(folder) / RECORD
+    atomic_write_json(path, record)
+    return path
+
+
+def write_predictions(folder: str | os.PathLike, predictions: list[dict[str, Any]]) -> Path:
+    """Gzipped JSON, written atomically; mtime=0 so the same predictions give the same bytes."""
+    data = json.dumps(predictions, separators=(",", ":")).encode("utf-8")
+    path = predictions_path(folder)
+    atomic_write_bytes(path, gzip.compress(data, mtime=0))
+    return path
+
+
+def read_predictions(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read a run's predictions (predictions.json.gz, or a plain predictions.json)."""
+    folder = Path(folder)
+    gz, plain = folder / PREDICTIONS, folder / "predictions.json"
+    if gz.is_file():
+        with gzip.open(gz, "rt", encoding="utf-8") as f:
+            return json.load(f)
+    if plain.is_file():
+        with open(plain, encoding="utf-8") as f:
+            return json.load(f)
+    raise UserError(f"no predictions in {folder} (expected {PREDICTIONS}); rerun the run without --rescore")
+
+
+def iter_run_dirs(results_dir: str | os.PathLike) -> Iterator[Path]:
+    """Every folder under `results_dir` (recursively) that holds a record.json, sorted."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise UserError(f"results folder not found: {root}")
+    for p in sorted(root.rglob(RECORD)):
+        yield p.parent
+
+
+def load_records(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every valid record under `results_dir`; invalid ones are logged and skipped."""
+    out = []
+    for folder in iter_run_dirs(results_dir):
+        record = load_record(folder / RECORD)
+        if record is not None:
+            out.append(record)
+    return out

@@ -1,0 +1,76 @@
+"""Run folders, atomic records and predictions, resume detection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import store
+from bench.records import RunSpec
+
+
+def _record(spec: RunSpec) -> dict:
+    return {
+        "schema_version": 1, "spec": spec.to_dict(), "spec_hash": spec.hash,
+        "task": {"name": spec.task, "version": 1, "groups": [], "metric": "coco_bbox", "split": "val", "num_images": 2},
+        "metrics": {"primary": "AP", "values": {"AP": 12.5, "AP50": float("nan")}, "per_class": {}},
+        "cost": {k: 0 for k in ("total_params", "trainable_params", "stored_params", "train_seconds", "images_seen",
+                                "infer_images_per_s", "peak_memory_mb", "device", "device_hours")},
+        "provenance": {k: None for k in ("git_commit", "git_dirty", "packages", "torch", "cuda", "seeds", "ann_sha256",
+                                         "checkpoint_sha256", "prompt_set", "chunk_size", "metric_backend")},
+        "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z", "wall_seconds": 1.0,
+    }
+
+
+def test_finished_only_after_valid_record(tmp_path):
+    spec = RunSpec(model="glip-tiny", task="t", regime="zero-shot")
+    folder = store.run_dir(tmp_path, spec)
+    assert store.finished_record(tmp_path, spec) is None
+    store.write_predictions(folder, [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}])
+    assert store.finished_record(tmp_path, spec) is None  # predictions alone are not a finished run
+    (folder / "record.json").write_text("{truncated")
+    assert store.finished_record(tmp_path, spec) is None  # a broken record is not finished either
+    store.write_record(folder, _record(spec))
+    got = store.finished_record(tmp_path, spec)
+    assert got is not None and got["spec_hash"] == spec.hash
+    # a record of another spec in this folder does not count
+    other = RunSpec(model="glip-tiny", task="t", regime="linear-probe", shots=1, seed=3)
+    (store.run_dir(tmp_path, other)).mkdir(parents=True)
+    (store.record_path(tmp_path, other)).write_text(json.dumps(_record(spec)))
+    assert store.finished_record(tmp_path, other) is None
+
+
+def test_invalid_record_is_not_written(tmp_path):
+    spec = RunSpec(model="glip-tiny", task="t", regime="zero-shot")
+    bad = _record(spec)
+    bad["metrics"]["values"]["AP"] = 140.0
+    with pytest.raises(ValueError):
+        store.write_record(tmp_path, bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_predictions_round_trip_and_bytes_stable(tmp_path):
+    preds = [{"image_id": 3, "category_id": 2, "bbox": [1.25, 2.0, 3.0, 4.5], "score": 0.123456789012345}]
+    p1 = store.write_predictions(tmp_path / "a", preds)
+    p2 = store.write_predictions(tmp_path / "b", preds)
+    assert p1.read_bytes() == p2.read_bytes()
+    assert store.read_predictions(tmp_path / "a") == preds
+
+
+def test_clean_partial_removes_only_temp_files(tmp_path):
+    (tmp_path / ".record.json.abc.tmp").write_text("x")
+    (tmp_path / "predictions.json.gz").write_text("x")
+    removed = store.clean_partial(tmp_path)
+    assert [p.name for p in removed] == [".record.json.abc.tmp"]
+    assert [p.name for p in tmp_path.iterdir()] == ["predictions.json.gz"]
+
+
+def test_load_records_recursive_skips_invalid(tmp_path):
+    a = RunSpec(model="m", task="t", regime="zero-shot")
+    b = RunSpec(model="m", task="u", regime="zero-shot")
+    store.write_record(store.run_dir(tmp_path / "x", a), _record(a))
+    store.write_record(store.run_dir(tmp_path / "y", b), _record(b))
+    (tmp_path / "z").mkdir()
+    (tmp_path / "z" / "record.json").write_text("{}")
+    assert sorted(r["spec"]["task"] for r in store.load_records(tmp_path)) == ["t", "u"]
