@@ -51,10 +51,15 @@ def select_tasks(df: pd.DataFrame, tasks: Iterable[str] | None = None, group: st
     return df
 
 
-def series_points(df: pd.DataFrame, seeds: Iterable[int] | None = None) -> pd.DataFrame:
-    """One line per (series, shots): y mean/std, task and seed counts, complete flag, mean cost per run."""
+def series_points(df: pd.DataFrame, seeds: Iterable[int] | None = None,
+                  expected: dict[tuple[str, str], frozenset] | None = None) -> pd.DataFrame:
+    """One line per (series, shots): y mean/std, task and seed counts, complete flag, mean cost per run.
+
+    expected: seeds each (regime, shots) should have; default from `seeds` or from the records given."""
     all_tasks = set(df["task"])
-    expected = expected_seed_sets(df, seeds)
+    expected = expected if expected is not None else expected_seed_sets(df, seeds)
+    if seeds is not None:
+        df = df[df["seed"].isin(list(seeds))]
     rows = []
     for key, g in df.groupby(POINT_KEYS, sort=False):
         base = dict(zip(POINT_KEYS, key))
@@ -201,9 +206,10 @@ def per_task(df: pd.DataFrame, seeds: Iterable[int] | None = None, ncols: int = 
     nrows = math.ceil(len(tasks) / ncols)
     fig = _new_figure(width=3.6 * ncols + 2.5, height=2.8 * nrows + 0.6)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=False)
+    expected = expected_seed_sets(df, seeds)  # seeds a task should have: those of its peers
     for ax, task in zip(axes.flat, tasks):
         sub = df[df["task"] == task]
-        _draw_shots(ax, series_points(sub, seeds))
+        _draw_shots(ax, series_points(sub, seeds, expected))
         ax.set_title(f"{task}", fontsize="medium")
         ax.set_xlabel("shots")
         ax.set_ylabel(f"{sub['primary'].iloc[0]}, %")
