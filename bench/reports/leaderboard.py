@@ -268,7 +268,7 @@ def render_latex(table: pd.DataFrame, n_records: int) -> str:
     styler = table.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
     body = styler.to_latex(hrules=True, column_format="l" * len(table.columns))
     body = body.replace("±", r"$\pm$").replace(MISSING, "--")
-    return f"% {header_line(n_records)}\n{body}"
+    return f"% {header_line(n_records)}\n% needs \\usepackage{{booktabs}}\n{body}"
 
 
 def render_html(table: pd.DataFrame, n_records: int) -> str:
