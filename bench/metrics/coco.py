@@ -144,13 +144,15 @@ def make_detection_fixture(
     seed: int = 0,
     crowd_fraction: float = 0.0,
     score_decimals: int | None = None,
+    false_positives: int = 5,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A COCO ground truth and detections that look like a detector's, for tests and benchmarks.
 
     Each image holds 0-9 objects whose sizes span the small/medium/large ranges. A detector finds
     most of them with box noise that grows as its score falls, sometimes with the wrong label or a
     duplicate, and adds low-scored false positives, so AP lands in a realistic 30-60 range.
-    score_decimals rounds scores (ties between detections); crowd_fraction marks objects iscrowd.
+    score_decimals rounds scores (ties between detections); crowd_fraction marks objects iscrowd;
+    false_positives is the most false positives per image (uniform 0..n).
     """
     rng = np.random.default_rng(seed)
     categories = [{"id": k + 1, "name": f"class_{k}", "supercategory": "thing"} for k in range(n_categories)]
@@ -184,7 +186,7 @@ def make_detection_fixture(
                             6.0 * (q - 0.5) + rng.normal(),
                         )
                     )
-        for _ in range(int(rng.integers(0, 6))):  # false positives
+        for _ in range(int(rng.integers(0, false_positives + 1))):  # false positives
             box = _random_box(rng, width, height)
             dets.append(
                 _detection(image_id, int(rng.integers(1, n_categories + 1)), box, -2.0 + 1.5 * rng.normal())
