@@ -17,9 +17,15 @@ from bench.errors import UserError
 
 REFERENCE_COLUMNS = ("model", "pretrain_data", "task", "split", "regime", "shots", "metric", "value", "std",
                      "source", "note")
-# reference task name -> our task name (the task YAML names)
+# reference task name -> benchmark; (benchmark, split) -> our task name (tasks/*.yaml); splits not
+# listed (e.g. COCO test-dev) land in the benchmark's main column with the split in brackets
 TASK_ALIASES = {"coco_det": "coco", "lvis_det": "lvis", "flickr30k_grounding": "flickr30k"}
-HEADLINE_METRIC = {"coco": "AP", "lvis": "AP", "flickr30k": "R@1"}
+SPLIT_TASKS = {("lvis", "minival"): "lvis-minival", ("lvis", "val"): "lvis-val", ("lvis", "val_v1.0"): "lvis-val",
+               ("flickr30k", "val"): "flickr30k-val", ("flickr30k", "test"): "flickr30k-test"}
+MAIN_TASK = {"coco": "coco", "lvis": "lvis-minival", "flickr30k": "flickr30k-val"}
+# our task name -> its headline (primary) metric, in column order
+HEADLINE_METRIC = {"coco": "AP", "lvis-minival": "AP", "lvis-val": "AP", "flickr30k-val": "R@1",
+                   "flickr30k-test": "R@1"}
 # reference regime -> bench regime; others ("pretrain-eval", "supervised", ...) are kept as written
 REGIME_ALIASES = {"full-finetune": "full-ft", "fine-tune": "full-ft", "prompt-tune": "prompt-tuning",
                   "linear-probe": "linear-probe", "zero-shot": "zero-shot"}
@@ -64,9 +70,10 @@ def reference_column(task: str, split: str, metric: str) -> str | None:
         return "odinw13 mean"
     if task == "odinw35" and metric == "AP":
         return {"avg35": "odinw35 mean", "median35": "odinw35 median"}.get(split)
-    if HEADLINE_METRIC.get(task) == metric:
-        return task
-    return None
+    if task not in MAIN_TASK:
+        return None
+    ours = SPLIT_TASKS.get((task, split), MAIN_TASK[task])
+    return ours if HEADLINE_METRIC[ours] == metric else None
 
 
 def reference_cells(reference: pd.DataFrame) -> pd.DataFrame:

@@ -139,7 +139,8 @@ def _reference_csv(path):
 
 def test_reference_rows_stand_beside_reproduced_rows(tmp_path):
     write_records(tmp_path / "res", [make_record(task=t, regime="zero-shot", value=20.0, groups=("odinw13",))
-                                     for t in ODINW[:2]])
+                                     for t in ODINW[:2]] + [make_record(task="coco", regime="zero-shot",
+                                                                        value=12.5, groups=())])
     reference = load_reference([_reference_csv(tmp_path / "ref.csv")])
     table = lb.leaderboard_table(load_records(tmp_path / "res"), reference)
     assert list(table["kind"]) == [lb.REPRODUCED, lb.REPORTED, lb.REPORTED]
@@ -147,10 +148,12 @@ def test_reference_rows_stand_beside_reproduced_rows(tmp_path):
     assert (zs["model"], zs["pretrain data"], zs["source"]) == ("GLIP-X", "O365", "some README")
     assert zs["odinw13 mean"] == "28.7 (val)"
     assert zs["coco (AP)"] == "42.9 (val2017)"
-    assert "lvis (AP)" not in table.columns  # APr is not LVIS's headline metric
+    assert not any(c.startswith("lvis") for c in table.columns)  # APr is not LVIS's headline metric
     ft = _row(table, kind=lb.REPORTED, regime="full-ft")
     assert (ft["shots"], ft["odinw13 mean"], ft["source"]) == ("5", "50.1 ± 1.2", "paper Table 11")
-    assert _row(table, kind=lb.REPRODUCED)["odinw13 mean"] == "20.0* (2/13)"
+    ours = _row(table, kind=lb.REPRODUCED)
+    assert ours["odinw13 mean"] == "20.0* (2/13)"
+    assert ours["coco (AP)"] == "12.5"  # the reproduced and the reported COCO number share one column
 
 
 def test_shipped_reference_csvs_load():
@@ -161,6 +164,12 @@ def test_shipped_reference_csvs_load():
     row = table[(table["model"] == "GLIP-T (C)") & (table["source"] == "microsoft/GLIP README model zoo")
                 & (table["regime"] == "zero-shot")].iloc[0]
     assert row["odinw13 mean"] == "44.4 (val)" and row["coco (AP)"] == "46.7 (val2017)"
+    # benchmark splits map onto the task YAML names (lvis-minival, flickr30k-val / -test)
+    mmdet = table[(table["model"] == "GLIP-T (C)") & (table["regime"] == "pretrain-eval")].iloc[0]
+    assert (mmdet["flickr30k-val (R@1)"], mmdet["flickr30k-test (R@1)"]) == ("84.8 (val)", "85.5 (test)")
+    lvis = table[(table["model"] == "GLIP-T (C)") & (table["regime"] == "zero-shot")
+                 & (table["source"] == "mmdetection configs/glip/README.md (official row)")].iloc[0]
+    assert lvis["lvis-minival (AP)"] == "24.6 (minival)"
     pt = table[(table["model"] == "GLIP-T (A)") & (table["regime"] == "prompt-tuning") & (table["shots"] == "all")]
     assert len(pt) == 1  # Table 13 only; the Table 16 "Avg" duplicate is dropped
 
