@@ -31,7 +31,8 @@ def df(tmp_path):
                         continue  # one missing run: that point is incomplete
                     recs.append(make_record(task=task, regime=regime, shots=shots, seed=seed,
                                             value=_value(task, regime, shots, seed), trainable_params=params,
-                                            train_seconds=36.0 * (shots or 20)))
+                                            train_seconds=36.0 * (shots or 20),
+                                            device_hours=(36.0 * (shots or 20) + 7.0) / 3600))  # + inference
     write_records(tmp_path, recs)
     return load_records(tmp_path)
 
@@ -86,7 +87,9 @@ def test_ap_vs_compute_names_the_device(df):
     assert ax.get_xscale() == "log"
     assert ax.get_xlabel() == "training compute per run (CPU-hours, log scale)"
     offsets = np.concatenate([c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)])
-    np.testing.assert_allclose(sorted(set(offsets[:, 0].round(6))), [0.01, 0.05, 0.2])  # 36 s x shots / 3600
+    # training seconds / 3600 (36 s per shot), not the record's device_hours, which adds inference
+    np.testing.assert_allclose(sorted(set(offsets[:, 0].round(6))), [0.01, 0.05, 0.2])
+    assert "without training compute (zero-shot) not shown" in ax.get_title()
     gpu = df.assign(device="cuda:0")
     assert "GPU-hours" in curves.ap_vs_compute(gpu).axes[0].get_xlabel()
     mixed = df.assign(device=["cpu" if i % 2 else "cuda:0" for i in range(len(df))])
