@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", default=None,
                         help="expected seeds, e.g. 0,1,2 (default: every seed seen for a row's regime and shots)")
     parser.add_argument("--group-size", action="append", default=None, metavar="GROUP=N",
-                        help="number of tasks a group should have (default: odinw13=13, odinw35=35, else the "
-                             "tasks seen in the records)")
+                        help="number of tasks a group should have (default: the task registry's groups, "
+                             "odinw13=13, odinw35=35, else the tasks seen in the records)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
                 log.warning("no reference numbers at %s; the table has reproduced rows only", default)
         reference = load_reference(paths) if paths else None
     seeds = parse_seeds(args.seeds)
-    sizes = parse_group_sizes(args.group_size)
+    sizes = {**lb.registry_group_sizes(), **parse_group_sizes(args.group_size)}
     table = lb.leaderboard_table(df, reference, seeds=seeds, group_sizes=sizes)
     values = lb.leaderboard_values(df, seeds=seeds, group_sizes=sizes)
     out = Path(args.out or args.results)

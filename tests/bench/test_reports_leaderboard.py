@@ -207,6 +207,7 @@ def test_cli_writes_all_formats(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     md = (out / "LEADERBOARD.md").read_text()
     assert "41.0 ± 1.0" in md and "28.7 (val)" in md and md.startswith(lb.header_line(3))
+
     values = pd.read_csv(out / "leaderboard-values.csv")
     assert values.loc[values["column"] == "synth-a (AP)", "mean"].item() == pytest.approx(41.0)
     # a broken record makes the command fail, naming the file
@@ -215,3 +216,18 @@ def test_cli_writes_all_formats(tmp_path, capsys):
     bad.write_text("{}")
     assert cli_main(["leaderboard", "--results", str(tmp_path / "res"), "--out", str(out), "--no-reference"]) == 2
     assert "runs/broken/record.json" in capsys.readouterr().err
+
+
+def test_cli_group_sizes_come_from_the_registry_and_the_flag(tmp_path, monkeypatch):
+    import bench.registry
+
+    monkeypatch.setattr(bench.registry, "all_groups", lambda tasks_dir=None: {"synth": list("abcde")})
+    write_records(tmp_path / "res", [make_record(seed=s, value=40.0 + s) for s in range(3)]
+                  + [make_record(task="m1", groups=("mine",), value=10.0)])
+    out = tmp_path / "out"
+    assert cli_main(["leaderboard", "--results", str(tmp_path / "res"), "--out", str(out), "--no-reference",
+                     "--group-size", "mine=4"]) == 0
+    table = pd.read_csv(out / "leaderboard.csv", dtype=str, keep_default_na=False)
+    row = table.iloc[0]
+    assert row["synth mean"] == "41.0* ± 1.0 (1/5)"  # the registry knows 5 synth tasks; 1 ran
+    assert row["mine mean"] == "10.0* (1/4; 1/3 seeds)"
