@@ -128,7 +128,7 @@ class Task:
         for split in self.splits:
             ent = self.entities_path(split, data_root)
             if (self.ann_path(split, data_root).is_file() and self.images_path(split, data_root).is_dir()
-                    and (ent is None or ent.is_dir())):
+                    and (ent is None or ((ent / "Annotations").is_dir() and (ent / "Sentences").is_dir()))):
                 out.append(split)
         return out
 

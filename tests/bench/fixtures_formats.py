@@ -14,6 +14,24 @@ from typing import Any
 
 from PIL import Image
 
+# glip-official.md 4.1, the reference for tests: ODinW-13 task -> (classes in OVERRIDE_CATEGORY order, eval split)
+ODINW13 = {
+    "odinw-aerial-maritime-drone-large": (["boat", "car", "dock", "jetski", "lift"], "val"),
+    "odinw-aquarium": (["fish", "jellyfish", "penguin", "puffin", "shark", "starfish", "stingray"], "val"),
+    "odinw-cottontail-rabbits": (["Cottontail-Rabbit"], "val"),
+    "odinw-egohands-generic": (["hand"], "minival"),
+    "odinw-north-america-mushrooms": (["CoW", "chanterelle"], "val"),
+    "odinw-packages": (["package"], "val"),
+    "odinw-pascal-voc": ("aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike "
+                         "person pottedplant sheep sofa train tvmonitor".split(), "val"),
+    "odinw-raccoon": (["raccoon"], "val"),
+    "odinw-shellfish-open-images": (["Crab", "Lobster", "Shrimp"], "val"),
+    "odinw-vehicles-open-images": (["Ambulance", "Bus", "Car", "Motorcycle", "Truck"], "minival"),
+    "odinw-pistols": (["pistol"], "val"),
+    "odinw-pothole": (["pothole"], "val"),
+    "odinw-thermal-dogs-and-people": (["dog", "person"], "val"),
+}
+
 
 def write_image(path: Path, width: int = 8, height: int = 6, color: tuple[int, int, int] = (200, 30, 30)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

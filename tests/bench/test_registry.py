@@ -6,27 +6,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from fixtures_formats import ODINW13
 
 from bench.errors import UserError
 from bench.registry import TaskRegistry, _validate, load_registry, resolve_data_root
-
-# glip-official.md 4.1: official config -> (classes in OVERRIDE_CATEGORY order, eval split, ann/img dirs)
-ODINW13 = {
-    "odinw-aerial-maritime-drone-large": (["boat", "car", "dock", "jetski", "lift"], "val"),
-    "odinw-aquarium": (["fish", "jellyfish", "penguin", "puffin", "shark", "starfish", "stingray"], "val"),
-    "odinw-cottontail-rabbits": (["Cottontail-Rabbit"], "val"),
-    "odinw-egohands-generic": (["hand"], "minival"),
-    "odinw-north-america-mushrooms": (["CoW", "chanterelle"], "val"),
-    "odinw-packages": (["package"], "val"),
-    "odinw-pascal-voc": ("aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike "
-                         "person pottedplant sheep sofa train tvmonitor".split(), "val"),
-    "odinw-raccoon": (["raccoon"], "val"),
-    "odinw-shellfish-open-images": (["Crab", "Lobster", "Shrimp"], "val"),
-    "odinw-vehicles-open-images": (["Ambulance", "Bus", "Car", "Motorcycle", "Truck"], "minival"),
-    "odinw-pistols": (["pistol"], "val"),
-    "odinw-pothole": (["pothole"], "val"),
-    "odinw-thermal-dogs-and-people": (["dog", "person"], "val"),
-}
 
 
 @pytest.fixture(scope="module")
