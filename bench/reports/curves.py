@@ -172,8 +172,16 @@ def ap_vs_params(df: pd.DataFrame, seeds: Iterable[int] | None = None) -> Figure
     if left_out:
         title += f"\n{left_out} point(s) with no trainable parameters (zero-shot) not shown on the log axis"
     ax.set_title(title, fontsize="medium")
-    ax.legend(title=f"regime  ({INCOMPLETE_NOTE})", fontsize="small", title_fontsize="small")
+    _legend_or_note(ax)
     return fig
+
+
+def _legend_or_note(ax) -> None:
+    """A legend of the regimes drawn, or a note saying that nothing could be drawn."""
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(title=f"regime  ({INCOMPLETE_NOTE})", fontsize="small", title_fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "no runs with a positive value on this axis", transform=ax.transAxes, ha="center")
 
 
 def device_kind(devices: Iterable[str]) -> str:
@@ -199,7 +207,7 @@ def ap_vs_compute(df: pd.DataFrame, seeds: Iterable[int] | None = None) -> Figur
     if left_out:
         title += f"\n{left_out} point(s) without training compute (zero-shot) not shown on the log axis"
     ax.set_title(title, fontsize="medium")
-    ax.legend(title=f"regime  ({INCOMPLETE_NOTE})", fontsize="small", title_fontsize="small")
+    _legend_or_note(ax)
     return fig
 
 

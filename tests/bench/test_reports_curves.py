@@ -127,3 +127,12 @@ def test_save_and_cli_write_png_and_svg(df, tmp_path):
     names = sorted(p.name for p in (tmp_path / "plots").iterdir())
     assert names == sorted(f"{s}.{e}" for s in ("ap-vs-shots", "ap-vs-params", "ap-vs-compute", "per-task")
                            for e in ("png", "svg"))
+
+
+def test_zero_shot_only_records_say_nothing_could_be_drawn(df):
+    zero = df[df["regime"] == "zero-shot"]
+    [ax] = curves.ap_vs_params(zero).axes
+    assert ax.get_legend() is None
+    assert [t.get_text() for t in ax.texts] == ["no runs with a positive value on this axis"]
+    assert "2 point(s) with no trainable parameters" not in ax.get_title()  # one point: both tasks pooled
+    assert "1 point(s) with no trainable parameters" in ax.get_title()
