@@ -1,13 +1,104 @@
-"""Placeholder until its issue lands; replaced by the real command."""
+"""`glip-bench predict`: detect the phrases of a prompt in one image; boxes as JSON and drawn on a PNG."""
 
-from bench.errors import UserError
+from __future__ import annotations
 
-HELP = "(not built yet)"
+import argparse
 
-
-def add_arguments(parser) -> None:
-    pass
+HELP = "detect a prompt's phrases in one image (boxes as JSON, optionally drawn on a PNG)"
 
 
-def main(args) -> int:
-    raise UserError("this subcommand is not built yet")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="preset: glip-t-a, glip-t, glip-l, glip-tiny, glip-synth")
+    parser.add_argument("--checkpoint", help="official GLIP .pth or a .safetensors of this package "
+                        "(default: random weights)")
+    parser.add_argument("--text-encoder", help="local bert-base-uncased directory (presets using BERT-base)")
+    parser.add_argument("--image", required=True, help="image file (grayscale/RGBA are converted to RGB)")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--prompt", help="caption whose phrases are separated by '.', e.g. 'cat. dog'")
+    group.add_argument("--classes", help="comma-separated class names, e.g. cat,dog")
+    parser.add_argument("--threshold", type=float, default=0.3, help="keep detections with score >= this")
+    parser.add_argument("--out-json", help="write detections here (default: print to stdout)")
+    parser.add_argument("--out-png", help="write the image with the boxes drawn here")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+
+
+def draw(image, dets: list[dict], path) -> None:
+    """Draw boxes with 'phrase score' labels on a copy of the image and save it as PNG."""
+    from PIL import ImageDraw
+
+    palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
+    canvas = image.convert("RGB").copy()
+    pen = ImageDraw.Draw(canvas)
+    for d in dets:
+        colour = palette[d["label"] % len(palette)]
+        x1, y1, x2, y2 = d["box_xyxy"]
+        pen.rectangle([x1, y1, x2, y2], outline=colour, width=2)
+        text = f"{d['phrase']} {d['score']:.2f}"
+        left, top, right, bottom = pen.textbbox((x1, y1), text)
+        pen.rectangle([left, top, right, bottom], fill=colour)
+        pen.text((x1, y1), text, fill="white")
+    canvas.save(path, format="PNG")
+
+
+def main(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    import glip
+    from bench.errors import UserError, unknown_name
+    from bench.logs import get_logger
+    from glip.config import PRESETS
+    from glip.model import phrase_spans
+
+    log = get_logger("predict")
+    if args.model not in PRESETS:
+        raise unknown_name("model", args.model, PRESETS)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu")
+    path = Path(args.image)
+    if not path.is_file():
+        raise UserError(f"image not found: {path}")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError) as e:
+        raise UserError(f"cannot read image {path}: {e}") from e
+    if args.classes is not None:
+        prompt: str | list[str] = [c.strip() for c in args.classes.split(",")]
+        phrases = prompt
+        if not any(phrases) or not all(phrases):
+            raise UserError(f"--classes {args.classes!r} has an empty class name; give e.g. --classes cat,dog")
+    else:
+        prompt = args.prompt
+        phrases = [prompt[s:e] for s, e in phrase_spans(prompt)]
+        if not phrases:
+            raise UserError("--prompt is empty; give phrases separated by '.', e.g. --prompt 'cat. dog'")
+    try:
+        model = glip.from_pretrained(args.model, checkpoint=args.checkpoint, text_encoder=args.text_encoder)
+        model.to(args.device)
+        result = model.predict(image, prompt, threshold=args.threshold)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        raise UserError(str(e)) from e
+    if args.checkpoint is None:
+        log.warning("no --checkpoint: the model has random weights, detections are meaningless")
+    dets = [{"box_xyxy": [round(float(v), 2) for v in box], "score": round(float(score), 4), "label": int(label),
+             "phrase": phrases[int(label)]}
+            for box, score, label in zip(result.boxes_xyxy.tolist(), result.scores.tolist(), result.labels.tolist())]
+    payload = {"image": str(path), "width": image.width, "height": image.height, "model": args.model,
+               "checkpoint": args.checkpoint, "phrases": phrases, "threshold": args.threshold,
+               "box_format": "xyxy, original image pixels (official +1 width convention)", "detections": dets}
+    text = json.dumps(payload, indent=2)
+    if args.out_json:
+        Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out_json).write_text(text + "\n")
+        log.info("%d detections -> %s", len(dets), args.out_json)
+    else:
+        print(text)
+    if args.out_png:
+        Path(args.out_png).parent.mkdir(parents=True, exist_ok=True)
+        draw(image, dets, args.out_png)
+        log.info("drawn on %s", args.out_png)
+    return 0
