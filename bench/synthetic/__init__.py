@@ -9,6 +9,7 @@ Public API:
     generate(data_root, seed=0, scale=1.0 | "quick", tasks=None) -> dict   (idempotent; see generate.py)
     vocabulary() -> list[str]          every word a caption or prompt can use (offline tokenizer)
     pretraining_entries(seed=0, scale=1.0) -> list[dict]
+    pretraining_paths(data_root) -> (json path, image root)   what bench.train.pretrain reads
     TASKS                              the task names generate() knows ("pretrain" included)
 
 Layout under <data_root>/synthetic/ (paths match tasks/synthetic/*.yaml):
@@ -50,7 +51,7 @@ inclusive xyxy. Detection annotations also carry "attributes": {"colour", "shape
 """
 
 from bench.synthetic.concepts import vocabulary
-from bench.synthetic.generate import generate, pretraining_entries
+from bench.synthetic.generate import generate, pretraining_entries, pretraining_paths
 from bench.synthetic.specs import ALL_TASKS as TASKS
 
-__all__ = ["TASKS", "generate", "pretraining_entries", "vocabulary"]
+__all__ = ["TASKS", "generate", "pretraining_entries", "pretraining_paths", "vocabulary"]

@@ -264,6 +264,19 @@ def pretraining_entries(seed: int = 0, scale: float | str = 1.0) -> list[dict]:
     return [e for _, _, _, entries in _iter_pretraining(seed, parse_scale(scale)) for e in entries]
 
 
+def pretraining_paths(data_root: str | Path) -> tuple[Path, Path]:
+    """(grounding json, image root) of the written pretraining set: the arguments bench.train.pretrain takes.
+
+    Raises a UserError naming the command to run when the set has not been generated.
+    """
+    root = task_root(data_root, "pretrain")
+    json_path = root / "mdetr_annotations" / "final_synth_pretrain.json"
+    if not (root / "manifest.json").is_file() or not json_path.is_file():
+        raise UserError(f"the synthetic pretraining set is not at {root}; write it with "
+                        f"`python -m bench.synthetic --data-root {data_root} --tasks pretrain` (or glip-bench demo)")
+    return json_path, root / "images"
+
+
 def _write_pretraining(root: Path, seed: int, scale: float) -> int:
     entries, images, anns = [], [], []
     cat_id = {pair: k + 1 for k, pair in enumerate(BASE_PAIRS)}

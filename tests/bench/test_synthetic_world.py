@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from bench.errors import UserError
-from bench.synthetic import TASKS, generate, pretraining_entries, vocabulary
+from bench.synthetic import TASKS, generate, pretraining_entries, pretraining_paths, vocabulary
 from bench.synthetic.captions import detection_prompt, grounding_caption, join_names
 from bench.synthetic.concepts import (
     BASE_PAIRS,
@@ -79,6 +79,8 @@ def test_bad_arguments_name_the_fix(tmp_path: Path) -> None:
         generate(tmp_path, tasks=["synth-novle"])
     with pytest.raises(UserError, match="quick"):
         generate(tmp_path, scale=0)
+    with pytest.raises(UserError, match="--tasks pretrain"):
+        pretraining_paths(tmp_path)
     assert set(TASKS) >= {"synth-shapes", "synth-colours", "synth-compositions", "synth-novel", "synth-crowded",
                           "synth-grounding", "synth-lvis", "pretrain"}
 
@@ -227,6 +229,8 @@ def test_concept_split_invariants(world: Path) -> None:
     assert min(sources.values()) > 0
     drawn = {(a["attributes"]["colour"], a["attributes"]["shape"]) for a in det["annotations"]}
     assert drawn <= set(BASE_PAIRS) and len(drawn) > 30
+    assert pretraining_paths(world.parent) == (world / "pretrain/mdetr_annotations/final_synth_pretrain.json",
+                                               world / "pretrain/images")
     # in-memory entries are the same as the file's
     entries = pretraining_entries(seed=0, scale=SCALE)
     assert [e["caption"] for e in entries] == [r["caption"] for r in pre["images"]]
@@ -272,3 +276,20 @@ def test_vocabulary_covers_every_caption_and_prompt(world: Path) -> None:
     unk = tok.unk_token_id
     for text in texts:
         assert unk not in tok(text)["input_ids"], text
+
+
+def test_pretraining_set_reads_through_the_training_path(world: Path) -> None:
+    train_data = pytest.importorskip("bench.train_data")
+    prompts = pytest.importorskip("glip.prompts")
+    language = pytest.importorskip("glip.language")
+    json_path, image_root = pretraining_paths(world.parent)
+    entries = train_data.load_grounding_entries(json_path, image_root)
+    records = json.loads(json_path.read_text())["images"]
+    assert len(entries) == len(records)  # every record has at least one boxed phrase
+    tok = language.build_wordpiece_tokenizer(vocabulary())
+    for e in entries:
+        assert e.image_path.is_file()
+        pmap = prompts.positive_map(tok, e.caption, e.spans)  # [boxes, 256]: every span hits a token
+        assert pmap.shape[0] == len(e.boxes_xyxy) and bool((pmap.sum(1) > 0).all())
+        for x1, y1, x2, y2 in e.boxes_xyxy:
+            assert 0 <= x1 <= x2 <= 127 and 0 <= y1 <= y2 <= 127
