@@ -5,37 +5,65 @@ box when its IoU with a higher-scoring kept box is strictly greater than the thr
 legacy +1 IoU. The official CPU fallback of `boxlist_ml_nms` returns per-class *local* indices
 without mapping them back (glip-official.md 8); here every index refers to the input.
 
-Greedy NMS is sequential by nature. Instead of a Python loop over boxes we resolve it on the
-suppression matrix: a box is decided "suppressed" as soon as a kept box overlaps it, and "kept"
-once every higher-scoring box that overlaps it is decided suppressed. Each round decides at least
-the first undecided box, and in practice a handful of rounds decide everything.
+Greedy NMS is sequential by nature (a box's fate depends on the fate of every better box), so the
+sorted boxes are processed in blocks of `_BLOCK`: the greedy order inside a block is resolved on
+its small suppression matrix in a few vectorised rounds (see _greedy_keep), then the block's kept boxes suppress the
+later boxes in one step. IoUs are computed only between kept boxes and still-alive boxes (of the
+same label when class-aware), and memory is O(_BLOCK * N), never N x N.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from glip.ops.boxes import box_iou
 
+_BLOCK = 256
 
-def _greedy_keep(over: Tensor) -> Tensor:
-    """Greedy NMS on a boolean [N, N] matrix, over[i, j] = box i (higher score) suppresses box j (i < j).
 
-    Returns a bool [N] keep mask, exactly what the sequential greedy scan would keep.
+def _greedy_keep(over: Tensor, max_rounds: int = 16) -> Tensor:
+    """Greedy NMS on a boolean [n, n] matrix, over[i, j] = box i (better) suppresses box j (i < j).
+
+    Returns the bool [n] keep mask of the sequential greedy scan. Each round decides every box
+    whose better overlapping boxes are all decided: suppressed if one of them is kept, else kept.
+    Real detections need 1-8 rounds per block; a long chain (each box suppressing only the next)
+    needs one round per link, so after `max_rounds` the rest is finished by the plain scan.
     """
-    has_pred = over.any(dim=0)  # [N] some higher-scoring box overlaps it
-    keep = ~has_pred
+    keep = ~over.any(dim=0)  # no better box overlaps it: kept
     decided = keep.clone()
-    while not bool(decided.all()):
+    for _ in range(max_rounds):
+        if bool(decided.all()):
+            return keep
         undecided = (~decided).nonzero().squeeze(1)  # [U]
-        cols = over[:, undecided]  # [N, U]
+        cols = over[:, undecided]  # [n, U]
         suppressed = (cols & keep[:, None]).any(dim=0)  # [U] a kept box overlaps it
         waiting = (cols & ~decided[:, None]).any(dim=0)  # [U] an overlapping box is still open
-        ready = ~suppressed & ~waiting  # every overlapping box is decided and suppressed
+        ready = ~suppressed & ~waiting  # every better overlapping box was suppressed
         keep[undecided[ready]] = True
         decided[undecided[suppressed | ready]] = True
+    if not bool(decided.all()):
+        _finish_by_scan(over, keep, decided)
     return keep
+
+
+def _finish_by_scan(over: Tensor, keep: Tensor, decided: Tensor) -> None:
+    """The textbook greedy scan over the still-undecided boxes, on Python bitmasks (in place).
+
+    Only reached for long suppression chains; like the official ml_nms, whose host side scans
+    the GPU-computed overlap bitmasks box by box.
+    """
+    undecided = (~decided).nonzero().squeeze(1)  # [U], in score order
+    blocked = (over[:, undecided] & keep[:, None]).any(dim=0).tolist()  # [U] by an already kept box
+    rows = np.packbits(over[undecided][:, undecided].cpu().numpy(), axis=1, bitorder="little")  # [U, U/8]
+    masks = [int.from_bytes(row.tobytes(), "little") for row in rows]  # bit j: suppresses undecided j
+    suppressed, kept = 0, []
+    for j, mask in enumerate(masks):
+        if not blocked[j] and not (suppressed >> j) & 1:
+            kept.append(j)
+            suppressed |= mask
+    keep[undecided[torch.tensor(kept, dtype=torch.long, device=keep.device)]] = True
 
 
 def _sorted_nms(boxes_xyxy: Tensor, scores: Tensor, labels: Tensor | None, iou_threshold: float,
@@ -47,27 +75,48 @@ def _sorted_nms(boxes_xyxy: Tensor, scores: Tensor, labels: Tensor | None, iou_t
     if labels is not None and labels.shape != scores.shape:
         raise ValueError(f"labels must have shape [{scores.shape[0]}], got {tuple(labels.shape)}")
     n = boxes_xyxy.shape[0]
-    if n == 0:
-        return torch.zeros(0, dtype=torch.long, device=boxes_xyxy.device)
     with torch.no_grad():
-        order = scores.argsort(descending=True, stable=True)  # [N] highest score first
-        b = boxes_xyxy[order]
-        if b.dtype in (torch.float16, torch.bfloat16):
-            b = b.float()  # the official kernels compute IoU in float32
-        over = box_iou(b, b, legacy=legacy) > iou_threshold  # [N, N]
+        # [N] best first; class-aware: grouped by label (ascending), best first within a label.
+        # Labels never interact, so each label's greedy order is unchanged and a box can only
+        # suppress boxes up to the end of its label's group.
+        order = scores.argsort(descending=True, stable=True)
         if labels is not None:
-            lab = labels[order]
-            over &= lab[:, None] == lab[None, :]  # class-aware: only same-label boxes compete
-        over = over.triu(diagonal=1)  # only a higher-scoring box suppresses a lower one
-        keep = _greedy_keep(over)
-    return order[keep]
+            order = order[labels[order].argsort(stable=True)]
+        boxes = boxes_xyxy[order]
+        if boxes.dtype in (torch.float16, torch.bfloat16):
+            boxes = boxes.float()  # the official kernels compute IoU in float32
+        lab = labels[order] if labels is not None else None
+
+        def overlaps(rows: Tensor, cols: Tensor) -> Tensor:
+            """[R, C] bool: IoU > threshold (and same label when class-aware)."""
+            over = box_iou(boxes[rows], boxes[cols], legacy=legacy) > iou_threshold
+            if lab is not None:
+                over &= lab[rows, None] == lab[None, cols]
+            return over
+
+        keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
+        suppressed = torch.zeros(n, dtype=torch.bool, device=boxes.device)  # by a kept box of an earlier block
+        for start in range(0, n, _BLOCK):  # a loop over blocks of boxes, not over boxes
+            end = min(start + _BLOCK, n)
+            rows = start + (~suppressed[start:end]).nonzero().squeeze(1)  # [R] still alive in this block
+            if rows.numel() == 0:
+                continue
+            later = rows[:, None] < rows[None, :]  # [R, R] only a better box suppresses a worse one
+            kept = rows[_greedy_keep(overlaps(rows, rows) & later)]  # [K]
+            keep[kept] = True
+            reach = n if lab is None else int(torch.searchsorted(lab, lab[end - 1], right=True))
+            cols = end + (~suppressed[end:reach]).nonzero().squeeze(1)  # [C] alive, maybe same label
+            if cols.numel() > 0:
+                suppressed[cols[overlaps(kept, cols).any(dim=0)]] = True
+        kept_idx = order[keep].sort().values  # input order, then best first (ties: input order)
+        return kept_idx[scores[kept_idx].argsort(descending=True, stable=True)]
 
 
 def nms(boxes_xyxy: Tensor, scores: Tensor, iou_threshold: float, legacy: bool = True) -> Tensor:
     """Indices [K] (long) of the boxes kept by greedy NMS, sorted by score descending.
 
     A box is dropped when IoU > iou_threshold with a kept higher-scoring box (ties in score keep
-    input order). Memory is O(N^2): meant for the <= a few thousand candidates of one image.
+    input order).
     """
     return _sorted_nms(boxes_xyxy, scores, None, iou_threshold, legacy)
 

@@ -55,14 +55,33 @@ def test_batched_nms_matches_per_class_greedy_reference(seed):
     assert len(ref) > len(nms(boxes, scores, 0.5))
 
 
+@pytest.mark.parametrize("num_labels", [1, 3, 700])
+def test_many_boxes_across_blocks(num_labels):
+    """More boxes than one block (256), dense clusters as a detector produces them."""
+    gen = torch.Generator().manual_seed(7)
+    n = 700
+    centres = torch.rand(12, 2, generator=gen) * 200
+    pick = torch.randint(0, 12, (n,), generator=gen)
+    ctr = centres[pick] + torch.randn(n, 2, generator=gen) * 6
+    wh = torch.rand(12, 2, generator=gen)[pick] * 60 + 15 + torch.randn(n, 2, generator=gen)
+    boxes = torch.cat([ctr - wh / 2, ctr + wh / 2], dim=1)
+    scores = torch.randperm(n, generator=gen).float() / n + 0.01
+    labels = torch.randint(0, num_labels, (n,), generator=gen)
+    ref = _greedy_reference(boxes.tolist(), scores.tolist(), labels.tolist(), 0.6)
+    got = batched_nms(boxes, scores, labels, 0.6) if num_labels > 1 else nms(boxes, scores, 0.6)
+    assert got.tolist() == ref
+    assert len(ref) < n
+
+
 def test_chain_of_overlaps_is_resolved_greedily():
     # sliding boxes: each overlaps its neighbour (IoU 0.78) more than 0.65, the one two steps away (0.6) less,
     # scores decreasing: greedy keeps every other box
-    x = torch.arange(12).float() * 8
-    boxes = torch.stack([x, torch.zeros(12), x + 63, torch.full((12,), 63.0)], dim=1)
-    scores = torch.linspace(1.0, 0.5, 12)
-    ref = _greedy_reference(boxes.tolist(), scores.tolist(), [0] * 12, 0.65)
-    assert nms(boxes, scores, 0.65).tolist() == ref == list(range(0, 12, 2))
+    # (300 boxes: one round per link would be slow, the scan fallback finishes such chains)
+    x = torch.arange(300).float() * 8
+    boxes = torch.stack([x, torch.zeros(300), x + 63, torch.full((300,), 63.0)], dim=1)
+    scores = torch.linspace(1.0, 0.5, 300)
+    ref = _greedy_reference(boxes.tolist(), scores.tolist(), [0] * 300, 0.65)
+    assert nms(boxes, scores, 0.65).tolist() == ref == list(range(0, 300, 2))
 
 
 def test_same_box_two_labels_both_kept():
@@ -93,3 +112,18 @@ def test_threshold_is_strict_and_legacy():
 def test_shape_errors():
     with pytest.raises(ValueError, match="scores"):
         nms(torch.zeros(3, 4), torch.zeros(2), 0.5)
+
+
+@pytest.mark.parametrize("max_rounds", [0, 2, 1000])
+def test_rounds_and_scan_agree_on_random_suppression_graphs(max_rounds):
+    from glip.ops.nms import _greedy_keep
+
+    gen = torch.Generator().manual_seed(max_rounds)
+    for density in (0.02, 0.1, 0.5):
+        over = (torch.rand(90, 90, generator=gen) < density).triu(diagonal=1)
+        want, suppressed = [], set()
+        for i in range(90):  # the textbook scan
+            if i not in suppressed:
+                want.append(i)
+                suppressed |= set(over[i].nonzero().flatten().tolist())
+        assert _greedy_keep(over.clone(), max_rounds=max_rounds).nonzero().flatten().tolist() == want
