@@ -7,9 +7,9 @@ without mapping them back (glip-official.md 8); here every index refers to the i
 
 Greedy NMS is sequential by nature (a box's fate depends on the fate of every better box), so the
 sorted boxes are processed in blocks of `_BLOCK`: the greedy order inside a block is resolved on
-its small suppression matrix in a few vectorised rounds (see _greedy_keep), then the block's kept boxes suppress the
-later boxes in one step. IoUs are computed only between kept boxes and still-alive boxes (of the
-same label when class-aware), and memory is O(_BLOCK * N), never N x N.
+its small suppression matrix in a few vectorised rounds (see _greedy_keep), then the block's kept
+boxes suppress the later boxes in one step. IoUs are computed only between kept boxes and
+still-alive boxes (of the same label when class-aware); memory is O(_BLOCK * N), never N x N.
 """
 
 from __future__ import annotations
