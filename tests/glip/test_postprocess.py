@@ -174,3 +174,10 @@ def test_batch_size_mismatch_is_an_error():
     with pytest.raises(ValueError, match="batch of 1"):
         PostProcessor()(HeadOutputs([logits], [reg], [ctr]), [torch.zeros(1, 4)], POS_MAP, [(1, 1)] * 2,
                         [(1, 1)])
+
+
+def test_no_candidate_gives_empty_detections():
+    logits, reg, ctr = _head([[0.01, 0.01, 0.01, 0.9]] * 2, [0.9, 0.9])  # every phrase below 0.05
+    anchors = torch.tensor([[0.0, 0.0, 9.0, 9.0], [20.0, 0.0, 29.0, 9.0]], dtype=torch.float64)
+    (det,) = PostProcessor()(HeadOutputs([logits], [reg], [ctr]), [anchors], POS_MAP, [(50, 50)], [(50, 50)])
+    assert len(det) == 0 and det.boxes_xyxy.shape == (0, 4) and det.labels.dtype == torch.long
