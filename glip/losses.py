@@ -100,10 +100,13 @@ class GLIPLoss(nn.Module):
 
     def forward(self, head_outputs: HeadOutputs, anchors_per_level: Sequence[Tensor],
                 targets: Sequence[TrainTarget], text_mask: Tensor) -> dict[str, Tensor]:
-        logits = torch.cat(head_outputs.logits, dim=1)  # [B, A, T]
-        bbox_reg = torch.cat(head_outputs.bbox_reg, dim=1)  # [B, A, 4]
-        centerness = torch.cat(head_outputs.centerness, dim=1)  # [B, A]
-        anchors = torch.cat(list(anchors_per_level), dim=0).to(bbox_reg)  # [A, 4]
+        # losses in at least fp32, also when the head ran in bf16/fp16 under autocast
+        dtype = torch.promote_types(head_outputs.logits[0].dtype, torch.float32)
+        logits = torch.cat(head_outputs.logits, dim=1).to(dtype)  # [B, A, T]
+        bbox_reg = torch.cat(head_outputs.bbox_reg, dim=1).to(dtype)  # [B, A, 4]
+        centerness = torch.cat(head_outputs.centerness, dim=1).to(dtype)  # [B, A]
+        anchors_per_level = [a.to(dtype) for a in anchors_per_level]
+        anchors = torch.cat(anchors_per_level, dim=0)  # [A, 4]
         b, a, t = logits.shape
         if len(targets) != b:
             raise ValueError(f"got {len(targets)} targets for a batch of {b} images")
