@@ -7,6 +7,7 @@ outside any git checkout reports None for both.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import platform
@@ -89,8 +90,8 @@ def file_sha256(path: str | os.PathLike | None) -> str | None:
     return _sha256_cached(str(p.resolve()), st.st_size, st.st_mtime_ns)
 
 
-def environment() -> dict[str, Any]:
-    """The parts of a record's provenance that do not depend on the run."""
+@functools.lru_cache(maxsize=1)
+def _environment() -> dict[str, Any]:
     import torch
 
     commit, dirty = git_state()
@@ -104,6 +105,15 @@ def environment() -> dict[str, Any]:
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "platform": platform.platform(),
     }
+
+
+def environment() -> dict[str, Any]:
+    """The parts of a record's provenance that do not depend on the run.
+
+    Taken once per process, at its first record: a process keeps running the code it imported, so that
+    git state describes every record of the sweep (and git is not asked again for every run).
+    """
+    return copy.deepcopy(_environment())
 
 
 def provenance(

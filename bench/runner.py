@@ -1,0 +1,485 @@
+"""Run specs -> (training) -> raw predictions (saved) -> metrics -> one record per run; grids, resume, shards.
+
+    specs = expand_grid(models=["glip-synth"], tasks="synth-shapes", regimes=["zero-shot", "full-ft"],
+                        shots=[1, 5], seeds=[3, 30], overrides={"max_epochs": 2})
+    validate_specs(specs, data_root)                 # every bad spec fails here, before any compute
+    records = run_grid(specs, data_root, results_dir, device="cpu")
+
+A run's folder is <results>/runs/<spec.run_name>/ (bench/store.py). A finished run (valid record with
+the same spec hash) is skipped when a sweep is rerun; anything else is redone from scratch, so a sweep
+killed at any point and rerun ends with the same records. `--shard i/N` takes every N-th spec of the
+grid sorted by spec hash, so N jobs can share one results folder without overlap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench import store
+from bench.errors import UserError, unknown_name
+from bench.logs import get_logger, progress
+from bench.records import RunSpec
+from bench.regimes import get_regime, regime_names, resolve_hparams
+
+log = get_logger("runner")
+DEFAULT_BACKEND = "faster"
+
+
+# ---------------------------------------------------------------------------------------- specs
+def model_fields() -> set[str]:
+    """GLIPConfig fields a run may override (`--set fusion=late`)."""
+    from glip.config import GLIPConfig
+
+    return {f.name for f in dataclasses.fields(GLIPConfig)} - {"name"}
+
+
+def _unknown_override(key: str, regimes: Sequence[str]) -> UserError:
+    from bench.errors import closest
+
+    settings = sorted({k for r in regimes for k in get_regime(r).defaults})
+    near = closest(key, [*settings, *model_fields()])
+    hint = f" Did you mean {near[0]!r}?" if near else ""
+    return UserError(
+        f"unknown override key {key!r}.{hint}\n  settings of {', '.join(regimes)}: {', '.join(settings)}\n"
+        f"  model (GLIPConfig) fields: {', '.join(sorted(model_fields()))}"
+    )
+
+
+def split_overrides(overrides: dict[str, Any], regime: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model overrides, regime overrides), told apart by name; unknown key -> UserError listing valid ones."""
+    model_keys, reg = model_fields(), get_regime(regime)
+    model, rest = {}, {}
+    for key, value in overrides.items():
+        if key in model_keys and key in reg.defaults:
+            raise UserError(f"override {key!r} is both a model field and a {regime} setting; rename one")
+        if key in model_keys:
+            model[key] = value
+        elif key in reg.defaults:
+            rest[key] = value
+        else:
+            raise _unknown_override(key, [regime])
+    return model, rest
+
+
+def overrides_for(overrides: dict[str, Any], regime: str, regimes: Sequence[str]) -> dict[str, Any]:
+    """The overrides that apply to `regime` in a grid over `regimes`: model fields, and settings this regime has.
+
+    A setting only some regimes have (max_epochs for the training ones) is dropped for the others, so a
+    zero-shot run's spec (and hash) does not depend on training budgets; a key no regime of the grid and
+    no model field knows is an error.
+    """
+    model_keys = model_fields()
+    out = {}
+    for key, value in overrides.items():
+        if key in model_keys or key in get_regime(regime).defaults:
+            out[key] = value
+        elif not any(key in get_regime(r).defaults for r in regimes):
+            raise _unknown_override(key, regimes)
+    return out
+
+
+def model_config(preset: str, model_overrides: dict[str, Any]) -> Any:
+    """The GLIPConfig of a preset with overrides (lists become tuples); bad name or value -> UserError."""
+    from glip.config import GLIPConfig, get_preset
+
+    fields = {f.name: f for f in dataclasses.fields(GLIPConfig)}
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in model_overrides.items() if k in fields}
+    try:
+        return get_preset(preset, **fixed)
+    except KeyError as e:
+        raise UserError(str(e).strip("'\"")) from None
+    except (TypeError, ValueError) as e:
+        raise UserError(f"model {preset} with overrides {model_overrides}: {e}") from None
+
+
+def expand_grid(
+    *, models: Sequence[str], tasks: str | Sequence[str], regimes: Sequence[str], shots: Sequence[int | None] | None,
+    seeds: Sequence[int] | None, prompt_set: str = "plain", overrides: dict[str, Any] | None = None,
+    checkpoint: str | None = None,
+) -> list[RunSpec]:
+    """The cross product as RunSpecs with defaults filled in (split = the task's eval or fine-tune split).
+
+    zero-shot takes no shots or seeds (one run per model x task); training regimes take shots x seeds
+    (None as a shot = the full training set). shots/seeds None = the official 1,3,5,10 x 3,30,300.
+    """
+    from bench.fewshot import SEEDS, SHOTS
+    from bench.registry import get_task, resolve_tasks
+
+    names = [t.name for t in resolve_tasks(tasks)] if isinstance(tasks, str) else [get_task(t).name for t in tasks]
+    for r in regimes:
+        get_regime(r)
+    if "zero-shot" in regimes and len(regimes) == 1 and (shots or seeds):
+        raise UserError("zero-shot runs take no --shots or --seeds; drop them or add a training regime")
+    specs = []
+    for model in models:
+        for name in dict.fromkeys(names):
+            task = get_task(name)
+            for regime in regimes:
+                if regime == "zero-shot":
+                    grid = [(0, 0)]
+                    split = task.eval_split
+                else:
+                    grid = [(k, s) for k in (shots or SHOTS) for s in (seeds or SEEDS)]
+                    split = task.finetune_split
+                for k, s in grid:
+                    specs.append(RunSpec(model=model, task=name, regime=regime, checkpoint=checkpoint, shots=k,
+                                         seed=s, prompt_set=prompt_set, split=split,
+                                         overrides=overrides_for(overrides or {}, regime, regimes)))
+    return list({s.hash: s for s in specs}.values())
+
+
+def train_val_splits(task: Any) -> tuple[str, str]:
+    """(train split, val split for early stopping) of a task."""
+    if "train" not in task.splits:
+        raise UserError(f"task {task.name} has no train split ({task.file}); it can only be run zero-shot")
+    return "train", ("val" if "val" in task.splits else task.eval_split)
+
+
+def validate_specs(specs: Iterable[RunSpec], data_root: str | Path | None = None) -> None:
+    """Fail before any compute, with a message saying what to change, for any spec that cannot run."""
+    from bench.registry import get_task
+
+    for spec in specs:
+        regime = get_regime(spec.regime)
+        task = get_task(spec.task)
+        model_over, reg_over = split_overrides(spec.overrides, spec.regime)
+        resolve_hparams(regime, spec.shots, reg_over)
+        model_config(spec.model, model_over)
+        if spec.checkpoint is not None and not Path(spec.checkpoint).is_file():
+            raise UserError(f"checkpoint not found: {spec.checkpoint}")
+        if task.prompt_sets and spec.prompt_set not in task.prompt_sets:
+            raise unknown_name(f"prompt set of task {task.name}", spec.prompt_set, task.prompt_sets)
+        splits = [spec.split or task.eval_split]
+        if regime.trains:
+            if task.format == "mdetr_flickr":
+                raise UserError(f"task {task.name} is a grounding task: only zero-shot runs are supported on it")
+            if task.chunk_size is not None:
+                raise UserError(f"task {task.name} needs chunked prompts ({task.chunk_size} classes per prompt); "
+                                f"training regimes need all classes in one caption: run it zero-shot")
+            splits += list(train_val_splits(task))
+        for split in dict.fromkeys(splits):
+            if split not in task.splits:
+                raise unknown_name(f"split of task {task.name}", split, task.splits)
+            if not task.data_present(data_root, split):
+                raise UserError(f"task {task.name}: the data of split {split!r} is missing ({task.ann_path(split, data_root)} "
+                                f"or {task.images_path(split, data_root)}); pass --data-root or get it: {task.source}")
+
+
+def shard_specs(specs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:
+    """The index-th (0-based) of `count` disjoint parts of a grid: every count-th spec in spec-hash order."""
+    if count < 1 or not 0 <= index < count:
+        raise UserError(f"--shard {index}/{count}: need 0 <= i < N (i counts from 0)")
+    return sorted(specs, key=lambda s: s.hash)[index::count]
+
+
+# ------------------------------------------------------------------------------------- models
+class ModelCache:
+    """One built model per (preset, checkpoint, model overrides), reset to its loaded weights for every run."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.key: tuple | None = None
+        self.model: Any = None
+        self.state: dict[str, Any] = {}
+        self.requires_grad: dict[str, bool] = {}
+
+    def get(self, spec: RunSpec, model_overrides: dict[str, Any]) -> Any:
+        import torch
+
+        key = (spec.model, spec.checkpoint, repr(sorted(model_overrides.items())))
+        if key != self.key:
+            self.model = None  # free the previous one first
+            cfg = model_config(spec.model, model_overrides)
+            self.model = build_model(cfg, spec.checkpoint).to(self.device)
+            self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.requires_grad = {n: p.requires_grad for n, p in self.model.named_parameters()}
+            self.key = key
+        else:
+            with torch.no_grad():
+                self.model.load_state_dict(self.state, strict=True)
+            for n, p in self.model.named_parameters():
+                p.requires_grad_(self.requires_grad[n])
+        self.model.eval()
+        return self.model
+
+
+def build_model(cfg: Any, checkpoint: str | None) -> Any:
+    """A GLIP from a config, with weights from `checkpoint` (official .pth or our safetensors) if given."""
+    import glip
+
+    return glip.from_pretrained(cfg, checkpoint=checkpoint)
+
+
+# -------------------------------------------------------------------------------- inference
+def prompt_chunks(task: Any, dataset: Any, tokenizer: Any, prompt_set: str) -> list[tuple[Any, list[int]]]:
+    """The task's class prompt: (glip PromptChunk, data-set category id of each of its phrases) per chunk."""
+    from bench.templates import task_prompt_chunks
+
+    return task_prompt_chunks(task, dataset, tokenizer, prompt_set)
+
+
+def predict_detection(model: Any, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], cap: int, batch_size: int,
+                      device: str) -> tuple[list[dict[str, Any]], float]:
+    """COCO-format detections of every image (CONTRACTS.md 5) and the seconds it took.
+
+    Chunked prompts: each chunk is a forward pass; its phrase labels become category ids and the chunks'
+    detections are merged by score with the per-image cap (bench/templates.py). The postprocessor's own
+    cap is set to the task's too (official DETECTIONS_PER_IMG: LVIS 300).
+    """
+    import torch
+
+    from bench.templates import merge_chunk_detections
+
+    old_cap = model.postprocessor.detections_per_img
+    model.postprocessor.detections_per_img = cap
+    preds: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    try:
+        ids = dataset.image_ids
+        for b in range(0, len(ids), batch_size):
+            batch_ids = ids[b: b + batch_size]
+            images = model.preprocess([dataset.load_image(i) for i in batch_ids]).to(device)
+            per_chunk = [model.detect(images, [ch.caption] * len(batch_ids), [ch.positive_map] * len(batch_ids))
+                         for ch, _ in chunks]  # [chunk][image]
+            for j, image_id in enumerate(batch_ids):
+                boxes, scores, cats = merge_chunk_detections([d[j] for d in per_chunk], [c for _, c in chunks], cap)
+                wh = boxes[:, 2:] - boxes[:, :2] + 1  # COCO xywh with the official +1 width (glip-official.md 1.9)
+                for (x, y), (w, h), s, c in zip(boxes[:, :2].tolist(), wh.tolist(), scores.tolist(), cats.tolist()):
+                    preds.append({"image_id": int(image_id), "category_id": int(c), "bbox": [x, y, w, h], "score": s})
+    finally:
+        model.postprocessor.detections_per_img = old_cap
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+    return preds, time.perf_counter() - start
+
+
+def predict_grounding(model: Any, dataset: Any, device: str) -> tuple[list[dict[str, Any]], float]:
+    """Flickr-style predictions: per entry, per phrase, boxes sorted by score (one image per pass, official)."""
+    from glip.prompts import positive_map
+
+    preds = []
+    start = time.perf_counter()
+    for s in dataset.samples:
+        images = model.preprocess([dataset.load_image(s.id)]).to(device)
+        pm = positive_map(model.tokenizer, s.caption, [p.spans for p in s.phrases], max_len=model.config.max_query_len)
+        d = model.detect(images, [s.caption], [pm])[0]
+        boxes, scores, labels = d.boxes_xyxy.cpu(), d.scores.cpu(), d.labels.cpu()
+        per_boxes, per_scores = [], []
+        for p in range(len(s.phrases)):
+            idx = (labels == p).nonzero().flatten()
+            idx = idx[scores[idx].argsort(descending=True, stable=True)]
+            per_boxes.append(boxes[idx].tolist())
+            per_scores.append(scores[idx].tolist())
+        preds.append({"image_id": int(s.id), "boxes": per_boxes, "scores": per_scores})
+    return preds, time.perf_counter() - start
+
+
+def ground_truth(task: Any, dataset: Any) -> Any:
+    return dataset.entities if task.format == "mdetr_flickr" else dataset.coco
+
+
+def score(task: Any, dataset: Any, predictions: list[dict[str, Any]], backend: str) -> Any:
+    """MetricResult of predictions that went through JSON (so a rescore from the file gives the same numbers)."""
+    import json
+
+    from bench.metrics import evaluate
+
+    return evaluate(task.metric, ground_truth(task, dataset), json.loads(json.dumps(predictions)), backend=backend)
+
+
+# ------------------------------------------------------------------------------------ one run
+def _peak_memory_mb(device: str) -> float:
+    import resource
+
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
+
+
+def run_one(
+    spec: RunSpec, *, data_root: str | Path | None = None, results_dir: str | Path = "results",
+    device: str = "cpu", metric_backend: str = DEFAULT_BACKEND, cache: ModelCache | None = None,
+) -> dict[str, Any]:
+    """Train (per the regime), predict the eval split, save predictions, score, write the record last."""
+    import torch
+
+    from bench.fewshot import fewshot_subset
+    from bench.provenance import device_name, file_sha256, provenance
+    from bench.registry import get_task
+    from bench.train import train
+    from bench.train_data import DetectionTrainSet
+
+    started, t0 = now(), time.perf_counter()
+    task, regime = get_task(spec.task), get_regime(spec.regime)
+    model_over, reg_over = split_overrides(spec.overrides, spec.regime)
+    hp = resolve_hparams(regime, spec.shots, reg_over)
+    folder = store.run_dir(results_dir, spec)
+    store.clean_partial(folder)
+    if str(device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    model = (cache or ModelCache(device)).get(spec, model_over)
+    groups = model.parameter_groups()
+    split = spec.split or task.eval_split
+    eval_set = task.load(split, data_root)
+    grounding = task.format == "mdetr_flickr"
+    chunks = None if grounding else prompt_chunks(task, eval_set, model.tokenizer, spec.prompt_set)
+    size_div = model.config.size_divisibility
+
+    def predict(dataset: Any) -> tuple[list[dict[str, Any]], float]:
+        if grounding:
+            return predict_grounding(model, dataset, device)
+        return predict_detection(model, dataset, chunks, task.detections_per_image, hp["infer_batch_size"], device)
+
+    trained: dict[str, Any] | None = None
+    fewshot: dict[str, Any] | None = None
+    trainable: list[str] = []
+    if regime.trains:
+        train_split, val_split = train_val_splits(task)
+        tr = fewshot_subset(task, train_split, spec.shots, spec.seed, data_root, which="train")
+        va = fewshot_subset(task, val_split, hp["val_shots"], spec.seed, data_root, which="val")
+        if len(chunks) != 1:
+            raise UserError(f"task {task.name}: the class prompt needs {len(chunks)} captions; training needs one")
+        ch = chunks[0][0]
+        class_map = ch.positive_map[torch.tensor(ch.phrase_indices).argsort()]  # rows in category order
+        dataset = DetectionTrainSet(tr.dataset, ch.caption, class_map, model.preprocess,
+                                    flip_prob=model.config.flip_prob, seed=spec.seed)
+
+        def val_metric(m: Any) -> float:
+            preds, _ = predict(va.dataset)
+            result = score(task, va.dataset, preds, metric_backend)
+            return float(result.values[result.primary])
+
+        trainable = regime.trainable_names(groups)
+        res = train(model, dataset, trainable=trainable, hp=hp, device=device, seed=spec.seed, evaluate=val_metric,
+                    eval_modules=regime.eval_modules, size_divisibility=size_div)
+        trained = res.to_dict()
+        fewshot = {"train_image_ids": sorted(tr.image_ids), "train_source": tr.source,
+                   "val_split": val_split, "val_image_ids": sorted(va.image_ids), "val_source": va.source,
+                   "train_images_with_boxes": len(dataset)}
+    preds, infer_seconds = predict(eval_set)
+    n_images = len(eval_set)
+    store.write_predictions(folder, preds)
+    result = score(task, eval_set, preds, metric_backend)
+
+    numel = {n: p.numel() for n, p in model.named_parameters()}
+    train_seconds = trained["train_seconds"] if trained else 0.0
+    ann = task.ann_path(split, data_root)
+    record = {
+        "schema_version": 1,
+        "spec": spec.to_dict(),
+        "spec_hash": spec.hash,
+        "task": {"name": task.name, "version": task.version, "groups": list(task.groups), "metric": task.metric,
+                 "split": split, "num_images": n_images, "ann_sha256": file_sha256(ann)},
+        "metrics": metrics_section(result),
+        "cost": {
+            "total_params": sum(numel.values()),
+            "trainable_params": sum(numel[n] for n in trainable),
+            "stored_params": sum(numel[n] for n in regime.stored_names(groups)),
+            "train_seconds": train_seconds,
+            "images_seen": trained["images_seen"] if trained else 0,
+            "infer_images_per_s": n_images / infer_seconds if infer_seconds > 0 else 0.0,
+            "infer_seconds": infer_seconds,
+            "peak_memory_mb": _peak_memory_mb(device),
+            "peak_memory_kind": "cuda max allocated" if str(device).startswith("cuda") else "process peak RSS",
+            "device": device_name(device),
+            "device_hours": (train_seconds + infer_seconds) / 3600.0,
+        },
+        "provenance": provenance(
+            seeds={"fewshot": spec.seed, "train": spec.seed},
+            ann_sha256={split: file_sha256(ann)},
+            checkpoint=spec.checkpoint, prompt_set=spec.prompt_set,
+            chunk_size=task.chunk_size, metric_backend=metric_backend,
+            extra={"task_file_version": task.version, "num_prompt_chunks": None if chunks is None else len(chunks),
+                   "captions": None if chunks is None else [c.caption for c, _ in chunks]},
+        ),
+        "model": {"preset": spec.model, "overrides": model_over, "checkpoint": spec.checkpoint},
+        "hparams": hp,
+        "training": trained,
+        "fewshot": fewshot,
+        "started_at": started,
+        "finished_at": now(),
+        "wall_seconds": time.perf_counter() - t0,
+    }
+    store.write_record(folder, record)  # last: its presence marks the run finished
+    log.info("%s: %s = %.2f", spec.run_name, result.primary, result.values[result.primary])
+    return record
+
+
+# ------------------------------------------------------------------------------------- grids
+def run_grid(
+    specs: Sequence[RunSpec], data_root: str | Path | None, results_dir: str | Path, device: str = "cpu", *,
+    rescore: bool = False, shard: tuple[int, int] | None = None, metric_backend: str = DEFAULT_BACKEND,
+    validate: bool = True,
+) -> list[dict[str, Any]]:
+    """Run (or skip, when finished) every spec of this shard; returns the records in spec-hash order.
+
+    rescore: recompute the metrics of finished runs from their saved predictions (no inference), and
+    refuse specs that have not run yet.
+    """
+    specs = shard_specs(specs, *shard) if shard else sorted(specs, key=lambda s: s.hash)
+    if validate:
+        validate_specs(specs, data_root)
+    if rescore:
+        missing = [s.run_name for s in specs if store.finished_record(results_dir, s) is None]
+        if missing:
+            raise UserError(f"--rescore needs finished runs; {len(missing)} have no valid record, e.g. {missing[0]}")
+    cache = ModelCache(device)
+    records = []
+    for spec in progress(specs, desc="runs", total=len(specs), leave=True):
+        done = store.finished_record(results_dir, spec)
+        if rescore:
+            records.append(rescore_run(store.run_dir(results_dir, spec), data_root, metric_backend))
+        elif done is not None:
+            log.info("skip %s (finished)", spec.run_name)
+            records.append(done)
+        else:
+            records.append(run_one(spec, data_root=data_root, results_dir=results_dir, device=device,
+                                   metric_backend=metric_backend, cache=cache))
+    return records
+
+
+def rescore_run(folder: str | Path, data_root: str | Path | None = None, metric_backend: str | None = None
+                ) -> dict[str, Any]:
+    """Recompute a finished run's metrics from its saved predictions and rewrite its record atomically."""
+    from bench.registry import get_task
+
+    folder = Path(folder)
+    record = store.load_record(folder / store.RECORD)
+    if record is None:
+        raise UserError(f"{folder} holds no valid record.json to rescore")
+    spec = RunSpec.from_dict(record["spec"])
+    task = get_task(spec.task)
+    backend = metric_backend or record["provenance"].get("metric_backend") or DEFAULT_BACKEND
+    dataset = task.load(record["task"]["split"], data_root)
+    result = score(task, dataset, store.read_predictions(folder), backend)
+    record["metrics"] = metrics_section(result)
+    record["provenance"]["metric_backend"] = backend
+    record["rescored_at"] = now()
+    store.write_record(folder, record)
+    return record
+
+
+def metrics_section(result: Any) -> dict[str, Any]:
+    values = {k: float(v) for k, v in result.values.items()}
+    return {"primary": result.primary, "values": values,
+            "per_class": {k: float(v) for k, v in result.per_class.items()},
+            "backend": result.backend, "library": getattr(result, "library", "")}
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+__all__ = ["expand_grid", "validate_specs", "shard_specs", "run_one", "run_grid", "rescore_run", "regime_names"]

@@ -1,0 +1,152 @@
+"""Grid expansion, shards, override parsing and every bad spec failing before any compute."""
+
+from __future__ import annotations
+
+import pytest
+from test_runner_world import make_world
+
+from bench.cli import main as cli_main
+from bench.errors import UserError
+from bench.records import RunSpec
+from bench.runner import expand_grid, shard_specs, split_overrides, validate_specs
+
+ALL = ["zero-shot", "linear-probe", "prompt-tuning", "full-ft"]
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    return make_world(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def no_compute(monkeypatch):
+    """Any attempt to build a model fails the test: validation must come first."""
+    import bench.runner
+
+    def boom(*a, **k):
+        raise AssertionError("a model was built before the specs were validated")
+
+    monkeypatch.setattr(bench.runner, "build_model", boom)
+
+
+def test_grid_expansion(world):
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-world", regimes=ALL, shots=[1, 5], seeds=[3, 30],
+                        overrides={"max_iters": 1, "fusion": "late"})
+    assert len(specs) == 2 * (1 + 3 * 2 * 2) == len({s.hash for s in specs})
+    zs = [s for s in specs if s.regime == "zero-shot"]
+    assert {(s.shots, s.seed, s.split) for s in zs} == {(0, 0, "val")}
+    assert all(s.overrides == {"fusion": "late"} for s in zs)  # training budgets do not touch zero-shot specs
+    trained = [s for s in specs if s.regime != "zero-shot"]
+    assert all(s.split == "test" and s.overrides == {"fusion": "late", "max_iters": 1} for s in trained)
+    default = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a", regimes=["full-ft"], shots=None, seeds=None)
+    assert sorted((s.shots, s.seed) for s in default) == sorted((k, s) for k in (1, 3, 5, 10) for s in (3, 30, 300))
+    full = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a", regimes=["full-ft"], shots=[None], seeds=[3])
+    assert full[0].shots is None and full[0].shots_label == "all"
+
+
+def test_shards_are_disjoint_and_cover_the_grid(world):
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-world", regimes=ALL, shots=[1, 3, 5], seeds=[3, 30])
+    parts = [shard_specs(specs, i, 3) for i in range(3)]
+    hashes = [s.hash for p in parts for s in p]
+    assert sorted(hashes) == sorted(s.hash for s in specs) and len(set(hashes)) == len(hashes)
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert [s.hash for s in shard_specs(list(reversed(specs)), 1, 3)] == [s.hash for s in parts[1]]
+    with pytest.raises(UserError, match="0 <= i < N"):
+        shard_specs(specs, 3, 3)
+
+
+def test_override_split():
+    model, regime = split_overrides({"fusion": "late", "lr": 0.01}, "prompt-tuning")
+    assert model == {"fusion": "late"} and regime == {"lr": 0.01}
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: RunSpec(model="glip-tiny", task="runner-shapes-a", regime="few-shot"), "full-ft"),
+    (lambda: RunSpec(model="glip-tiny", task="runner-shapes-a", regime="zero-shot", shots=5), "drop --shots"),
+    (lambda: RunSpec(model="glip-tiny", task="runner-shapes-a", regime="full-ft", shots=0), "shots >= 1"),
+    (lambda: RunSpec(model="glip-tinny", task="runner-shapes-a", regime="zero-shot"), "glip-tiny"),
+    (lambda: RunSpec(model="glip-tiny", task="runner-shapes-c", regime="zero-shot"), "runner-shapes-a"),
+    (lambda: RunSpec(model="glip-tiny", task="runner-shapes-a", regime="full-ft", shots=1, overrides={"lrr": 1.0}),
+     "Did you mean 'lr'"),
+    (lambda: RunSpec(model="glip-tiny", task="runner-shapes-a", regime="zero-shot", overrides={"lr": 1.0}),
+     "unknown override key 'lr'"),
+    (lambda: RunSpec(model="glip-tiny", task="runner-shapes-a", regime="zero-shot", overrides={"fusion": "mid"}),
+     "fusion"),
+    (lambda: RunSpec(model="glip-tiny", task="runner-shapes-a", regime="zero-shot", checkpoint="nope.safetensors"),
+     "checkpoint not found"),
+    (lambda: RunSpec(model="glip-tiny", task="runner-shapes-a", regime="zero-shot", prompt_set="official"),
+     "plain"),
+])
+def test_bad_specs_fail_before_compute(world, no_compute, make, match):
+    _, data_root = world
+    with pytest.raises(UserError, match=match):
+        validate_specs([make()], data_root)
+
+
+def test_missing_data_fails_before_compute(world, no_compute, tmp_path):
+    from bench.runner import run_grid
+
+    _, data_root = world
+    (data_root / "runner" / "runner-shapes-b" / "train" / "ann.json").unlink()
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-world", regimes=["zero-shot", "linear-probe"],
+                        shots=[1], seeds=[3])
+    with pytest.raises(UserError, match=r"runner-shapes-b.*split 'train' is missing"):
+        run_grid(specs, data_root, tmp_path / "results")
+    assert not (tmp_path / "results").exists()
+    validate_specs([s for s in specs if s.regime == "zero-shot"], data_root)  # zero-shot does not need train
+
+
+def test_cli_dry_run_and_errors(world, no_compute, capsys, tmp_path):
+    _, data_root = world
+    base = ["run", "--model", "glip-tiny", "--tasks", "runner-world", "--data-root", str(data_root)]
+    assert cli_main([*base, "--regime", "zero-shot,full-ft", "--shots", "1,all", "--seeds", "3", "--dry-run",
+                     "--set", "max_iters=1", "--set", "lr=1e-3"]) == 0
+    out = capsys.readouterr().out.split()
+    assert len(out) == 2 * 3 and sum("__allshot__" in n for n in out) == 2
+    assert cli_main([*base, "--regime", "zero-shot", "--shots", "1", "--dry-run"]) == 2
+    assert "zero-shot runs take no --shots" in capsys.readouterr().err
+    assert cli_main([*base, "--regime", "full-ft", "--set", "bogus=1", "--dry-run"]) == 2
+    assert "unknown override key 'bogus'" in capsys.readouterr().err
+    assert cli_main([*base, "--regime", "full-ft", "--shard", "2/2", "--dry-run"]) == 2
+    assert cli_main([*base, "--regime", "full-ft", "--set", "lr", "--dry-run"]) == 2
+
+
+def test_parse_values():
+    from bench.commands.run import parse_overrides
+
+    assert parse_overrides(["lr=1e-4", "amp=false", "max_iters=none", "fusion=late", "swin_depths=[1, 1, 2, 1]",
+                            "x=(1, 2)"]) == {"lr": 1e-4, "amp": False, "max_iters": None, "fusion": "late",
+                                             "swin_depths": [1, 1, 2, 1], "x": (1, 2)}
+
+
+def test_chunked_prompt_merge_matches_per_chunk_detection(world):
+    """One forward pass per chunk, labels -> category ids, merged by score under the per-image cap."""
+    import torch
+
+    from bench.registry import get_task
+    from bench.runner import ModelCache, predict_detection, prompt_chunks
+
+    tasks_dir, data_root = world
+    path = tasks_dir / "runner-shapes-b.yaml"
+    path.write_text(path.read_text().replace("chunk_size: null", "chunk_size: 1").replace(
+        "detections_per_image: 100", "detections_per_image: 4"))
+    from bench.registry import load_registry
+
+    load_registry(tasks_dir, reload=True)
+    task = get_task("runner-shapes-b")
+    data = task.load("val", data_root)
+    torch.manual_seed(0)
+    model = ModelCache("cpu").get(RunSpec(model="glip-tiny", task=task.name, regime="zero-shot"), {})
+    model.postprocessor.pre_nms_thresh = 0.0  # an untrained model: let every candidate through
+    chunks = prompt_chunks(task, data, model.tokenizer, "plain")
+    assert [ids for _, ids in chunks] == [[1], [2], [3]]
+    preds, _ = predict_detection(model, data, chunks, cap=4, batch_size=1, device="cpu")
+    for image_id in data.image_ids:
+        got = [p for p in preds if p["image_id"] == image_id]
+        images = model.preprocess([data.load_image(image_id)])
+        brute = []
+        for ch, ids in chunks:
+            d = model.detect(images, [ch.caption], [ch.positive_map])[0]
+            brute += [(s, ids[lab]) for s, lab in zip(d.scores.tolist(), d.labels.tolist())]
+        brute = sorted(brute, key=lambda t: -t[0])[:4]
+        assert [(p["score"], p["category_id"]) for p in got] == brute

@@ -1,0 +1,85 @@
+"""End to end: 2 tasks x 4 regimes x shots {1, 5} x 2 seeds on glip-tiny -> complete, valid records; rescoring."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from test_runner_world import make_world
+
+from bench import store
+from bench.cli import main as cli_main
+from bench.records import validate_record
+from bench.runner import expand_grid, run_grid
+
+FAST = {"max_iters": 1, "batch_size": 1, "eval_every": 0, "infer_batch_size": 4}
+
+
+@pytest.mark.slow
+def test_sweep_end_to_end(tmp_path, monkeypatch):
+    _, data_root = make_world(tmp_path, monkeypatch)
+    results = tmp_path / "results"
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-world",
+                        regimes=["zero-shot", "linear-probe", "prompt-tuning", "full-ft"], shots=[1, 5], seeds=[3, 30],
+                        overrides=FAST)
+    assert len(specs) == 26
+    records = run_grid(specs, data_root, results)
+    assert sorted(r["spec_hash"] for r in records) == sorted(s.hash for s in specs)
+    for r in records:
+        validate_record(r)
+        on_disk = (store.run_dir(results, _spec(r)) / "record.json").read_text()
+        assert json.dumps(r) == json.dumps(json.loads(on_disk))  # (json, not ==: NaN metrics are not equal to NaN)
+        assert set(r["metrics"]["per_class"]) <= {"red square", "blue circle", "green square", "yellow circle",
+                                                  "red circle"}
+        cost = r["cost"]
+        assert cost["total_params"] > cost["trainable_params"] >= 0
+        if r["spec"]["regime"] == "zero-shot":
+            assert cost["trainable_params"] == cost["stored_params"] == cost["images_seen"] == 0
+            assert r["task"]["split"] == "val" and r["fewshot"] is None
+        else:
+            assert r["training"]["iters"] == 1 and cost["images_seen"] == 1 and r["task"]["split"] == "test"
+        if r["spec"]["regime"] == "prompt-tuning":
+            assert cost["stored_params"] == cost["trainable_params"] == 1000 * 32  # only the offset
+        if r["spec"]["regime"] == "full-ft":
+            assert cost["stored_params"] == cost["total_params"]
+    # seeds: the same (task, shots, seed) gives the same sample in every regime; another seed another one
+    samples: dict[tuple, set] = {}
+    for r in records:
+        if r["fewshot"]:
+            key = (r["spec"]["task"], r["spec"]["shots"], r["spec"]["seed"])
+            samples.setdefault(key, set()).add(tuple(r["fewshot"]["train_image_ids"]))
+    assert all(len(v) == 1 for v in samples.values())
+    assert samples[("runner-shapes-a", 1, 3)] != samples[("runner-shapes-a", 1, 30)]
+
+    # rerun: everything is skipped, records untouched
+    again = run_grid(specs, data_root, results)
+    assert [r["started_at"] for r in again] == [r["started_at"] for r in records]
+
+    # rescoring from the saved predictions reproduces every stored metric exactly
+    before = {r["spec_hash"]: json.dumps(r["metrics"]) for r in records}
+    rescored = run_grid(specs, data_root, results, rescore=True)
+    assert {r["spec_hash"]: json.dumps(r["metrics"]) for r in rescored} == before
+    assert cli_main(["score", "--results", str(results), "--data-root", str(data_root)]) == 0
+    assert {r["spec_hash"]: json.dumps(r["metrics"]) for r in store.load_records(results)} == before
+    assert not list(results.rglob("*.tmp"))
+
+
+def _spec(record):
+    from bench.records import RunSpec
+
+    return RunSpec.from_dict(record["spec"])
+
+
+@pytest.mark.slow
+def test_validation_drives_early_stopping(tmp_path, monkeypatch):
+    """A training run that evaluates on the few-shot val split every epoch and keeps its best weights."""
+    _, data_root = make_world(tmp_path, monkeypatch)
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a", regimes=["prompt-tuning"], shots=[1],
+                        seeds=[3], overrides={"batch_size": 4, "max_epochs": 3, "copy_factor": 1, "stop_patience": 2,
+                                              "infer_batch_size": 4})
+    (r,) = run_grid(specs, data_root, tmp_path / "results")
+    hist = r["training"]["history"]
+    assert 1 <= len(hist) <= 3 and [h["epoch"] for h in hist] == list(range(1, len(hist) + 1))
+    assert all(math.isfinite(h["metric"]) for h in hist) and r["training"]["best_epoch"] is not None
+    assert r["fewshot"]["val_image_ids"] and r["fewshot"]["val_split"] == "val"

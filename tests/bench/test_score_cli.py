@@ -1,0 +1,55 @@
+"""`glip-bench score`: metrics recomputed from the saved predictions alone, no inference."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_runner_world import make_world
+
+from bench import store
+from bench.cli import main as cli_main
+from bench.runner import expand_grid, run_grid
+
+
+@pytest.fixture
+def one_run(tmp_path, monkeypatch):
+    _, data_root = make_world(tmp_path, monkeypatch)
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a", regimes=["zero-shot"], shots=None, seeds=None,
+                        overrides={"infer_batch_size": 4})
+    (record,) = run_grid(specs, data_root, tmp_path / "results")
+    return data_root, tmp_path / "results", store.run_dir(tmp_path / "results", specs[0]), record
+
+
+def test_score_recomputes_from_predictions(one_run, capsys):
+    data_root, results, folder, record = one_run
+    assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root)]) == 0
+    assert "rescored 1 runs, 0 changed" in capsys.readouterr().out
+    assert json.dumps(store.load_record(folder / "record.json")["metrics"]) == json.dumps(record["metrics"])
+
+    # a tampered record is put right from the predictions
+    tampered = store.load_record(folder / "record.json")
+    tampered["metrics"]["values"]["AP"] = 55.0
+    store.write_record(folder, tampered)
+    assert cli_main(["score", "--results", str(results), "--data-root", str(data_root)]) == 0
+    assert store.load_record(folder / "record.json")["metrics"]["values"]["AP"] == record["metrics"]["values"]["AP"]
+
+    # perfect predictions (the ground truth itself) score 100 with either backend: the metric reads the file
+    gt = json.loads((data_root / "runner" / "runner-shapes-a" / "val" / "ann.json").read_text())
+    store.write_predictions(folder, [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
+                                      "score": 0.9} for a in gt["annotations"]])
+    for backend in ("faster", "pycocotools"):
+        assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root),
+                         "--metric-backend", backend]) == 0
+        rec = store.load_record(folder / "record.json")
+        assert rec["metrics"]["values"]["AP"] == pytest.approx(100.0)
+        assert rec["provenance"]["metric_backend"] == backend and "rescored_at" in rec
+
+
+def test_score_errors(one_run, tmp_path, capsys):
+    data_root, results, folder, _ = one_run
+    assert cli_main(["score", "--run", str(tmp_path), "--data-root", str(data_root)]) == 2
+    assert "no record.json" in capsys.readouterr().err
+    (folder / store.PREDICTIONS).unlink()
+    assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root)]) == 2
+    assert "no predictions" in capsys.readouterr().err
