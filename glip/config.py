@@ -18,11 +18,14 @@ BUILTIN_WORDS: tuple[str, ...] = (
     # colours
     "red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray", "grey",
     "cyan", "magenta",
-    # shapes
+    # shapes (the synthetic world's, with plurals)
     "square", "circle", "triangle", "rectangle", "star", "cross", "ring", "diamond", "ellipse", "hexagon",
-    "disk", "bar", "shape", "object", "box",
+    "heart", "crescent", "arrow", "hourglass", "disk", "bar", "shape", "object", "box",
+    "squares", "circles", "triangles", "rectangles", "stars", "crosses", "rings", "diamonds", "hexagons",
+    "hearts", "crescents", "arrows", "hourglasses", "shapes", "objects",
     # sizes, positions
     "small", "large", "big", "tiny", "left", "right", "top", "bottom", "center", "middle", "near", "far",
+    "above", "below", "next", "beside", "under", "over", "image", "picture", "photo", "see", "we", "can",
     # common detection nouns
     "person", "cat", "dog", "car", "bird", "horse", "bicycle", "boat", "bus", "truck", "fish", "hand",
     # function words
@@ -65,6 +68,11 @@ class GLIPConfig:
     text_max_positions: int = 512
     text_dropout: float = 0.1
     max_query_len: int = 256
+    # official PAD_MAX True pads every caption to max_query_len tokens. False pads to the longest caption of
+    # the batch instead: padded tokens are masked as keys in BERT and in image->text attention and are
+    # never scored, so real tokens get the same outputs (up to float summation order) at a fraction of
+    # the cost; the synthetic preset uses it.
+    pad_to_max_query: bool = True
     # None: the bert-base-uncased tokenizer (a local directory must be given); a tuple: build an offline
     # WordPiece vocabulary from these words plus VOCAB_CHARS.
     vocab_words: tuple[str, ...] | None = None
@@ -177,9 +185,11 @@ def _glip_synth() -> GLIPConfig:
         name="glip-synth", swin_embed_dim=24, swin_depths=(1, 1, 2, 1), swin_num_heads=(1, 2, 3, 6),
         swin_window_size=4, swin_drop_path_rate=0.0, fpn_channels=64, fpn_drop_block_prob=0.0,
         text_hidden=64, text_layers=2, text_heads=2, text_intermediate=128, text_vocab_size=512,
-        text_max_positions=256, text_dropout=0.0, vocab_words=BUILTIN_WORDS,
+        text_max_positions=256, text_dropout=0.0, vocab_words=BUILTIN_WORDS, pad_to_max_query=False,
         num_blocks=2, fusion_embed_dim=128, fusion_heads=4, fusion_dropout=0.0, group_norm_groups=16,
         num_legacy_classes=8, min_size=128, max_size=128, train_min_sizes=(128,), train_max_size=128,
+        # objects are 10-60 px in 128-px images: anchors of 4 x stride instead of the official 8 x stride
+        anchor_sizes=(32, 64, 128, 256, 512),
     )
 
 

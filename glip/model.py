@@ -118,7 +118,10 @@ class GLIP(nn.Module):
 
     def encode_text(self, captions: Sequence[str]) -> TextFeatures:
         """captions -> TextFeatures (hidden, embedded [B,T,D]) with prompt_offset[:T] added to both (§5)."""
-        ids, mask = self.tokenize(captions)
+        ids, mask = self.tokenize(captions)  # [B, max_query_len]
+        if not self.config.pad_to_max_query:  # pad only to the longest caption (see GLIPConfig)
+            n = int(mask.sum(1).max())
+            ids, mask = ids[:, :n], mask[:, :n]  # [B, T]
         device = self.prompt_offset.device
         text = self.language(ids.to(device), mask.to(device))
         offset = self.prompt_offset[: ids.shape[1]].unsqueeze(0)  # [1, T, D]
