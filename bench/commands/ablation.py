@@ -16,6 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-resamples", type=int, default=9999, help="bootstrap resamples")
     parser.add_argument("--unset-as", choices=["a", "b"], default=None,
                         help="count runs that do not set the key as this side (when that side is the default)")
+    parser.add_argument("--ignore", default=None, metavar="KEYS",
+                        help="pairing keys allowed to differ between the sides, comma-separated (e.g. checkpoint, "
+                             "when each side was pretrained on its own)")
+
+
+def _ignore(text: str | None) -> list[str]:
+    return [k.strip() for k in text.split(",") if k.strip()] if text else []
 
 
 def main(args: argparse.Namespace) -> int:
@@ -36,10 +43,11 @@ def main(args: argparse.Namespace) -> int:
     if df.empty:
         raise UserError(f"no record.json found under {args.results}; run `glip-bench run` first or pass --results")
     a, b = ablation.parse_assignments(args.a), ablation.parse_assignments(args.b)
-    pairs, counts = ablation.pair_runs(df, a, b, args.unset_as)
+    pairs, counts = ablation.pair_runs(df, a, b, args.unset_as, ignore=_ignore(args.ignore))
     table = ablation.ablation_table(pairs, seed=args.seed, n_resamples=args.n_resamples)
     try:
-        gap = ablation.tuning_gap(df, a, b, args.unset_as, seed=args.seed, n_resamples=args.n_resamples)
+        gap = ablation.tuning_gap(df, a, b, args.unset_as, seed=args.seed, n_resamples=args.n_resamples,
+                                  ignore=_ignore(args.ignore))
     except UserError as e:
         gap = str(e)
         log.warning("prompt-tuning vs full-ft gap not computed: %s", e)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,12 +57,15 @@ def _side(overrides: Mapping[str, Any], want: Mapping[str, Any], unset: Mapping[
     return all(overrides.get(k, unset.get(k, _MISSING)) == v for k, v in want.items())
 
 
-def pair_runs(df: pd.DataFrame, a: Mapping[str, Any], b: Mapping[str, Any], unset_as: str | None = None
-              ) -> tuple[pd.DataFrame, dict[str, int]]:
+def pair_runs(df: pd.DataFrame, a: Mapping[str, Any], b: Mapping[str, Any], unset_as: str | None = None,
+              ignore: Sequence[str] = ()) -> tuple[pd.DataFrame, dict[str, int]]:
     """Pairs of runs (a, b) equal in everything but the ablated keys -> DataFrame with value_a, value_b, diff.
 
     unset_as: 'a' or 'b' counts runs without the ablated key as that side (the model default);
-    None requires the override to be written in the record. Returns (pairs, counts of unpaired runs)."""
+    None requires the override to be written in the record. ignore: pairing keys that may differ between
+    the sides (e.g. "checkpoint" when each side was pretrained separately, as in the synthetic demo).
+    Returns (pairs, counts of unpaired runs)."""
+    pair_keys = _pair_keys(PAIR_KEYS, ignore)
     if set(a) != set(b):
         raise UserError(f"--a and --b must set the same keys (got {sorted(a)} and {sorted(b)})")
     if dict(a) == dict(b):
@@ -77,18 +80,18 @@ def pair_runs(df: pd.DataFrame, a: Mapping[str, Any], b: Mapping[str, Any], unse
     sides = {}
     for name, mask in (("a", is_a), ("b", is_b)):
         side = df[mask]
-        dup = side.duplicated(PAIR_KEYS, keep=False)
+        dup = side.duplicated(pair_keys, keep=False)
         if dup.any():
             raise UserError(f"several side-{name} runs for the same pair key: {', '.join(side.loc[dup, 'file'])}; "
                             "(with --unset-as, a run without the override and one that sets it to the same value "
                             "collide) remove one")
-        sides[name] = side[[*PAIR_KEYS, "value", "file"]]
-    pairs = sides["a"].merge(sides["b"], on=PAIR_KEYS, suffixes=("_a", "_b"), how="outer", indicator=True)
+        sides[name] = side[[*pair_keys, *ignore, "value", "file"]]  # ignored keys kept as key_a / key_b
+    pairs = sides["a"].merge(sides["b"], on=pair_keys, suffixes=("_a", "_b"), how="outer", indicator=True)
     counts = {"unpaired_a": int((pairs["_merge"] == "left_only").sum()),
               "unpaired_b": int((pairs["_merge"] == "right_only").sum())}
     # a canonical order, so the bootstrap (which resamples by position) depends on the records, not on
     # the order they were found in
-    pairs = pairs[pairs["_merge"] == "both"].drop(columns="_merge").sort_values(PAIR_KEYS).reset_index(drop=True)
+    pairs = pairs[pairs["_merge"] == "both"].drop(columns="_merge").sort_values(pair_keys).reset_index(drop=True)
     pairs["diff"] = pairs["value_b"] - pairs["value_a"]
     if counts["unpaired_a"] or counts["unpaired_b"]:
         log.warning("%d side-a and %d side-b run(s) have no partner and are left out of the ablation",
@@ -144,7 +147,7 @@ GAP_COLUMNS = ["setting", "pairs", "mean_gap", "ci_low", "ci_high", "wilcoxon_p"
 
 
 def tuning_gap(df: pd.DataFrame, a: Mapping[str, Any], b: Mapping[str, Any], unset_as: str | None = None,
-               seed: int = 0, n_resamples: int = N_RESAMPLES) -> pd.DataFrame:
+               seed: int = 0, n_resamples: int = N_RESAMPLES, ignore: Sequence[str] = ()) -> pd.DataFrame:
     """The paper's strongest ablation as a derived table: gap = full-ft - prompt-tuning, for side a and
     side b (each paired by task/shots/seed), then the change of the gap b - a (paired across sides).
 
@@ -160,7 +163,8 @@ def tuning_gap(df: pd.DataFrame, a: Mapping[str, Any], b: Mapping[str, Any], uns
         merged = ft.merge(pt, on=GAP_KEYS, suffixes=("_ft", "_pt")).sort_values(GAP_KEYS)
         merged["gap"] = merged["value_ft"] - merged["value_pt"]
         gaps[name] = merged
-    both = gaps["a"].merge(gaps["b"], on=GAP_KEYS, suffixes=("_a", "_b")).sort_values(GAP_KEYS)
+    across = _pair_keys(GAP_KEYS, ignore)  # within a side every key matches; across sides `ignore` may differ
+    both = gaps["a"].merge(gaps["b"], on=across, suffixes=("_a", "_b")).sort_values(across)
     rows = []
     for label, values in ((f"a: {_text(a)}", gaps["a"]["gap"]), (f"b: {_text(b)}", gaps["b"]["gap"]),
                           ("b - a (change of the gap)", both["gap_b"] - both["gap_a"])):
@@ -169,6 +173,13 @@ def tuning_gap(df: pd.DataFrame, a: Mapping[str, Any], b: Mapping[str, Any], uns
         rows.append({"setting": label, "pairs": len(v), "mean_gap": v.mean() if len(v) else math.nan,
                      "ci_low": lo, "ci_high": hi, "wilcoxon_p": wilcoxon_p(v)})
     return pd.DataFrame(rows, columns=GAP_COLUMNS)
+
+
+def _pair_keys(keys: Sequence[str], ignore: Sequence[str]) -> list[str]:
+    unknown = sorted(set(ignore) - set(keys))
+    if unknown:
+        raise UserError(f"--ignore {','.join(unknown)}: not a pairing key; valid: {', '.join(keys)}")
+    return [k for k in keys if k not in ignore]
 
 
 def _regime_side(df: pd.DataFrame, regime: str, a: Mapping[str, Any], b: Mapping[str, Any], name: str,

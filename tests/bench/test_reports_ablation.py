@@ -150,3 +150,28 @@ def test_forest_plot_and_cli(results, tmp_path):
     assert "Wilcoxon signed-rank" in md and "Unpaired runs left out: 1 on side a, 1 on side b." in md
     assert "b - a (change of the gap)" in md and (out / "ablation-gap.csv").is_file()
     assert (out / "ablation-forest.png").stat().st_size > 0 and (out / "ablation-forest.svg").is_file()
+
+
+def test_ignore_pairs_runs_from_separately_pretrained_checkpoints(tmp_path):
+    """The synthetic demo pretrains each fusion on its own: the checkpoint differs with the ablated key."""
+    recs = []
+    for t in TASKS:
+        for r in ("prompt-tuning", "full-ft"):
+            for s in SEEDS:
+                for f in ("late", "deep"):
+                    recs.append(make_record(task=t, regime=r, seed=s, overrides={"fusion": f},
+                                            checkpoint=f"models/{f}.safetensors", value=value(t, r, s, f)))
+    write_records(tmp_path, recs)
+    df = load_records(tmp_path)
+    with pytest.raises(UserError, match="no paired runs"):
+        ablation.pair_runs(df, LATE, DEEP)
+    pairs, counts = ablation.pair_runs(df, LATE, DEEP, ignore=["checkpoint"])
+    assert len(pairs) == len(TASKS) * 2 * len(SEEDS) and counts == {"unpaired_a": 0, "unpaired_b": 0}
+    assert (pairs["checkpoint_a"] == "models/late.safetensors").all()
+    gap = ablation.tuning_gap(df, LATE, DEEP, ignore=["checkpoint"], n_resamples=N)
+    expected = np.mean([(value(t, "full-ft", s, "deep") - value(t, "prompt-tuning", s, "deep"))
+                        - (value(t, "full-ft", s, "late") - value(t, "prompt-tuning", s, "late"))
+                        for t in TASKS for s in SEEDS])
+    assert gap.iloc[-1]["mean_gap"] == pytest.approx(expected)
+    with pytest.raises(UserError, match="not a pairing key"):
+        ablation.pair_runs(df, LATE, DEEP, ignore=["colour"])
