@@ -50,6 +50,8 @@ class Budget:
     lr: float = 5e-4
     lang_lr: float = 5e-4  # the novel word's embedding must move within a few steps
     student_frozen_groups: tuple[str, ...] = ("backbone_stem", "backbone")
+    # below the CLI's 0.5: a phrase's score is the mean over its tokens (official, glip-official.md 1.8), so a
+    # box found through the context ("red") is diluted by the unknown word's token
     threshold: float = 0.3
     control: bool = True  # also train a student on the human data alone (same steps)
     teacher_iters: int = 12  # only when no teacher checkpoint is given
@@ -58,7 +60,8 @@ class Budget:
 
 
 BUDGETS: dict[str, Budget] = {
-    # ~1.5 min of 2-core CPU with a given teacher; ~3 min for the full demo (measured figures: README of the task)
+    # measured: "quick" with a 12-step teacher trained here took 103 s of CPU time (2 torch threads, glip-synth)
+    # on a shared 2-core machine, i.e. under 1.5 min of 2-core wall; "full" is ~2.5x that (~3 min)
     "quick": Budget(seeds=(0, 1), unlabelled_images=16, eval_images=24, student_iters=6, control=False),
     "full": Budget(),
 }
