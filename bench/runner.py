@@ -225,59 +225,25 @@ def prompt_chunks(task: Any, dataset: Any, tokenizer: Any, prompt_set: str) -> l
 
 
 def predict_detection(model: Any, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], cap: int, batch_size: int,
-                      device: str) -> tuple[list[dict[str, Any]], float]:
-    """COCO-format detections of every image (CONTRACTS.md 5) and the seconds it took.
+                      device: str, num_workers: int = 2, timer: Any = None) -> tuple[list[dict[str, Any]], float]:
+    """COCO-format detections of every image (CONTRACTS.md 5) and the seconds it took (bench.inference).
 
-    Chunked prompts: each chunk is a forward pass; its phrase labels become category ids and the chunks'
-    detections are merged by score with the per-image cap (bench/templates.py). The postprocessor's own
-    cap is set to the task's too (official DETECTIONS_PER_IMG: LVIS 300).
+    Chunked prompts: one pass of fusion + head per chunk on cached image features, phrase labels mapped
+    to category ids, the chunks' detections merged by score under the task's per-image cap (which is also
+    the postprocessor's per-chunk cap, official DETECTIONS_PER_IMG).
     """
-    import torch
+    from bench.inference import predict_detection as engine
 
-    from bench.templates import merge_chunk_detections
-
-    old_cap = model.postprocessor.detections_per_img
-    model.postprocessor.detections_per_img = cap
-    preds: list[dict[str, Any]] = []
-    start = time.perf_counter()
-    try:
-        ids = dataset.image_ids
-        for b in range(0, len(ids), batch_size):
-            batch_ids = ids[b: b + batch_size]
-            images = model.preprocess([dataset.load_image(i) for i in batch_ids]).to(device)
-            per_chunk = [model.detect(images, [ch.caption] * len(batch_ids), [ch.positive_map] * len(batch_ids))
-                         for ch, _ in chunks]  # [chunk][image]
-            for j, image_id in enumerate(batch_ids):
-                boxes, scores, cats = merge_chunk_detections([d[j] for d in per_chunk], [c for _, c in chunks], cap)
-                wh = boxes[:, 2:] - boxes[:, :2] + 1  # COCO xywh with the official +1 width (glip-official.md 1.9)
-                for (x, y), (w, h), s, c in zip(boxes[:, :2].tolist(), wh.tolist(), scores.tolist(), cats.tolist()):
-                    preds.append({"image_id": int(image_id), "category_id": int(c), "bbox": [x, y, w, h], "score": s})
-    finally:
-        model.postprocessor.detections_per_img = old_cap
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-    return preds, time.perf_counter() - start
+    return engine(model, dataset, [ch for ch, _ in chunks], cap, batch_size, device, num_workers=num_workers,
+                  timer=timer)
 
 
-def predict_grounding(model: Any, dataset: Any, device: str) -> tuple[list[dict[str, Any]], float]:
-    """Flickr-style predictions: per entry, per phrase, boxes sorted by score (one image per pass, official)."""
-    from glip.prompts import positive_map
+def predict_grounding(model: Any, dataset: Any, device: str, num_workers: int = 2, timer: Any = None
+                      ) -> tuple[list[dict[str, Any]], float]:
+    """Flickr-style predictions (per entry, per phrase, boxes by score), one image per pass (bench.inference)."""
+    from bench.inference import predict_grounding as engine
 
-    preds = []
-    start = time.perf_counter()
-    for s in dataset.samples:
-        images = model.preprocess([dataset.load_image(s.id)]).to(device)
-        pm = positive_map(model.tokenizer, s.caption, [p.spans for p in s.phrases], max_len=model.config.max_query_len)
-        d = model.detect(images, [s.caption], [pm])[0]
-        boxes, scores, labels = d.boxes_xyxy.cpu(), d.scores.cpu(), d.labels.cpu()
-        per_boxes, per_scores = [], []
-        for p in range(len(s.phrases)):
-            idx = (labels == p).nonzero().flatten()
-            idx = idx[scores[idx].argsort(descending=True, stable=True)]
-            per_boxes.append(boxes[idx].tolist())
-            per_scores.append(scores[idx].tolist())
-        preds.append({"image_id": int(s.id), "boxes": per_boxes, "scores": per_scores})
-    return preds, time.perf_counter() - start
+    return engine(model, dataset, device, num_workers=num_workers, timer=timer)
 
 
 def ground_truth(task: Any, dataset: Any) -> Any:
@@ -307,8 +273,12 @@ def _peak_memory_mb(device: str) -> float:
 def run_one(
     spec: RunSpec, *, data_root: str | Path | None = None, results_dir: str | Path = "results",
     device: str = "cpu", metric_backend: str = DEFAULT_BACKEND, cache: ModelCache | None = None,
+    num_workers: int = 2,
 ) -> dict[str, Any]:
-    """Train (per the regime), predict the eval split, save predictions, score, write the record last."""
+    """Train (per the regime), predict the eval split, save predictions, score, write the record last.
+
+    num_workers: image-decoding worker processes for inference (they do not change any number).
+    """
     import torch
 
     from bench.fewshot import fewshot_subset
@@ -333,10 +303,11 @@ def run_one(
     chunks = None if grounding else prompt_chunks(task, eval_set, model.tokenizer, spec.prompt_set)
     size_div = model.config.size_divisibility
 
-    def predict(dataset: Any) -> tuple[list[dict[str, Any]], float]:
+    def predict(dataset: Any, timer: Any = None) -> tuple[list[dict[str, Any]], float]:
         if grounding:
-            return predict_grounding(model, dataset, device)
-        return predict_detection(model, dataset, chunks, task.detections_per_image, hp["infer_batch_size"], device)
+            return predict_grounding(model, dataset, device, num_workers, timer)
+        return predict_detection(model, dataset, chunks, task.detections_per_image, hp["infer_batch_size"], device,
+                                 num_workers, timer)
 
     trained: dict[str, Any] | None = None
     fewshot: dict[str, Any] | None = None
@@ -364,7 +335,10 @@ def run_one(
         fewshot = {"train_image_ids": sorted(tr.image_ids), "train_source": tr.source,
                    "val_split": val_split, "val_image_ids": sorted(va.image_ids), "val_source": va.source,
                    "train_images_with_boxes": len(dataset)}
-    preds, infer_seconds = predict(eval_set)
+    from bench.inference import ModelTimer
+
+    timer = ModelTimer()
+    preds, infer_seconds = predict(eval_set, timer)
     n_images = len(eval_set)
     store.write_predictions(folder, preds)
     result = score(task, eval_set, preds, metric_backend)
@@ -387,6 +361,7 @@ def run_one(
             "images_seen": trained["images_seen"] if trained else 0,
             "infer_images_per_s": n_images / infer_seconds if infer_seconds > 0 else 0.0,
             "infer_seconds": infer_seconds,
+            "infer_model_seconds": timer.model_seconds,
             "peak_memory_mb": _peak_memory_mb(device),
             "peak_memory_kind": "cuda max allocated" if str(device).startswith("cuda") else "process peak RSS",
             "device": device_name(device),
@@ -394,7 +369,8 @@ def run_one(
         },
         "provenance": provenance(
             seeds={"fewshot": spec.seed, "train": spec.seed},
-            ann_sha256={split: file_sha256(ann)},
+            ann_sha256={s: file_sha256(task.ann_path(s, data_root)) for s in dict.fromkeys(
+                [split, *(train_val_splits(task) if regime.trains else ())])},
             checkpoint=spec.checkpoint, prompt_set=spec.prompt_set,
             chunk_size=task.chunk_size, metric_backend=metric_backend,
             extra={"task_file_version": task.version, "num_prompt_chunks": None if chunks is None else len(chunks),
@@ -417,7 +393,7 @@ def run_one(
 def run_grid(
     specs: Sequence[RunSpec], data_root: str | Path | None, results_dir: str | Path, device: str = "cpu", *,
     rescore: bool = False, shard: tuple[int, int] | None = None, metric_backend: str = DEFAULT_BACKEND,
-    validate: bool = True,
+    validate: bool = True, num_workers: int = 2,
 ) -> list[dict[str, Any]]:
     """Run (or skip, when finished) every spec of this shard; returns the records in spec-hash order.
 
@@ -442,7 +418,7 @@ def run_grid(
             records.append(done)
         else:
             records.append(run_one(spec, data_root=data_root, results_dir=results_dir, device=device,
-                                   metric_backend=metric_backend, cache=cache))
+                                   metric_backend=metric_backend, cache=cache, num_workers=num_workers))
     return records
 
 

@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rescore", action="store_true", help="recompute the metrics of finished runs only")
     parser.add_argument("--shard", default=None, metavar="i/N",
                         help="run the i-th (from 0) of N disjoint parts of the grid (split by spec hash)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="image-decoding worker processes for inference (no effect on any number)")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs, compute nothing")
 
 
@@ -126,7 +128,7 @@ def main(args: argparse.Namespace) -> int:
             print(s.run_name)
         return 0
     records = run_grid(specs, args.data_root, args.results, device=args.device, rescore=args.rescore, shard=shard,
-                       metric_backend=args.metric_backend)
+                       metric_backend=args.metric_backend, num_workers=args.workers)
     for r in records:
         v = primary_value(r)
         print(f"{r['spec']['task']:<32} {r['spec']['regime']:<14} {r['spec']['shots']!s:>4} shot  seed "
