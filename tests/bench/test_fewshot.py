@@ -88,3 +88,27 @@ def test_categories_by_image_and_errors():
 
 def test_copy_factors():
     assert [copy_factor(k) for k in (1, 3, 5, 10, None, 2, 20)] == [8, 4, 2, 1, 1, 8, 1]
+
+
+def test_fewshot_subset_prefers_shipped_files(tmp_path, monkeypatch):
+    from test_runner_world import make_world
+
+    from bench.fewshot import fewshot_subset
+    from bench.registry import get_task
+
+    _, data_root = make_world(tmp_path, monkeypatch, fewshot_files=True)
+    task = get_task("runner-shapes-a")
+    full = task.load("train", data_root)
+    sampled = fewshot_subset(task, "train", 1, 30, data_root)  # no file for this seed: sampled here
+    assert sampled.source == "sampled"
+    assert sampled.image_ids == sample_image_ids(full.image_ids, categories_by_image(full.coco), 1, 30)
+    assert sampled.dataset.image_ids == sorted(sampled.image_ids)
+    shipped = data_root / "runner" / "runner-shapes-a" / "train" / "fewshot_train_shot1_seed30.json"
+    shipped.write_text(json.dumps({"images": [{"id": 7}, {"id": 2}], "annotations": [], "categories": []}))
+    got = fewshot_subset(task, "train", 1, 30, data_root)
+    assert got.source == shipped.name and got.image_ids == [7, 2] and got.dataset.image_ids == [2, 7]
+    shipped.write_text(json.dumps({"images": [{"id": 999}]}))
+    with pytest.raises(UserError, match="999"):
+        fewshot_subset(task, "train", 1, 30, data_root)
+    everything = fewshot_subset(task, "train", None, 30, data_root)
+    assert everything.source == "full" and everything.image_ids == full.image_ids
