@@ -70,7 +70,7 @@ class Regime:
     train_groups: parameter groups (GLIP.parameter_groups()) whose parameters may train;
     name_contains: if set, a parameter in those groups trains only if its name contains one of these;
     name_excludes: parameters whose name contains one of these never train;
-    eval_modules: top-level submodules kept in eval mode while training (frozen parts; dropout off).
+    eval_modules: submodules (dotted names) kept in eval mode while training (frozen parts; dropout off).
     """
 
     name: str
@@ -157,6 +157,8 @@ def full_ft() -> Regime:
         # the prompt offset is not trained: the official full fine-tuning model has no tunable_linear
         train_groups=("backbone", "fpn", "language", "fusion", "head"),
         name_excludes=("cls_logits",),
+        # the official Swin _freeze_stages also keeps the frozen patch embedding and first stage in eval mode
+        eval_modules=("backbone.body.swin.embeddings", "backbone.body.swin.encoder.layers.0"),
         stores="all",
         defaults={**TRAIN_DEFAULTS, **INFERENCE_DEFAULTS},
     )

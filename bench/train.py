@@ -97,9 +97,10 @@ def set_trainable(model: nn.Module, names: Iterable[str]) -> list[str]:
 def _set_modes(model: nn.Module, eval_modules: Sequence[str]) -> None:
     model.train()
     for name in eval_modules:
-        sub = getattr(model, name, None)
-        if sub is None:
-            raise ValueError(f"the model has no submodule {name!r} to keep in eval mode")
+        try:
+            sub = model.get_submodule(name)
+        except AttributeError:
+            raise ValueError(f"the model has no submodule {name!r} to keep in eval mode") from None
         sub.eval()
 
 
@@ -115,7 +116,8 @@ def build_optimizer(model: nn.Module, hp: dict[str, Any], device: str) -> Any:
                            bias_weight_decay=hp.get("bias_weight_decay", hp["weight_decay"])),
     )
     if use_amp:
-        cfg["dtype"] = "bfloat16"
+        # bf16 keeps fp32's exponent range, so no dynamic loss scaling is needed (a static scale of 1)
+        cfg.update(dtype="bfloat16", loss_scale=1.0)
     return build_optim_wrapper(model, cfg)
 
 

@@ -110,3 +110,12 @@ def test_stored_parameters(tiny):
     assert stored("prompt-tuning") == tiny.prompt_offset.numel() == 1000 * tiny.config.text_hidden
     assert stored("linear-probe") == sum(numel[n] for n in get_regime("linear-probe").trainable_names(groups))
     assert stored("full-ft") == sum(numel.values())
+
+
+def test_eval_modules_exist_and_match_frozen_parts(tiny):
+    groups = tiny.parameter_groups()
+    for name in regime_names():
+        for module in get_regime(name).eval_modules:
+            tiny.get_submodule(module)
+    stem = {f"{m}.{n}" for m in get_regime("full-ft").eval_modules for n, _ in tiny.get_submodule(m).named_parameters()}
+    assert stem == set(groups["backbone_stem"])  # full-ft keeps exactly its frozen stem in eval mode
