@@ -32,6 +32,7 @@ from functools import partial
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from glip.language import TextFeatures
 from glip.structures import Detections, ImageBatch
@@ -128,12 +129,38 @@ def _fit_map(pm: torch.Tensor, t: int, device: torch.device) -> torch.Tensor:
     return fit(pm.to(device, torch.float32), t, "positive map")
 
 
+class _LateFusionHead:
+    """Late fusion (GLIP-T (A), fusion="late"): the head's tower is DyConv only and never sees the text, so
+    the tower and the box / centerness branches run once per image and each chunk costs only its token
+    logits. `outputs` is the tail of VLDyHead.forward for late fusion, step for step (kept equal to
+    model.detect by tests/bench/test_inference.py)."""
+
+    def __init__(self, head: Any, features: list[torch.Tensor]) -> None:
+        from glip.head import flatten_level
+
+        self.head = head
+        self.feats, _ = head.run_tower(features, None, None)  # DyConv blocks only: the text is unused
+        self.bbox_reg = [flatten_level(head.scales[lv](head.bbox_pred(f))) for lv, f in enumerate(self.feats)]
+        self.centerness = [flatten_level(head.centerness(f)).squeeze(-1) for f in self.feats]  # [B, A_l]
+
+    def outputs(self, text: TextFeatures) -> Any:
+        from glip.head import HeadOutputs
+
+        head = self.head
+        t = F.normalize(text.embedded, p=2, dim=-1)  # late fusion scores against BERT's masked output (§1.5)
+        proj_tokens = head.dot_product_projection_text(t / 2.0)  # [B, T, C]
+        tok_bias = torch.matmul(t, head.bias_lang) + head.bias0  # [B, T]
+        logits = [head.token_logits(f, proj_tokens, tok_bias) for f in self.feats]  # [B, A_l, T]
+        return HeadOutputs(logits=logits, bbox_reg=self.bbox_reg, centerness=self.centerness)
+
+
 def detect_chunks(model: Any, images: ImageBatch, texts: Sequence[TextFeatures], maps: Sequence[torch.Tensor],
                   timer: ModelTimer | None = None) -> list[list[Detections]]:
     """Detections [chunk][image] of every chunk's caption in every image of the batch.
 
     The backbone + FPN run once for the batch; per chunk only fusion + head + postprocess (the text
-    features come from `encode_prompts`). maps: one positive map [P_k, T] per chunk.
+    features come from `encode_prompts`). Late fusion also runs the (text-free) tower once per batch and
+    only the token logits per chunk. maps: one positive map [P_k, T] per chunk.
     """
     if len(texts) != len(maps):
         raise ValueError(f"{len(texts)} encoded captions but {len(maps)} positive maps (one per chunk)")
@@ -145,10 +172,15 @@ def detect_chunks(model: Any, images: ImageBatch, texts: Sequence[TextFeatures],
         with timer.time("backbone", device):
             features = model.encode_images(images.to(device))  # P3..P7 [B, C, H_l, W_l]
             anchors = model.anchors(features)
+        late = None
+        if model.config.fusion == "late":
+            with timer.time("head_tower", device):
+                late = _LateFusionHead(model.head, features)
         for text, pm in zip(texts, maps):
             fitted = _fit_map(pm, text.input_ids.shape[1], device)
             with timer.time("head", device):
-                outputs = model.forward_head(features, _expand(text, b))
+                text_b = _expand(text, b)
+                outputs = model.forward_head(features, text_b) if late is None else late.outputs(text_b)
             with timer.time("postprocess", device):
                 out.append(model.postprocessor(outputs, anchors, [fitted] * b, images.image_sizes,
                                                images.original_sizes))

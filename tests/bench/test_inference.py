@@ -95,6 +95,19 @@ def test_chunked_cached_path_equals_naive(model, world):
     assert 0.0 <= timer.harness_fraction < 1.0
 
 
+def test_late_fusion_runs_the_tower_once_and_equals_naive(world):
+    dataset, chunks, _ = world
+    torch.manual_seed(1)
+    late = GLIP(get_preset("glip-tiny", fusion="late")).eval()
+    with torch.no_grad():
+        late.head.bias0.fill_(0.0)
+    naive = _naive(late, dataset, chunks, cap=30)
+    timer = ModelTimer()
+    preds, _ = predict_detection(late, dataset, chunks, cap=30, batch_size=1, num_workers=0, timer=timer)
+    assert len(naive) > 100 and preds == naive
+    assert timer.calls["head_tower"] == len(dataset) and timer.calls["head"] == 5 * len(dataset)
+
+
 def test_workers_and_size_grouped_batches_match_batch_one(model, world):
     dataset, chunks, naive = world
     preds, _ = predict_detection(model, dataset, chunks, cap=30, batch_size=4, num_workers=2)
