@@ -82,3 +82,16 @@ def test_validation_drives_early_stopping(tmp_path, monkeypatch):
     assert 1 <= len(hist) <= 3 and [h["epoch"] for h in hist] == list(range(1, len(hist) + 1))
     assert all(math.isfinite(h["metric"]) for h in hist) and r["training"]["best_epoch"] is not None
     assert r["fewshot"]["val_image_ids"] and r["fewshot"]["val_split"] == "val"
+
+
+def test_full_data_run_uses_official_full_data_schedule(tmp_path, monkeypatch):
+    _, data_root = make_world(tmp_path, monkeypatch)
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-shapes-b", regimes=["linear-probe"], shots=[None],
+                        seeds=[3], overrides=FAST)
+    (r,) = run_grid(specs, data_root, tmp_path / "results", num_workers=0)
+    assert r["spec"]["shots"] is None and "__allshot__" in specs[0].run_name
+    assert r["fewshot"]["train_source"] == "full" and len(r["fewshot"]["train_image_ids"]) == 10
+    assert r["fewshot"]["val_source"] == "full" and len(r["fewshot"]["val_image_ids"]) == 4
+    hp = r["hparams"]  # official full-data values: STEP_PATIENCE 2, AUTO_TERMINATE_PATIENCE 4, GENERAL_COPY 1
+    assert (hp["step_patience"], hp["stop_patience"], hp["copy_factor"], hp["max_iters"]) == (2, 4, 1, 1)
+    assert set(r["provenance"]["ann_sha256"]) == {"test", "train", "val"}
