@@ -1,0 +1,290 @@
+"""Inference engine speed (bench/inference.py): chunked prompts, batch size, harness overhead.
+
+Run with `nox -s bench`; `python -m bench.benchmark_summary` prints each group's ratios against its baseline
+(extra_info["baseline"]). Models: seeded random weights for the chunked-prompt groups (token scores at the 0.01
+prior: no candidate passes 0.05, so the postprocess, the same in both paths, costs ~nothing and the ratio
+is the model compute saved); glip-synth briefly trained on synth-shapes (200 AdamW steps, fixture
+`trained_synth`) for the batch-size, overhead and AP groups, so the postprocess sees realistic candidates.
+The equality of the fast and the naive paths is tested in
+tests/bench/test_inference.py, not here. Nothing asserts a time.
+
+- chunked prompts: an LVIS-like prompt of 1203 names in 31 chunks of 40. Per image, the naive path runs the
+  whole model once per chunk; the cached path runs backbone + FPN once and fusion + head + postprocess per
+  chunk, the text features (once per chunk for the whole split) computed beforehand and reported apart.
+  glip-tiny and glip-synth end to end; glip-t (the real architecture, at a reduced 256x256 input: a full
+  800x1333 forward takes tens of seconds on 2 CPU cores) from its measured parts, since the naive path is
+  exactly 31 full forwards: ratio = (backbone + 31 x (head + postprocess)) / (31 x full forward).
+- batch size: images/s of glip-synth on the synthetic synth-shapes test split for batch 1, 4, 8.
+- harness overhead: a zero-shot pass over the 5 synthetic detection tasks (load, predict, save, score):
+  the share of wall time spent outside the model's calls, without and with DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bench.inference import ModelTimer, detect_chunks, encode_prompts, predict_detection
+
+CHUNK = 40  # official TEST.CHUNKED_EVALUATION for LVIS: 1203 classes -> 31 prompts
+_PARTS: dict[str, float] = {}
+
+
+def _image(size: tuple[int, int]) -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def _setup(random_model, names, preset: str, **overrides):
+    from glip.prompts import build_prompt_chunks
+
+    model = random_model(preset, **overrides)
+    chunks = build_prompt_chunks(model.tokenizer, names(), chunk_size=CHUNK)
+    assert len(chunks) == 31
+    return model, chunks
+
+
+def _naive(model, batch, chunks) -> int:
+    return sum(len(model.detect(batch, [ch.caption], [ch.positive_map])[0]) for ch in chunks)
+
+
+def _cached(model, batch, texts, maps) -> int:
+    return sum(len(d[0]) for d in detect_chunks(model, batch, texts, maps))
+
+
+@pytest.mark.parametrize("preset,size", [("glip-tiny", (96, 64)), ("glip-synth", (128, 128))])
+@pytest.mark.parametrize("path", ["naive", "cached"])
+def test_chunked_prompt_per_image(benchmark, random_model, lvis_like_names, preset, size, path):
+    benchmark.group = f"chunked prompt, 31 chunks, per image: {preset}"
+    model, chunks = _setup(random_model, lvis_like_names, preset)
+    batch = model.preprocess([_image(size)])
+    t0 = time.perf_counter()
+    texts = encode_prompts(model, [ch.caption for ch in chunks])
+    text_s = time.perf_counter() - t0
+    maps = [ch.positive_map for ch in chunks]
+    with torch.no_grad():
+        if path == "naive":
+            n = benchmark.pedantic(_naive, args=(model, batch, chunks), rounds=2, iterations=1, warmup_rounds=1)
+        else:
+            n = benchmark.pedantic(_cached, args=(model, batch, texts, maps), rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(baseline=path == "naive", chunks=len(chunks), detections=n,
+                                threads=torch.get_num_threads(), input=list(batch.tensor.shape[-2:]))
+    if path == "cached":
+        benchmark.extra_info["text_seconds_per_split"] = text_s  # 31 BERT passes, once for the whole split
+    if benchmark.stats is not None:
+        _PARTS[f"{preset}/{path}"] = benchmark.stats.stats.mean
+        if f"{preset}/naive" in _PARTS and f"{preset}/cached" in _PARTS:
+            benchmark.extra_info["cached_over_naive"] = _PARTS[f"{preset}/cached"] / _PARTS[f"{preset}/naive"]
+
+
+@pytest.mark.benchmark(group="chunked prompt, 31 chunks, glip-t / glip-t-a 256x256 (parts of one image)")
+@pytest.mark.parametrize("preset", ["glip-t", "glip-t-a"])
+def test_chunked_prompt_glip_t_parts(benchmark, random_model, lvis_like_names, preset):
+    """One round = one full forward (the naive path's unit: it runs 31 per image), then the cached path's
+    once-per-image part and one chunk's per-chunk part, timed back to back so machine noise hits all three.
+    The per-part minimum over the rounds gives the 31-chunk per-image estimate in extra_info."""
+    from bench.inference import _LateFusionHead
+
+    model, chunks = _setup(random_model, lvis_like_names, preset, min_size=256, max_size=256)
+    batch = model.preprocess([_image((256, 256))])
+    ch = chunks[len(chunks) // 2]
+    text = encode_prompts(model, [ch.caption])[0]
+    late = model.config.fusion == "late"
+    parts: dict[str, list[float]] = {"full": [], "once": [], "chunk": []}
+
+    def one_round() -> None:
+        t0 = time.perf_counter()
+        model.detect(batch, [ch.caption], [ch.positive_map])
+        t1 = time.perf_counter()
+        features = model.encode_images(batch)
+        anchors = model.anchors(features)
+        tower = _LateFusionHead(model.head, features) if late else None
+        t2 = time.perf_counter()
+        out = tower.outputs(text) if late else model.forward_head(features, text)
+        model.postprocessor(out, anchors, [ch.positive_map], batch.image_sizes, batch.original_sizes)
+        t3 = time.perf_counter()
+        for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2)):
+            parts[k].append(v)
+
+    with torch.no_grad():
+        benchmark.pedantic(one_round, rounds=2, iterations=1, warmup_rounds=1)
+    full, once, chunk = (min(v) for v in parts.values())
+    n = len(chunks)
+    cached, naive = once + n * chunk, n * full
+    benchmark.extra_info.update(threads=torch.get_num_threads(), tokens=int(text.attention_mask.sum()),
+                                full_forward_s=full, once_per_image_s=once, per_chunk_s=chunk,
+                                naive_per_image_s=naive, cached_per_image_s=cached, cached_over_naive=cached / naive,
+                                per_chunk_share_of_full_forward=chunk / full)
+    print(f"\n{preset} 256x256, 31 chunks: cached/naive per image = {cached / naive:.2f} "
+          f"(full {full:.2f} s, once {once:.2f} s, per chunk {chunk:.2f} s)")
+
+
+@pytest.mark.benchmark(group="batch size: glip-synth (trained 200 steps), synth-shapes test (30 images)")
+@pytest.mark.parametrize("batch_size", [1, 4, 8])
+def test_batch_size(benchmark, trained_synth, synth_root, batch_size):
+    from bench.registry import get_task
+    from glip.prompts import build_prompt_chunks
+
+    model = trained_synth[0]
+    ds = get_task("synth-shapes").load("test", synth_root)
+    chunks = build_prompt_chunks(model.tokenizer, [c["name"] for c in ds.categories])
+    preds, _ = benchmark.pedantic(predict_detection, args=(model, ds, chunks, 100, batch_size),
+                                  kwargs={"num_workers": 0}, rounds=2, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(baseline=batch_size == 1, threads=torch.get_num_threads(), detections=len(preds))
+    if benchmark.stats is not None:
+        benchmark.extra_info["images_per_s"] = len(ds) / benchmark.stats.stats.mean
+
+
+def zero_shot_suite(model, data_root, out_dir, num_workers: int) -> dict:
+    """Every synthetic detection task's test split, as a zero-shot run does it: load, predict, save, score."""
+    from bench import store
+    from bench.metrics import evaluate
+    from bench.registry import get_task
+    from bench.synthetic.specs import DETECTION_TASKS
+    from glip.prompts import build_prompt_chunks
+
+    timer = ModelTimer()
+    stages = {"load": 0.0, "predict": 0.0, "save": 0.0, "score": 0.0}
+    start = time.perf_counter()
+    images = 0
+    for name in DETECTION_TASKS:
+        t = time.perf_counter()
+        task = get_task(name)
+        ds = task.load(task.eval_split, data_root)
+        chunks = build_prompt_chunks(model.tokenizer, [c["name"] for c in ds.categories], separator=task.separator)
+        stages["load"] += time.perf_counter() - t
+        t = time.perf_counter()
+        preds, _ = predict_detection(model, ds, chunks, task.detections_per_image, 8, num_workers=num_workers,
+                                     timer=timer)
+        stages["predict"] += time.perf_counter() - t
+        t = time.perf_counter()
+        store.write_predictions(out_dir / name, preds)
+        stages["save"] += time.perf_counter() - t
+        t = time.perf_counter()
+        evaluate(task.metric, ds.coco, preds, backend="faster")
+        stages["score"] += time.perf_counter() - t
+        images += len(ds)
+    wall = time.perf_counter() - start
+    return {"wall_s": wall, "model_s": timer.model_seconds, "harness_fraction": 1 - timer.model_seconds / wall,
+            "predict_harness_fraction": timer.harness_fraction, "images": images,
+            **{f"{k}_s": v for k, v in stages.items()}, **{f"model_{k}_s": v for k, v in timer.seconds.items()}}
+
+
+@pytest.mark.benchmark(group="zero-shot synthetic suite (5 tasks x 30 images), glip-synth (trained 200 steps), batch 8")
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_harness_overhead(benchmark, trained_synth, synth_root, tmp_path, num_workers):
+    model = trained_synth[0]
+    info = benchmark.pedantic(zero_shot_suite, args=(model, synth_root, tmp_path, num_workers), rounds=2,
+                              iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(baseline=num_workers == 0, num_workers=num_workers, threads=torch.get_num_threads(),
+                                **{k: round(v, 4) if isinstance(v, float) else v for k, v in info.items()})
+    print(f"\nworkers={num_workers}: harness {info['harness_fraction']:.1%} of {info['wall_s']:.2f} s "
+          f"(inside predict: {info['predict_harness_fraction']:.1%})")
+
+
+# ------------------------------------------------------------------------- batching and padding: AP
+def _train_briefly(model, train, steps: int, seed: int = 0) -> None:
+    """A few hundred AdamW steps of batch 4 on a synthetic train split (enough for a non-trivial AP)."""
+    import random
+
+    from glip.prompts import build_prompt_chunks
+    from glip.structures import ImageBatch, TrainTarget
+    from glip.transforms import pad_batch, train_transform
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    cfg = model.config
+    ch = build_prompt_chunks(model.tokenizer, [c["name"] for c in train.categories])[0]
+    class_map = ch.positive_map[torch.tensor(ch.phrase_indices).argsort()]  # rows in category order
+    row = {c["id"]: k for k, c in enumerate(train.categories)}
+    ids = [i for i in train.image_ids if len(train.boxes_xyxy(i))]
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=1e-4)
+    model.train()
+    for _ in range(steps):
+        images, targets = [], []
+        for i in rng.sample(ids, 4):
+            t, boxes, _ = train_transform(train.load_image(i), train.boxes_xyxy(i), cfg.train_min_sizes,
+                                          cfg.train_max_size, cfg.flip_prob, cfg.pixel_mean, cfg.pixel_std, rng)
+            images.append(t)
+            targets.append(TrainTarget(boxes, class_map[[row[c] for c in train.category_ids(i)]]))
+        sizes = [tuple(t.shape[1:]) for t in images]
+        losses = model(ImageBatch(pad_batch(images, cfg.size_divisibility), sizes, sizes), [ch.caption] * 4, targets)
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+    model.eval()
+
+
+def _mixed_sizes(ds, out_dir):
+    """The split with a third of its images cropped to 128x96 (w x h) and a third to 96x128 (boxes clipped,
+    dropped when less than half is left), so that batches mix input sizes and need padding."""
+    from bench.data.types import DetectionDataset, ImageInfo
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images, infos, by_image = [], [], {}
+    for k, im in enumerate(ds.images):
+        img = ds.load_image(im.id)
+        w, h = [(img.width, img.height), (img.width, 96), (96, img.height)][k % 3]
+        img.crop((0, 0, w, h)).save(out_dir / im.file_name)
+        images.append({"id": im.id, "file_name": im.file_name, "width": w, "height": h})
+        infos.append(ImageInfo(im.id, im.file_name, out_dir / im.file_name, w, h))
+        for a in ds.annotations.get(im.id, []):
+            x, y, bw, bh = a["bbox"]
+            cw, chh = min(x + bw, w) - x, min(y + bh, h) - y
+            if cw > 0 and chh > 0 and cw * chh >= 0.5 * bw * bh:
+                by_image.setdefault(im.id, []).append({**a, "bbox": [x, y, cw, chh], "area": cw * chh})
+    coco = {k: v for k, v in ds.coco.items() if k not in ("images", "annotations")}
+    coco.update(images=images, annotations=[a for i in sorted(by_image) for a in by_image[i]])
+    return DetectionDataset(ds.name, ds.split, out_dir / "mixed.json", infos, ds.categories, by_image, coco)
+
+
+@pytest.fixture(scope="module")
+def trained_synth(synth_root, tmp_path_factory):
+    from bench.registry import get_task
+    from glip.config import get_preset
+    from glip.model import GLIP
+
+    task = get_task("synth-shapes")
+    torch.manual_seed(0)
+    model = GLIP(get_preset("glip-synth"))
+    _train_briefly(model, task.load("train", synth_root), steps=200)
+    return model, _mixed_sizes(task.load("test", synth_root), tmp_path_factory.mktemp("mixed"))
+
+
+_B1: dict[str, list] = {}
+
+
+@pytest.mark.benchmark(group="batching vs batch 1: AP, mixed-size synth-shapes test, glip-synth trained 200 steps")
+@pytest.mark.parametrize("batch_size,group_by_size", [(1, True), (8, False), (8, True)],
+                         ids=["batch1", "batch8-official-padding", "batch8-size-grouped"])
+def test_batching_effect_on_ap(benchmark, trained_synth, batch_size, group_by_size):
+    from bench.metrics import evaluate
+    from glip.prompts import build_prompt_chunks
+
+    model, ds = trained_synth
+    chunks = build_prompt_chunks(model.tokenizer, [c["name"] for c in ds.categories])
+    preds, _ = benchmark.pedantic(predict_detection, args=(model, ds, chunks, 100, batch_size),
+                                  kwargs={"num_workers": 0, "group_by_size": group_by_size}, rounds=1, iterations=1)
+    values = evaluate("coco_bbox", ds.coco, preds).values
+    if batch_size == 1:
+        _B1.update(preds=preds, values=values)
+    info = {"baseline": batch_size == 1, "AP": values["AP"], "AP50": values["AP50"], "detections": len(preds),
+            "threads": torch.get_num_threads()}
+    if _B1 and batch_size != 1:
+        ref = _B1["preds"]
+        info["AP_minus_batch1"] = values["AP"] - _B1["values"]["AP"]
+        info["AP50_minus_batch1"] = values["AP50"] - _B1["values"]["AP50"]
+        changed = {p["image_id"] for p in ref} ^ {p["image_id"] for p in preds}
+        for i in ds.image_ids:
+            a = [p for p in preds if p["image_id"] == i]
+            b = [p for p in ref if p["image_id"] == i]
+            if len(a) != len(b) or any(x["category_id"] != y["category_id"] or abs(x["score"] - y["score"]) > 1e-5
+                                       for x, y in zip(a, b)):
+                changed.add(i)
+        info["images_changed_vs_batch1"] = len(changed)
+    benchmark.extra_info.update(info)
+    print(f"\nbatch {batch_size} grouped={group_by_size}: AP {values['AP']:.2f} {info}")
