@@ -29,6 +29,7 @@ from bench.regimes import get_regime, regime_names, resolve_hparams
 
 log = get_logger("runner")
 DEFAULT_BACKEND = "faster"
+INIT_SEED = 0  # torch seed for building models (their random init, where no checkpoint sets the weights)
 
 
 # ---------------------------------------------------------------------------------------- specs
@@ -196,7 +197,11 @@ class ModelCache:
         if key != self.key:
             self.model = None  # free the previous one first
             cfg = model_config(spec.model, model_overrides)
-            self.model = build_model(cfg, spec.checkpoint).to(self.device)
+            # a fixed seed for the random init (every weight when there is no checkpoint), so the same spec
+            # gives the same base model in every process and an adapter can be re-applied to it later
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(INIT_SEED)
+                self.model = build_model(cfg, spec.checkpoint).to(self.device)
             self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.requires_grad = {n: p.requires_grad for n, p in self.model.named_parameters()}
             self.key = key
@@ -273,11 +278,12 @@ def _peak_memory_mb(device: str) -> float:
 def run_one(
     spec: RunSpec, *, data_root: str | Path | None = None, results_dir: str | Path = "results",
     device: str = "cpu", metric_backend: str = DEFAULT_BACKEND, cache: ModelCache | None = None,
-    num_workers: int = 2,
+    num_workers: int = 2, save_adapter: bool = True,
 ) -> dict[str, Any]:
     """Train (per the regime), predict the eval split, save predictions, score, write the record last.
 
     num_workers: image-decoding worker processes for inference (they do not change any number).
+    save_adapter: keep a training run's stored tensors (store.ADAPTER; full-ft: every weight).
     """
     import torch
 
@@ -341,6 +347,9 @@ def run_one(
     preds, infer_seconds = predict(eval_set, timer)
     n_images = len(eval_set)
     store.write_predictions(folder, preds)
+    if regime.trains and save_adapter:
+        params = dict(model.named_parameters())
+        store.write_adapter(folder, {n: params[n] for n in regime.stored_names(groups)})
     result = score(task, eval_set, preds, metric_backend)
 
     numel = {n: p.numel() for n, p in model.named_parameters()}
@@ -393,7 +402,7 @@ def run_one(
 def run_grid(
     specs: Sequence[RunSpec], data_root: str | Path | None, results_dir: str | Path, device: str = "cpu", *,
     rescore: bool = False, shard: tuple[int, int] | None = None, metric_backend: str = DEFAULT_BACKEND,
-    validate: bool = True, num_workers: int = 2,
+    validate: bool = True, num_workers: int = 2, save_adapter: bool = True,
 ) -> list[dict[str, Any]]:
     """Run (or skip, when finished) every spec of this shard; returns the records in spec-hash order.
 
@@ -418,7 +427,8 @@ def run_grid(
             records.append(done)
         else:
             records.append(run_one(spec, data_root=data_root, results_dir=results_dir, device=device,
-                                   metric_backend=metric_backend, cache=cache, num_workers=num_workers))
+                                   metric_backend=metric_backend, cache=cache, num_workers=num_workers,
+                                   save_adapter=save_adapter))
     return records
 
 

@@ -3,6 +3,9 @@
 Layout (CONTRACTS.md section 6)::
 
     <results>/runs/<spec.run_name>/predictions.json.gz   raw predictions (CONTRACTS.md section 5)
+    <results>/runs/<spec.run_name>/adapter.safetensors   a training run's stored tensors (the regime's
+                                                        stored_names: the prompt offset, the probed layers,
+                                                        or every weight for full-ft), on top of its checkpoint
     <results>/runs/<spec.run_name>/record.json           the record, written last and atomically
 
 A run is finished exactly when its record.json exists, parses and validates and its spec hash is the
@@ -27,6 +30,7 @@ from bench.records import RunSpec, validate_record
 
 RECORD = "record.json"
 PREDICTIONS = "predictions.json.gz"
+ADAPTER = "adapter.safetensors"
 log = get_logger("store")
 
 
@@ -89,6 +93,25 @@ def write_predictions(folder: str | os.PathLike, predictions: list[dict[str, Any
     data = json.dumps(predictions, separators=(",", ":")).encode("utf-8")
     path = predictions_path(folder)
     atomic_write_bytes(path, gzip.compress(data, mtime=0))
+    return path
+
+
+def write_adapter(folder: str | os.PathLike, tensors: dict[str, Any]) -> Path:
+    """The run's trained tensors as safetensors, written atomically (temp file + rename)."""
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    path = Path(folder) / ADAPTER
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

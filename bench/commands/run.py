@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the i-th (from 0) of N disjoint parts of the grid (split by spec hash)")
     parser.add_argument("--workers", type=int, default=2,
                         help="image-decoding worker processes for inference (no effect on any number)")
+    parser.add_argument("--no-adapter", action="store_true",
+                        help="do not keep training runs' stored tensors (adapter.safetensors; full-ft: all weights)")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs, compute nothing")
 
 
@@ -128,7 +130,8 @@ def main(args: argparse.Namespace) -> int:
             print(s.run_name)
         return 0
     records = run_grid(specs, args.data_root, args.results, device=args.device, rescore=args.rescore, shard=shard,
-                       metric_backend=args.metric_backend, num_workers=args.workers)
+                       metric_backend=args.metric_backend, num_workers=args.workers,
+                       save_adapter=not args.no_adapter)
     for r in records:
         v = primary_value(r)
         print(f"{r['spec']['task']:<32} {r['spec']['regime']:<14} {r['spec']['shots']!s:>4} shot  seed "

@@ -91,4 +91,5 @@ def test_sigkill_then_rerun(tmp_path, monkeypatch):
     records = run_grid(specs, data_root, results)
     assert sorted(r["spec_hash"] for r in records) == sorted(s.hash for s in specs)
     assert all(r["started_at"] == before[r["spec_hash"]] for r in records if r["spec_hash"] in before)
-    assert _state(results) == {s.run_name: ["predictions.json.gz", "record.json"] for s in specs}
+    assert _state(results) == {s.run_name: (["adapter.safetensors"] if s.regime != "zero-shot" else [])
+                               + ["predictions.json.gz", "record.json"] for s in specs}

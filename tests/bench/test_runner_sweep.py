@@ -95,3 +95,42 @@ def test_full_data_run_uses_official_full_data_schedule(tmp_path, monkeypatch):
     hp = r["hparams"]  # official full-data values: STEP_PATIENCE 2, AUTO_TERMINATE_PATIENCE 4, GENERAL_COPY 1
     assert (hp["step_patience"], hp["stop_patience"], hp["copy_factor"], hp["max_iters"]) == (2, 4, 1, 1)
     assert set(r["provenance"]["ann_sha256"]) == {"test", "train", "val"}
+
+
+def test_adapter_reproduces_the_run(tmp_path, monkeypatch):
+    """The stored tensors on top of the checkpoint give back the run's model: same predictions."""
+    import torch
+
+    from bench.runner import ModelCache, predict_detection, prompt_chunks, split_overrides
+    from bench.train import load_weights
+
+    _, data_root = make_world(tmp_path, monkeypatch)
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a", regimes=["prompt-tuning"], shots=[1],
+                        seeds=[3], overrides={**FAST, "lr": 0.5, "pre_nms_thresh": 0.0, "pre_nms_top_n": 5})
+    (r,) = run_grid(specs, data_root, tmp_path / "results", num_workers=0)
+    folder = store.run_dir(tmp_path / "results", specs[0])
+    from safetensors.torch import load_file
+
+    adapter = load_file(str(folder / store.ADAPTER))
+    assert list(adapter) == ["prompt_offset"] and adapter["prompt_offset"].abs().sum() > 0
+    torch.manual_seed(123)  # the global RNG state does not matter: the runner builds models from a fixed seed
+    model_over, _ = split_overrides(specs[0].overrides, "prompt-tuning")
+    assert model_over == {"pre_nms_thresh": 0.0, "pre_nms_top_n": 5}  # untrained: let some boxes through
+    model = ModelCache("cpu").get(specs[0], model_over)  # a fresh base model, as the run started from
+    from bench.registry import get_task
+
+    task = get_task("runner-shapes-a")
+    test = task.load("test", data_root)
+    chunks = prompt_chunks(task, test, model.tokenizer, "plain")
+    before, _ = predict_detection(model, test, chunks, 100, 4, "cpu", num_workers=0)
+    load_weights(model, folder / store.ADAPTER)
+    after, _ = predict_detection(model, test, chunks, 100, 4, "cpu", num_workers=0)
+    saved = store.read_predictions(folder)
+    assert len(saved) > 0 and len(after) == len(saved) and before != saved
+
+    def key(p):
+        return p["image_id"], p["category_id"], [round(v, 3) for v in p["bbox"]]
+
+    # the same detections; scores equal up to float32 rounding (thread scheduling changes summation order)
+    assert [key(p) for p in after] == [key(p) for p in saved]
+    assert [p["score"] for p in after] == pytest.approx([p["score"] for p in saved], abs=1e-6)
