@@ -179,3 +179,25 @@ def test_builtin_tokenizer_fits_the_embedding_table():
         GLIP(get_preset("glip-tiny", text_vocab_size=50))
     with pytest.raises(ValueError, match="bert-base-uncased"):
         GLIP(get_preset("glip-tiny", vocab_words=None)).predict(image(), "cat")
+
+
+def test_from_pretrained_with_a_local_text_encoder_dir(tmp_path):
+    """text_encoder=<dir> loads BERT weights and tokenizer from a local directory (offline)."""
+    from transformers import BertModel
+
+    import glip
+    from glip.model import bert_config, builtin_tokenizer
+
+    cfg = get_preset("glip-tiny")
+
+    torch.manual_seed(3)
+    bert = BertModel(bert_config(cfg), add_pooling_layer=False)
+    bert.save_pretrained(tmp_path / "bert")
+    builtin_tokenizer(cfg).save_pretrained(tmp_path / "bert")
+    m = glip.from_pretrained("glip-tiny", text_encoder=tmp_path / "bert")
+    torch.testing.assert_close(m.language.model.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight)
+    assert m.tokenizer is not None and isinstance(m.predict(image(), "red square"), Detections)
+    with pytest.raises(ValueError, match="hidden, layers, vocab"):
+        glip.from_pretrained("glip-tiny", text_encoder=tmp_path / "bert", text_layers=2)
+    with pytest.raises(ValueError, match="text_encoder"):
+        glip.from_pretrained("glip-t")
