@@ -197,11 +197,7 @@ class ModelCache:
         if key != self.key:
             self.model = None  # free the previous one first
             cfg = model_config(spec.model, model_overrides)
-            # a fixed seed for the random init (every weight when there is no checkpoint), so the same spec
-            # gives the same base model in every process and an adapter can be re-applied to it later
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(INIT_SEED)
-                self.model = build_model(cfg, spec.checkpoint).to(self.device)
+            self.model = build_model(cfg, spec.checkpoint).to(self.device)
             self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.requires_grad = {n: p.requires_grad for n, p in self.model.named_parameters()}
             self.key = key
@@ -215,10 +211,19 @@ class ModelCache:
 
 
 def build_model(cfg: Any, checkpoint: str | None) -> Any:
-    """A GLIP from a config, with weights from `checkpoint` (official .pth or our safetensors) if given."""
+    """A GLIP from a config, with weights from `checkpoint` (official .pth or our safetensors) if given.
+
+    The random init (every weight when there is no checkpoint) comes from a fixed seed, so one spec gives
+    one base model in every process and a run's adapter can be re-applied to it later; the caller's
+    global RNG state is left as it was.
+    """
+    import torch
+
     import glip
 
-    return glip.from_pretrained(cfg, checkpoint=checkpoint)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED)
+        return glip.from_pretrained(cfg, checkpoint=checkpoint)
 
 
 # -------------------------------------------------------------------------------- inference
