@@ -1,0 +1,228 @@
+"""The main job on a fresh machine: the built-in synthetic suite, end to end, into one results folder.
+
+    generate data -> pretrain glip-synth (deep and late fusion, cached by config hash)
+      -> zero-shot on the suite -> few-shot 1/3/5/10 x 3 seeds (prompt tuning, linear probe, full ft)
+      -> forgetting of base concepts -> self-training -> leaderboard, cost curves, fusion ablation
+
+Every stage goes through the same code a real benchmark uses (the task registry, bench.runner,
+bench.reports), so the demo doubles as the integration test of the whole harness. The plan (budgets,
+grids) is data: `PLANS["full"]` and `PLANS["quick"]`; nothing else differs between them.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bench.io import atomic_write_json, sha256_json
+from bench.logs import get_logger
+
+log = get_logger("demo")
+
+PRESET = "glip-synth"
+FUSIONS = ("deep", "late")
+ZERO_SHOT_TASKS = ("synth-shapes", "synth-colours", "synth-compositions", "synth-novel", "synth-crowded",
+                   "synth-grounding", "synth-lvis")
+BASE_TASK = "synth-colours"  # seen concepts: the forgetting probe after fine-tuning on novel shapes
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """Budgets and grids of one demo flavour."""
+
+    scale: float | str  # synthetic world size (bench.synthetic.generate)
+    pretrain_iters: int
+    pretrain_batch: int
+    pretrain_lr: float
+    fewshot_tasks: tuple[str, ...]
+    shots: tuple[int, ...]
+    seeds: tuple[int, ...]
+    regimes: dict[str, tuple[str, ...]]  # fusion -> training regimes run for it
+    train_overrides: dict[str, Any] = field(default_factory=dict)  # regime budgets (max_iters, eval_every ...)
+    infer_batch_size: int = 8  # every synthetic image is 128x128: no padding, so batching changes nothing
+    selftrain_budget: str = "full"  # bench.selftrain.experiment budget name
+    workers: int = 2  # processes for the run grid (one torch thread each)
+
+
+PLANS: dict[str, DemoPlan] = {
+    "full": DemoPlan(
+        scale=1.0, pretrain_iters=900, pretrain_batch=8, pretrain_lr=1e-3,
+        fewshot_tasks=("synth-novel",), shots=(1, 3, 5, 10), seeds=(3, 30, 300),
+        regimes={"deep": ("prompt-tuning", "linear-probe", "full-ft"), "late": ("prompt-tuning", "full-ft")},
+        train_overrides={"max_iters": 60, "max_epochs": 30, "eval_every": 5, "batch_size": 4},
+    ),
+    "quick": DemoPlan(
+        scale="quick", pretrain_iters=40, pretrain_batch=8, pretrain_lr=1e-3,
+        fewshot_tasks=("synth-novel",), shots=(1, 10), seeds=(3,),
+        regimes={"deep": ("prompt-tuning", "linear-probe", "full-ft"), "late": ("prompt-tuning", "full-ft")},
+        train_overrides={"max_iters": 10, "max_epochs": 10, "eval_every": 0, "batch_size": 4},
+        selftrain_budget="quick",
+    ),
+}
+
+
+def _rel(path: Path) -> str:
+    """Paths stored in specs and records are relative to the working directory (no machine paths)."""
+    return os.path.relpath(path)
+
+
+# ----------------------------------------------------------------------------------- pretraining
+def pretrained_checkpoint(fusion: str, plan: DemoPlan, data_root: Path, models_dir: Path, seed: int) -> Path:
+    """Pretrain glip-synth with this fusion on the base concepts, or reuse the cached weights (same config hash)."""
+    import glip
+    from bench.synthetic.generate import pretraining_paths
+    from bench.train import pretrain, save_weights
+
+    cfg = glip.get_preset(PRESET, fusion=fusion)
+    key = {"config": asdict(cfg), "iters": plan.pretrain_iters, "batch": plan.pretrain_batch,
+           "lr": plan.pretrain_lr, "scale": plan.scale, "seed": seed}
+    path = models_dir / f"{PRESET}-{fusion}-{sha256_json(key)[:12]}.safetensors"
+    if path.is_file():
+        log.info("pretrained %s (%s fusion) found in the cache: %s", PRESET, fusion, _rel(path))
+        return path
+    import torch
+
+    torch.manual_seed(seed)
+    model = glip.from_pretrained(cfg)
+    ann, images = pretraining_paths(data_root)
+    log.info("pretraining %s (%s fusion) for %d iterations of %d images", PRESET, fusion, plan.pretrain_iters,
+             plan.pretrain_batch)
+    res = pretrain(model, [ann], [images], max_iters=plan.pretrain_iters, max_epochs=10_000, seed=seed,
+                   batch_size=plan.pretrain_batch, lr=plan.pretrain_lr, eval_every=0)
+    save_weights(model, path)
+    atomic_write_json(path.with_suffix(".json"), {**key, "result": res.to_dict()})
+    log.info("pretrained %s fusion in %.0f s (loss %.3f -> %.3f)", fusion, res.train_seconds,
+             res.epoch_losses[0], res.epoch_losses[-1])
+    return path
+
+
+def _pretrain_worker(args: tuple) -> str:
+    import torch
+
+    torch.set_num_threads(1)
+    return str(pretrained_checkpoint(*args))
+
+
+# ------------------------------------------------------------------------------------ run grids
+def demo_specs(plan: DemoPlan, checkpoints: dict[str, Path]) -> list:
+    """Zero-shot on the suite for both fusions, then the few-shot grid of each fusion's regimes."""
+    from bench.runner import expand_grid
+
+    specs = []
+    for fusion, ckpt in checkpoints.items():
+        over = {"fusion": fusion, "infer_batch_size": plan.infer_batch_size}
+        specs += expand_grid(models=[PRESET], tasks=list(ZERO_SHOT_TASKS), regimes=["zero-shot"], shots=None,
+                             seeds=None, overrides=over, checkpoint=_rel(ckpt))
+        specs += expand_grid(models=[PRESET], tasks=list(plan.fewshot_tasks), regimes=list(plan.regimes[fusion]),
+                             shots=list(plan.shots), seeds=list(plan.seeds), checkpoint=_rel(ckpt),
+                             overrides={**over, **plan.train_overrides})
+    return specs
+
+
+def _grid_worker(args: tuple) -> int:
+    import torch
+
+    from bench.runner import run_grid
+
+    specs, data_root, results_dir, shard = args
+    torch.set_num_threads(1)
+    # num_workers=0: the demo already runs one process per core, and pool workers may not fork loaders
+    return len(run_grid(specs, data_root, results_dir, device="cpu", shard=shard, validate=False, num_workers=0))
+
+
+def run_specs(specs: list, data_root: Path, results_dir: Path, workers: int) -> list[dict]:
+    """Run the grid in `workers` processes, each a disjoint shard (bench.runner.shard_specs); finished runs skip."""
+    from bench import store
+    from bench.runner import validate_specs
+
+    validate_specs(specs, data_root)
+    if workers <= 1:
+        _grid_worker((specs, data_root, results_dir, None))
+    else:
+        with mp.get_context("spawn").Pool(workers) as pool:
+            pool.map(_grid_worker, [(specs, data_root, results_dir, (i, workers)) for i in range(workers)])
+    records = [store.finished_record(results_dir, s) for s in specs]
+    missing = [s.run_name for s, r in zip(specs, records) if r is None]
+    if missing:
+        raise RuntimeError(f"{len(missing)} demo runs left no record, e.g. {missing[0]}")
+    return records
+
+
+# ------------------------------------------------------------------------------------------ main
+def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 0, workers: int | None = None,
+             data_root: str | Path | None = None) -> dict[str, Any]:
+    """Run every stage into `out`; returns the summary (also written to out/summary.json)."""
+    from bench.cli import main as cli
+    from bench.synthetic import generate
+
+    plan = PLANS["quick" if quick else "full"]
+    if workers is not None:
+        plan = replace(plan, workers=workers)
+    out = Path(out)
+    data_root = Path(data_root) if data_root else out / "data"
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    log.info("1/6 generating the synthetic world into %s", _rel(data_root))
+    generate(data_root, seed=seed, scale=plan.scale)
+    timings["generate"] = time.perf_counter() - t0
+
+    log.info("2/6 pretraining %s with %s fusion", PRESET, " and ".join(FUSIONS))
+    t = time.perf_counter()
+    jobs = [(f, plan, data_root, out / "models", seed) for f in FUSIONS]
+    if plan.workers > 1:
+        with mp.get_context("spawn").Pool(min(plan.workers, len(jobs))) as pool:
+            paths = pool.map(_pretrain_worker, jobs)
+    else:
+        paths = [str(pretrained_checkpoint(*j)) for j in jobs]
+    checkpoints = {f: Path(p) for f, p in zip(FUSIONS, paths)}
+    timings["pretrain"] = time.perf_counter() - t
+
+    log.info("3/6 zero-shot on the suite and the few-shot grid")
+    t = time.perf_counter()
+    specs = demo_specs(plan, checkpoints)
+    records = run_specs(specs, data_root, out, plan.workers)
+    timings["runs"] = time.perf_counter() - t
+
+    log.info("4/6 forgetting of base concepts after fine-tuning")
+    t = time.perf_counter()
+    from bench.demo_extras import forgetting
+
+    forgetting_table = forgetting(records, data_root, out, plan.infer_batch_size)
+    timings["forgetting"] = time.perf_counter() - t
+
+    log.info("5/6 self-training: a teacher grounds a concept it was never taught")
+    t = time.perf_counter()
+    from bench.selftrain.experiment import run_experiment
+
+    selftrain = run_experiment(out / "selftrain", teacher_checkpoint=checkpoints["deep"], preset=PRESET,
+                               budget=plan.selftrain_budget, data_root=data_root, work_dir=out / "selftrain" / "work")
+    timings["selftrain"] = time.perf_counter() - t
+
+    log.info("6/6 leaderboard, cost curves and the fusion ablation")
+    t = time.perf_counter()
+    for argv in (["leaderboard", "--results", str(out), "--out", str(out), "--no-reference"],
+                 ["curves", "--results", str(out), "--out", str(out / "plots"), "--group", "synth"],
+                 ["ablation", "--a", "fusion=late", "--b", "fusion=deep", "--ignore", "checkpoint",
+                  "--results", str(out), "--out", str(out / "ablation")]):
+        if cli(argv) != 0:
+            raise RuntimeError(f"glip-bench {' '.join(argv)} failed")
+    timings["reports"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+
+    from bench.demo_extras import summarise
+
+    summary = summarise(records, forgetting_table, selftrain, plan, timings)
+    atomic_write_json(out / "summary.json", summary)
+    (out / "SUMMARY.md").write_text(summary["markdown"], encoding="utf-8")
+    print(summary["markdown"])
+    return summary
+
+
+def plan_json(quick: bool) -> str:
+    return json.dumps(asdict(PLANS["quick" if quick else "full"]), indent=2)
