@@ -30,6 +30,7 @@ from bench.regimes import get_regime, regime_names, resolve_hparams
 log = get_logger("runner")
 DEFAULT_BACKEND = "faster"
 INIT_SEED = 0  # torch seed for building models (their random init, where no checkpoint sets the weights)
+SHARD_PIECE = 32  # most images per inference shard file under torchrun (bench.inference_dist)
 
 
 # ---------------------------------------------------------------------------------------- specs
@@ -235,8 +236,9 @@ def prompt_chunks(task: Any, dataset: Any, tokenizer: Any, prompt_set: str) -> l
 
 
 def predict_detection(model: Any, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], cap: int, batch_size: int,
-                      device: str, num_workers: int = 2, timer: Any = None) -> tuple[list[dict[str, Any]], float]:
-    """COCO-format detections of every image (CONTRACTS.md 5) and the seconds it took (bench.inference).
+                      device: str, num_workers: int | None = None, timer: Any = None,
+                      image_ids: Sequence[int] | None = None) -> tuple[list[dict[str, Any]], float]:
+    """COCO-format detections of `image_ids` (default every image; CONTRACTS.md 5) and the seconds it took.
 
     Chunked prompts: one pass of fusion + head per chunk on cached image features, phrase labels mapped
     to category ids, the chunks' detections merged by score under the task's per-image cap (which is also
@@ -245,15 +247,37 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[tuple[Any, list
     from bench.inference import predict_detection as engine
 
     return engine(model, dataset, [ch for ch, _ in chunks], cap, batch_size, device, num_workers=num_workers,
-                  timer=timer)
+                  timer=timer, image_ids=image_ids)
 
 
-def predict_grounding(model: Any, dataset: Any, device: str, num_workers: int = 2, timer: Any = None
-                      ) -> tuple[list[dict[str, Any]], float]:
+def predict_grounding(model: Any, dataset: Any, device: str, num_workers: int | None = None, timer: Any = None,
+                      sample_ids: Sequence[int] | None = None) -> tuple[list[dict[str, Any]], float]:
     """Flickr-style predictions (per entry, per phrase, boxes by score), one image per pass (bench.inference)."""
     from bench.inference import predict_grounding as engine
 
-    return engine(model, dataset, device, num_workers=num_workers, timer=timer)
+    return engine(model, dataset, device, num_workers=num_workers, timer=timer, sample_ids=sample_ids)
+
+
+def piece_size(num_keys: int) -> int:
+    """Images (grounding: entries) per inference shard under torchrun: 32, or fewer so a split has >= 8 pieces.
+
+    Depends on the split only, not on the number of processes, so a crashed run can be resumed with any
+    number of them and keep its finished shards (bench.inference_dist).
+    """
+    return max(1, min(SHARD_PIECE, math.ceil(num_keys / 8)))
+
+
+def check_world(specs: Iterable[RunSpec]) -> None:
+    """Under torchrun (world size > 1) only what can run data-parallel: zero-shot inference (Issue 8)."""
+    from bench import dist
+
+    world = dist.world_size()
+    if world <= 1:
+        return
+    trains = sorted({s.regime for s in specs if get_regime(s.regime).trains})
+    if trains:
+        raise UserError(f"{', '.join(trains)}: training runs cannot run under torchrun ({world} processes) yet; "
+                        f"only zero-shot inference is data-parallel. Run training regimes in one process")
 
 
 def ground_truth(task: Any, dataset: Any) -> Any:
@@ -283,21 +307,27 @@ def _peak_memory_mb(device: str) -> float:
 def run_one(
     spec: RunSpec, *, data_root: str | Path | None = None, results_dir: str | Path = "results",
     device: str = "cpu", metric_backend: str = DEFAULT_BACKEND, cache: ModelCache | None = None,
-    num_workers: int = 2, save_adapter: bool = True,
-) -> dict[str, Any]:
+    num_workers: int | None = None, save_adapter: bool = True,
+) -> dict[str, Any] | None:
     """Train (per the regime), predict the eval split, save predictions, score, write the record last.
 
-    num_workers: image-decoding worker processes for inference (they do not change any number).
+    num_workers: image-decoding worker processes for inference (None: bench.inference.auto_workers; they do
+    not change any number).
     save_adapter: keep a training run's stored tensors (store.ADAPTER; full-ft: every weight).
+    Under torchrun every process calls this: each predicts its shards of the split (bench.inference_dist),
+    rank 0 merges, scores and writes the record and returns it; the other ranks return None.
     """
     import torch
 
+    from bench import dist
     from bench.fewshot import fewshot_subset
+    from bench.inference_dist import SHARD_DIR, predict_sharded, remove_shards
     from bench.provenance import device_name, file_sha256, provenance
     from bench.registry import get_task
     from bench.train import train
     from bench.train_data import DetectionTrainSet
 
+    check_world([spec])
     started, t0 = now(), time.perf_counter()
     task, regime = get_task(spec.task), get_regime(spec.regime)
     model_over, reg_over = split_overrides(spec.overrides, spec.regime)
@@ -349,7 +379,24 @@ def run_one(
     from bench.inference import ModelTimer
 
     timer = ModelTimer()
-    preds, infer_seconds = predict(eval_set, timer)
+    world = dist.world_size()
+    if world > 1 or (folder / SHARD_DIR).is_dir():  # data-parallel, or resuming a crashed data-parallel run
+        keys = [s.id for s in eval_set.samples] if grounding else list(eval_set.image_ids)
+
+        def part(ids: list[int]) -> list[dict[str, Any]]:
+            if grounding:
+                return predict_grounding(model, eval_set, device, num_workers, timer, sample_ids=ids)[0]
+            return predict_detection(model, eval_set, chunks, task.detections_per_image, hp["infer_batch_size"],
+                                     device, num_workers, timer, image_ids=ids)[0]
+
+        trained_digest = _weights_digest(model, regime.stored_names(groups)) if regime.trains else None
+        sharded = predict_sharded(part, keys, folder, piece_size=piece_size(len(keys)),
+                                  fingerprint=f"{spec.hash}:{file_sha256(spec.checkpoint)}:{trained_digest}")
+        if sharded.predictions is None:  # not rank 0: its shards are on disk, rank 0 merges and scores
+            return None
+        preds, infer_seconds = sharded.predictions, sharded.seconds
+    else:
+        preds, infer_seconds = predict(eval_set, timer)
     n_images = len(eval_set)
     store.write_predictions(folder, preds)
     if regime.trains and save_adapter:
@@ -379,7 +426,7 @@ def run_one(
             "peak_memory_mb": _peak_memory_mb(device),
             "peak_memory_kind": "cuda max allocated" if str(device).startswith("cuda") else "process peak RSS",
             "device": device_name(device),
-            "device_hours": (train_seconds + infer_seconds) / 3600.0,
+            "device_hours": (train_seconds + infer_seconds) * world / 3600.0,  # every process holds a device
         },
         "provenance": provenance(
             seeds={"fewshot": spec.seed, "train": spec.seed},
@@ -388,7 +435,8 @@ def run_one(
             checkpoint=spec.checkpoint, prompt_set=spec.prompt_set,
             chunk_size=task.chunk_size, metric_backend=metric_backend,
             extra={"task_file_version": task.version, "num_prompt_chunks": None if chunks is None else len(chunks),
-                   "captions": None if chunks is None else [c.caption for c, _ in chunks]},
+                   "captions": None if chunks is None else [c.caption for c, _ in chunks],
+                   "world_size": world},
         ),
         "model": {"preset": spec.model, "overrides": model_over, "checkpoint": spec.checkpoint},
         "hparams": hp,
@@ -399,41 +447,67 @@ def run_one(
         "wall_seconds": time.perf_counter() - t0,
     }
     store.write_record(folder, record)  # last: its presence marks the run finished
+    remove_shards(folder)  # merged into the predictions file
     log.info("%s: %s = %.2f", spec.run_name, result.primary, result.values[result.primary])
     return record
+
+
+def _weights_digest(model: Any, names: Iterable[str]) -> str:
+    """sha256 of the named parameters' bytes: shards predicted by other trained weights are not reused."""
+    import hashlib
+
+    params = dict(model.named_parameters())
+    h = hashlib.sha256()
+    for n in sorted(names):
+        h.update(n.encode())
+        h.update(params[n].detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------- grids
 def run_grid(
     specs: Sequence[RunSpec], data_root: str | Path | None, results_dir: str | Path, device: str = "cpu", *,
     rescore: bool = False, shard: tuple[int, int] | None = None, metric_backend: str = DEFAULT_BACKEND,
-    validate: bool = True, num_workers: int = 2, save_adapter: bool = True,
+    validate: bool = True, num_workers: int | None = None, save_adapter: bool = True,
 ) -> list[dict[str, Any]]:
     """Run (or skip, when finished) every spec of this shard; returns the records in spec-hash order.
 
     rescore: recompute the metrics of finished runs from their saved predictions (no inference), and
     refuse specs that have not run yet.
+    Under torchrun every process walks the same list (rank 0 decides what is finished and tells the
+    others), each run's split is predicted data-parallel, and only rank 0 gets the records (the other
+    ranks get an empty list).
     """
+    from bench import dist
+
     specs = shard_specs(specs, *shard) if shard else sorted(specs, key=lambda s: s.hash)
     if validate:
         validate_specs(specs, data_root)
+    main = dist.is_main()
     if rescore:
         missing = [s.run_name for s in specs if store.finished_record(results_dir, s) is None]
         if missing:
             raise UserError(f"--rescore needs finished runs; {len(missing)} have no valid record, e.g. {missing[0]}")
+        # no inference: rank 0 rescores, the others only wait for it
+        records = [rescore_run(store.run_dir(results_dir, s), data_root, metric_backend) for s in specs] if main else []
+        dist.barrier()
+        return records
+    check_world(specs)
     cache = ModelCache(device)
     records = []
-    for spec in progress(specs, desc="runs", total=len(specs), leave=True):
-        done = store.finished_record(results_dir, spec)
-        if rescore:
-            records.append(rescore_run(store.run_dir(results_dir, spec), data_root, metric_backend))
-        elif done is not None:
-            log.info("skip %s (finished)", spec.run_name)
-            records.append(done)
-        else:
-            records.append(run_one(spec, data_root=data_root, results_dir=results_dir, device=device,
-                                   metric_backend=metric_backend, cache=cache, num_workers=num_workers,
-                                   save_adapter=save_adapter))
+    for spec in progress(specs, desc="runs", total=len(specs), leave=True) if main else specs:
+        done = store.finished_record(results_dir, spec) if main else None
+        if dist.broadcast_object(done is not None):  # one decision, so every rank walks the same runs
+            if main:
+                log.info("skip %s (finished)", spec.run_name)
+                records.append(done)
+            continue
+        record = run_one(spec, data_root=data_root, results_dir=results_dir, device=device,
+                         metric_backend=metric_backend, cache=cache, num_workers=num_workers,
+                         save_adapter=save_adapter)
+        if record is not None:
+            records.append(record)
+    dist.barrier()  # nobody leaves (and tears the process group down) while rank 0 still scores
     return records
 
 

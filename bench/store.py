@@ -31,6 +31,7 @@ from bench.records import RunSpec, validate_record
 RECORD = "record.json"
 PREDICTIONS = "predictions.json.gz"
 ADAPTER = "adapter.safetensors"
+COMPRESS_LEVEL = 6  # gzip level of predictions files (write_predictions)
 log = get_logger("store")
 
 
@@ -89,10 +90,14 @@ def write_record(folder: str | os.PathLike, record: dict[str, Any]) -> Path:
 
 
 def write_predictions(folder: str | os.PathLike, predictions: list[dict[str, Any]]) -> Path:
-    """Gzipped JSON, written atomically; mtime=0 so the same predictions give the same bytes."""
+    """Gzipped JSON, written atomically; mtime=0 so the same predictions give the same bytes.
+
+    Level 6, not gzip's default 9: on 1972 detections level 9 took 12.1 ms against 5.2 ms at level 1,
+    for little gain in size (measured by the inference engineer); reading is unaffected.
+    """
     data = json.dumps(predictions, separators=(",", ":")).encode("utf-8")
     path = predictions_path(folder)
-    atomic_write_bytes(path, gzip.compress(data, mtime=0))
+    atomic_write_bytes(path, gzip.compress(data, compresslevel=COMPRESS_LEVEL, mtime=0))
     return path
 
 

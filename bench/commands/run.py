@@ -34,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rescore", action="store_true", help="recompute the metrics of finished runs only")
     parser.add_argument("--shard", default=None, metavar="i/N",
                         help="run the i-th (from 0) of N disjoint parts of the grid (split by spec hash)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="image-decoding worker processes for inference (no effect on any number)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="image-decoding worker processes for inference (default: auto, only with spare cores "
+                             "and enough images; no effect on any number)")
     parser.add_argument("--no-adapter", action="store_true",
                         help="do not keep training runs' stored tensors (adapter.safetensors; full-ft: all weights)")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs, compute nothing")
@@ -109,8 +110,11 @@ def build_specs(args: argparse.Namespace) -> list:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run the grid; under `python -m torch.distributed.run --nproc_per_node N -m bench.cli run ...` every
+    process joins the group, predicts its shards of each split, and rank 0 scores and prints."""
     import math
 
+    from bench import dist
     from bench.logs import get_logger
     from bench.records import primary_value
     from bench.runner import run_grid, shard_specs, validate_specs
@@ -121,6 +125,8 @@ def main(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise UserError("--device cuda, but torch sees no CUDA device; use --device cpu")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers takes a count >= 0, got {args.workers}")
     specs = build_specs(args)
     shard = parse_shard(args.shard)
     if args.dry_run:
@@ -129,9 +135,16 @@ def main(args: argparse.Namespace) -> int:
         for s in chosen:
             print(s.run_name)
         return 0
-    records = run_grid(specs, args.data_root, args.results, device=args.device, rescore=args.rescore, shard=shard,
-                       metric_backend=args.metric_backend, num_workers=args.workers,
-                       save_adapter=not args.no_adapter)
+    dist.init_from_env()  # a no-op outside torchrun
+    main_rank = dist.is_main()
+    try:
+        records = run_grid(specs, args.data_root, args.results, device=dist.local_device(args.device),
+                           rescore=args.rescore, shard=shard, metric_backend=args.metric_backend,
+                           num_workers=args.workers, save_adapter=not args.no_adapter)
+    finally:
+        dist.destroy()
+    if not main_rank:  # the records live on rank 0
+        return 0
     for r in records:
         v = primary_value(r)
         print(f"{r['spec']['task']:<32} {r['spec']['regime']:<14} {r['spec']['shots']!s:>4} shot  seed "
