@@ -267,15 +267,25 @@ def piece_size(num_keys: int) -> int:
     return max(1, min(SHARD_PIECE, math.ceil(num_keys / 8)))
 
 
+def train_is_data_parallel() -> bool:
+    """True when bench.train.train trains data-parallel under a process group (DDP; its `eval_ranks` option)."""
+    import inspect
+
+    from bench.train import train
+
+    return "eval_ranks" in inspect.signature(train).parameters
+
+
 def check_world(specs: Iterable[RunSpec]) -> None:
-    """Under torchrun (world size > 1) only what can run data-parallel: zero-shot inference (Issue 8)."""
+    """Under torchrun (world size > 1) only what can run data-parallel: zero-shot inference (Issue 8), and
+    training where bench.train supports it (every rank then holds the same trained weights)."""
     from bench import dist
 
     world = dist.world_size()
     if world <= 1:
         return
     trains = sorted({s.regime for s in specs if get_regime(s.regime).trains})
-    if trains:
+    if trains and not train_is_data_parallel():
         raise UserError(f"{', '.join(trains)}: training runs cannot run under torchrun ({world} processes) yet; "
                         f"only zero-shot inference is data-parallel. Run training regimes in one process")
 
