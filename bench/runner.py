@@ -143,7 +143,8 @@ def train_val_splits(task: Any) -> tuple[str, str]:
     return "train", ("val" if "val" in task.splits else task.eval_split)
 
 
-def validate_specs(specs: Iterable[RunSpec], data_root: str | Path | None = None) -> None:
+def validate_specs(specs: Iterable[RunSpec], data_root: str | Path | None = None,
+                   text_encoder: str | Path | None = None) -> None:
     """Fail before any compute, with a message saying what to change, for any spec that cannot run."""
     from bench.registry import get_task
 
@@ -152,7 +153,13 @@ def validate_specs(specs: Iterable[RunSpec], data_root: str | Path | None = None
         task = get_task(spec.task)
         model_over, reg_over = split_overrides(spec.overrides, spec.regime)
         resolve_hparams(regime, spec.shots, reg_over)
-        model_config(spec.model, model_over)
+        cfg = model_config(spec.model, model_over)
+        if cfg.vocab_words is None and text_encoder is None:
+            raise UserError(f"model {spec.model} uses bert-base-uncased: pass --text-encoder DIR (a local "
+                            "bert-base-uncased directory; `huggingface-cli download bert-base-uncased --local-dir DIR` "
+                            "on a machine with internet)")
+        if text_encoder is not None and not Path(text_encoder).is_dir():
+            raise UserError(f"--text-encoder {text_encoder}: no such directory")
         if spec.checkpoint is not None and not Path(spec.checkpoint).is_file():
             raise UserError(f"checkpoint not found: {spec.checkpoint}")
         if task.prompt_sets and spec.prompt_set not in task.prompt_sets:
@@ -184,8 +191,9 @@ def shard_specs(specs: Sequence[RunSpec], index: int, count: int) -> list[RunSpe
 class ModelCache:
     """One built model per (preset, checkpoint, model overrides), reset to its loaded weights for every run."""
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, text_encoder: str | Path | None = None) -> None:
         self.device = device
+        self.text_encoder = text_encoder
         self.key: tuple | None = None
         self.model: Any = None
         self.state: dict[str, Any] = {}
@@ -198,7 +206,7 @@ class ModelCache:
         if key != self.key:
             self.model = None  # free the previous one first
             cfg = model_config(spec.model, model_overrides)
-            self.model = build_model(cfg, spec.checkpoint).to(self.device)
+            self.model = build_model(cfg, spec.checkpoint, self.text_encoder).to(self.device)
             self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.requires_grad = {n: p.requires_grad for n, p in self.model.named_parameters()}
             self.key = key
@@ -211,8 +219,11 @@ class ModelCache:
         return self.model
 
 
-def build_model(cfg: Any, checkpoint: str | None) -> Any:
+def build_model(cfg: Any, checkpoint: str | None, text_encoder: str | Path | None = None) -> Any:
     """A GLIP from a config, with weights from `checkpoint` (official .pth or our safetensors) if given.
+
+    text_encoder: a local bert-base-uncased directory, for the presets without a built-in vocabulary
+    (glip-t, glip-l); it is not part of the run spec, since a checkpoint carries BERT's weights too.
 
     The random init (every weight when there is no checkpoint) comes from a fixed seed, so one spec gives
     one base model in every process and a run's adapter can be re-applied to it later; the caller's
@@ -224,7 +235,7 @@ def build_model(cfg: Any, checkpoint: str | None) -> Any:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(INIT_SEED)
-        return glip.from_pretrained(cfg, checkpoint=checkpoint)
+        return glip.from_pretrained(cfg, checkpoint=checkpoint, text_encoder=text_encoder)
 
 
 # -------------------------------------------------------------------------------- inference
@@ -479,6 +490,7 @@ def run_grid(
     specs: Sequence[RunSpec], data_root: str | Path | None, results_dir: str | Path, device: str = "cpu", *,
     rescore: bool = False, shard: tuple[int, int] | None = None, metric_backend: str = DEFAULT_BACKEND,
     validate: bool = True, num_workers: int | None = None, save_adapter: bool = True,
+    text_encoder: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or skip, when finished) every spec of this shard; returns the records in spec-hash order.
 
@@ -492,7 +504,7 @@ def run_grid(
 
     specs = shard_specs(specs, *shard) if shard else sorted(specs, key=lambda s: s.hash)
     if validate:
-        validate_specs(specs, data_root)
+        validate_specs(specs, data_root, text_encoder=text_encoder)
     main = dist.is_main()
     if rescore:
         missing = [s.run_name for s in specs if store.finished_record(results_dir, s) is None]
@@ -503,7 +515,7 @@ def run_grid(
         dist.barrier()
         return records
     check_world(specs)
-    cache = ModelCache(device)
+    cache = ModelCache(device, text_encoder)
     records = []
     for spec in progress(specs, desc="runs", total=len(specs), leave=True) if main else specs:
         done = store.finished_record(results_dir, spec) if main else None

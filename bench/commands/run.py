@@ -16,6 +16,8 @@ REGIMES = ("zero-shot", "linear-probe", "prompt-tuning", "full-ft")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model preset(s), comma-separated (e.g. glip-t, glip-synth)")
     parser.add_argument("--checkpoint", default=None, help="weights to start from (official .pth or safetensors)")
+    parser.add_argument("--text-encoder", default=None, metavar="DIR",
+                        help="local bert-base-uncased directory (tokenizer + weights) for glip-t / glip-l")
     parser.add_argument("--tasks", required=True, help="task names and/or groups, comma-separated (e.g. odinw13)")
     parser.add_argument("--regime", required=True,
                         help=f"regime(s), comma-separated: {', '.join(REGIMES)}")
@@ -131,7 +133,7 @@ def main(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     if args.dry_run:
         chosen = shard_specs(specs, *shard) if shard else specs
-        validate_specs(chosen, args.data_root)
+        validate_specs(chosen, args.data_root, text_encoder=args.text_encoder)
         for s in chosen:
             print(s.run_name)
         return 0
@@ -140,7 +142,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         records = run_grid(specs, args.data_root, args.results, device=dist.local_device(args.device),
                            rescore=args.rescore, shard=shard, metric_backend=args.metric_backend,
-                           num_workers=args.workers, save_adapter=not args.no_adapter)
+                           num_workers=args.workers, save_adapter=not args.no_adapter,
+                           text_encoder=args.text_encoder)
     finally:
         dist.destroy()
     if not main_rank:  # the records live on rank 0

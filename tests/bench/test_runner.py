@@ -152,3 +152,15 @@ def test_chunked_prompt_merge_matches_per_chunk_detection(world):
             brute += [(s, ids[lab]) for s, lab in zip(d.scores.tolist(), d.labels.tolist())]
         brute = sorted(brute, key=lambda t: -t[0])[:4]
         assert len(brute) == 4 and [(p["score"], p["category_id"]) for p in got] == brute
+
+
+def test_bert_presets_need_a_text_encoder_before_any_compute(tmp_path):
+    from bench.errors import UserError
+    from bench.records import RunSpec
+    from bench.runner import validate_specs
+
+    spec = RunSpec(model="glip-t", task="synth-shapes", regime="zero-shot", split="test")
+    with pytest.raises(UserError, match="--text-encoder"):
+        validate_specs([spec], tmp_path)
+    with pytest.raises(UserError, match="no such directory"):
+        validate_specs([spec], tmp_path, text_encoder=tmp_path / "missing-bert")
