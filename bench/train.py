@@ -13,6 +13,11 @@ Early stopping follows the official trainer (maskrcnn_benchmark/engine/trainer.p
 an evaluation below the best so far counts as a miss, an equal or better one resets the count and
 becomes `model_best`; training stops after `stop_patience` misses in a row. The best weights are
 restored at the end (the official flow evaluates model_best on the test split).
+
+Data-parallel (launched by torchrun, process group joined with `bench.dist.init_from_env()`): `train`
+wraps the model in mmengine's MMDistributedDataParallel and gives each rank a disjoint share of every
+global batch; the loss-finiteness and evaluation decisions are made identically on every rank
+(bench/ddp.py says how). Without a process group none of this runs: one process trains as before.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from mmengine.optim import DefaultOptimWrapperConstructor, ReduceOnPlateauLR, bu
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
+from bench import ddp
+from bench import dist as bench_dist
 from bench.logs import get_logger
 from bench.train_data import collate
 
@@ -76,7 +83,8 @@ class TrainResult:
     best_metric: float | None = None
     best_epoch: float | None = None
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per evaluation
-    epoch_losses: list[float] = field(default_factory=list)
+    epoch_losses: list[float] = field(default_factory=list)  # data-parallel: the mean over ranks
+    world_size: int = 1  # processes that trained together (data-parallel); images_seen counts all of them
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +145,8 @@ def train(
     evaluate: Callable[[nn.Module], float] | None = None,
     eval_modules: Sequence[str] = (),
     size_divisibility: int = 32,
+    eval_ranks: str = "all",
+    find_unused_parameters: bool = False,
 ) -> TrainResult:
     """Train `trainable` parameters of `model` on `dataset` (TrainSamples).
 
@@ -144,14 +154,23 @@ def train(
     max_epochs, max_iters (None = no cap), copy_factor, eval_every, lr_factor, step_patience,
     stop_patience, amp. `evaluate(model) -> metric` (higher is better, model already in eval mode
     under no_grad) drives the LR schedule, early stopping and the best-weights choice.
+
+    Data-parallel (torch.distributed initialised): batch_size is the global batch, split over the ranks;
+    eval_ranks "all" calls `evaluate` on every rank (needed when it is itself distributed, and no rank idles
+    into the process-group timeout), "main" on rank 0 only; either way rank 0's value is used everywhere.
+    find_unused_parameters: passed to DDP (not needed by any regime; see bench/ddp.py).
     """
     n = len(dataset)
     if n == 0:
         raise ValueError("no training samples (no image with boxes in the training split)")
+    if eval_ranks not in ("all", "main"):
+        raise ValueError(f"eval_ranks must be 'all' or 'main', got {eval_ranks!r}")
     names = set_trainable(model, trainable)
     params = dict(model.named_parameters())
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    distributed = ddp.is_active()
+    rank, world = bench_dist.rank(), bench_dist.world_size()
+    torch.manual_seed(seed + rank)  # per-rank random augmentation inside the model (dropout, drop path)
+    gen = torch.Generator().manual_seed(seed)  # the epoch order: the same on every rank
     optim = build_optimizer(model, hp, device)
     sched = None
     eval_every = int(hp.get("eval_every", 1) or 0)
@@ -162,9 +181,13 @@ def train(
                                   patience=hp.get("step_patience", 3))
     copies = int(hp.get("copy_factor") or 1)
     batch_size, max_epochs = int(hp["batch_size"]), int(hp["max_epochs"])
+    if distributed:
+        ddp.check_batch_size(batch_size, world)
+    net = ddp.wrap(model, find_unused_parameters) if distributed else model  # forward/backward through `net`
+    coverage = ddp.GradCoverage(model, names) if distributed and not find_unused_parameters else None
     max_iters = hp.get("max_iters")
     stop_patience = hp.get("stop_patience")
-    res = TrainResult()
+    res = TrainResult(world_size=world)
     best_state: dict[str, torch.Tensor] | None = None
     previous_best, misses = 0.0, 0  # official: previous_best starts at 0.0
     start = time.perf_counter()
@@ -175,7 +198,9 @@ def train(
         t0 = time.perf_counter()
         model.eval()
         with torch.no_grad():
-            value = float(evaluate(model))
+            value = float(evaluate(model)) if not distributed or eval_ranks == "all" or rank == 0 else None
+        if distributed:
+            value = ddp.broadcast_metric(value)
         _set_modes(model, eval_modules)
         res.eval_seconds += time.perf_counter() - t0
         value = value if math.isfinite(value) else -1.0  # not computable (e.g. no ground truth) = COCOeval's -1
@@ -199,21 +224,30 @@ def train(
         for idx in batches:
             if max_iters is not None and res.iters >= max_iters:
                 break
-            images, captions, targets = collate([dataset[i] for i in idx], size_divisibility)
+            local = ddp.rank_share(idx, order, rank, world) if distributed else idx
+            images, captions, targets = collate([dataset[i] for i in local], size_divisibility)
             images = images.to(device)
             targets = [type(t)(t.boxes_xyxy.to(device), t.positive_map.to(device)) for t in targets]
-            with optim.optim_context(model):
-                loss_dict = model(images, captions, targets)
+            with optim.optim_context(net):
+                loss_dict = net(images, captions, targets)
             loss = sum(loss_dict.values())
-            if not torch.isfinite(loss):
+            if distributed:
+                finite, loss_value = ddp.global_loss(loss)  # every rank skips or steps together
+            else:
+                finite = bool(torch.isfinite(loss))
+                loss_value = float(loss.detach()) if finite else math.nan
+            if not finite:
                 # official code zeroes a NaN loss and still steps; skipping the step is the honest equivalent
                 optim.zero_grad()
                 res.skipped_nonfinite += 1
             else:
                 optim.update_params(loss)
-                losses.append(float(loss.detach()))
+                losses.append(loss_value)
+                if coverage is not None:
+                    coverage.check()  # after the first step: every trainable parameter got a gradient
+                    coverage = None
             res.iters += 1
-            res.images_seen += len(captions)
+            res.images_seen += len(idx)
             done += 1
         res.epochs = epoch - 1 + done / len(batches)
         res.epoch_losses.append(sum(losses) / len(losses) if losses else float("nan"))
@@ -249,6 +283,8 @@ def pretrain(
     seed: int = 0,
     frozen_groups: Sequence[str] = (),
     evaluate: Callable[[nn.Module], float] | None = None,
+    eval_ranks: str = "all",
+    find_unused_parameters: bool = False,
     **hp_overrides: Any,
 ) -> TrainResult:
     """Pre-train on MDETR-style grounding json files (one image root per file); the synthetic world's path.
@@ -256,6 +292,7 @@ def pretrain(
     Same optimisation path as fine-tuning (official pre-training solver: AdamW, LR 1e-4, language LR
     1e-5, bias x2 without decay, clip 1.0); every hyper-parameter of regimes.TRAIN_DEFAULTS can be
     overridden by keyword (lr=..., batch_size=..., weight_decay=...). Budget: max_iters and/or max_epochs.
+    Data-parallel under torchrun exactly as `train` (batch_size is then the global batch).
     """
     from bench.regimes import TRAIN_DEFAULTS
     from bench.train_data import GroundingTrainSet, load_grounding_entries
@@ -275,7 +312,8 @@ def pretrain(
     trainable = [n for g, names in groups.items() if g not in frozen_groups for n in names]
     model.to(device)
     return train(model, dataset, trainable=trainable, hp=hp, device=device, seed=seed, evaluate=evaluate,
-                 size_divisibility=getattr(getattr(model, "config", None), "size_divisibility", 32))
+                 size_divisibility=getattr(getattr(model, "config", None), "size_divisibility", 32),
+                 eval_ranks=eval_ranks, find_unused_parameters=find_unused_parameters)
 
 
 def save_weights(model: nn.Module, path: str | Path, names: Iterable[str] | None = None) -> Path:
