@@ -221,7 +221,7 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
     log.info("6/6 leaderboard, cost curves and the fusion ablation")
     t = time.perf_counter()
     for argv in (["leaderboard", "--results", str(out), "--out", str(out), "--no-reference"],
-                 ["curves", "--results", str(out), "--out", str(out / "plots"), "--group", "synth"],
+                 ["curves", "--results", str(out), "--out", str(out / "plots"), "--tasks", ",".join(plan.fewshot_tasks)],
                  ["ablation", "--a", "fusion=late", "--b", "fusion=deep", "--ignore", "checkpoint",
                   "--results", str(out), "--out", str(out / "ablation")]):
         if cli(argv) != 0:

@@ -86,10 +86,27 @@ def series_label(model: str, checkpoint: str, variant: str, regime: str) -> str:
     return " · ".join(parts)
 
 
+def _distinguishing(variants: list[str]) -> list[str]:
+    """Each variant reduced to the settings that tell the series apart: a key=value that every series
+    setting that key shares (e.g. a training budget, the split) is dropped from the legend."""
+    split = [[t for t in v.split(", ") if t] for v in variants]
+    values: dict[str, set[str]] = {}
+    for tokens in split:
+        for t in tokens:
+            values.setdefault(t.split("=", 1)[0], set()).add(t)
+    varying = {k for k, v in values.items() if len(v) > 1}
+    return [", ".join(t for t in tokens if t.split("=", 1)[0] in varying) for tokens in split]
+
+
 def _series(points: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     groups = dict(iter(points.groupby(SERIES_KEYS, sort=False)))
     keys = sorted(groups, key=lambda k: (k[0], k[1], k[2], regime_order(k[3])))
-    return [(series_label(*k), groups[k].sort_values("x_order")) for k in keys]
+    variants = _distinguishing([k[2] for k in keys])
+    # a checkpoint is named only when series differ in it, and then by its file name
+    ckpts = {k[1] for k in keys}
+    labels = [series_label(k[0], Path(k[1]).stem if len(ckpts) > 1 and k[1] else "", v, k[3])
+              for k, v in zip(keys, variants)]
+    return [(label, groups[k].sort_values("x_order")) for label, k in zip(labels, keys)]
 
 
 def _new_figure(width: float = 7.0, height: float = 4.5) -> Figure:

@@ -136,3 +136,24 @@ def test_zero_shot_only_records_say_nothing_could_be_drawn(df):
     assert [t.get_text() for t in ax.texts] == ["no runs with a positive value on this axis"]
     assert "2 point(s) with no trainable parameters" not in ax.get_title()  # one point: both tasks pooled
     assert "1 point(s) with no trainable parameters" in ax.get_title()
+
+
+def test_legend_names_only_what_tells_series_apart(tmp_path):
+    """Budgets shared by every training run and the common split stay out of the legend; fusion and the
+    checkpoint (which differ between the series) stay in."""
+    recs = []
+    for fusion in ("deep", "late"):
+        ckpt = f"models/glip-synth-{fusion}-abc.safetensors"
+        recs.append(make_record(task="synth-a", regime="zero-shot", shots=0, checkpoint=ckpt,
+                                overrides={"fusion": fusion, "infer_batch_size": 8}, value=5.0))
+        for seed in (3, 30):
+            recs.append(make_record(task="synth-a", regime="full-ft", shots=5, seed=seed, checkpoint=ckpt,
+                                    overrides={"fusion": fusion, "infer_batch_size": 8, "max_iters": 40},
+                                    value=40.0 + seed))
+    write_records(tmp_path, recs)
+    ax = curves.ap_vs_shots(load_records(tmp_path)).axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["zero-shot · glip-synth (glip-synth-deep-abc) · fusion=deep",
+                      "full-ft · glip-synth (glip-synth-deep-abc) · fusion=deep",
+                      "zero-shot · glip-synth (glip-synth-late-abc) · fusion=late",
+                      "full-ft · glip-synth (glip-synth-late-abc) · fusion=late"]
