@@ -168,7 +168,7 @@ def train(
     names = set_trainable(model, trainable)
     params = dict(model.named_parameters())
     distributed = ddp.is_active()
-    rank, world = bench_dist.rank(), bench_dist.world_size()
+    rank, world = (bench_dist.rank(), bench_dist.world_size()) if distributed else (0, 1)
     torch.manual_seed(seed + rank)  # per-rank random augmentation inside the model (dropout, drop path)
     gen = torch.Generator().manual_seed(seed)  # the epoch order: the same on every rank
     optim = build_optimizer(model, hp, device)
