@@ -9,6 +9,7 @@ same code runs in one process and under `torchrun --nproc_per_node N` (CPU: gloo
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -70,7 +71,9 @@ def init_from_env(backend: str | None = None) -> bool:
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    torch_dist.init_process_group(backend=backend)
+    # rank 0 alone scores a split (LVIS: minutes) while the others wait: NCCL's default 10-minute timeout is short
+    minutes = int(os.environ.get("GLIP_BENCH_DIST_TIMEOUT_MIN", "60"))
+    torch_dist.init_process_group(backend=backend, timeout=timedelta(minutes=minutes))
     return True
 
 

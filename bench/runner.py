@@ -299,6 +299,12 @@ def check_world(specs: Iterable[RunSpec]) -> None:
     if trains and not train_is_data_parallel():
         raise UserError(f"{', '.join(trains)}: training runs cannot run under torchrun ({world} processes) yet; "
                         f"only zero-shot inference is data-parallel. Run training regimes in one process")
+    from bench import ddp
+
+    for s in specs:  # the global batch is split over the processes: refuse an uneven split before any compute
+        if get_regime(s.regime).trains:
+            _, reg_over = split_overrides(s.overrides, s.regime)
+            ddp.check_batch_size(resolve_hparams(get_regime(s.regime), s.shots, reg_over)["batch_size"], world)
 
 
 def ground_truth(task: Any, dataset: Any) -> Any:

@@ -137,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
         for s in chosen:
             print(s.run_name)
         return 0
-    dist.init_from_env()  # a no-op outside torchrun
+    dist.init_from_env("nccl" if args.device == "cuda" else "gloo")  # a no-op outside torchrun
     main_rank = dist.is_main()
     try:
         records = run_grid(specs, args.data_root, args.results, device=dist.local_device(args.device),
