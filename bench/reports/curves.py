@@ -160,7 +160,8 @@ def ap_vs_shots(df: pd.DataFrame, seeds: Iterable[int] | None = None) -> Figure:
 def _scatter_by_regime(ax, points: pd.DataFrame, x_col: str) -> int:
     """One scatter per regime; points with x <= 0 cannot sit on a log axis and are counted, not drawn."""
     left_out = int((points[x_col] <= 0).sum() + points[x_col].isna().sum())
-    shown = points[points[x_col] > 0]
+    shown = points[points[x_col] > 0].copy()
+    shown["variant"] = _distinguishing(shown["variant"].tolist()) if len(shown) else []
     for regime in sorted(set(shown["regime"]), key=regime_order):
         r = shown[shown["regime"] == regime]
         err = r["std"].fillna(0.0).to_numpy()
