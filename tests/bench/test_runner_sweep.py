@@ -134,3 +134,22 @@ def test_adapter_reproduces_the_run(tmp_path, monkeypatch):
     # the same detections; scores equal up to float32 rounding (thread scheduling changes summation order)
     assert [key(p) for p in after] == [key(p) for p in saved]
     assert [p["score"] for p in after] == pytest.approx([p["score"] for p in saved], abs=1e-6)
+
+
+def test_three_shards_give_exactly_the_records_of_the_unsharded_grid(tmp_path, monkeypatch):
+    """`--shard i/3` jobs writing into one results folder end with the unsharded grid's records."""
+    _, data_root = make_world(tmp_path, monkeypatch)
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-world", regimes=["zero-shot", "linear-probe"],
+                        shots=[1], seeds=[3, 30], overrides=FAST)
+    whole = run_grid(specs, data_root, tmp_path / "whole")
+    for i in range(3):
+        run_grid(specs, data_root, tmp_path / "sharded", shard=(i, 3))
+    sharded = [store.finished_record(tmp_path / "sharded", s) for s in specs]
+    assert all(r is not None for r in sharded)
+    key = lambda r: r["spec_hash"]  # noqa: E731
+    assert [r["spec_hash"] for r in sorted(sharded, key=key)] == [r["spec_hash"] for r in sorted(whole, key=key)]
+    for a, b in zip(sorted(whole, key=key), sorted(sharded, key=key)):
+        assert json.dumps(a["metrics"]) == json.dumps(b["metrics"])
+        assert store.read_predictions(store.run_dir(tmp_path / "whole", _spec(a))) == \
+            store.read_predictions(store.run_dir(tmp_path / "sharded", _spec(b)))
+    assert len(list((tmp_path / "sharded" / "runs").iterdir())) == len(specs)
