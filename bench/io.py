@@ -44,18 +44,22 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file; a malformed file raises an error that names it."""
+def read_json(path: str | os.PathLike, what: str = "file", how: str = "") -> Any:
+    """Read a JSON file; a missing or malformed file raises an error that names it (and, if given, `how`
+    to obtain it)."""
     from bench.errors import UserError
 
     path = Path(path)
+    hint = f"\n  how to obtain it: {how}" if how else ""
     if not path.is_file():
-        raise UserError(f"file not found: {path}")
+        raise UserError(f"{what} not found: {path}{hint}")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise UserError(f"malformed JSON in {path}: {e}") from e
+        raise UserError(f"malformed JSON in {path}: {e} (re-download or re-extract the file)") from e
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 JSON: {e}") from e
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

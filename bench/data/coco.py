@@ -8,7 +8,6 @@ Category ids are kept as given in the file (ODinW's annotations_without_backgrou
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -17,6 +16,7 @@ from typing import Any
 
 from bench.data.types import DetectionDataset, ImageInfo
 from bench.errors import UserError
+from bench.io import read_json
 from bench.logs import get_logger
 
 log = get_logger("data")
@@ -24,17 +24,13 @@ log = get_logger("data")
 
 def read_ann_json(path: Path, source: str = "") -> Any:
     """Read an annotation json; a missing file names the expected path and where the data come from."""
-    path = Path(path)
-    if not path.is_file():
+    return read_json(path, what="annotation file", how=source)
+
+
+def check_images_dir(images_dir: Path, ann_file: Path, source: str = "") -> None:
+    if not images_dir.is_dir():
         how = f"\n  how to obtain it: {source}" if source else ""
-        raise UserError(f"annotation file not found: {path}{how}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise UserError(f"malformed JSON in {path}: {e} (re-download or re-extract the file)") from e
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 JSON: {e}") from e
+        raise UserError(f"image directory not found: {images_dir} (annotations: {ann_file}){how}")
 
 
 def _is_int(x: Any) -> bool:
@@ -197,9 +193,7 @@ def load_coco(
     ann_file, images_dir = Path(ann_file), Path(images_dir)
     data = read_ann_json(ann_file, source)
     validate_coco(data, ann_file)
-    if not images_dir.is_dir():
-        how = f"\n  how to obtain it: {source}" if source else ""
-        raise UserError(f"image directory not found: {images_dir} (annotations: {ann_file}){how}")
+    check_images_dir(images_dir, ann_file, source)
     return build_detection_dataset(
         data, ann_file, images_dir, name=name, split=split, classes=classes, renames=renames
     )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.data.coco import _is_int, build_detection_dataset, read_ann_json, validate_coco
+from bench.data.coco import _is_int, build_detection_dataset, check_images_dir, read_ann_json, validate_coco
 from bench.data.types import DetectionDataset
 from bench.errors import UserError
 
@@ -65,9 +65,7 @@ def load_lvis(
     ann_file, images_dir = Path(ann_file), Path(images_dir)
     data = read_ann_json(ann_file, source)
     validate_lvis(data, ann_file)
-    if not images_dir.is_dir():
-        how = f"\n  how to obtain it: {source}" if source else ""
-        raise UserError(f"image directory not found: {images_dir} (annotations: {ann_file}){how}")
+    check_images_dir(images_dir, ann_file, source)
     return build_detection_dataset(
         data, ann_file, images_dir, name=name, split=split, classes=classes, renames=renames,
         file_name_of=lvis_file_name,
