@@ -184,13 +184,19 @@ def _pair_keys(keys: Sequence[str], ignore: Sequence[str]) -> list[str]:
 
 def _regime_side(df: pd.DataFrame, regime: str, a: Mapping[str, Any], b: Mapping[str, Any], name: str,
                  unset_as: str | None) -> pd.DataFrame:
-    """The runs of one regime on one side of the ablation, keyed for pairing across regimes."""
+    """The runs of one regime on one side of the ablation, keyed for pairing across regimes.
+
+    An override that every run of this regime (on this side) sets alike is the regime's own setting
+    (prompt tuning's lr against full fine-tuning's) and is left out of the key, so regimes whose
+    settings differ by design still pair; an override that varies within the regime stays in the key."""
     keys = set(a)
     unset = {"a": dict(a), "b": dict(b)}.get(unset_as or "", {})
     setting = a if name == "a" else b
     r = df[(df["regime"] == regime) & df["overrides"].map(lambda o: _side(o, setting, unset))].copy()
+    all_keys = {k for o in r["overrides"] for k in o} - keys
+    varying = {k for k in all_keys if len({json.dumps(o.get(k), sort_keys=True) for o in r["overrides"]}) > 1}
     r["other_overrides"] = r["overrides"].map(
-        lambda o: json.dumps({k: v for k, v in o.items() if k not in keys}, sort_keys=True))
+        lambda o: json.dumps({k: v for k, v in o.items() if k in varying}, sort_keys=True))
     return r[[*GAP_KEYS, "value"]]
 
 

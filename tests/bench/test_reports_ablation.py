@@ -175,3 +175,16 @@ def test_ignore_pairs_runs_from_separately_pretrained_checkpoints(tmp_path):
     assert gap.iloc[-1]["mean_gap"] == pytest.approx(expected)
     with pytest.raises(UserError, match="not a pairing key"):
         ablation.pair_runs(df, LATE, DEEP, ignore=["colour"])
+
+
+def test_tuning_gap_pairs_regimes_whose_training_settings_differ(tmp_path):
+    """Each regime has its own lr; the gap still pairs full-ft with prompt-tuning of the same model variant."""
+    recs = [make_record(task=t, regime=r, seed=s, overrides={"fusion": f, **({"lr": 1e-3} if r == "full-ft" else {})},
+                        value=value(t, r, s, f))
+            for t in TASKS for r in ("prompt-tuning", "full-ft") for s in SEEDS for f in ("late", "deep")]
+    write_records(tmp_path, recs)
+    gap = ablation.tuning_gap(load_records(tmp_path), LATE, DEEP, n_resamples=N)
+    assert gap["pairs"].tolist() == [len(TASKS) * len(SEEDS)] * 3
+    expected_late = np.mean([value(t, "full-ft", s, "late") - value(t, "prompt-tuning", s, "late")
+                             for t in TASKS for s in SEEDS])
+    assert gap.iloc[0]["mean_gap"] == pytest.approx(expected_late)
