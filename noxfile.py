@@ -7,6 +7,8 @@ their virtualenv when it is already there.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.reuse_existing_virtualenvs = True
@@ -50,6 +52,8 @@ def bench(session: nox.Session) -> None:
     """Micro-benchmarks (pytest-benchmark); the JSON lands in results/benchmarks/."""
     _install(session)
     _env(session)
+    session.env.setdefault("OMP_NUM_THREADS", "1")  # ratios are measured single-threaded (noisy shared cores)
+    Path("results/benchmarks").mkdir(parents=True, exist_ok=True)
     session.run(
         "python", "-m", "pytest", "benchmarks", "--benchmark-only",
         "--benchmark-json", "results/benchmarks/latest.json", *session.posargs,
