@@ -1,7 +1,7 @@
 """Model configuration as data: one frozen dataclass holding every architecture number, and presets.
 
 An ablation is a one-line `dataclasses.replace`: `replace(get_preset("glip-t"), fusion="late")` is the late
-fusion variant (GLIP-T (A) layout) of GLIP-T. Numbers follow /work/shared/reference/glip-official.md (cited
+fusion variant (GLIP-T (A) layout) of GLIP-T. Numbers follow the project reference glip-official.md (shared/reference; cited
 as "official §x.y").
 """
 
