@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.io import atomic_write_json, sha256_json
+from bench.io import atomic_write_json, atomic_write_text, sha256_json
 from bench.logs import get_logger
 
 log = get_logger("demo")
@@ -113,10 +113,18 @@ def pretrained_checkpoint(fusion: str, plan: DemoPlan, data_root: Path, models_d
     return path
 
 
-def _pretrain_worker(args: tuple) -> str:
+def _worker_setup() -> None:
+    """A spawned worker starts bare: one torch thread (one process per core) and the parent's log format."""
     import torch
 
+    from bench.logs import setup_logging
+
     torch.set_num_threads(1)
+    setup_logging(os.environ.get("GLIP_BENCH_LOG", "INFO"))
+
+
+def _pretrain_worker(args: tuple) -> str:
+    _worker_setup()
     return str(pretrained_checkpoint(*args))
 
 
@@ -139,12 +147,10 @@ def demo_specs(plan: DemoPlan, checkpoints: dict[str, Path]) -> list:
 
 
 def _grid_worker(args: tuple) -> int:
-    import torch
-
     from bench.runner import run_grid
 
     specs, data_root, results_dir, shard = args
-    torch.set_num_threads(1)
+    _worker_setup()
     # num_workers=0: the demo already runs one process per core, and pool workers may not fork loaders
     return len(run_grid(specs, data_root, results_dir, device="cpu", shard=shard, validate=False, num_workers=0))
 
@@ -233,7 +239,7 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
 
     summary = summarise(records, forgetting_table, selftrain, plan, timings)
     atomic_write_json(out / "summary.json", summary)
-    (out / "SUMMARY.md").write_text(summary["markdown"], encoding="utf-8")
+    atomic_write_text(out / "SUMMARY.md", summary["markdown"])
     print(summary["markdown"])
     return summary
 
