@@ -179,6 +179,9 @@ def run_specs(specs: list, data_root: Path, results_dir: Path, workers: int) -> 
 def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 0, workers: int | None = None,
              data_root: str | Path | None = None) -> dict[str, Any]:
     """Run every stage into `out`; returns the summary (also written to out/summary.json)."""
+    # mmengine imports yapf, which writes its grammar cache on the first import in a fresh environment:
+    # import it here, once, before spawned workers race to write and read that cache (seen: EOFError)
+    import bench.train  # noqa: F401
     from bench.cli import main as cli
     from bench.synthetic import generate
 
