@@ -226,7 +226,7 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
     from bench.selftrain.experiment import run_experiment
 
     selftrain = run_experiment(out / "selftrain", teacher_checkpoint=checkpoints["deep"], preset=PRESET,
-                               budget=plan.selftrain_budget, data_root=data_root, work_dir=out / "selftrain" / "work")
+                               budget=plan.selftrain_budget, data_root=data_root, work_dir=out / "selftrain" / "scratch")
     timings["selftrain"] = time.perf_counter() - t
 
     log.info("6/6 leaderboard, cost curves and the fusion ablation")
