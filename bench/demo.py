@@ -85,6 +85,16 @@ def _rel(path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------------- pretraining
+def checkpoint_path(fusion: str, plan: DemoPlan, models_dir: Path, seed: int) -> tuple[Path, dict[str, Any]]:
+    """Where the pretrained weights of this fusion and plan live (named by the hash of what made them)."""
+    import glip
+
+    key = {"config": asdict(glip.get_preset(PRESET, fusion=fusion)), "iters": plan.pretrain_iters,
+           "batch": plan.pretrain_batch, "lr": plan.pretrain_lr, "lang_lr": plan.pretrain_lang_lr,
+           "scale": plan.scale, "seed": seed}
+    return models_dir / f"{PRESET}-{fusion}-{sha256_json(key)[:12]}.safetensors", key
+
+
 def pretrained_checkpoint(fusion: str, plan: DemoPlan, data_root: Path, models_dir: Path, seed: int) -> Path:
     """Pretrain glip-synth with this fusion on the base concepts, or reuse the cached weights (same config hash)."""
     import glip
@@ -92,9 +102,7 @@ def pretrained_checkpoint(fusion: str, plan: DemoPlan, data_root: Path, models_d
     from bench.train import pretrain, save_weights
 
     cfg = glip.get_preset(PRESET, fusion=fusion)
-    key = {"config": asdict(cfg), "iters": plan.pretrain_iters, "batch": plan.pretrain_batch,
-           "lr": plan.pretrain_lr, "lang_lr": plan.pretrain_lang_lr, "scale": plan.scale, "seed": seed}
-    path = models_dir / f"{PRESET}-{fusion}-{sha256_json(key)[:12]}.safetensors"
+    path, key = checkpoint_path(fusion, plan, models_dir, seed)
     if path.is_file():
         log.info("pretrained %s (%s fusion) found in the cache: %s", PRESET, fusion, _rel(path))
         return path
@@ -199,6 +207,7 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
 
     log.info("2/6 pretraining %s with %s fusion", PRESET, " and ".join(FUSIONS))
     t = time.perf_counter()
+    cached_models = sum(checkpoint_path(f, plan, out / "models", seed)[0].is_file() for f in FUSIONS)
     jobs = [(f, plan, data_root, out / "models", seed) for f in FUSIONS]
     if plan.workers > 1:
         with mp.get_context("spawn").Pool(min(plan.workers, len(jobs))) as pool:
@@ -211,14 +220,18 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
     log.info("3/6 zero-shot on the suite and the few-shot grid")
     t = time.perf_counter()
     specs = demo_specs(plan, checkpoints)
+    from bench import store
+
+    reused_runs = sum(store.finished_record(out, s) is not None for s in specs)
     records = run_specs(specs, data_root, out, plan.workers)
     timings["runs"] = time.perf_counter() - t
 
     log.info("4/6 forgetting of base concepts after fine-tuning")
     t = time.perf_counter()
-    from bench.demo_extras import forgetting
+    from bench.demo_extras import diagnose_runs, forgetting
 
     forgetting_table = forgetting(records, data_root, out, plan.infer_batch_size)
+    diagnosis = diagnose_runs(records, data_root, out)
     timings["forgetting"] = time.perf_counter() - t
 
     log.info("5/6 self-training: a teacher grounds a concept it was never taught")
@@ -242,7 +255,8 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
 
     from bench.demo_extras import summarise
 
-    summary = summarise(records, forgetting_table, selftrain, plan, timings)
+    reused = {"runs": reused_runs, "of_runs": len(specs), "models": cached_models, "of_models": len(FUSIONS)}
+    summary = summarise(records, forgetting_table, selftrain, plan, timings, diagnosis, reused)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "SUMMARY.md", summary["markdown"])
     print(summary["markdown"])

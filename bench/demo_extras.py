@@ -70,13 +70,68 @@ def forgetting(records: list[dict], data_root: Path, results_dir: Path, infer_ba
     return table
 
 
+def diagnose_runs(records: list[dict], data_root: Path, results_dir: Path) -> pd.DataFrame:
+    """Class-agnostic AP and label accuracy (bench.reports.diagnosis) of the zero-shot and largest-shot
+    detection runs, from their saved predictions: does low AP come from finding objects or from naming them?"""
+    from bench import store
+    from bench.registry import get_task
+    from bench.reports.diagnosis import diagnose
+
+    k = _max_shots(records)
+    rows, truth = [], {}
+    for r in records:
+        spec = RunSpec.from_dict(r["spec"])
+        if spec.shots not in (0, k):
+            continue
+        task = get_task(spec.task)
+        if task.metric != "coco_bbox":
+            continue
+        if spec.task not in truth:
+            truth[spec.task] = task.load(task.eval_split, data_root).coco
+        d = diagnose(truth[spec.task], store.read_predictions(store.run_dir(results_dir, spec)))
+        rows.append({"task": spec.task, "fusion": _fusion(r), "regime": spec.regime, "shots": spec.shots,
+                     "seed": spec.seed, "AP": primary_value(r), "class-agnostic AP": d["class_agnostic_ap"],
+                     "label accuracy": d["label_accuracy"], "chance": d["label_chance"]})
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table = table.sort_values(["task", "fusion", "regime", "seed"]).reset_index(drop=True)
+        atomic_write_text(results_dir / "diagnosis.csv", table.round(4).to_csv(index=False, lineterminator="\n"))
+    return table
+
+
+def _diagnosis_lines(table: pd.DataFrame) -> list[str]:
+    if table.empty:
+        return []
+    g = (table.groupby(["task", "fusion", "regime", "shots"])[["AP", "class-agnostic AP", "label accuracy", "chance"]]
+         .mean().reset_index())
+    lines = ["", "## What limits AP: finding objects or naming them", "",
+             "Class-agnostic AP merges all classes (best box per location); label accuracy is the share of found "
+             "objects whose best box carries the right label (bench/reports/diagnosis.py; means over seeds).", "",
+             "| task | fusion | regime | shots | AP | class-agnostic AP | label accuracy | chance |",
+             "|---|---|---|---|---|---|---|---|"]
+    for _, row in g.iterrows():
+        lines.append(f"| {row.task} | {row.fusion} | {row.regime} | {row.shots} | {row.AP:.1f} | "
+                     f"{row['class-agnostic AP']:.1f} | {row['label accuracy']:.2f} | {row.chance:.2f} |")
+    return lines
+
+
+def _reuse_lines(reused: dict[str, int]) -> list[str]:
+    """Say when the wall times above exclude work reused from an earlier demo in the same folder."""
+    if not reused.get("runs") and not reused.get("models"):
+        return []
+    return [f"Resumed: {reused['runs']} of {reused['of_runs']} runs and {reused['models']} of {reused['of_models']} "
+            "pretrained models were reused from an earlier demo in this folder, so their time is not in the line "
+            "above (a fresh clone's full demo: see README).", ""]
+
+
 def _mean_std(values: list[float]) -> str:
     s = pd.Series(values, dtype=float)
     return f"{s.mean():.1f}" if len(s) == 1 else f"{s.mean():.1f} ± {s.std():.1f} (n={len(s)})"
 
 
 def summarise(records: list[dict], forgetting_table: pd.DataFrame, selftrain: dict[str, Any], plan: Any,
-              timings: dict[str, float]) -> dict[str, Any]:
+              timings: dict[str, float], diagnosis: pd.DataFrame | None = None,
+              reused: dict[str, int] | None = None) -> dict[str, Any]:
     """The numbers a reader wants first, as Markdown (printed at the end of the demo) and as data."""
     rows = [{"task": r["spec"]["task"], "fusion": _fusion(r), "regime": r["spec"]["regime"],
              "shots": r["spec"]["shots"], "seed": r["spec"]["seed"], "value": primary_value(r),
@@ -86,6 +141,7 @@ def summarise(records: list[dict], forgetting_table: pd.DataFrame, selftrain: di
     fs = df[df.regime != "zero-shot"]
     lines = ["# glip-bench demo summary", "",
              "Wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), "",
+             *_reuse_lines(reused or {}),
              "## Zero-shot (pretrained on base concepts only)", "",
              "| task | metric | deep | late |", "|---|---|---|---|"]
     metric_of = dict(zip(df.task, df.metric))
@@ -113,11 +169,12 @@ def summarise(records: list[dict], forgetting_table: pd.DataFrame, selftrain: di
         checks[name] = {"reached": value, "target": target}
         lines.append(f"| {name} | {value:.1f} | {target:.0f} |")
     lines.append(f"| novel shapes zero-shot (chance level, deep) | {pick('synth-novel', 'zero-shot', 0):.1f} | – |")
+    lines += _diagnosis_lines(diagnosis if diagnosis is not None else pd.DataFrame())
     if not forgetting_table.empty:
         lines += ["", "## Forgetting of base concepts after fine-tuning on novel shapes", "",
                   forgetting_table.groupby(["fusion", "regime"])[forgetting_table.columns[-1]].agg(["mean", "std", "count"])
                   .round(2).to_string()]
     if selftrain.get("summary") is not None:
         lines += ["", "## Self-training", "", selftrain["summary"].to_string(index=False)]
-    return {"markdown": "\n".join(lines) + "\n", "targets": checks, "timings": timings,
+    return {"markdown": "\n".join(lines) + "\n", "targets": checks, "timings": timings, "reused": reused or {},
             "zero_shot": zs.reset_index().to_dict(orient="records")}

@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from bench.cli import main as cli
@@ -41,8 +42,16 @@ def test_quick_demo_runs_every_stage(tmp_path):
     assert lvis["provenance"]["chunk_size"] and lvis["provenance"]["num_prompt_chunks"] > 1
     # reports, forgetting, self-training and the summary were written from these records
     for name in ("LEADERBOARD.md", "leaderboard.csv", "plots/ap-vs-shots.png", "ablation/ablation.md",
-                 "ablation/ablation-forest.png", "forgetting.csv", "selftrain/selftrain.png", "summary.json"):
+                 "ablation/ablation-forest.png", "forgetting.csv", "selftrain/selftrain.png", "summary.json",
+                 "diagnosis.csv"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["timings"]) >= {"generate", "pretrain", "runs", "reports", "total"}
     assert f"from {len(records)} records" in (out / "LEADERBOARD.md").read_text()
+    # the diagnosis covers every zero-shot COCO-metric task, with values in range
+    diag = pd.read_csv(out / "diagnosis.csv")
+    zero_shot_coco = {r["spec"]["task"] for r in records
+                      if r["spec"]["regime"] == "zero-shot" and r["metrics"]["primary"] == "AP"}
+    assert zero_shot_coco <= set(diag.task)
+    assert diag["class-agnostic AP"].between(0, 100).all() and diag["label accuracy"].dropna().between(0, 1).all()
+    assert "What limits AP" in (out / "SUMMARY.md").read_text()
