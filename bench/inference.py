@@ -1,12 +1,13 @@
 """The inference engine the runner calls: chunked prompts with cached image and text features, size-bucketed
-batches, and a DataLoader that decodes and preprocesses images in worker processes while the model runs.
+batches, and images decoded and preprocessed while the model runs (DataLoader worker processes on GPU, a
+background thread on CPU when a core is free for it).
 
 Why not just `model.detect` per chunk (the naive path)? With a chunked prompt (LVIS: 1203 classes in 31
 captions) the naive path reruns the image backbone + FPN and BERT once per chunk and image. Neither depends
 on the other input: image features depend only on the image, text features only on the caption. So:
 
     texts = encode_prompts(model, [chunk captions])          # BERT once per chunk, for the whole split
-    for batch in loader:                                       # workers: decode + resize + normalise + pad
+    for batch in loader:                                       # decode + resize + normalise + pad, ahead
         features = model.encode_images(batch)                  # Swin + FPN once per image
         for text, map in zip(texts, maps):                     # only fusion + head + postprocess per chunk
             model.forward_head(features, text) -> model.postprocessor(...)
@@ -24,13 +25,16 @@ Shapes: B images, T tokens (max_query_len), P phrases of a chunk, D text width.
 
 from __future__ import annotations
 
+import itertools
 import os
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +44,10 @@ from glip.structures import Detections, ImageBatch
 from glip.transforms import resize_and_pad, resized_size
 
 __all__ = [
-    "ModelTimer", "encode_prompts", "detect_chunks", "plan_batches", "image_batches", "auto_workers", "predict_detection",
-    "predict_grounding", "to_coco_detections",
+    "ModelTimer", "encode_prompts", "detect_chunks", "plan_batches", "image_batches", "auto_workers", "auto_prefetch",
+    "prefetched", "predict_detection", "predict_grounding", "to_coco_detections",
 ]
+T = TypeVar("T")
 
 
 # ------------------------------------------------------------------------------------------ timing
@@ -126,6 +131,17 @@ def _expand(text: TextFeatures, b: int) -> TextFeatures:
 
 def _device(model: Any) -> torch.device:
     return model.prompt_offset.device
+
+
+def _move(model: Any, device: str | torch.device) -> None:
+    """model.to(device) unless every weight and buffer is there already: `.to` rebuilds each submodule's
+    tensors (~2 ms for glip-synth), the check only reads their devices (~0.5 ms), once per split."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    if any(t.device != dev for t in tensors):
+        model.to(device)
 
 
 def _fit_map(pm: torch.Tensor, t: int, device: torch.device) -> torch.Tensor:
@@ -253,33 +269,96 @@ def _identity(x: Any) -> Any:
 
 
 def auto_workers(device: str | torch.device, num_images: int) -> int:
-    """DataLoader workers worth starting: each costs ~0.1 s to start and a core while it runs.
+    """DataLoader worker processes worth starting: GPU up to 4 (the CPU is otherwise idle), CPU none.
 
-    GPU: up to 4 (the CPU is otherwise idle). CPU: only cores torch's threads leave free, and only for
-    splits of >= 100 images (decoding a small PNG takes ~0.5 ms; worker start-up costs more than it saves).
+    On CPU worker processes cost ~0.1 s each to start and compete with the model for the cores: a zero-shot
+    pass over the synthetic suite was slower with 2 workers than with none (issue #9). `auto_prefetch`
+    decides whether a background thread decodes instead. num_images: kept for callers; no rule uses it now.
     """
     cores = os.cpu_count() or 1
     if str(device).startswith("cuda"):
         return max(0, min(4, cores - 1))
-    if num_images < 100:
-        return 0
-    return max(0, min(2, cores - torch.get_num_threads()))
+    return 0
+
+
+def auto_prefetch(device: str | torch.device) -> bool:
+    """Whether a background thread should decode the next batch (when there are no worker processes).
+
+    GPU: yes, the CPU waits on the device anyway. CPU: only when torch's intra-op threads leave a core
+    free; on a core shared with them the thread delays one of them, and the others wait at every parallel
+    region's end for it.
+    """
+    if str(device).startswith("cuda"):
+        return True
+    return (os.cpu_count() or 1) > torch.get_num_threads()
+
+
+_END = object()  # the producer's last item: the source is exhausted
+_PUT_POLL_S = 0.05  # how often a producer blocked on a full queue checks whether the consumer has gone
+
+
+def _offer(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """Put `item` on `q`, waiting while it is full; False (item dropped) once the consumer has stopped."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=_PUT_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _produce(items: Iterable[Any], q: queue.Queue, stop: threading.Event) -> None:
+    """Thread body: every item, then _END; an exception is passed on as the last item instead."""
+    try:
+        for item in items:
+            if not _offer(q, (item, None), stop):
+                return
+        _offer(q, (_END, None), stop)
+    except BaseException as e:  # noqa: BLE001 -- handed to the consumer, which re-raises it
+        _offer(q, (_END, e), stop)
+
+
+def prefetched(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+    """`items` in order, computed by a background thread up to `depth` items ahead of the consumer.
+
+    Why: image decoding (PIL) and preprocessing (numpy / torch) release the GIL, so the next batch is
+    prepared on a free core while the model computes this one. An exception raised by `items` is re-raised
+    here, in the consumer; closing this generator early (break, error) stops the thread and waits for it.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    thread = threading.Thread(target=_produce, args=(items, q, stop), name="glip-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = q.get()
+            if error is not None:
+                raise error
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def image_batches(load: Callable[[int], Any], keys: Sequence[int], batches: Sequence[Sequence[int]],
-                  config: Any, num_workers: int = 2) -> Iterator[tuple[list[int], ImageBatch]]:
+                  config: Any, num_workers: int = 2, prefetch: bool = True) -> Iterator[tuple[list[int], ImageBatch]]:
     """(keys, ImageBatch) per planned batch, in plan order; `load(key)` -> PIL image (e.g. dataset.load_image).
 
     num_workers > 0: a torch DataLoader decodes and preprocesses upcoming batches in worker processes
     while the model computes (workers run torch with one thread each). No workers for 1-2 batches,
-    where starting them costs more than it saves.
+    where starting them costs more than it saves. Without workers, prefetch=True prepares the next batch
+    in a background thread (`prefetched`); False loads each batch only when it is asked for.
     """
     preprocess = partial(resize_and_pad, min_size=config.min_size, max_size=config.max_size,
                          mean=config.pixel_mean, std=config.pixel_std, divisibility=config.size_divisibility)
     data = _BatchSet(load, keys, batches, preprocess)
     workers = num_workers if len(batches) > 2 else 0
     if workers == 0:  # no DataLoader machinery at all
-        yield from (data[k] for k in range(len(data)))
+        items = (data[k] for k in range(len(data)))
+        yield from prefetched(items) if prefetch and len(data) > 1 else items
         return
     loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=workers,
                                          collate_fn=_identity, prefetch_factor=2)
@@ -289,7 +368,7 @@ def image_batches(load: Callable[[int], Any], keys: Sequence[int], batches: Sequ
 # ---------------------------------------------------------------------------------------- predictors
 def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int, batch_size: int = 1,
                       device: str = "cpu", *, image_ids: Sequence[int] | None = None, num_workers: int | None = None,
-                      group_by_size: bool = True, timer: ModelTimer | None = None
+                      group_by_size: bool = True, timer: ModelTimer | None = None, prefetch: bool | None = None
                       ) -> tuple[list[dict[str, Any]], float]:
     """COCO-format detections of `image_ids` (default: every image of `dataset`) and the seconds it took.
 
@@ -298,7 +377,8 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
     concatenated in chunk order, sorted by score and capped at `cap` (the task's detections_per_image),
     exactly as running model.detect once per chunk does. The postprocessor's own per-chunk cap is `cap` too
     (official DETECTIONS_PER_IMG, applied per chunk, glip-official.md 3.3). Predictions come in the order
-    of `image_ids`. num_workers: image-decoding processes (None: `auto_workers`); they change no number.
+    of `image_ids`. num_workers: image-decoding processes (None: `auto_workers`); without them, prefetch
+    decodes the next batch in a background thread (None: `auto_prefetch`). Neither changes any number.
     """
     timer = timer if timer is not None else ModelTimer()
     start = time.perf_counter()
@@ -306,7 +386,7 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
     cat_ids = torch.tensor([int(c["id"]) for c in dataset.categories], dtype=torch.long)
     lookups = [cat_ids[torch.as_tensor(list(ch.phrase_indices), dtype=torch.long)] for ch in chunks]
     cfg = model.config
-    model.to(device)
+    _move(model, device)
     old_cap = model.postprocessor.detections_per_img
     model.postprocessor.detections_per_img = cap
     by_image: dict[int, list[dict[str, Any]]] = {}
@@ -316,7 +396,8 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
         sizes = [(dataset.image(i).width, dataset.image(i).height) for i in ids]
         plan = plan_batches(sizes, batch_size, cfg.min_size, cfg.max_size, cfg.size_divisibility, group_by_size)
         workers = auto_workers(device, len(ids)) if num_workers is None else num_workers
-        for batch_ids, images in image_batches(dataset.load_image, ids, plan, cfg, workers):
+        ahead = auto_prefetch(device) if prefetch is None else prefetch
+        for batch_ids, images in image_batches(dataset.load_image, ids, plan, cfg, workers, ahead):
             per_chunk = detect_chunks(model, images, texts, maps, timer)  # [chunk][image]
             for j, image_id in enumerate(batch_ids):
                 parts = [(d[j].boxes_xyxy.cpu(), d[j].scores.cpu(), lookup[d[j].labels.cpu()])
@@ -330,12 +411,13 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
 
 
 def predict_grounding(model: Any, dataset: Any, device: str = "cpu", *, sample_ids: Sequence[int] | None = None,
-                      num_workers: int | None = None, timer: ModelTimer | None = None
+                      num_workers: int | None = None, timer: ModelTimer | None = None, prefetch: bool | None = None
                       ) -> tuple[list[dict[str, Any]], float]:
     """Flickr-style predictions (CONTRACTS.md 5) of `sample_ids` (default all), and the seconds it took.
 
     One image per pass (official, glip-official.md 3.4); the backbone runs once per image for all of its
-    captions (Flickr30K has about 5 per image), text + head once per caption.
+    captions (Flickr30K has about 5 per image), text + head once per caption. num_workers / prefetch: as
+    in `predict_detection`.
     """
     from glip.prompts import positive_map
 
@@ -346,12 +428,13 @@ def predict_grounding(model: Any, dataset: Any, device: str = "cpu", *, sample_i
     for s in samples:
         by_image.setdefault(s.image.id, []).append(s)
     first = [group[0].id for group in by_image.values()]  # one sample id per image, to load it by
-    model.to(device)
+    _move(model, device)
     out: dict[int, dict[str, Any]] = {}
     t = model.config.max_query_len
     workers = auto_workers(device, len(first)) if num_workers is None else num_workers
+    ahead = auto_prefetch(device) if prefetch is None else prefetch
     for (sid,), images in image_batches(dataset.load_image, first, [[k] for k in range(len(first))], model.config,
-                                        workers):
+                                        workers, ahead):
         group = by_image[dataset.sample(sid).image.id]
         texts = encode_prompts(model, [s.caption for s in group], timer)
         maps = [positive_map(model.tokenizer, s.caption, [p.spans for p in s.phrases], max_len=t) for s in group]

@@ -108,6 +108,14 @@ def test_late_fusion_runs_the_tower_once_and_equals_naive(world):
     assert timer.calls["head_tower"] == len(dataset) and timer.calls["head"] == 5 * len(dataset)
 
 
+def test_prefetch_thread_gives_the_plain_predictions(model, world):
+    """Decoding the next batch in a background thread changes no number (batch 4, both paths in-process)."""
+    dataset, chunks, _ = world
+    plain, _ = predict_detection(model, dataset, chunks, cap=30, batch_size=4, num_workers=0, prefetch=False)
+    ahead, _ = predict_detection(model, dataset, chunks, cap=30, batch_size=4, num_workers=0, prefetch=True)
+    assert len(plain) > 100 and ahead == plain  # bit for bit
+
+
 def test_workers_and_size_grouped_batches_match_batch_one(model, world):
     dataset, chunks, naive = world
     preds, _ = predict_detection(model, dataset, chunks, cap=30, batch_size=4, num_workers=2)
