@@ -14,9 +14,11 @@ grid sorted by spec hash, so N jobs can share one results folder without overlap
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -311,6 +313,27 @@ def ground_truth(task: Any, dataset: Any) -> Any:
     return dataset.entities if task.format == "mdetr_flickr" else dataset.coco
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the block (restored after), for bursts of short-lived objects.
+
+    Scoring parses the predictions and the metric library copies them: a few containers per detection,
+    all freed by reference counting when scoring returns. With the collector on, the ones alive at a
+    collection get promoted, and enough promotions trigger a full collection, which walks every object
+    of the process (torch, transformers: ~400k, ~0.2 s each; about one per zero-shot pass over the
+    synthetic suite, issue #9). Off, nothing is promoted, so that work is skipped rather than postponed;
+    the few reference cycles made meanwhile (< 100 objects in a whole pass over that suite) are collected
+    later as usual. Process-wide: meant for single-threaded stretches such as scoring.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def score(task: Any, dataset: Any, predictions: list[dict[str, Any]], backend: str) -> Any:
     """MetricResult of predictions that went through JSON (so a rescore from the file gives the same numbers)."""
     import json
@@ -318,6 +341,18 @@ def score(task: Any, dataset: Any, predictions: list[dict[str, Any]], backend: s
     from bench.metrics import evaluate
 
     return evaluate(task.metric, ground_truth(task, dataset), json.loads(json.dumps(predictions)), backend=backend)
+
+
+def score_saved(task: Any, dataset: Any, folder: str | Path, backend: str) -> Any:
+    """MetricResult of a run's saved predictions file: the numbers a rescore gives, by construction.
+
+    Reading the file back (gunzip + parse) replaces `score`'s JSON round trip, so the predictions are
+    encoded once per run, not twice.
+    """
+    from bench.metrics import evaluate
+
+    with gc_paused():
+        return evaluate(task.metric, ground_truth(task, dataset), store.read_predictions(folder), backend=backend)
 
 
 # ------------------------------------------------------------------------------------ one run
@@ -429,7 +464,7 @@ def run_one(
     if regime.trains and save_adapter:
         params = dict(model.named_parameters())
         store.write_adapter(folder, {n: params[n] for n in regime.stored_names(groups)})
-    result = score(task, eval_set, preds, metric_backend)
+    result = score_saved(task, eval_set, folder, metric_backend)
 
     numel = {n: p.numel() for n, p in model.named_parameters()}
     train_seconds = trained["train_seconds"] if trained else 0.0
@@ -552,7 +587,7 @@ def rescore_run(folder: str | Path, data_root: str | Path | None = None, metric_
     task = get_task(spec.task)
     backend = metric_backend or record["provenance"].get("metric_backend") or DEFAULT_BACKEND
     dataset = task.load(record["task"]["split"], data_root)
-    result = score(task, dataset, store.read_predictions(folder), backend)
+    result = score_saved(task, dataset, folder, backend)
     record["metrics"] = metrics_section(result)
     record["provenance"]["metric_backend"] = backend
     record["rescored_at"] = now()

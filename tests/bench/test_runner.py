@@ -164,3 +164,45 @@ def test_bert_presets_need_a_text_encoder_before_any_compute(tmp_path):
         validate_specs([spec], tmp_path)
     with pytest.raises(UserError, match="no such directory"):
         validate_specs([spec], tmp_path, text_encoder=tmp_path / "missing-bert")
+
+
+def test_scoring_the_saved_file_equals_scoring_the_predictions(world, tmp_path):
+    """run_one scores its predictions file (issue #9: one JSON encoding per run); the numbers are those of
+    scoring the predictions in memory."""
+    import json
+    import random
+
+    from bench import store
+    from bench.registry import get_task
+    from bench.runner import metrics_section, score, score_saved
+
+    _, data_root = world
+    task = get_task("runner-shapes-a")
+    data = task.load("val", data_root)
+    rng = random.Random(0)
+    preds = [{"image_id": a["image_id"], "category_id": rng.choice([1, 2]),
+              "bbox": [v + rng.uniform(-3, 3) for v in a["bbox"]], "score": rng.random()}
+             for a in data.coco["annotations"] for _ in range(3)]
+    store.write_predictions(tmp_path / "run", preds)
+    saved = metrics_section(score_saved(task, data, tmp_path / "run", "faster"))
+    assert json.dumps(saved) == json.dumps(metrics_section(score(task, data, preds, "faster")))  # NaN-safe equality
+    assert 0 < saved["values"]["AP50"] <= 100
+
+
+def test_gc_paused_restores_the_collector():
+    import gc
+
+    from bench.runner import gc_paused
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("scoring failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
