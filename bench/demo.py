@@ -87,9 +87,9 @@ def _rel(path: Path) -> str:
 # ----------------------------------------------------------------------------------- pretraining
 def checkpoint_path(fusion: str, plan: DemoPlan, models_dir: Path, seed: int) -> tuple[Path, dict[str, Any]]:
     """Where the pretrained weights of this fusion and plan live (named by the hash of what made them)."""
-    import glip
+    from glip.config import get_preset
 
-    key = {"config": asdict(glip.get_preset(PRESET, fusion=fusion)), "iters": plan.pretrain_iters,
+    key = {"config": asdict(get_preset(PRESET, fusion=fusion)), "iters": plan.pretrain_iters,
            "batch": plan.pretrain_batch, "lr": plan.pretrain_lr, "lang_lr": plan.pretrain_lang_lr,
            "scale": plan.scale, "seed": seed}
     return models_dir / f"{PRESET}-{fusion}-{sha256_json(key)[:12]}.safetensors", key
