@@ -25,7 +25,6 @@ Shapes: B images, T tokens (max_query_len), P phrases of a chunk, D text width.
 
 from __future__ import annotations
 
-import itertools
 import os
 import queue
 import threading
@@ -131,17 +130,6 @@ def _expand(text: TextFeatures, b: int) -> TextFeatures:
 
 def _device(model: Any) -> torch.device:
     return model.prompt_offset.device
-
-
-def _move(model: Any, device: str | torch.device) -> None:
-    """model.to(device) unless every weight and buffer is there already: `.to` rebuilds each submodule's
-    tensors (~2 ms for glip-synth), the check only reads their devices (~0.5 ms), once per split."""
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
-    tensors = itertools.chain(model.parameters(), model.buffers())
-    if any(t.device != dev for t in tensors):
-        model.to(device)
 
 
 def _fit_map(pm: torch.Tensor, t: int, device: torch.device) -> torch.Tensor:
@@ -268,12 +256,12 @@ def _identity(x: Any) -> Any:
     return x
 
 
-def auto_workers(device: str | torch.device, num_images: int) -> int:
+def auto_workers(device: str | torch.device) -> int:
     """DataLoader worker processes worth starting: GPU up to 4 (the CPU is otherwise idle), CPU none.
 
     On CPU worker processes cost ~0.1 s each to start and compete with the model for the cores: a zero-shot
     pass over the synthetic suite was slower with 2 workers than with none (issue #9). `auto_prefetch`
-    decides whether a background thread decodes instead. num_images: kept for callers; no rule uses it now.
+    decides whether a background thread decodes instead.
     """
     cores = os.cpu_count() or 1
     if str(device).startswith("cuda"):
@@ -386,7 +374,7 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
     cat_ids = torch.tensor([int(c["id"]) for c in dataset.categories], dtype=torch.long)
     lookups = [cat_ids[torch.as_tensor(list(ch.phrase_indices), dtype=torch.long)] for ch in chunks]
     cfg = model.config
-    _move(model, device)
+    model.to(device)
     old_cap = model.postprocessor.detections_per_img
     model.postprocessor.detections_per_img = cap
     by_image: dict[int, list[dict[str, Any]]] = {}
@@ -395,7 +383,7 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
         maps = [ch.positive_map for ch in chunks]
         sizes = [(dataset.image(i).width, dataset.image(i).height) for i in ids]
         plan = plan_batches(sizes, batch_size, cfg.min_size, cfg.max_size, cfg.size_divisibility, group_by_size)
-        workers = auto_workers(device, len(ids)) if num_workers is None else num_workers
+        workers = auto_workers(device) if num_workers is None else num_workers
         ahead = auto_prefetch(device) if prefetch is None else prefetch
         for batch_ids, images in image_batches(dataset.load_image, ids, plan, cfg, workers, ahead):
             per_chunk = detect_chunks(model, images, texts, maps, timer)  # [chunk][image]
@@ -428,10 +416,10 @@ def predict_grounding(model: Any, dataset: Any, device: str = "cpu", *, sample_i
     for s in samples:
         by_image.setdefault(s.image.id, []).append(s)
     first = [group[0].id for group in by_image.values()]  # one sample id per image, to load it by
-    _move(model, device)
+    model.to(device)
     out: dict[int, dict[str, Any]] = {}
     t = model.config.max_query_len
-    workers = auto_workers(device, len(first)) if num_workers is None else num_workers
+    workers = auto_workers(device) if num_workers is None else num_workers
     ahead = auto_prefetch(device) if prefetch is None else prefetch
     for (sid,), images in image_batches(dataset.load_image, first, [[k] for k in range(len(first))], model.config,
                                         workers, ahead):

@@ -18,13 +18,12 @@ from typing import Any
 
 import torch
 
-from glip.ops.boxes import box_iou
+from glip.ops.boxes import box_iou, xywh_to_xyxy
 
 
 def _xyxy(boxes_xywh: Sequence[Sequence[float]]) -> torch.Tensor:
     """COCO [x, y, w, h] -> continuous xyxy [N, 4] (the IoU COCOeval uses: no +1)."""
-    t = torch.tensor([list(map(float, b)) for b in boxes_xywh], dtype=torch.float64).reshape(-1, 4)
-    return torch.cat([t[:, :2], t[:, :2] + t[:, 2:]], dim=1)
+    return xywh_to_xyxy(torch.tensor(boxes_xywh, dtype=torch.float64).reshape(-1, 4), legacy=False)
 
 
 def dedupe_boxes(predictions: Sequence[Mapping[str, Any]], decimals: int = 2) -> list[dict[str, Any]]:
