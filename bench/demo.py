@@ -48,6 +48,9 @@ class DemoPlan:
     regimes: dict[str, tuple[str, ...]]  # fusion -> training regimes run for it
     # regime settings: "*" for every training regime, then per regime (bench/regimes.py names)
     train_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # parameter groups at pretrain_lang_lr: the head's text-side layers too, or their fresh BERT layers (at the
+    # full LR) pulled every word's feature together (deep fusion: class words at cosine 0.985) and never learned
+    pretrain_lang_lr_groups: tuple[str, ...] = ("language", "fusion")
     infer_batch_size: int = 8  # every synthetic image is 128x128: no padding, so batching changes nothing
     selftrain_budget: str = "full"  # bench.selftrain.experiment budget name
     workers: int = 2  # processes for the run grid (one torch thread each)
@@ -64,7 +67,7 @@ TRAIN_OVERRIDES: dict[str, dict[str, Any]] = {
 
 PLANS: dict[str, DemoPlan] = {
     "full": DemoPlan(
-        scale=1.0, pretrain_iters=900, pretrain_batch=8, pretrain_lr=1e-3, pretrain_lang_lr=1e-4,
+        scale=1.0, pretrain_iters=1200, pretrain_batch=8, pretrain_lr=1e-3, pretrain_lang_lr=1e-4,
         fewshot_tasks=("synth-novel",), shots=(1, 3, 5, 10), seeds=(3, 30, 300),
         regimes={"deep": ("prompt-tuning", "linear-probe", "full-ft"), "late": ("prompt-tuning", "full-ft")},
         train_overrides=TRAIN_OVERRIDES | {"*": {"max_iters": 40, "max_epochs": 40, "eval_every": 0, "batch_size": 4}},
@@ -87,11 +90,13 @@ def _rel(path: Path) -> str:
 # ----------------------------------------------------------------------------------- pretraining
 def checkpoint_path(fusion: str, plan: DemoPlan, models_dir: Path, seed: int) -> tuple[Path, dict[str, Any]]:
     """Where the pretrained weights of this fusion and plan live (named by the hash of what made them)."""
+    from bench.synthetic.generate import GENERATOR_VERSION
     from glip.config import get_preset
 
     key = {"config": asdict(get_preset(PRESET, fusion=fusion)), "iters": plan.pretrain_iters,
            "batch": plan.pretrain_batch, "lr": plan.pretrain_lr, "lang_lr": plan.pretrain_lang_lr,
-           "scale": plan.scale, "seed": seed}
+           "lang_lr_groups": list(plan.pretrain_lang_lr_groups),
+           "scale": plan.scale, "generator_version": GENERATOR_VERSION, "seed": seed}
     return models_dir / f"{PRESET}-{fusion}-{sha256_json(key)[:12]}.safetensors", key
 
 
@@ -115,7 +120,8 @@ def pretrained_checkpoint(fusion: str, plan: DemoPlan, data_root: Path, models_d
              plan.pretrain_batch)
     # from scratch: the official 1e-5 language LR is for a pretrained BERT (see DemoPlan.pretrain_lang_lr)
     res = pretrain(model, [ann], [images], max_iters=plan.pretrain_iters, max_epochs=10_000, seed=seed,
-                   batch_size=plan.pretrain_batch, lr=plan.pretrain_lr, lang_lr=plan.pretrain_lang_lr, eval_every=0)
+                   batch_size=plan.pretrain_batch, lr=plan.pretrain_lr, lang_lr=plan.pretrain_lang_lr,
+                   lang_lr_groups=plan.pretrain_lang_lr_groups, eval_every=0)
     save_weights(model, path)
     atomic_write_json(path.with_suffix(".json"), {**key, "result": res.to_dict()})
     log.info("pretrained %s fusion in %.0f s (loss %.3f -> %.3f)", fusion, res.train_seconds,

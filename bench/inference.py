@@ -116,7 +116,7 @@ def encode_prompts(model: Any, captions: Sequence[str], timer: ModelTimer | None
     with _eval(model):
         for caption in captions:
             with timer.time("text", _device(model)):
-                out.append(model.encode_text([caption]))
+                out.append(model.encode_text([caption], trim_padding=True))
     return out
 
 

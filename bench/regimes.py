@@ -46,6 +46,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "optimizer": "AdamW",
     "lr": 1e-4,
     "lang_lr": 1e-5,
+    "lang_lr_groups": ("language",),  # parameter groups (GLIP.parameter_groups) that take lang_lr
     "weight_decay": 0.05,
     "bias_lr_factor": 2.0,
     "bias_weight_decay": 0.0,
@@ -158,7 +159,7 @@ def full_ft() -> Regime:
         train_groups=("backbone", "fpn", "language", "fusion", "head"),
         name_excludes=("cls_logits",),
         # the official Swin _freeze_stages also keeps the frozen patch embedding and first stage in eval mode
-        eval_modules=("backbone.body.swin.embeddings", "backbone.body.swin.encoder.layers.0"),
+        eval_modules=("backbone_stem",),
         stores="all",
         defaults={**TRAIN_DEFAULTS, **INFERENCE_DEFAULTS},
     )

@@ -46,17 +46,18 @@ log = get_logger("train")
 class GLIPOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """The official per-parameter groups (maskrcnn_benchmark/solver/build.py make_optimizer).
 
-    Language-model parameters take `lang_lr`; any parameter whose name contains "bias" (the official
-    substring rule: also bias_lang, bias0 and Swin's relative_position_bias_table) takes LR x
-    `bias_lr_factor` and weight decay `bias_weight_decay`. Frozen parameters are left out. paramwise_cfg:
-    {"lang_lr", "bias_lr_factor", "bias_weight_decay"}.
+    Language-model parameters (the groups in `lang_lr_groups`, officially just "language") take `lang_lr`;
+    any parameter whose name contains "bias" (the official substring rule: also bias_lang, bias0 and Swin's
+    relative_position_bias_table) takes LR x `bias_lr_factor` and weight decay `bias_weight_decay`. Frozen
+    parameters are left out. paramwise_cfg: {"lang_lr", "lang_lr_groups", "bias_lr_factor", "bias_weight_decay"}.
     """
 
     def add_params(self, params: list[dict], module: nn.Module, prefix: str = "", **kwargs: Any) -> None:
         base_lr = self.optimizer_cfg["lr"]
         base_wd = self.optimizer_cfg.get("weight_decay", 0.0)
         cfg = self.paramwise_cfg
-        language = set(module.parameter_groups().get("language", [])) if hasattr(module, "parameter_groups") else set()
+        groups = module.parameter_groups() if hasattr(module, "parameter_groups") else {}
+        language = {n for g in cfg.get("lang_lr_groups", ("language",)) for n in groups.get(g, [])}
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
@@ -103,8 +104,12 @@ def set_trainable(model: nn.Module, names: Iterable[str]) -> list[str]:
 
 
 def _set_modes(model: nn.Module, eval_modules: Sequence[str]) -> None:
+    """Train mode, except eval_modules (dotted names; "backbone_stem" = the model's stem_module_names())."""
     model.train()
+    names = []
     for name in eval_modules:
+        names.extend(model.stem_module_names() if name == "backbone_stem" else [name])
+    for name in names:
         try:
             sub = model.get_submodule(name)
         except AttributeError:
@@ -120,7 +125,9 @@ def build_optimizer(model: nn.Module, hp: dict[str, Any], device: str) -> Any:
         optimizer=dict(type=hp.get("optimizer", "AdamW"), lr=hp["lr"], weight_decay=hp["weight_decay"]),
         clip_grad=dict(max_norm=hp["clip_grad"]) if hp.get("clip_grad") else None,
         constructor="GLIPOptimWrapperConstructor",
-        paramwise_cfg=dict(lang_lr=hp.get("lang_lr", hp["lr"]), bias_lr_factor=hp.get("bias_lr_factor", 1.0),
+        paramwise_cfg=dict(lang_lr=hp.get("lang_lr", hp["lr"]),
+                           lang_lr_groups=tuple(hp.get("lang_lr_groups", ("language",))),
+                           bias_lr_factor=hp.get("bias_lr_factor", 1.0),
                            bias_weight_decay=hp.get("bias_weight_decay", hp["weight_decay"])),
     )
     if use_amp:

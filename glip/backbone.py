@@ -13,6 +13,7 @@ from torch import nn
 from transformers import SwinBackbone, SwinConfig
 
 from glip.config import GLIPConfig
+from glip.conv_body import ConvBody
 
 # transformers' stage names of the three Swin stages that reach the FPN (strides 8, 16, 32; official §1.2)
 OUT_STAGES = ("stage2", "stage3", "stage4")
@@ -112,7 +113,7 @@ class SwinFPN(nn.Module):
 
     def __init__(self, cfg: GLIPConfig) -> None:
         super().__init__()
-        self.body = build_swin(cfg)
+        self.body = build_swin(cfg) if cfg.backbone == "swin" else ConvBody(cfg.swin_embed_dim)
         drop = DropBlock2D(cfg.fpn_drop_block_prob, cfg.fpn_drop_block_size) if cfg.fpn_drop_block_prob > 0 else None
         self.fpn = FPN(cfg.swin_stage_channels[1:], cfg.fpn_channels, drop)
         self.frozen_stages = cfg.frozen_stages
@@ -121,6 +122,8 @@ class SwinFPN(nn.Module):
     def stem_modules(self) -> list[nn.Module]:
         """The modules official `frozen_stages` freezes: patch embed (>= 0), then stages 1.. (>= 2)."""
         mods: list[nn.Module] = []
+        if isinstance(self.body, ConvBody):
+            return [self.body.stem] if self.frozen_stages >= 0 else []
         if self.frozen_stages >= 0:
             mods.append(self.body.swin.embeddings)
         for i in range(0, max(self.frozen_stages - 1, 0)):

@@ -54,6 +54,9 @@ class GLIPConfig:
     swin_mlp_ratio: float = 4.0
     swin_drop_path_rate: float = 0.2
     swin_patch_size: int = 4
+    # "conv": a small GN-ReLU conv body instead of Swin, for models trained from scratch on the synthetic
+    # world (Swin from scratch does not learn shapes in a CPU budget; README "The synthetic world")
+    backbone: Literal["swin", "conv"] = "swin"
     frozen_stages: int = -1  # official FREEZE_CONV_BODY_AT: 2 = patch embed + stage 1 frozen
     # FPN (official §1.3)
     fpn_channels: int = 256
@@ -87,6 +90,16 @@ class GLIPConfig:
     num_legacy_classes: int = 80  # cls_logits out channels (DYHEAD.NUM_CLASSES - 1, official §2.4)
     prior_prob: float = 0.01
     log_scale_init: float = 0.0
+    # From-scratch training aids, all off (= official GLIP) in the released presets; glip-synth turns them on
+    # because each one was measured to unblock learning from scratch (README "The synthetic world"):
+    soft_token_loss_weight: float = 0.0  # MDETR-style soft-token CE at positive anchors (glip.losses)
+    dcn_offset_init: Literal["default", "zero"] = "default"  # "zero": DCN starts as a plain 3x3 conv
+    # "flat": the official kernel's reinterpretation of the finer level's offsets for the coarser input
+    # (§1.5 quirk); "pooled": average-pool them to the coarser size instead
+    dcn_coarse_offsets: Literal["flat", "pooled"] = "flat"
+    # initial text-side layer scale (gamma_l) of the fusion; None = official 1/num_blocks. From scratch, the
+    # image context it adds (nearly the same for every token) drowned the words' differences
+    fusion_text_gamma_init: float | None = None
     prompt_offset_len: int = 1000  # official rpn.tunable_linear.weight rows (§5)
     # anchors (official §1.7)
     anchor_strides: tuple[int, ...] = (8, 16, 32, 64, 128)
@@ -108,8 +121,10 @@ class GLIPConfig:
     score_agg: str = "mean"
 
     def __post_init__(self) -> None:
-        if self.fusion not in ("deep", "late"):
-            raise ValueError(f"fusion must be 'deep' or 'late', got {self.fusion!r}")
+        for name, allowed in (("fusion", ("deep", "late")), ("backbone", ("swin", "conv")),
+                              ("dcn_offset_init", ("default", "zero")), ("dcn_coarse_offsets", ("flat", "pooled"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.num_blocks < 1:
             raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
         if len(self.swin_depths) != 4 or len(self.swin_num_heads) != 4:
@@ -148,7 +163,7 @@ class GLIPConfig:
 
     @property
     def layer_scale_init(self) -> float:
-        """gamma_v / gamma_l init = 1/NUM_CONVS (official §1.5)."""
+        """gamma_v (and, unless fusion_text_gamma_init is set, gamma_l) init = 1/NUM_CONVS (official §1.5)."""
         return 1.0 / self.num_blocks
 
 
@@ -180,9 +195,14 @@ def _glip_tiny() -> GLIPConfig:
 
 
 def _glip_synth() -> GLIPConfig:
-    """The synthetic world's model: 128-px images, ~1-2 M parameters, trains on 2 CPU cores."""
+    """The synthetic world's model: 128-px images, ~1-2 M parameters, trains on 2 CPU cores.
+
+    It learns from scratch, so it turns on the from-scratch aids (conv body, soft-token loss, zero-init
+    DCN offsets pooled for the coarser input); each was measured to help (README "The synthetic world").
+    """
     return GLIPConfig(
-        name="glip-synth", swin_embed_dim=24, swin_depths=(1, 1, 2, 1), swin_num_heads=(1, 2, 3, 6),
+        name="glip-synth", backbone="conv", soft_token_loss_weight=1.0, dcn_offset_init="zero",
+        dcn_coarse_offsets="pooled", fusion_text_gamma_init=0.01, swin_embed_dim=24, swin_depths=(1, 1, 2, 1), swin_num_heads=(1, 2, 3, 6),
         swin_window_size=4, swin_drop_path_rate=0.0, fpn_channels=64, fpn_drop_block_prob=0.0,
         text_hidden=64, text_layers=2, text_heads=2, text_intermediate=128, text_vocab_size=512,
         text_max_positions=256, text_dropout=0.0, vocab_words=BUILTIN_WORDS, pad_to_max_query=False,

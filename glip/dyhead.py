@@ -73,8 +73,10 @@ class DyConv(nn.Module):
     handled inside glip.ops.dcn.ModulatedDeformConv2d).
     """
 
-    def __init__(self, channels: int, groups: int, dyrelu_reduction: int = 4) -> None:
+    def __init__(self, channels: int, groups: int, dyrelu_reduction: int = 4, offset_init: str = "default",
+                 coarse_offsets: str = "flat") -> None:
         super().__init__()
+        self.coarse_offsets = coarse_offsets  # GLIPConfig.dcn_coarse_offsets
         self.DyConv = nn.ModuleList([Conv3x3Norm(channels, 1, groups), Conv3x3Norm(channels, 1, groups),
                                      Conv3x3Norm(channels, 2, groups)])
         self.AttnConv = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, 1, kernel_size=1),
@@ -85,6 +87,9 @@ class DyConv(nn.Module):
         nn.init.zeros_(self.AttnConv[1].bias)
         # `offset` keeps PyTorch's default Conv2d init: official init_weights only touches AttnConv (and
         # nn.Conv2d members of DyConv, of which there are none with deformable convs)
+        if offset_init == "zero":  # GLIPConfig.dcn_offset_init: no offsets, mask 0.5 everywhere at the start
+            nn.init.zeros_(self.offset.weight)
+            nn.init.zeros_(self.offset.bias)
 
     def scale_attention(self, feats: list[torch.Tensor]) -> torch.Tensor:
         """Mean over the available inputs f_k of f_k * h_sigmoid(AttnConv(f_k)) (a mean, not a sum).
@@ -105,7 +110,11 @@ class DyConv(nn.Module):
             if level > 0:
                 temp.append(self.DyConv[2](feats[level - 1], offset, mask))
             if level < len(feats) - 1:
-                high = self.DyConv[0](feats[level + 1], offset, mask)
+                high_offset, high_mask = offset, mask  # "flat": reinterpreted inside the DCN (official)
+                if self.coarse_offsets == "pooled":
+                    size = feats[level + 1].shape[-2:]
+                    high_offset, high_mask = F.adaptive_avg_pool2d(offset, size), F.adaptive_avg_pool2d(mask, size)
+                high = self.DyConv[0](feats[level + 1], high_offset, high_mask)
                 # official F.upsample_bilinear == interpolate(bilinear, align_corners=True)
                 temp.append(F.interpolate(high, size=x.shape[-2:], mode="bilinear", align_corners=True))
             out.append(self.scale_attention(temp))

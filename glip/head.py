@@ -52,11 +52,12 @@ class VLDyHead(nn.Module):
         for _ in range(cfg.num_blocks):
             if cfg.fusion == "deep":
                 tower.append(VLFuse(c, d, cfg.fusion_embed_dim, cfg.fusion_heads, cfg.fusion_dropout,
-                                    cfg.layer_scale_init))
+                                    cfg.layer_scale_init, cfg.fusion_text_gamma_init))
                 # official: BertEncoderLayer when i < NUM_CONVS-1 or USE_FUSED_FEATURES_DOT_PRODUCT, which
                 # deep fusion always sets, so every block has one (§1.5)
                 tower.append(BertEncoderLayer(d, cfg.text_heads, cfg.text_intermediate, cfg.text_dropout))
-            tower.append(DyConv(c, cfg.group_norm_groups, cfg.dyrelu_reduction))
+            tower.append(DyConv(c, cfg.group_norm_groups, cfg.dyrelu_reduction, cfg.dcn_offset_init,
+                                cfg.dcn_coarse_offsets))
         self.dyhead_tower = nn.ModuleList(tower)
 
         bias_value = -math.log((1 - cfg.prior_prob) / cfg.prior_prob)  # -4.595 for prior 0.01

@@ -91,7 +91,7 @@ class GLIP(nn.Module):
         self.anchor_generator = AnchorGenerator(config.anchor_strides, config.anchor_sizes)
         self.postprocessor = PostProcessor(config.pre_nms_thresh, config.pre_nms_top_n, config.nms_thresh,
                                            config.detections_per_img, config.score_agg)
-        self.loss = GLIPLoss()
+        self.loss = GLIPLoss(soft_token_weight=config.soft_token_loss_weight)
         if tokenizer is None and config.vocab_words is not None:
             tokenizer = builtin_tokenizer(config)
         if tokenizer is not None and len(tokenizer) > config.text_vocab_size:
@@ -116,10 +116,18 @@ class GLIP(nn.Module):
                 raise ValueError(f"caption {i} is empty: give at least one phrase to ground")
         return tokenize(self.tokenizer, list(captions), self.config.max_query_len)
 
-    def encode_text(self, captions: Sequence[str]) -> TextFeatures:
-        """captions -> TextFeatures (hidden, embedded [B,T,D]) with prompt_offset[:T] added to both (§5)."""
+    def encode_text(self, captions: Sequence[str], trim_padding: bool | None = None) -> TextFeatures:
+        """captions -> TextFeatures (hidden, embedded [B,T,D]) with prompt_offset[:T] added to both (§5).
+
+        trim_padding: pad only to the longest caption instead of max_query_len; None = the config's
+        choice (not pad_to_max_query). Inference always trims: padded tokens are masked everywhere, so
+        real tokens get the same outputs up to float summation order, and a short ODinW prompt no longer
+        pays for 256 tokens in every fusion and BERT layer.
+        """
         ids, mask = self.tokenize(captions)  # [B, max_query_len]
-        if not self.config.pad_to_max_query:  # pad only to the longest caption (see GLIPConfig)
+        if trim_padding is None:
+            trim_padding = not self.config.pad_to_max_query
+        if trim_padding:  # pad only to the longest caption (see GLIPConfig)
             n = int(mask.sum(1).max())
             ids, mask = ids[:, :n], mask[:, :n]  # [B, T]
         device = self.prompt_offset.device
@@ -173,7 +181,7 @@ class GLIP(nn.Module):
                              f"{len(captions)} captions, {len(positive_maps)} maps")
         with self._eval_mode(), torch.no_grad():
             features = self.encode_images(images)
-            text = self.encode_text(captions)
+            text = self.encode_text(captions, trim_padding=True)
             outputs = self.forward_head(features, text)
             t = text.input_ids.shape[1]
             maps = [_fit_map(pm.to(self.prompt_offset.device, torch.float32), t, f"positive_maps[{i}]")
@@ -237,17 +245,24 @@ class GLIP(nn.Module):
         return Detections(boxes[order].cpu(), scores[order].cpu(), labels[order].cpu())
 
     # ------------------------------------------------------------------------------------- bookkeeping
+    def stem_module_names(self) -> list[str]:
+        """Submodules of the "backbone_stem" parameter group (full fine-tuning freezes and evals them)."""
+        if self.config.backbone == "conv":
+            return ["backbone.body.stem"]
+        return ["backbone.body.swin.embeddings", "backbone.body.swin.encoder.layers.0"]
+
     def parameter_groups(self) -> dict[str, list[str]]:
         """Parameter names by role; every parameter is in exactly one group.
 
-        backbone_stem: patch embedding + Swin stage 1 (official FREEZE_CONV_BODY_AT 2, frozen in full
+        backbone_stem: patch embedding + Swin stage 1, or the conv body's stem (official FREEZE_CONV_BODY_AT 2, frozen in full
         fine-tuning); backbone: the rest of Swin; fpn; language: BERT; fusion: VLFuse + the head's BERT
         layers; head: DyConv blocks and prediction layers (cls_logits included, always frozen);
         prompt: prompt_offset (official tunable_linear).
         """
         fusion_prefixes = tuple(f"head.dyhead_tower.{i}." for i, m in enumerate(self.head.dyhead_tower)
                                 if isinstance(m, VLFuse | BertEncoderLayer))
-        stem_prefixes = ("backbone.body.swin.embeddings.", "backbone.body.swin.encoder.layers.0.")
+        stem_prefixes = ("backbone.body.swin.embeddings.", "backbone.body.swin.encoder.layers.0.",
+                         "backbone.body.stem.")
         groups: dict[str, list[str]] = {g: [] for g in PARAMETER_GROUPS}
         for name, _ in self.named_parameters():
             if name.startswith(stem_prefixes):

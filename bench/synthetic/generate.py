@@ -22,7 +22,7 @@ import numpy as np
 from bench.errors import UserError, unknown_name
 from bench.io import atomic_write_json, read_json, sha256_file, sha256_json
 from bench.synthetic import specs
-from bench.synthetic.captions import detection_prompt, grounding_caption
+from bench.synthetic.captions import SYNTH_MAX_NEGATIVES, detection_prompt, grounding_caption
 from bench.synthetic.concepts import (
     ALL_PAIRS,
     BASE_PAIRS,
@@ -43,7 +43,7 @@ from bench.synthetic.writers import (
     write_png,
 )
 
-GENERATOR_VERSION = 1  # bump on any change that alters a generated file
+GENERATOR_VERSION = 2  # bump on any change that alters a generated file
 QUICK_SCALE = 0.25
 MIN_IMAGES = 8
 SPLIT_INDEX = {"train": 0, "val": 1, "test": 2, "pretrain": 3}
@@ -241,7 +241,7 @@ def _iter_pretraining(seed: int, scale: float) -> Iterator[tuple[int, np.ndarray
         by_shape = rng.random() < 0.5
         labels = [o.shape if by_shape else pair_name(o.colour, o.shape) for o in scene.objects]
         if labels:
-            det_caption, spans = detection_prompt(labels, shape_vocab if by_shape else pair_vocab, rng)
+            det_caption, spans = detection_prompt(labels, shape_vocab if by_shape else pair_vocab, rng, SYNTH_MAX_NEGATIVES)
             det_phrases = []
             for name in sorted(set(labels)):
                 idx = [j for j, lab in enumerate(labels) if lab == name]

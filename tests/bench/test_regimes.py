@@ -8,6 +8,8 @@ import torch
 from bench.errors import UserError
 from bench.records import REGIMES as RECORD_REGIMES
 from bench.regimes import REGIMES, check_overrides, get_regime, regime_names, resolve_hparams
+from bench.train import _set_modes
+from glip.config import get_preset
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +114,20 @@ def test_stored_parameters(tiny):
     assert stored("full-ft") == sum(numel.values())
 
 
-def test_eval_modules_exist_and_match_frozen_parts(tiny):
-    groups = tiny.parameter_groups()
+@pytest.mark.parametrize("backbone", ["swin", "conv"])
+def test_eval_modules_exist_and_match_frozen_parts(backbone):
+    from dataclasses import replace
+
+    from glip.model import GLIP
+
+    model = GLIP(replace(get_preset("glip-tiny"), backbone=backbone))
+    groups = model.parameter_groups()
     for name in regime_names():
         for module in get_regime(name).eval_modules:
-            tiny.get_submodule(module)
-    stem = {f"{m}.{n}" for m in get_regime("full-ft").eval_modules for n, _ in tiny.get_submodule(m).named_parameters()}
+            if module != "backbone_stem":
+                model.get_submodule(module)
+    assert get_regime("full-ft").eval_modules == ("backbone_stem",)
+    stem = {f"{m}.{n}" for m in model.stem_module_names() for n, _ in model.get_submodule(m).named_parameters()}
     assert stem == set(groups["backbone_stem"])  # full-ft keeps exactly its frozen stem in eval mode
+    _set_modes(model, ("backbone_stem",))
+    assert all(not model.get_submodule(m).training for m in model.stem_module_names()) and model.head.training

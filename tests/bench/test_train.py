@@ -53,6 +53,13 @@ def test_official_param_groups():
     assert "head.w" not in {g.get("name") for g in build_optimizer(model, hp(), "cpu").param_groups}
 
 
+def test_lang_lr_can_cover_more_groups():
+    """The demo's from-scratch pretraining puts the head's text-side layers at the language LR as well."""
+    got = {g["name"]: g["lr"] for g in build_optimizer(Toy(), hp(lr=1e-3, lang_lr=1e-4, lang_lr_groups=("language", "head")),
+                                                       "cpu").param_groups if g["params"]}
+    assert got == {"language.weight": 1e-4, "language.bias": 2e-4, "head.w": 1e-4, "head.bias_lang": 2e-4}
+
+
 def test_gradient_clipping_full_model():
     model = Toy()
     model.scale = 1000.0

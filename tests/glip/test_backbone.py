@@ -90,3 +90,21 @@ def test_glip_l_freezes_patch_embed_and_stage1():
     assert any(n.startswith("body.swin.encoder.layers.0.downsample") for n in frozen)
     m.train()
     assert not m.body.swin.embeddings.training and m.body.swin.encoder.layers[1].training
+
+
+def test_conv_body_keeps_the_swin_contract():
+    """backbone="conv": same five FPN levels and strides; frozen_stages freezes (and evals) its stem only."""
+    torch.manual_seed(0)
+    m = SwinFPN(get_preset("glip-tiny", backbone="conv", frozen_stages=0))
+    feats = m(torch.randn(2, 3, 64, 96))
+    assert [tuple(f.shape) for f in feats] == [(2, 32, 8, 12), (2, 32, 4, 6), (2, 32, 2, 3), (2, 32, 1, 2),
+                                               (2, 32, 1, 1)]
+    frozen = {n for n, p in m.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith("body.stem.") for n in frozen)
+    m.train()
+    assert not m.body.stem.training and m.body.stage2.training
+
+
+def test_unknown_backbone_is_rejected():
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        get_preset("glip-tiny", backbone="resnet")

@@ -27,6 +27,14 @@ def test_official_numbers_of_the_real_presets():
     assert large.frozen_stages == 2 and t.frozen_stages == -1
 
 
+@pytest.mark.parametrize("name", ["glip-t", "glip-t-a", "glip-l"])
+def test_released_presets_keep_every_from_scratch_aid_off(name):
+    """The aids glip-synth uses to learn from scratch must never change what an official checkpoint computes."""
+    cfg = get_preset(name)
+    assert (cfg.backbone, cfg.soft_token_loss_weight, cfg.dcn_offset_init, cfg.dcn_coarse_offsets,
+            cfg.fusion_text_gamma_init) == ("swin", 0.0, "default", "flat", None)
+
+
 def test_late_fusion_is_one_replace():
     t = get_preset("glip-t")
     late = replace(t, fusion="late")
@@ -51,6 +59,8 @@ def test_overrides_and_unknown_field():
 
 @pytest.mark.parametrize("field,value,match", [
     ("fusion", "early", "fusion"),
+    ("dcn_coarse_offsets", "bilinear", "dcn_coarse_offsets"),
+    ("dcn_offset_init", "small", "dcn_offset_init"),
     ("num_blocks", 0, "num_blocks"),
     ("fusion_heads", 7, "fusion_embed_dim"),
     ("group_norm_groups", 24, "group_norm_groups"),

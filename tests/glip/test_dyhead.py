@@ -117,3 +117,37 @@ def test_official_parameter_count_of_one_block():
     names = {n for n, _ in m.named_parameters()}
     assert {"DyConv.0.conv.weight", "DyConv.2.bn.bias", "AttnConv.1.weight", "relu.fc.0.weight", "relu.fc.2.bias",
             "offset.weight"} <= names
+
+
+def test_zero_offset_init_starts_as_a_plain_conv():
+    """dcn_offset_init="zero": no offsets and mask 0.5, so each DCN is half a plain 3x3 conv (then GroupNorm)."""
+    torch.manual_seed(0)
+    m = DyConv(16, 4, offset_init="zero").eval()
+    x = torch.randn(2, 16, 6, 6)
+    om = m.offset(x)
+    assert om.abs().max() == 0
+    conv = m.DyConv[1].conv
+    want = m.DyConv[1].bn(F.conv2d(x, conv.weight * 0.5, conv.bias, padding=1))
+    got = m.DyConv[1](x, om[:, :18], om[:, 18:].sigmoid())
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_pooled_coarse_offsets_differ_from_the_flat_quirk_only_in_the_high_branch():
+    torch.manual_seed(0)
+    flat = DyConv(16, 4).eval()
+    pooled = DyConv(16, 4, coarse_offsets="pooled").eval()
+    pooled.load_state_dict(flat.state_dict())
+    with torch.no_grad():
+        flat.offset.weight.normal_(0, 0.05)
+        pooled.offset.weight.copy_(flat.offset.weight)
+    feats = [torch.randn(1, 16, 8, 8), torch.randn(1, 16, 4, 4), torch.randn(1, 16, 2, 2)]
+    out_f, out_p = flat(feats), pooled(feats)
+    torch.testing.assert_close(out_f[2], out_p[2])  # the coarsest level has no high branch
+    assert not torch.allclose(out_f[0], out_p[0])
+    # the pooled high branch by hand: the level-0 offsets and mask averaged over 2x2 cells
+    om = pooled.offset(feats[0])
+    off, mask = F.avg_pool2d(om[:, :18], 2), F.avg_pool2d(om[:, 18:].sigmoid(), 2)
+    high = pooled.DyConv[0](feats[1], off, mask)
+    mid = pooled.DyConv[1](feats[0], om[:, :18], om[:, 18:].sigmoid())
+    up = F.interpolate(high, size=(8, 8), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(out_p[0], pooled.relu(pooled.scale_attention([mid, up])), atol=1e-5, rtol=1e-5)

@@ -54,12 +54,36 @@ def inputs(b=2, n=7, t=5):
     return v, txt, mask
 
 
-def test_matches_per_head_recomputation(attn):
+@pytest.mark.parametrize("ordering", ["forward", "_attend_direct", "_attend_folded"])
+def test_matches_per_head_recomputation(attn, ordering):
     v, txt, mask = inputs()
-    got_v, got_l = attn(v, txt, mask)
+    got_v, got_l = getattr(attn, ordering)(v, txt, mask)
     ref_v, ref_l = reference_bi_attention(attn, v, txt, mask)
     torch.testing.assert_close(got_v, ref_v, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got_l, ref_l, atol=1e-5, rtol=1e-5)
+
+
+def test_both_orderings_agree_in_training_with_dropout(attn):
+    """Same dropout masks (drawn in the same order), and the folded bias term uses the dropped rows' sums."""
+    attn.train()
+    v, txt, mask = inputs()
+    torch.manual_seed(5)
+    a_v, a_l = attn._attend_direct(v, txt, mask)
+    torch.manual_seed(5)
+    b_v, b_l = attn._attend_folded(v, txt, mask)
+    torch.testing.assert_close(a_v, b_v, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a_l, b_l, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("c,e,h,n,t,folded", [(256, 2048, 8, 1364, 150, True),  # glip-t at 256x256
+                                              (64, 128, 4, 341, 100, False)])  # glip-synth
+def test_forward_runs_the_cheaper_ordering(monkeypatch, c, e, h, n, t, folded):
+    m = BiMultiHeadAttention(v_dim=c, l_dim=16, embed_dim=e, num_heads=h, dropout=0.0)
+    called = []
+    monkeypatch.setattr(m, "_attend_folded", lambda *a: called.append("folded"))
+    monkeypatch.setattr(m, "_attend_direct", lambda *a: called.append("direct"))
+    m(torch.zeros(1, n, c), torch.zeros(1, t, 16), None)
+    assert called == ["folded" if folded else "direct"]
 
 
 def test_padded_tokens_get_zero_attention_from_images(attn):
@@ -110,6 +134,18 @@ def test_residual_is_on_the_normalised_input_with_layer_scale():
     dv, dl = block.attn(nv, nl, mask)
     torch.testing.assert_close(new_v, nv + dv / 6)
     torch.testing.assert_close(new_l, nl + dl / 6)
+
+
+def test_text_layer_scale_can_start_apart_from_the_image_one():
+    """GLIPConfig.fusion_text_gamma_init: glip-synth starts the text side at 0.01, the image side stays 1/num_blocks."""
+    torch.manual_seed(0)
+    block = BiAttentionBlock(8, 12, 16, 4, 0.0, init_values=0.5, text_init_values=0.01).eval()
+    assert torch.equal(block.gamma_v, torch.full((8,), 0.5)) and torch.equal(block.gamma_l, torch.full((12,), 0.01))
+    v, txt, mask = inputs()
+    new_v, new_l = block(v, txt, mask)
+    dv, dl = block.attn(block.layer_norm_v(v), block.layer_norm_l(txt), mask)
+    torch.testing.assert_close(new_l, block.layer_norm_l(txt) + 0.01 * dl)
+    torch.testing.assert_close(new_v, block.layer_norm_v(v) + 0.5 * dv)
 
 
 def test_vlfuse_attends_over_all_levels_jointly_and_splits_back():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from glip.head_outputs import HeadOutputs
-from glip.losses import GLIPLoss, centerness_targets, giou_loss, token_sigmoid_focal_loss
+from glip.losses import GLIPLoss, centerness_targets, giou_loss, soft_token_loss, token_sigmoid_focal_loss
 from glip.structures import TrainTarget
 
 
@@ -125,3 +125,49 @@ def test_glip_loss_shape_errors():
         GLIPLoss()(HeadOutputs([logits], [bbox], [ctr]), [anchors], bad, text_mask)
     with pytest.raises(ValueError, match="anchors cover"):
         GLIPLoss()(HeadOutputs([logits], [bbox], [ctr]), [anchors[:3]], targets, text_mask)
+
+
+def _soft_ce(row, target, real):
+    """Cross-entropy of one anchor's softmax over the real tokens against the evenly spread target."""
+    idx = [t for t in range(len(row)) if real[t]]
+    log_z = math.log(sum(math.exp(row[t]) for t in idx))
+    pos = [t for t in idx if target[t] > 0]
+    return -sum((row[t] - log_z) / len(pos) for t in pos)
+
+
+def test_soft_token_loss_hand_numbers_and_padding():
+    logits = torch.tensor([[0.5, 2.0, -1.0, 9.0], [1.0, 0.0, 3.0, -9.0]])
+    targets = torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    real = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])  # row 0's last token is padding: never in the softmax
+    want = sum(_soft_ce(logits[i].tolist(), targets[i].tolist(), real[i].tolist()) for i in range(2))
+    assert soft_token_loss(logits, targets, real).item() == pytest.approx(want, rel=1e-6)
+
+
+def test_glip_loss_soft_token_term():
+    anchors, targets, text_mask, logits, bbox, ctr = _tiny_case()
+    heads = HeadOutputs([logits], [bbox], [ctr])
+    plain = GLIPLoss(topk=3)(heads, [anchors], targets, text_mask)
+    out = GLIPLoss(topk=3, soft_token_weight=0.5)(heads, [anchors], targets, text_mask)
+    assert "loss_soft_token" not in plain
+    for k in plain:  # the official terms are untouched
+        assert out[k].item() == pytest.approx(plain[k].item())
+    # positives (see test_glip_loss_hand_numbers): image 0 anchor 2 -> tokens 1, 2; image 1 anchor 2 -> token 0
+    soft = (_soft_ce(logits[0, 2].tolist(), [0, 1, 1, 0], text_mask[0].tolist())
+            + _soft_ce(logits[1, 2].tolist(), [1, 0, 0, 0], text_mask[1].tolist()))
+    assert out["loss_soft_token"].item() == pytest.approx(0.5 * soft / 2, rel=1e-5)
+
+
+def test_soft_token_loss_pushes_other_words_down_at_the_prior():
+    """Why glip-synth uses it: at the prior init every token scores -4.6, where the focal loss gives the wrong
+    words at a positive anchor almost no gradient; the soft-token loss pushes them down as hard as the right one up."""
+    logits = torch.full((1, 1, 4), -4.595, requires_grad=True)
+    targets = torch.tensor([[[1.0, 0.0, 0.0, 0.0]]])
+    mask = torch.ones(1, 4)
+    token_sigmoid_focal_loss(logits, targets, mask).backward()
+    focal = logits.grad[0, 0].clone()
+    logits.grad = None
+    soft_token_loss(logits[0], targets[0], mask).backward()
+    soft = logits.grad[0, 0]
+    assert focal[1:].abs().max() < 1e-3 * focal[0].abs()
+    assert bool((soft[1:] > 0).all()) and soft[0] < 0
+    assert soft[1:].sum().item() == pytest.approx(-soft[0].item(), rel=1e-5)

@@ -86,3 +86,24 @@ def test_dynamic_padding_gives_the_same_outputs_for_real_tokens():
                                    atol=1e-4, rtol=1e-4)
     for ra, rb in zip(a.bbox_reg + a.centerness, b.bbox_reg + b.centerness):
         torch.testing.assert_close(ra, rb, atol=1e-4, rtol=1e-4)
+
+
+def test_detect_trims_text_padding_with_the_same_detections():
+    """Inference drops padded tokens even when the config pads to 256 (official): same detections as padded."""
+    torch.manual_seed(0)
+    model = GLIP(get_preset("glip-tiny", pre_nms_thresh=0.0)).eval()
+    assert model.config.pad_to_max_query
+    batch = model.preprocess([torch.randint(0, 255, (64, 96, 3), dtype=torch.uint8).numpy()])
+    caption = "red square. blue circle"
+    pm = model._prompt_chunks(caption)[0][1]
+    trimmed = model.detect(batch, [caption], [pm])[0]
+    with torch.no_grad():
+        feats = model.encode_images(batch)
+        text = model.encode_text([caption])  # padded to max_query_len
+        assert text.input_ids.shape[1] == T
+        padded = model.postprocessor(model.forward_head(feats, text), model.anchors(feats), [pm.float()],
+                                     batch.image_sizes, batch.original_sizes)[0]
+    assert len(trimmed) == len(padded) > 0
+    torch.testing.assert_close(trimmed.scores, padded.scores, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(trimmed.boxes_xyxy, padded.boxes_xyxy, atol=1e-3, rtol=1e-4)
+    assert torch.equal(trimmed.labels, padded.labels)
