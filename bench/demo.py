@@ -129,6 +129,21 @@ def pretrained_checkpoint(fusion: str, plan: DemoPlan, data_root: Path, models_d
     return path
 
 
+def prune_superseded_runs(out: Path, specs: list) -> list[str]:
+    """Remove run folders under out/runs that this plan does not make (an earlier demo's models or grid),
+    so the leaderboard and curves show this demo only. Logged by name; git history keeps committed ones."""
+    import shutil
+
+    keep = {s.run_name for s in specs}
+    runs = out / "runs"
+    stale = sorted(p.name for p in runs.iterdir() if p.is_dir() and p.name not in keep) if runs.is_dir() else []
+    for name in stale:
+        shutil.rmtree(runs / name)
+    if stale:
+        log.info("removed %d runs of an earlier demo (superseded models or grid), e.g. %s", len(stale), stale[0])
+    return stale
+
+
 def _worker_setup() -> None:
     """A spawned worker starts bare: one torch thread (one process per core) and the parent's log format."""
     import torch
@@ -229,6 +244,7 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
     from bench import store
 
     reused_runs = sum(store.finished_record(out, s) is not None for s in specs)
+    prune_superseded_runs(out, specs)
     records = run_specs(specs, data_root, out, plan.workers)
     timings["runs"] = time.perf_counter() - t
 

@@ -58,3 +58,19 @@ def test_quick_demo_runs_every_stage(tmp_path):
     assert zero_shot_coco <= set(diag.task)
     assert diag["class-agnostic AP"].between(0, 100).all() and diag["label accuracy"].dropna().between(0, 1).all()
     assert "What limits AP" in (out / "SUMMARY.md").read_text()
+
+
+def test_superseded_runs_are_pruned_and_named(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from bench.demo import prune_superseded_runs
+
+    for name in ("kept__run", "old__run"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "record.json").write_text("{}")
+    with caplog.at_level("INFO"):
+        stale = prune_superseded_runs(tmp_path, [SimpleNamespace(run_name="kept__run")])
+    assert stale == ["old__run"]
+    assert (tmp_path / "runs" / "kept__run" / "record.json").is_file() and not (tmp_path / "runs" / "old__run").exists()
+    assert "old__run" in caplog.text
+    assert prune_superseded_runs(tmp_path / "nothing-yet", []) == []
