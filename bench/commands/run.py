@@ -37,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", default=None, metavar="i/N",
                         help="run the i-th (from 0) of N disjoint parts of the grid (split by spec hash)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="image-decoding worker processes for inference (default: auto, only with spare cores "
-                             "and enough images; no effect on any number)")
+                        help="image-decoding worker processes for inference (default: auto: up to 4 on a GPU, none on "
+                             "CPU, where a background thread decodes the next batch when a core is free; no effect on "
+                             "any number)")
     parser.add_argument("--no-adapter", action="store_true",
                         help="do not keep training runs' stored tensors (adapter.safetensors; full-ft: all weights)")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the runs, compute nothing")
