@@ -73,3 +73,14 @@ def synth_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
     generate(root, scale="quick", tasks=list(DETECTION_TASKS))
     return root
+
+
+@pytest.fixture(scope="session")
+def synth_root_full(tmp_path_factory):
+    """The detection tasks at the demo's scale (120 test images each): what a zero-shot run really scores."""
+    from bench.synthetic import generate
+    from bench.synthetic.specs import DETECTION_TASKS
+
+    root = tmp_path_factory.mktemp("synthetic-full")
+    generate(root, scale=1.0, tasks=list(DETECTION_TASKS))
+    return root

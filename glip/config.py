@@ -198,11 +198,13 @@ def _glip_synth() -> GLIPConfig:
     """The synthetic world's model: 128-px images, ~1-2 M parameters, trains on 2 CPU cores.
 
     It learns from scratch, so it turns on the from-scratch aids (conv body, soft-token loss, zero-init
-    DCN offsets pooled for the coarser input); each was measured to help (README "The synthetic world").
+    DCN offsets pooled for the coarser input, text-side fusion layer scale 0.01); each was measured to
+    help (README "The synthetic world"). swin_embed_dim is the conv body's base width here.
     """
     return GLIPConfig(
         name="glip-synth", backbone="conv", soft_token_loss_weight=1.0, dcn_offset_init="zero",
-        dcn_coarse_offsets="pooled", fusion_text_gamma_init=0.01, swin_embed_dim=24, swin_depths=(1, 1, 2, 1), swin_num_heads=(1, 2, 3, 6),
+        dcn_coarse_offsets="pooled", fusion_text_gamma_init=0.01,
+        swin_embed_dim=24, swin_depths=(1, 1, 2, 1), swin_num_heads=(1, 2, 3, 6),
         swin_window_size=4, swin_drop_path_rate=0.0, fpn_channels=64, fpn_drop_block_prob=0.0,
         text_hidden=64, text_layers=2, text_heads=2, text_intermediate=128, text_vocab_size=512,
         text_max_positions=256, text_dropout=0.0, vocab_words=BUILTIN_WORDS, pad_to_max_query=False,

@@ -254,8 +254,8 @@ class GLIP(nn.Module):
     def parameter_groups(self) -> dict[str, list[str]]:
         """Parameter names by role; every parameter is in exactly one group.
 
-        backbone_stem: patch embedding + Swin stage 1, or the conv body's stem (official FREEZE_CONV_BODY_AT 2, frozen in full
-        fine-tuning); backbone: the rest of Swin; fpn; language: BERT; fusion: VLFuse + the head's BERT
+        backbone_stem: patch embedding + Swin stage 1, or the conv body's stem (official
+        FREEZE_CONV_BODY_AT 2, frozen in full fine-tuning); backbone: the rest of the body; fpn; language: BERT; fusion: VLFuse + the head's BERT
         layers; head: DyConv blocks and prediction layers (cls_logits included, always frozen);
         prompt: prompt_offset (official tunable_linear).
         """

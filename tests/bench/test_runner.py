@@ -206,3 +206,27 @@ def test_gc_paused_restores_the_collector():
         assert not gc.isenabled()  # a caller that had it off keeps it off
     finally:
         gc.enable()
+
+
+def test_model_cache_freezes_the_heap_once_per_build(monkeypatch):
+    """Full collections skip what existed at the build (bench.runner.freeze_gc_heap); a rebuild unfreezes first,
+    so a replaced model's objects can be collected again."""
+    import gc
+
+    from bench.runner import ModelCache
+
+    gc.unfreeze()
+    events: list[str] = []
+    real_unfreeze, real_freeze = gc.unfreeze, gc.freeze
+    monkeypatch.setattr(gc, "unfreeze", lambda: (events.append("unfreeze"), real_unfreeze())[1])
+    monkeypatch.setattr(gc, "freeze", lambda: (events.append("freeze"), real_freeze())[1])
+    cache = ModelCache("cpu")
+    try:
+        cache.get(RunSpec(model="glip-tiny", task="synth-shapes", regime="zero-shot"), {})
+        assert events == ["unfreeze", "freeze"] and gc.get_freeze_count() > 1000
+        cache.get(RunSpec(model="glip-tiny", task="synth-colours", regime="zero-shot"), {})  # same model: no rebuild
+        assert events == ["unfreeze", "freeze"]
+        cache.get(RunSpec(model="glip-tiny", task="synth-shapes", regime="zero-shot"), {"num_blocks": 1})
+        assert events == ["unfreeze", "freeze", "unfreeze", "freeze"]
+    finally:
+        real_unfreeze()
