@@ -23,8 +23,8 @@ from bench.synthetic.scenes import SceneObject
 SEPARATOR = ". "  # DATASETS.SEPARATION_TOKENS of every GLIP pretrain config (glip-official.md 3.1)
 MAX_NEGATIVES = 85  # DATASETS.RANDOM_SAMPLE_NEG (glip-official.md 1.10)
 # GLIP draws at most 85 negatives from Objects365's 365 names (23%); the synthetic world has 56 colour-shape
-# names, so it caps at 16: a prompt of every other name (~170 tokens) made pretraining steps 25% slower and
-# learned no faster (README "The synthetic world")
+# names, so it caps at 16: a prompt of every other name (~170 tokens) made deep-fusion pretraining steps ~25%
+# slower and learned no faster (README "The synthetic world")
 SYNTH_MAX_NEGATIVES = 16
 
 
