@@ -109,7 +109,9 @@ class FPN(nn.Module):
 
 
 class SwinFPN(nn.Module):
-    """Images [B,3,H,W] (H, W multiples of 32) -> P3..P7, each [B, fpn_channels, H/s, W/s]."""
+    """Images [B,3,H,W] (H, W multiples of 32) -> P3..P7, each [B, fpn_channels, H/s, W/s].
+
+    The body is Swin, or glip.conv_body.ConvBody for backbone="conv" (same outputs, same FPN)."""
 
     def __init__(self, cfg: GLIPConfig) -> None:
         super().__init__()

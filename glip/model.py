@@ -261,8 +261,7 @@ class GLIP(nn.Module):
         """
         fusion_prefixes = tuple(f"head.dyhead_tower.{i}." for i, m in enumerate(self.head.dyhead_tower)
                                 if isinstance(m, VLFuse | BertEncoderLayer))
-        stem_prefixes = ("backbone.body.swin.embeddings.", "backbone.body.swin.encoder.layers.0.",
-                         "backbone.body.stem.")
+        stem_prefixes = tuple(f"{m}." for m in self.stem_module_names())
         groups: dict[str, list[str]] = {g: [] for g in PARAMETER_GROUPS}
         for name, _ in self.named_parameters():
             if name.startswith(stem_prefixes):
