@@ -51,6 +51,9 @@ class DemoPlan:
     # parameter groups at pretrain_lang_lr: the head's text-side layers too, or their fresh BERT layers (at the
     # full LR) pulled every word's feature together (deep fusion: class words at cosine 0.985) and never learned
     pretrain_lang_lr_groups: tuple[str, ...] = ("language", "fusion")
+    # share of the pretraining steps over which the LR falls linearly to 0.1x (bench.train.final_decay): a 1200-step
+    # late-fusion run went 55.6 -> 63.0 AP on synth-colours against a constant LR
+    pretrain_final_decay: float = 0.25
     infer_batch_size: int = 8  # every synthetic image is 128x128: no padding, so batching changes nothing
     selftrain_budget: str = "full"  # bench.selftrain.experiment budget name
     workers: int = 2  # processes for the run grid (one torch thread each)
@@ -95,7 +98,7 @@ def checkpoint_path(fusion: str, plan: DemoPlan, models_dir: Path, seed: int) ->
 
     key = {"config": asdict(get_preset(PRESET, fusion=fusion)), "iters": plan.pretrain_iters,
            "batch": plan.pretrain_batch, "lr": plan.pretrain_lr, "lang_lr": plan.pretrain_lang_lr,
-           "lang_lr_groups": list(plan.pretrain_lang_lr_groups),
+           "lang_lr_groups": list(plan.pretrain_lang_lr_groups), "final_decay": plan.pretrain_final_decay,
            "scale": plan.scale, "generator_version": GENERATOR_VERSION, "seed": seed}
     return models_dir / f"{PRESET}-{fusion}-{sha256_json(key)[:12]}.safetensors", key
 
@@ -121,7 +124,7 @@ def pretrained_checkpoint(fusion: str, plan: DemoPlan, data_root: Path, models_d
     # from scratch: the official 1e-5 language LR is for a pretrained BERT (see DemoPlan.pretrain_lang_lr)
     res = pretrain(model, [ann], [images], max_iters=plan.pretrain_iters, max_epochs=10_000, seed=seed,
                    batch_size=plan.pretrain_batch, lr=plan.pretrain_lr, lang_lr=plan.pretrain_lang_lr,
-                   lang_lr_groups=plan.pretrain_lang_lr_groups, eval_every=0)
+                   lang_lr_groups=plan.pretrain_lang_lr_groups, final_decay=plan.pretrain_final_decay, eval_every=0)
     save_weights(model, path)
     atomic_write_json(path.with_suffix(".json"), {**key, "result": res.to_dict()})
     log.info("pretrained %s fusion in %.0f s (loss %.3f -> %.3f)", fusion, res.train_seconds,

@@ -57,6 +57,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "eval_every": 1,  # epochs between evaluations on the val split (official CHECKPOINT_PER_EPOCH 1.0); 0 = none
     "val_shots": None,  # few-shot val split size: the training shots (official val_{shot}_{seed})
     "lr_factor": 0.1,  # official SOLVER.GAMMA for the auto-step schedule
+    "final_decay": 0.0,  # > 0: LR falls linearly to lr_factor x over this last share of max_iters (not official)
     "step_patience": None,  # 3 few-shot, 2 full data (official STEP_PATIENCE)
     "stop_patience": None,  # 8 few-shot, 4 full data (official AUTO_TERMINATE_PATIENCE)
     "copy_factor": None,  # 8/4/2/1 for 1/3/5/10 shots, 1 for full data (official GENERAL_COPY)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from mmengine.optim import DefaultOptimWrapperConstructor, ReduceOnPlateauLR, build_optim_wrapper
+from mmengine.optim import DefaultOptimWrapperConstructor, LinearLR, ReduceOnPlateauLR, build_optim_wrapper
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
@@ -117,6 +117,22 @@ def _set_modes(model: nn.Module, eval_modules: Sequence[str]) -> None:
         sub.eval()
 
 
+def final_decay(optim: Any, hp: dict[str, Any]) -> LinearLR | None:
+    """hp["final_decay"] = f > 0: over the last f x max_iters optimiser steps every group's LR falls linearly
+    to lr_factor x its own (mmengine LinearLR, stepped once per iteration). Not official: a fixed-budget run
+    with no validation to drive the plateau schedule (the demo's pretraining: +7.4 AP on synth-colours for
+    a 1200-step late-fusion run, README "The synthetic world")."""
+    f = float(hp.get("final_decay") or 0.0)
+    if f == 0.0:
+        return None
+    max_iters = hp.get("max_iters")
+    if not 0.0 < f <= 1.0 or not max_iters:
+        raise ValueError(f"final_decay must be in (0, 1] and needs max_iters; got {f} with max_iters={max_iters}")
+    begin = int(max_iters) - max(1, round(f * int(max_iters)))
+    return LinearLR(optim, start_factor=1.0, end_factor=hp.get("lr_factor", 0.1), begin=begin, end=int(max_iters),
+                    by_epoch=False)
+
+
 def build_optimizer(model: nn.Module, hp: dict[str, Any], device: str) -> Any:
     """An mmengine OptimWrapper (AmpOptimWrapper with bf16 autocast on CUDA when hp['amp'])."""
     use_amp = bool(hp.get("amp")) and str(device).startswith("cuda") and torch.cuda.is_available()
@@ -186,6 +202,7 @@ def train(
     if evaluate is not None:
         sched = ReduceOnPlateauLR(optim, monitor="metric", rule="greater", factor=hp.get("lr_factor", 0.1),
                                   patience=hp.get("step_patience", 3))
+    decay = final_decay(optim, hp)
     copies = int(hp.get("copy_factor") or 1)
     batch_size, max_epochs = int(hp["batch_size"]), int(hp["max_epochs"])
     if distributed:
@@ -253,6 +270,8 @@ def train(
                 if coverage is not None:
                     coverage.check()  # after the first step: every trainable parameter got a gradient
                     coverage = None
+            if decay is not None:
+                decay.step()
             res.iters += 1
             res.images_seen += len(idx)
             done += 1

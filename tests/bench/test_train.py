@@ -60,6 +60,22 @@ def test_lang_lr_can_cover_more_groups():
     assert got == {"language.weight": 1e-4, "language.bias": 2e-4, "head.w": 1e-4, "head.bias_lang": 2e-4}
 
 
+def test_final_decay_falls_linearly_to_lr_factor_over_the_last_steps():
+    from bench.train import final_decay
+
+    opt = build_optimizer(Toy(), hp(lr=1.0, lang_lr=1.0, bias_lr_factor=1.0, max_iters=8, final_decay=0.5), "cpu")
+    decay = final_decay(opt, hp(max_iters=8, final_decay=0.5, lr_factor=0.1))
+    seen = []
+    for _ in range(8):
+        seen.append(round(opt.param_groups[0]["lr"], 6))
+        opt.step()
+        decay.step()
+    assert seen == [1.0, 1.0, 1.0, 1.0, 1.0, 0.7, 0.4, 0.1]
+    assert final_decay(opt, hp()) is None  # off by default (official)
+    with pytest.raises(ValueError, match="needs max_iters"):
+        final_decay(opt, hp(final_decay=0.25, max_iters=None))
+
+
 def test_gradient_clipping_full_model():
     model = Toy()
     model.scale = 1000.0
