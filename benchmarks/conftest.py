@@ -64,23 +64,22 @@ def lvis_like_names_fixture():
     return lvis_like_names
 
 
-@pytest.fixture(scope="session")
-def synth_root(tmp_path_factory):
-    """The synthetic world's detection tasks at the 'quick' scale (30 test images each), generated once."""
+def _detection_tasks(tmp_path_factory, name: str, scale: float | str):
     from bench.synthetic import generate
     from bench.synthetic.specs import DETECTION_TASKS
 
-    root = tmp_path_factory.mktemp("synthetic")
-    generate(root, scale="quick", tasks=list(DETECTION_TASKS))
+    root = tmp_path_factory.mktemp(name)
+    generate(root, scale=scale, tasks=list(DETECTION_TASKS))
     return root
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    """The synthetic world's detection tasks at the 'quick' scale (30 test images each), generated once."""
+    return _detection_tasks(tmp_path_factory, "synthetic", "quick")
 
 
 @pytest.fixture(scope="session")
 def synth_root_full(tmp_path_factory):
     """The detection tasks at the demo's scale (120 test images each): what a zero-shot run really scores."""
-    from bench.synthetic import generate
-    from bench.synthetic.specs import DETECTION_TASKS
-
-    root = tmp_path_factory.mktemp("synthetic-full")
-    generate(root, scale=1.0, tasks=list(DETECTION_TASKS))
-    return root
+    return _detection_tasks(tmp_path_factory, "synthetic-full", 1.0)
