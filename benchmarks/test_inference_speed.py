@@ -258,7 +258,7 @@ def test_harness_overhead(benchmark, trained_synth, synth_root_full, tmp_path, p
         benchmark.pedantic(one_round, rounds=3, iterations=1, warmup_rounds=1)
     finally:
         gc.unfreeze()  # the other pipelines and benchmarks measure an unfrozen heap
-    timed = rounds[1:]  # the first is the warm-up round
+    timed = rounds[1:] or rounds  # the first is the warm-up round (none under --benchmark-disable: one round)
     info = {k: float(np.mean([r[k] for r in timed])) for k in timed[0]}
     benchmark.extra_info.update(baseline=pipeline == "plain", pipeline=pipeline, num_workers=num_workers,
                                 prefetch=prefetch, score_from_file=from_file, gc_freeze=freeze,
