@@ -346,11 +346,12 @@ def gc_paused() -> Iterator[None]:
 
 def score(task: Any, dataset: Any, predictions: list[dict[str, Any]], backend: str) -> Any:
     """MetricResult of predictions that went through JSON (so a rescore from the file gives the same numbers)."""
-    import json
+    import orjson
 
     from bench.metrics import evaluate
 
-    return evaluate(task.metric, ground_truth(task, dataset), json.loads(json.dumps(predictions)), backend=backend)
+    as_saved = orjson.loads(orjson.dumps(predictions))  # store.write_predictions' encoding
+    return evaluate(task.metric, ground_truth(task, dataset), as_saved, backend=backend)
 
 
 def score_saved(task: Any, dataset: Any, folder: str | Path, backend: str) -> Any:

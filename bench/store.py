@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from bench.errors import UserError
 from bench.io import atomic_write_bytes, atomic_write_json
 from bench.logs import get_logger
@@ -92,13 +94,16 @@ def write_record(folder: str | os.PathLike, record: dict[str, Any]) -> Path:
 def write_predictions(folder: str | os.PathLike, predictions: list[dict[str, Any]]) -> Path:
     """Gzipped JSON, written atomically; mtime=0 so the same predictions give the same bytes.
 
+    Encoded with orjson, 15-20x faster than the standard library (10k detections: 2 ms vs 33-59 ms;
+    saving and reading predictions were a third of a zero-shot run's harness time, issue #9). Floats are
+    written as the shortest text that reads back to the same value, as `json.dumps` does, though not always
+    in the same characters (0.00001 vs 1e-05). JSON has no NaN: a NaN or infinite number is written as
+    null, which scoring rejects by name (bench.metrics.coco.clean_detections).
     Level 1, not gzip's default 9: on 12,000 detections level 1 compressed in 14 ms and level 6 in 58 ms
-    (JSON encoding: 49 ms) for files 8% smaller; in a zero-shot pass over the synthetic suite saving was a
-    third of the harness time (issue #9). Reading is unaffected.
+    for files 8% smaller. Reading is unaffected.
     """
-    data = json.dumps(predictions, separators=(",", ":")).encode("utf-8")
     path = predictions_path(folder)
-    atomic_write_bytes(path, gzip.compress(data, compresslevel=COMPRESS_LEVEL, mtime=0))
+    atomic_write_bytes(path, gzip.compress(orjson.dumps(predictions), compresslevel=COMPRESS_LEVEL, mtime=0))
     return path
 
 
@@ -126,12 +131,19 @@ def read_predictions(folder: str | os.PathLike) -> list[dict[str, Any]]:
     folder = Path(folder)
     gz, plain = folder / PREDICTIONS, folder / "predictions.json"
     if gz.is_file():
-        with gzip.open(gz, "rt", encoding="utf-8") as f:
-            return json.load(f)
+        return parse_json(gzip.decompress(gz.read_bytes()))
     if plain.is_file():
-        with open(plain, encoding="utf-8") as f:
-            return json.load(f)
+        return parse_json(plain.read_bytes())
     raise UserError(f"no predictions in {folder} (expected {PREDICTIONS}); rerun the run without --rescore")
+
+
+def parse_json(data: bytes) -> Any:
+    """orjson's parse (3x the standard library's on predictions files), falling back to the standard
+    library for what only it accepts: the NaN / Infinity literals another tool may have written."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def iter_run_dirs(results_dir: str | os.PathLike) -> Iterator[Path]:

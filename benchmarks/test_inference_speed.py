@@ -21,11 +21,14 @@ tests/bench/test_inference.py, not here. Nothing asserts a time.
 - harness overhead: a zero-shot pass over the 5 synthetic detection tasks' test splits at the demo's scale
   (120 images each; the 30-image 'quick' splits overstate per-run fixed costs) (load, predict, save, score, with
   bench.runner's own save and score steps): the share of wall time spent outside the model's calls
-  (ModelTimer). Pipelines: "plain" (the baseline, run_one before issue #9: each batch decoded when the model
-  asks for it; the predictions scored after a second JSON encoding, with the garbage collector on),
-  "file-scoring" (run_one now: scored from the saved file with the collector paused) and "file-scoring+prefetch"
-  (also the next batch decoded in a background thread: the default when torch leaves a core free, as
-  here with one torch thread on 2 cores). extra_info also counts Python's full (generation 2) garbage
+  (ModelTimer). Pipelines, each adding one change of issue #9 to the one before: "plain" (the baseline, run_one
+  before issue #9: each batch decoded when the model asks for it; the predictions scored after a second JSON
+  encoding, with the garbage collector on), "file-scoring" (scored from the saved file with the collector
+  paused), "+prefetch" (the next batch decoded in a background thread: the default when torch leaves a core
+  free, as here with one torch thread on 2 cores), "+gc-freeze" (the heap alive after the model build moved
+  out of the collector's reach, as runner.ModelCache does) and "+orjson" (the predictions file written and
+  parsed by orjson instead of the standard library): the last is run_one now.
+  extra_info also counts Python's full (generation 2) garbage
   collections in a round: one costs ~0.2 s here and lands in the harness share of whichever round it hits.
   The rounds' own wall times (stats) say whether a lower harness share is time saved or time moved
   into the model's calls (a busy machine: a prefetch thread with no idle core slows the model).
@@ -188,12 +191,48 @@ def _full_gc_seconds(out: dict[str, float]) -> Iterator[None]:
         gc.callbacks.remove(on_gc)
 
 
+def _save_stdlib(folder, preds) -> None:
+    """store.write_predictions before orjson: the standard library's compact JSON, gzip level 1."""
+    import gzip
+    import json
+
+    from bench import store
+    from bench.io import atomic_write_bytes
+
+    data = json.dumps(preds, separators=(",", ":")).encode("utf-8")
+    atomic_write_bytes(store.predictions_path(folder), gzip.compress(data, compresslevel=1, mtime=0))
+
+
+def _score_saved_stdlib(task, ds, folder):
+    """runner.score_saved before orjson: the file parsed by the standard library."""
+    import gzip
+    import json
+
+    from bench import runner, store
+    from bench.metrics import evaluate
+
+    with runner.gc_paused():
+        preds = json.loads(gzip.decompress(store.predictions_path(folder).read_bytes()))
+        return evaluate(task.metric, runner.ground_truth(task, ds), preds, backend="faster")
+
+
+def _score_stdlib(task, ds, preds):
+    """runner.score before orjson: an in-memory round trip through the standard library's JSON."""
+    import json
+
+    from bench import runner
+    from bench.metrics import evaluate
+
+    return evaluate(task.metric, runner.ground_truth(task, ds), json.loads(json.dumps(preds)), backend="faster")
+
+
 def zero_shot_suite(model, data_root, out_dir, num_workers: int, prefetch: bool = True,
-                    from_file: bool = True) -> dict:
+                    from_file: bool = True, fast_json: bool = True) -> dict:
     """Every synthetic detection task's test split, as a zero-shot run does it: load, predict, save, score.
 
     Saving and scoring are bench.runner's own steps: from_file scores the saved file (runner.score_saved,
     what run_one does), False the predictions re-encoded in memory (runner.score, run_one before issue #9).
+    fast_json False: the same steps with the standard library's JSON instead of orjson (before issue #9).
     """
     from bench import runner, store
     from bench.registry import get_task
@@ -217,13 +256,20 @@ def zero_shot_suite(model, data_root, out_dir, num_workers: int, prefetch: bool 
                                          timer=timer, prefetch=prefetch)
             stages["predict"] += time.perf_counter() - t
             t = time.perf_counter()
-            store.write_predictions(out_dir / name, preds)
+            if fast_json:
+                store.write_predictions(out_dir / name, preds)
+            else:
+                _save_stdlib(out_dir / name, preds)
             stages["save"] += time.perf_counter() - t
             t = time.perf_counter()
-            if from_file:
+            if from_file and fast_json:
                 runner.score_saved(task, ds, out_dir / name, "faster")
-            else:
+            elif from_file:
+                _score_saved_stdlib(task, ds, out_dir / name)
+            elif fast_json:
                 runner.score(task, ds, preds, "faster")
+            else:
+                _score_stdlib(task, ds, preds)
             stages["score"] += time.perf_counter() - t
             images += len(ds)
     wall = time.perf_counter() - start
@@ -233,9 +279,11 @@ def zero_shot_suite(model, data_root, out_dir, num_workers: int, prefetch: bool 
 
 
 # name -> (DataLoader worker processes, prefetch thread, score the saved file, gc.freeze after the model build as
-# runner.ModelCache does); "plain" is the baseline
-PIPELINES = {"plain": (0, False, False, False), "file-scoring": (0, False, True, False),
-             "file-scoring+prefetch": (0, True, True, False), "file-scoring+prefetch+gc-freeze": (0, True, True, True)}
+# runner.ModelCache does, orjson for the predictions file); "plain" is the baseline, the last is run_one now
+PIPELINES = {"plain": (0, False, False, False, False), "file-scoring": (0, False, True, False, False),
+             "file-scoring+prefetch": (0, True, True, False, False),
+             "file-scoring+prefetch+gc-freeze": (0, True, True, True, False),
+             "file-scoring+prefetch+gc-freeze+orjson": (0, True, True, True, True)}
 
 
 @pytest.mark.benchmark(group="zero-shot synthetic suite (5 tasks x 120 test images, the demo's scale), glip-synth "
@@ -246,11 +294,11 @@ def test_harness_overhead(benchmark, trained_synth, synth_root_full, tmp_path, p
     from bench.runner import freeze_gc_heap
 
     model = trained_synth[0]
-    num_workers, prefetch, from_file, freeze = PIPELINES[pipeline]
+    num_workers, prefetch, from_file, freeze, fast_json = PIPELINES[pipeline]
     rounds: list[dict] = []
 
     def one_round() -> None:
-        rounds.append(zero_shot_suite(model, synth_root_full, tmp_path, num_workers, prefetch, from_file))
+        rounds.append(zero_shot_suite(model, synth_root_full, tmp_path, num_workers, prefetch, from_file, fast_json))
 
     if freeze:
         freeze_gc_heap()
@@ -261,7 +309,7 @@ def test_harness_overhead(benchmark, trained_synth, synth_root_full, tmp_path, p
     timed = rounds[1:] or rounds  # the first is the warm-up round (none under --benchmark-disable: one round)
     info = {k: float(np.mean([r[k] for r in timed])) for k in timed[0]}
     benchmark.extra_info.update(baseline=pipeline == "plain", pipeline=pipeline, num_workers=num_workers,
-                                prefetch=prefetch, score_from_file=from_file, gc_freeze=freeze,
+                                prefetch=prefetch, score_from_file=from_file, gc_freeze=freeze, orjson=fast_json,
                                 threads=torch.get_num_threads(),
                                 harness_fraction_rounds=[round(r["harness_fraction"], 4) for r in timed],
                                 **{k: round(v, 4) for k, v in info.items()})

@@ -110,6 +110,9 @@ def clean_detections(predictions: Sequence[Mapping[str, Any]], gt: Mapping[str, 
             x, y, w, h = (float(v) for v in det["bbox"])
             score = float(det["score"])
         except (KeyError, TypeError, ValueError) as err:
+            if _holds_null(det):
+                raise UserError(f"prediction #{i} has a null box or score (NaN or infinity when saved as JSON): "
+                                f"{det!r}") from None
             raise UserError(
                 f"prediction #{i} is not {{'image_id', 'category_id', 'bbox': [x, y, w, h], 'score'}}: "
                 f"{det!r} ({err})"
@@ -125,6 +128,14 @@ def clean_detections(predictions: Sequence[Mapping[str, Any]], gt: Mapping[str, 
             )
         out.append({"image_id": image_id, "category_id": cat_id, "bbox": [x, y, w, h], "score": score})
     return out
+
+
+def _holds_null(det: Any) -> bool:
+    """Whether a detection's score or a box coordinate is null (JSON's stand-in for NaN and infinity)."""
+    if not isinstance(det, Mapping):
+        return False
+    box = det.get("bbox")
+    return ("score" in det and det["score"] is None) or (isinstance(box, list) and None in box)
 
 
 def _empty_results(coco_cls: type, gt: Mapping[str, Any]) -> Any:

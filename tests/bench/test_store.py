@@ -74,3 +74,41 @@ def test_load_records_recursive_skips_invalid(tmp_path):
     (tmp_path / "z").mkdir()
     (tmp_path / "z" / "record.json").write_text("{}")
     assert sorted(r["spec"]["task"] for r in store.load_records(tmp_path)) == ["t", "u"]
+
+
+def test_predictions_floats_read_back_exactly_with_either_parser(tmp_path):
+    """orjson writes the file; every float (float32 values of any magnitude, as the model outputs) reads back
+    bit-identical, through orjson and through the standard library alike."""
+    import gzip
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    values = (rng.uniform(-1, 1, 4000) * 10.0 ** rng.integers(-9, 6, 4000)).astype(np.float32).tolist()
+    preds = [{"image_id": k, "category_id": 1, "bbox": values[4 * k: 4 * k + 4], "score": values[k]}
+             for k in range(1000)]
+    path = store.write_predictions(tmp_path, preds)
+    assert store.read_predictions(tmp_path) == preds
+    assert json.loads(gzip.decompress(path.read_bytes())) == preds
+
+
+def test_predictions_with_nan_literals_still_read(tmp_path):
+    """A predictions.json from another tool may hold NaN (standard-library JSON); reading falls back to it."""
+    (tmp_path / "predictions.json").write_text('[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], '
+                                               '"score": NaN}]')
+    (pred,) = store.read_predictions(tmp_path)
+    assert pred["score"] != pred["score"]  # NaN
+
+
+def test_nan_predictions_are_saved_as_null_and_refused_by_name(tmp_path):
+    from bench.errors import UserError
+    from bench.metrics import evaluate
+
+    store.write_predictions(tmp_path, [{"image_id": 1, "category_id": 1, "bbox": [0, float("nan"), 1, 1],
+                                        "score": 0.5}])
+    (pred,) = store.read_predictions(tmp_path)
+    assert pred["bbox"][1] is None
+    gt = {"images": [{"id": 1, "width": 10, "height": 10}], "categories": [{"id": 1, "name": "a"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2], "area": 4, "iscrowd": 0}]}
+    with pytest.raises(UserError, match="prediction #0 has a null box or score"):
+        evaluate("coco_bbox", gt, [pred])
