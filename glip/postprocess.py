@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from glip.box_coder import BoxCoder
 from glip.head_outputs import HeadOutputs
-from glip.ops.boxes import clip_boxes
+from glip.ops.boxes import clip_boxes_per_image
 from glip.ops.nms import batched_nms
 from glip.structures import Detections
 
@@ -74,6 +74,7 @@ class PostProcessor(nn.Module):
         """positive_map: one [P, T] for the whole batch, or one per image (each image its own prompt).
 
         image_sizes / original_sizes: (h, w) per image, after resizing (before padding) / as given.
+        Images that share a positive map are processed together: tensor ops over the batch, one NMS call.
         """
         batch = head_outputs.logits[0].shape[0]
         maps = [positive_map] * batch if isinstance(positive_map, Tensor) else list(positive_map)
@@ -82,48 +83,78 @@ class PostProcessor(nn.Module):
                              f"image_sizes and {len(original_sizes)} original_sizes")
         if len(anchors_per_level) != head_outputs.num_levels:
             raise ValueError(f"{len(anchors_per_level)} anchor levels for {head_outputs.num_levels} head levels")
-        results = []
-        for i in range(batch):  # a loop over images
-            per_level = [
-                self._level_candidates(head_outputs.logits[lv][i], head_outputs.bbox_reg[lv][i],
-                                       head_outputs.centerness[lv][i], anchors_per_level[lv], maps[i],
-                                       image_sizes[i])
-                for lv in range(head_outputs.num_levels)  # a loop over levels
-            ]
-            boxes = torch.cat([p[0] for p in per_level])  # [N, 4]
-            scores = torch.cat([p[1] for p in per_level])  # [N]
-            labels = torch.cat([p[2] for p in per_level])  # [N]
-            results.append(self._select(boxes, scores, labels, image_sizes[i], original_sizes[i]))
-        return results
+        if all(m is maps[0] for m in maps):
+            return self._same_prompt(head_outputs, anchors_per_level, maps[0], image_sizes, original_sizes)
+        return [self._same_prompt(_image_outputs(head_outputs, i), anchors_per_level, maps[i], image_sizes[i:i + 1],
+                                  original_sizes[i:i + 1])[0]
+                for i in range(batch)]  # a loop over images only when their prompts differ
+
+    def _same_prompt(self, outputs: HeadOutputs, anchors_per_level: Sequence[Tensor], positive_map: Tensor,
+                     image_sizes: Sequence[tuple[int, int]], original_sizes: Sequence[tuple[int, int]]
+                     ) -> list[Detections]:
+        """A batch of images scored against one positive map."""
+        per_level = [
+            self._level_candidates(outputs.logits[lv], outputs.bbox_reg[lv], outputs.centerness[lv],
+                                   anchors_per_level[lv], positive_map, image_sizes)
+            for lv in range(outputs.num_levels)  # a loop over levels
+        ]
+        boxes = torch.cat([p[0] for p in per_level], dim=1)  # [B, K, 4], K = candidates of every level
+        scores = torch.cat([p[1] for p in per_level], dim=1)  # [B, K]
+        labels = torch.cat([p[2] for p in per_level], dim=1)  # [B, K]
+        valid = torch.cat([p[3] for p in per_level], dim=1)  # [B, K] False: filler of an image with fewer
+        return self._select(boxes, scores, labels, valid, image_sizes, original_sizes)
 
     def _level_candidates(self, logits: Tensor, bbox_reg: Tensor, centerness: Tensor, anchors: Tensor,
-                          positive_map: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
-        """One image, one level: logits [A, T], bbox_reg [A, 4], centerness [A], anchors [A, 4]
-        -> boxes [K, 4], scores [K], labels [K] with K <= pre_nms_top_n."""
-        dtype = torch.promote_types(logits.dtype, torch.float32)  # score half/bf16 outputs in fp32
-        probs = torch.sigmoid(logits.to(dtype))[None]  # [1, A, T]
-        scores = phrase_scores(probs, positive_map.to(probs), self.score_agg)[0]  # [A, P]
-        candidate = scores > self.pre_nms_thresh  # [A, P] threshold before centerness
-        ranked = scores * torch.sigmoid(centerness.to(dtype))[:, None]  # [A, P]
-        flat = torch.where(candidate, ranked, torch.full_like(ranked, -1.0)).flatten()  # [A*P]
-        k = min(int(candidate.sum()), self.pre_nms_top_n)
-        top, idx = flat.topk(k)  # only candidates (>= 0) can be among the top k
-        num_phrases = scores.shape[1]
-        loc, label = idx // num_phrases, idx % num_phrases
-        boxes = self.box_coder.decode(bbox_reg[loc].to(dtype), anchors[loc].to(dtype))  # [K, 4]
-        boxes = clip_boxes(boxes, image_size[0], image_size[1])  # official clip_to_image(remove_empty=False)
-        return boxes, torch.sqrt(top), label
+                          positive_map: Tensor, image_sizes: Sequence[tuple[int, int]]
+                          ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One level, every image: logits [B, A, T], bbox_reg [B, A, 4], centerness [B, A], anchors [A, 4]
+        -> boxes [B, k, 4], scores [B, k], labels [B, k], valid [B, k] with k <= pre_nms_top_n.
 
-    def _select(self, boxes: Tensor, scores: Tensor, labels: Tensor, image_size: tuple[int, int],
-                original_size: tuple[int, int]) -> Detections:
+        Image i's candidates are the first min(its candidates, pre_nms_top_n) of its row, best first; k is
+        the largest such count in the batch and the rest of a row is filler (valid False)."""
+        b = logits.shape[0]
+        dtype = torch.promote_types(logits.dtype, torch.float32)  # score half/bf16 outputs in fp32
+        probs = torch.sigmoid(logits.to(dtype))  # [B, A, T]
+        scores = phrase_scores(probs, positive_map.to(probs), self.score_agg)  # [B, A, P]
+        candidate = scores > self.pre_nms_thresh  # [B, A, P] threshold before centerness
+        ranked = scores * torch.sigmoid(centerness.to(dtype))[..., None]  # [B, A, P], >= 0
+        flat = torch.where(candidate, ranked, torch.full_like(ranked, -1.0)).flatten(1)  # [B, A*P]
+        k = min(int(candidate.flatten(1).sum(dim=1).max()) if b else 0, self.pre_nms_top_n)
+        top, idx = flat.topk(k, dim=1)  # [B, k] only candidates (>= 0) can be among an image's top k
+        num_phrases = scores.shape[2]
+        loc, label = idx // num_phrases, idx % num_phrases  # [B, k]
+        deltas = bbox_reg.gather(1, loc[..., None].expand(-1, -1, 4)).to(dtype)  # [B, k, 4]
+        boxes = self.box_coder.decode(deltas.reshape(-1, 4), anchors[loc.flatten()].to(dtype)).reshape(b, k, 4)
+        boxes = clip_boxes_per_image(boxes, image_sizes)  # official clip_to_image(remove_empty=False)
+        return boxes, torch.sqrt(top.clamp(min=0)), label, top >= 0
+
+    def _select(self, boxes: Tensor, scores: Tensor, labels: Tensor, valid: Tensor,
+                image_sizes: Sequence[tuple[int, int]], original_sizes: Sequence[tuple[int, int]]
+                ) -> list[Detections]:
+        """Class-aware NMS of every image at once (an image is its own group, as a label is), the cap, and
+        the official BoxList.resize to each original image (x scaled by w0/w, y by h0/h)."""
+        b = boxes.shape[0]
+        image = torch.arange(b, device=boxes.device)[:, None].expand_as(labels)[valid]  # [N] image-major
+        boxes, scores, labels = boxes[valid], scores[valid], labels[valid]  # [N, 4], [N], [N]
         if self.nms_thresh > 0:  # official boxlist_ml_nms returns everything when nms_thresh <= 0
-            keep = batched_nms(boxes, scores, labels, self.nms_thresh)
+            groups = image * (int(labels.max()) + 1 if len(labels) else 1) + labels
+            keep = batched_nms(boxes, scores, groups, self.nms_thresh)  # best first; ties: input order
         else:
             keep = scores.argsort(descending=True, stable=True)
-        if self.detections_per_img > 0:
-            keep = keep[: self.detections_per_img]  # keep is sorted by score, descending
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        # official BoxList.resize to the original image: scale x by w0/w and y by h0/h
-        (h, w), (h0, w0) = image_size, original_size
-        scale = boxes.new_tensor([w0 / w, h0 / h, w0 / w, h0 / h])
-        return Detections(boxes_xyxy=boxes * scale, scores=scores, labels=labels.long())
+        keep = keep[image[keep].argsort(stable=True)]  # grouped by image, still best first within one
+        counts = torch.bincount(image[keep], minlength=b).tolist()
+        scale = boxes.new_tensor([[w0 / w, h0 / h, w0 / w, h0 / h]
+                                  for (h, w), (h0, w0) in zip(image_sizes, original_sizes)])  # [B, 4]
+        out = []
+        for ids in keep.split(counts):  # a loop over images
+            if self.detections_per_img > 0:
+                ids = ids[: self.detections_per_img]
+            out.append(Detections(boxes_xyxy=boxes[ids] * scale[image[ids]], scores=scores[ids],
+                                  labels=labels[ids].long()))
+        return out
+
+
+def _image_outputs(outputs: HeadOutputs, i: int) -> HeadOutputs:
+    """Image i of a batch's head outputs, as a batch of one."""
+    return HeadOutputs(logits=[x[i:i + 1] for x in outputs.logits], bbox_reg=[x[i:i + 1] for x in outputs.bbox_reg],
+                       centerness=[x[i:i + 1] for x in outputs.centerness])

@@ -85,3 +85,14 @@ def clip_boxes(boxes_xyxy: Tensor, height: int, width: int, legacy: bool = True)
     x = boxes_xyxy[:, 0::2].clamp(min=0, max=width - r)  # [N, 2] (x1, x2)
     y = boxes_xyxy[:, 1::2].clamp(min=0, max=height - r)  # [N, 2] (y1, y2)
     return torch.stack((x[:, 0], y[:, 0], x[:, 1], y[:, 1]), dim=-1)
+
+
+def clip_boxes_per_image(boxes_xyxy: Tensor, image_sizes: list[tuple[int, int]] | tuple[tuple[int, int], ...],
+                         legacy: bool = True) -> Tensor:
+    """clip_boxes for a batch: boxes [B, K, 4], image b clamped into its own (height, width) image_sizes[b]."""
+    if boxes_xyxy.dim() != 3 or boxes_xyxy.shape[-1] != 4 or boxes_xyxy.shape[0] != len(image_sizes):
+        raise ValueError(f"boxes_xyxy must have shape [{len(image_sizes)}, K, 4] (one row per image size), "
+                         f"got {tuple(boxes_xyxy.shape)}")
+    r = _to_remove(legacy)
+    limits = boxes_xyxy.new_tensor([[w - r, h - r, w - r, h - r] for h, w in image_sizes])  # [B, 4]
+    return torch.minimum(boxes_xyxy.clamp(min=0), limits[:, None, :])

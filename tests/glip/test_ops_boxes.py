@@ -11,6 +11,7 @@ from glip.ops.boxes import (
     box_area,
     box_iou,
     clip_boxes,
+    clip_boxes_per_image,
     generalized_box_iou,
     xywh_to_xyxy,
     xyxy_to_xywh,
@@ -113,6 +114,17 @@ def test_clip_boxes_official_range():
     # image 50 high, 100 wide: legacy x in [0, 99], y in [0, 49]
     assert clip_boxes(boxes, 50, 100).tolist() == [[0.0, 0.0, 99.0, 40.0], [10.0, 10.0, 20.0, 20.0]]
     assert clip_boxes(boxes, 50, 100, legacy=False).tolist() == [[0.0, 0.0, 100.0, 40.0], [10.0, 10.0, 20.0, 20.0]]
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_clip_boxes_per_image_equals_clip_boxes_image_by_image(legacy):
+    boxes = torch.randn(3, 7, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 80 + 30
+    sizes = [(50, 100), (64, 32), (20, 20)]
+    batched = clip_boxes_per_image(boxes, sizes, legacy=legacy)
+    for b, (h, w) in enumerate(sizes):
+        assert torch.equal(batched[b], clip_boxes(boxes[b], h, w, legacy=legacy))
+    with pytest.raises(ValueError, match=r"\[3, K, 4\]"):
+        clip_boxes_per_image(boxes[:2], sizes)
 
 
 def test_bad_shape_is_a_clear_error():

@@ -114,7 +114,7 @@ def _iou(a, b):
     return iw * ih / (area(a) + area(b) - iw * ih)
 
 
-def _reference(heads, anchors, pmap, image_size, original_size, b, top_n, cap):
+def _reference(heads, anchors, pmap, image_size, original_size, b, top_n, cap, nms_thresh=0.6):
     """The official algorithm with its per-class loops, one image."""
     coder = BoxCoder()
     cands = []
@@ -137,7 +137,7 @@ def _reference(heads, anchors, pmap, image_size, original_size, b, top_n, cap):
     cands.sort(key=lambda c: -c[1])
     kept = []
     for box, score, cls in cands:
-        if all(c != cls or _iou(box, kb) <= 0.6 for kb, _, c in kept):
+        if nms_thresh <= 0 or all(c != cls or _iou(box, kb) <= nms_thresh for kb, _, c in kept):
             kept.append((box, score, cls))
     kept = kept[:cap]
     sx, sy = original_size[1] / image_size[1], original_size[0] / image_size[0]
@@ -167,6 +167,36 @@ def test_matches_loop_reference_batch_with_per_image_prompts():
         torch.testing.assert_close(det.scores, torch.tensor([r[1] for r in ref], dtype=torch.float64))
         assert det.labels.tolist() == [r[2] for r in ref]
         assert int(det.labels.max()) < maps[i].shape[0]
+
+
+@pytest.mark.parametrize("nms_thresh", [0.6, 0.0])
+def test_shared_prompt_batch_matches_loop_reference_per_image(nms_thresh):
+    """One positive map for the batch (the chunked engine's case): the images are processed together
+    (one NMS call, images as groups); each image's detections equal the one-image reference, including an
+    image with no candidate and images of different sizes."""
+    gen = torch.Generator().manual_seed(1)
+    shapes = [(8, 8), (4, 4), (2, 2)]
+    anchors = [a.double() for a in AnchorGenerator(strides=(8, 16, 32), sizes=(64, 128, 256))(shapes)]
+    b, t = 4, 8
+    heads = HeadOutputs(
+        logits=[torch.randn(b, h * w, t, generator=gen, dtype=torch.float64) * 2 - 1 for h, w in shapes],
+        bbox_reg=[torch.randn(b, h * w, 4, generator=gen, dtype=torch.float64) for h, w in shapes],
+        centerness=[torch.randn(b, h * w, generator=gen, dtype=torch.float64) for h, w in shapes],
+    )
+    for lv in range(len(shapes)):
+        heads.logits[lv][2] = -8.0  # image 2: every token probability ~0.0003, no candidate
+    pmap = torch.tensor([[1, 1, 0, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1, 0, 0]]).double()
+    image_sizes = [(64, 60), (50, 64), (64, 64), (30, 40)]
+    original_sizes = [(128, 90), (25, 64), (64, 64), (60, 100)]
+    post = PostProcessor(pre_nms_top_n=20, detections_per_img=15, nms_thresh=nms_thresh)
+    dets = post(heads, anchors, pmap, image_sizes, original_sizes)
+    assert len(dets) == b and len(dets[2]) == 0
+    for i in (0, 1, 3):
+        ref = _reference(heads, anchors, pmap, image_sizes[i], original_sizes[i], i, 20, 15, nms_thresh)
+        assert len(dets[i]) == len(ref) > 5
+        torch.testing.assert_close(dets[i].boxes_xyxy, torch.tensor([r[0] for r in ref], dtype=torch.float64))
+        torch.testing.assert_close(dets[i].scores, torch.tensor([r[1] for r in ref], dtype=torch.float64))
+        assert dets[i].labels.tolist() == [r[2] for r in ref]
 
 
 def test_batch_size_mismatch_is_an_error():
