@@ -32,6 +32,9 @@ tests/bench/test_inference.py, not here. Nothing asserts a time.
   collections in a round: one costs ~0.2 s here and lands in the harness share of whichever round it hits.
   The rounds' own wall times (stats) say whether a lower harness share is time saved or time moved
   into the model's calls (a busy machine: a prefetch thread with no idle core slows the model).
+- postprocess: glip-synth's head outputs on synth-shapes test (batches of 8) post-processed image by image
+  (the baseline: one positive-map object per image, as before issue #9 every batch) and batched (one prompt
+  for the batch: tensor ops over the images, one NMS call with images as groups); detections compared.
 - batching vs AP: AP of batch 1, batch 8 in data-set order (the official padding, which the fusion attends
   to), and batch 8 grouped by input size (the default), on synth-shapes test with a third of the images
   cropped to 128x96 and a third to 96x128.
@@ -420,3 +423,49 @@ def test_batching_effect_on_ap(benchmark, trained_synth, batch_size, group_by_si
         info["images_changed_vs_batch1"] = len(changed)
     benchmark.extra_info.update(info)
     print(f"\nbatch {batch_size} grouped={group_by_size}: AP {values['AP']:.2f} {info}")
+
+
+# ------------------------------------------------------------------------------------ postprocess
+@pytest.fixture(scope="module")
+def synth_head_outputs(trained_synth, synth_root):
+    """glip-synth's head outputs on synth-shapes test in batches of 8 of equal-size images (what the
+    inference engine hands the postprocessor), with the anchors, the prompt's positive map and the sizes."""
+    from bench.inference import _expand, _fit_map
+    from bench.registry import get_task
+    from glip.prompts import build_prompt_chunks
+
+    model = trained_synth[0]
+    ds = get_task("synth-shapes").load("test", synth_root)
+    ch = build_prompt_chunks(model.tokenizer, [c["name"] for c in ds.categories])[0]
+    text = encode_prompts(model, [ch.caption])[0]
+    pm = _fit_map(ch.positive_map, text.input_ids.shape[1], torch.device("cpu"))
+    cases = []
+    with torch.no_grad():
+        for k in range(0, len(ds), 8):
+            batch = model.preprocess([ds.load_image(i) for i in ds.image_ids[k:k + 8]])
+            features = model.encode_images(batch)
+            out = model.forward_head(features, _expand(text, len(batch)))
+            cases.append((out, model.anchors(features), pm, batch.image_sizes, batch.original_sizes))
+    return model.postprocessor, cases
+
+
+@pytest.mark.benchmark(group="postprocess: glip-synth (trained 200 steps) head outputs, synth-shapes test, batch 8")
+@pytest.mark.parametrize("path", ["image-by-image", "batched"])
+def test_postprocess_batched(benchmark, synth_head_outputs, path):
+    """Paths: "batched" (the default when a batch shares its prompt): candidates of every image in one set of tensor
+    ops per level and one class-aware NMS with images as groups; "image-by-image" (the baseline: how every
+    batch was post-processed before, still the path when each image brings its own prompt): the same
+    postprocessor handed one positive-map object per image. Their detections are compared here."""
+    post, cases = synth_head_outputs
+
+    def run(shared: bool) -> list:
+        return [d for out, anchors, pm, sizes, originals in cases
+                for d in post(out, anchors, pm if shared else [pm.clone() for _ in sizes], sizes, originals)]
+
+    dets = benchmark.pedantic(run, args=(path == "batched",), rounds=5, iterations=1, warmup_rounds=1)
+    other = run(path != "batched")
+    identical = all(torch.equal(a.boxes_xyxy, b.boxes_xyxy) and torch.equal(a.scores, b.scores)
+                    and torch.equal(a.labels, b.labels) for a, b in zip(dets, other))
+    benchmark.extra_info.update(baseline=path == "image-by-image", images=len(dets),
+                                detections=sum(len(d) for d in dets), identical_to_other_path=identical,
+                                threads=torch.get_num_threads())
