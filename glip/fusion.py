@@ -74,10 +74,10 @@ class BiMultiHeadAttention(nn.Module):
         """Scores [B*h, N, T] -> (image->text probs [B*h, N, T], text->image probs [B*h, T, N]) (§1.5)."""
         attn = attn.clamp(-CLAMP, CLAMP)
         n = attn.shape[1]
-        # text -> image: A^T minus its row max, clamped, softmax over image positions, no image mask
-        attn_t = attn.transpose(1, 2)  # [B*h, T, N]
-        attn_t = (attn_t - attn_t.max(dim=-1, keepdim=True).values).clamp(-CLAMP, CLAMP)
-        probs_l = attn_t.softmax(dim=-1)
+        # text -> image: A^T minus its row max, clamped, softmax over image positions, no image mask.
+        # The max is taken over A's dim 1 in A's own layout (a reduction along a strided axis of A^T is slow)
+        attn_t = (attn - attn.max(dim=1, keepdim=True).values).clamp(-CLAMP, CLAMP)  # [B*h, N, T]
+        probs_l = attn_t.transpose(1, 2).contiguous().softmax(dim=-1)  # [B*h, T, N]
         # image -> text: padded tokens get -9e15 so they receive zero attention
         if mask_l is not None:
             fill = torch.zeros_like(mask_l, dtype=attn.dtype).masked_fill(mask_l == 0, MASK_FILL)  # [B,T]
