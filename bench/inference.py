@@ -128,6 +128,11 @@ def _expand(text: TextFeatures, b: int) -> TextFeatures:
                         hidden=text.hidden.expand(b, -1, -1), embedded=text.embedded.expand(b, -1, -1))
 
 
+def _autocast(device: str | torch.device, dtype: torch.dtype | None) -> Any:
+    """torch.autocast on the device's type in `dtype`, or a no-op context when dtype is None."""
+    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None)
+
+
 def _device(model: Any) -> torch.device:
     return model.prompt_offset.device
 
@@ -356,8 +361,8 @@ def image_batches(load: Callable[[int], Any], keys: Sequence[int], batches: Sequ
 # ---------------------------------------------------------------------------------------- predictors
 def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int, batch_size: int = 1,
                       device: str = "cpu", *, image_ids: Sequence[int] | None = None, num_workers: int | None = None,
-                      group_by_size: bool = True, timer: ModelTimer | None = None, prefetch: bool | None = None
-                      ) -> tuple[list[dict[str, Any]], float]:
+                      group_by_size: bool = True, timer: ModelTimer | None = None, prefetch: bool | None = None,
+                      autocast_dtype: torch.dtype | None = None) -> tuple[list[dict[str, Any]], float]:
     """COCO-format detections of `image_ids` (default: every image of `dataset`) and the seconds it took.
 
     chunks: glip PromptChunks (caption, positive_map [P, T], phrase_indices into dataset.categories).
@@ -367,6 +372,8 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
     (official DETECTIONS_PER_IMG, applied per chunk, glip-official.md 3.3). Predictions come in the order
     of `image_ids`. num_workers: image-decoding processes (None: `auto_workers`); without them, prefetch
     decodes the next batch in a background thread (None: `auto_prefetch`). Neither changes any number.
+    autocast_dtype: run the model under torch.autocast in this dtype (torch.bfloat16: the GPU speed setting
+    of issue #9; scores and boxes are still post-processed in float32). None: the model's own precision.
     """
     timer = timer if timer is not None else ModelTimer()
     start = time.perf_counter()
@@ -379,14 +386,16 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
     model.postprocessor.detections_per_img = cap
     by_image: dict[int, list[dict[str, Any]]] = {}
     try:
-        texts = encode_prompts(model, [ch.caption for ch in chunks], timer)
+        with _autocast(device, autocast_dtype):
+            texts = encode_prompts(model, [ch.caption for ch in chunks], timer)
         maps = [ch.positive_map for ch in chunks]
         sizes = [(dataset.image(i).width, dataset.image(i).height) for i in ids]
         plan = plan_batches(sizes, batch_size, cfg.min_size, cfg.max_size, cfg.size_divisibility, group_by_size)
         workers = auto_workers(device) if num_workers is None else num_workers
         ahead = auto_prefetch(device) if prefetch is None else prefetch
         for batch_ids, images in image_batches(dataset.load_image, ids, plan, cfg, workers, ahead):
-            per_chunk = detect_chunks(model, images, texts, maps, timer)  # [chunk][image]
+            with _autocast(device, autocast_dtype):
+                per_chunk = detect_chunks(model, images, texts, maps, timer)  # [chunk][image]
             for j, image_id in enumerate(batch_ids):
                 parts = [(d[j].boxes_xyxy.cpu(), d[j].scores.cpu(), lookup[d[j].labels.cpu()])
                          for d, lookup in zip(per_chunk, lookups)]

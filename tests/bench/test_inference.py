@@ -172,3 +172,26 @@ def test_grounding_shares_the_backbone_and_equals_naive(model, tmp_path):
             assert p["boxes"][j] == d.boxes_xyxy[sel][order].tolist()
     assert sum(len(b) for p in preds for b in p["boxes"]) > 0
     json.dumps(preds)  # the prediction file format is plain JSON
+
+
+def test_bf16_autocast_runs_the_model_in_bf16_and_stays_close(model, world):
+    """autocast_dtype=bfloat16 (the GPU speed setting) on CPU: the model's linear layers really compute in
+    bf16, the predictions come back as float32 COCO entries, and the top detections agree with float32."""
+    dataset, chunks, _ = world
+    seen: list[torch.dtype] = []
+    hook = model.head.dot_product_projection_text.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    try:
+        fp32, _ = predict_detection(model, dataset, chunks[:1], cap=30, batch_size=4, num_workers=0)
+        assert set(seen) == {torch.float32}
+        seen.clear()
+        bf16, _ = predict_detection(model, dataset, chunks[:1], cap=30, batch_size=4, num_workers=0,
+                                    autocast_dtype=torch.bfloat16)
+    finally:
+        hook.remove()
+    assert set(seen) == {torch.bfloat16}
+    assert len(bf16) > 50 and all(isinstance(v, float) for p in bf16 for v in (*p["bbox"], p["score"]))
+    for image_id in dataset.image_ids:  # each image's best detection: same class, score and box nearly equal
+        a = max((p for p in fp32 if p["image_id"] == image_id), key=lambda p: p["score"])
+        b = max((p for p in bf16 if p["image_id"] == image_id), key=lambda p: p["score"])
+        assert a["category_id"] == b["category_id"] and abs(a["score"] - b["score"]) < 0.01
+        assert np.allclose(a["bbox"], b["bbox"], atol=0.5)
