@@ -408,13 +408,13 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
 
 
 def predict_grounding(model: Any, dataset: Any, device: str = "cpu", *, sample_ids: Sequence[int] | None = None,
-                      num_workers: int | None = None, timer: ModelTimer | None = None, prefetch: bool | None = None
-                      ) -> tuple[list[dict[str, Any]], float]:
+                      num_workers: int | None = None, timer: ModelTimer | None = None, prefetch: bool | None = None,
+                      autocast_dtype: torch.dtype | None = None) -> tuple[list[dict[str, Any]], float]:
     """Flickr-style predictions (CONTRACTS.md 5) of `sample_ids` (default all), and the seconds it took.
 
     One image per pass (official, glip-official.md 3.4); the backbone runs once per image for all of its
-    captions (Flickr30K has about 5 per image), text + head once per caption. num_workers / prefetch: as
-    in `predict_detection`.
+    captions (Flickr30K has about 5 per image), text + head once per caption. num_workers / prefetch /
+    autocast_dtype: as in `predict_detection`.
     """
     from glip.prompts import positive_map
 
@@ -433,9 +433,10 @@ def predict_grounding(model: Any, dataset: Any, device: str = "cpu", *, sample_i
     for (sid,), images in image_batches(dataset.load_image, first, [[k] for k in range(len(first))], model.config,
                                         workers, ahead):
         group = by_image[dataset.sample(sid).image.id]
-        texts = encode_prompts(model, [s.caption for s in group], timer)
         maps = [positive_map(model.tokenizer, s.caption, [p.spans for p in s.phrases], max_len=t) for s in group]
-        dets = detect_chunks(model, images, texts, maps, timer)  # [sample][1 image]
+        with _autocast(device, autocast_dtype):
+            texts = encode_prompts(model, [s.caption for s in group], timer)
+            dets = detect_chunks(model, images, texts, maps, timer)  # [sample][1 image]
         for s, d in zip(group, dets):
             out[s.id] = _grounding_entry(s.id, d[0], len(s.phrases))
     preds = [out[s.id] for s in samples]

@@ -39,6 +39,9 @@ REGIMES = Registry("regime")
 INFERENCE_DEFAULTS: dict[str, Any] = {
     # official TEST.IMS_PER_BATCH 1 for LVIS/Flickr; fusion attends over padding, so batch size moves numbers
     "infer_batch_size": 1,
+    # bf16 autocast for the model's calls at inference on CUDA (issue #9: the GPU speed setting); ignored on
+    # CPU. Off by default: official evaluation runs in float32, and bf16 rounding moves scores slightly
+    "infer_amp": False,
 }
 
 # Defaults of every training regime; None = resolved per run by `resolve_hparams` (documented there)

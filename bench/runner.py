@@ -252,25 +252,35 @@ def prompt_chunks(task: Any, dataset: Any, tokenizer: Any, prompt_set: str) -> l
 
 def predict_detection(model: Any, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], cap: int, batch_size: int,
                       device: str, num_workers: int | None = None, timer: Any = None,
-                      image_ids: Sequence[int] | None = None) -> tuple[list[dict[str, Any]], float]:
+                      image_ids: Sequence[int] | None = None, amp: bool = False) -> tuple[list[dict[str, Any]], float]:
     """COCO-format detections of `image_ids` (default every image; CONTRACTS.md 5) and the seconds it took.
 
     Chunked prompts: one pass of fusion + head per chunk on cached image features, phrase labels mapped
     to category ids, the chunks' detections merged by score under the task's per-image cap (which is also
-    the postprocessor's per-chunk cap, official DETECTIONS_PER_IMG).
+    the postprocessor's per-chunk cap, official DETECTIONS_PER_IMG). amp: hp "infer_amp" (`inference_autocast`).
     """
     from bench.inference import predict_detection as engine
 
     return engine(model, dataset, [ch for ch, _ in chunks], cap, batch_size, device, num_workers=num_workers,
-                  timer=timer, image_ids=image_ids)
+                  timer=timer, image_ids=image_ids, autocast_dtype=inference_autocast(amp, device))
 
 
 def predict_grounding(model: Any, dataset: Any, device: str, num_workers: int | None = None, timer: Any = None,
-                      sample_ids: Sequence[int] | None = None) -> tuple[list[dict[str, Any]], float]:
+                      sample_ids: Sequence[int] | None = None, amp: bool = False
+                      ) -> tuple[list[dict[str, Any]], float]:
     """Flickr-style predictions (per entry, per phrase, boxes by score), one image per pass (bench.inference)."""
     from bench.inference import predict_grounding as engine
 
-    return engine(model, dataset, device, num_workers=num_workers, timer=timer, sample_ids=sample_ids)
+    return engine(model, dataset, device, num_workers=num_workers, timer=timer, sample_ids=sample_ids,
+                  autocast_dtype=inference_autocast(amp, device))
+
+
+def inference_autocast(amp: bool, device: str) -> Any:
+    """The autocast dtype of a run's inference: bfloat16 when hp "infer_amp" is on and the device is CUDA
+    (like training's "amp", ignored on CPU), else None (the model's own float32)."""
+    import torch
+
+    return torch.bfloat16 if amp and str(device).startswith("cuda") else None
 
 
 def piece_size(num_keys: int) -> int:
@@ -419,9 +429,9 @@ def run_one(
 
     def predict(dataset: Any, timer: Any = None) -> tuple[list[dict[str, Any]], float]:
         if grounding:
-            return predict_grounding(model, dataset, device, num_workers, timer)
+            return predict_grounding(model, dataset, device, num_workers, timer, amp=hp["infer_amp"])
         return predict_detection(model, dataset, chunks, task.detections_per_image, hp["infer_batch_size"], device,
-                                 num_workers, timer)
+                                 num_workers, timer, amp=hp["infer_amp"])
 
     trained: dict[str, Any] | None = None
     fewshot: dict[str, Any] | None = None
@@ -458,9 +468,10 @@ def run_one(
 
         def part(ids: list[int]) -> list[dict[str, Any]]:
             if grounding:
-                return predict_grounding(model, eval_set, device, num_workers, timer, sample_ids=ids)[0]
+                return predict_grounding(model, eval_set, device, num_workers, timer, sample_ids=ids,
+                                         amp=hp["infer_amp"])[0]
             return predict_detection(model, eval_set, chunks, task.detections_per_image, hp["infer_batch_size"],
-                                     device, num_workers, timer, image_ids=ids)[0]
+                                     device, num_workers, timer, image_ids=ids, amp=hp["infer_amp"])[0]
 
         trained_digest = _weights_digest(model, regime.stored_names(groups)) if regime.trains else None
         sharded = predict_sharded(part, keys, folder, piece_size=piece_size(len(keys)),

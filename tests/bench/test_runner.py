@@ -230,3 +230,17 @@ def test_model_cache_freezes_the_heap_once_per_build(monkeypatch):
         assert events == ["unfreeze", "freeze", "unfreeze", "freeze"]
     finally:
         real_unfreeze()
+
+
+def test_infer_amp_is_bf16_autocast_on_cuda_only():
+    import torch
+
+    from bench.regimes import get_regime, resolve_hparams
+    from bench.runner import inference_autocast
+
+    assert resolve_hparams(get_regime("zero-shot"), None)["infer_amp"] is False  # official float32 by default
+    assert resolve_hparams(get_regime("zero-shot"), None, {"infer_amp": True})["infer_amp"] is True
+    with pytest.raises(UserError, match="infer_amp"):
+        resolve_hparams(get_regime("zero-shot"), None, {"infer_amp": "yes"})
+    assert inference_autocast(True, "cuda") is torch.bfloat16 and inference_autocast(True, "cuda:1") is torch.bfloat16
+    assert inference_autocast(True, "cpu") is None and inference_autocast(False, "cuda") is None
