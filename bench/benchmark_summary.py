@@ -53,9 +53,13 @@ def headline(data: dict) -> list[str]:
         official = _info(data, "test_chunked_prompt_glip_t_parts[glip-t]", "cached_over_official_naive")
         share = _info(data, "test_chunked_prompt_glip_t_parts[glip-t]", "per_chunk_share_of_full_forward")
         late = _info(data, "test_chunked_prompt_glip_t_parts[glip-t-a]", "cached_over_naive")
-        lines.append(f"  chunked prompts, glip-t, 31 chunks: cached / naive {chunk:.3f} (target <= 0.5); vs the "
-                     f"official padded forward {official:.3f}; per-chunk share of a forward {share:.3f}"
+        lines.append(f"  chunked prompts, glip-t 256x256, 31 chunks: cached / naive {chunk:.3f} (target <= 0.5); vs "
+                     f"the official padded forward {official:.3f}; per-chunk share of a forward {share:.3f}"
                      + (f"; glip-t-a {late:.4f}" if late is not None else ""))
+    full = "test_chunked_prompt_glip_t_parts_full_size"
+    if _info(data, full, "cached_over_naive") is not None:
+        lines.append(f"  chunked prompts, glip-t 800x1333: cached / naive {_info(data, full, 'cached_over_naive'):.3f}, "
+                     f"vs the official padded forward {_info(data, full, 'cached_over_official_naive'):.3f}")
     rates = {k: _info(data, f"test_batch_size[{k}]", "images_per_s") for k in (1, 4, 8)}
     if all(v is not None for v in rates.values()):
         lines.append("  batched inference, glip-synth on cpu: " + ", ".join(f"batch {k} {v:.1f}" for k, v in

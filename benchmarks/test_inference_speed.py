@@ -17,6 +17,7 @@ tests/bench/test_inference.py, not here. Nothing asserts a time.
   (late fusion) too: its tower sees no text, so it runs once per image and a chunk costs only its logits.
   Inference drops text padding (glip.model.GLIP.encode_text); the official forward pads every chunk to 256
   tokens, so that padded forward is timed too and the ratio reported against both naive paths.
+  GLIP_BENCH_FULL_SIZE=1 adds glip-t at the official 800x1333 (about 3 minutes; skipped by default).
 - batch size: images/s of glip-synth on the synthetic synth-shapes test split for batch 1, 4, 8.
 - harness overhead: a zero-shot pass over the 5 synthetic detection tasks' test splits at the demo's scale
   (120 images each; the 30-image 'quick' splits overstate per-run fixed costs) (load, predict, save, score, with
@@ -43,6 +44,7 @@ tests/bench/test_inference.py, not here. Nothing asserts a time.
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,10 +113,24 @@ def test_chunked_prompt_glip_t_parts(benchmark, random_model, lvis_like_names, p
     """One round = one full forward (the naive path's unit: it runs 31 per image), then the cached path's
     once-per-image part and one chunk's per-chunk part, timed back to back so machine noise hits all three.
     The per-part minimum over the rounds gives the 31-chunk per-image estimate in extra_info."""
+    model, chunks = _setup(random_model, lvis_like_names, preset, min_size=256, max_size=256)
+    _chunk_parts(benchmark, model, chunks, (256, 256), rounds=2, warmup_rounds=1)
+
+
+@pytest.mark.skipif(not os.environ.get("GLIP_BENCH_FULL_SIZE"),
+                    reason="about 3 minutes on 2 CPU cores: set GLIP_BENCH_FULL_SIZE=1 to run it")
+@pytest.mark.benchmark(group="chunked prompt, 31 chunks, glip-t 800x1333 (parts of one image)")
+def test_chunked_prompt_glip_t_parts_full_size(benchmark, random_model, lvis_like_names):
+    """The same at the official test size (800x1333, padded to 800x1344), two rounds: DyHead's cost grows
+    with the pixels while the text side does not, so the per-chunk share is larger than at 256x256."""
+    model, chunks = _setup(random_model, lvis_like_names, "glip-t")
+    _chunk_parts(benchmark, model, chunks, (1333, 800), rounds=2, warmup_rounds=0)
+
+
+def _chunk_parts(benchmark, model, chunks, size: tuple[int, int], rounds: int, warmup_rounds: int) -> None:
     from bench.inference import _fit_map, _LateFusionHead
 
-    model, chunks = _setup(random_model, lvis_like_names, preset, min_size=256, max_size=256)
-    batch = model.preprocess([_image((256, 256))])
+    batch = model.preprocess([_image(size)])
     ch = chunks[len(chunks) // 2]
     text = encode_prompts(model, [ch.caption])[0]  # padding dropped, as inference does
     pm = _fit_map(ch.positive_map, text.input_ids.shape[1], torch.device("cpu"))
@@ -141,20 +157,21 @@ def test_chunked_prompt_glip_t_parts(benchmark, random_model, lvis_like_names, p
             parts[k].append(v)
 
     with torch.no_grad():
-        benchmark.pedantic(one_round, rounds=2, iterations=1, warmup_rounds=1)
+        benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=warmup_rounds)
     full_padded, full, once, chunk = (min(v) for v in parts.values())
     n = len(chunks)
     cached, naive, official = once + n * chunk, n * full, n * full_padded
     benchmark.extra_info.update(threads=torch.get_num_threads(), tokens=int(text.attention_mask.sum()),
+                                input=list(batch.tensor.shape[-2:]),
                                 full_forward_padded_s=full_padded, full_forward_s=full, once_per_image_s=once,
                                 per_chunk_s=chunk, official_naive_per_image_s=official, naive_per_image_s=naive,
                                 cached_per_image_s=cached, cached_over_naive=cached / naive,
                                 cached_over_official_naive=cached / official,
                                 trimmed_over_padded_forward=full / full_padded,
                                 per_chunk_share_of_full_forward=chunk / full)
-    print(f"\n{preset} 256x256, 31 chunks: cached/naive per image = {cached / naive:.2f}, cached/official naive "
-          f"(256-token padding) = {cached / official:.2f} (full padded {full_padded:.2f} s, full {full:.2f} s, "
-          f"once {once:.2f} s, per chunk {chunk:.2f} s)")
+    print(f"\n{model.config.name} {size[0]}x{size[1]}, 31 chunks: cached/naive per image = "
+          f"{cached / naive:.2f}, cached/official naive (256-token padding) = {cached / official:.2f} (full padded "
+          f"{full_padded:.2f} s, full {full:.2f} s, once {once:.2f} s, per chunk {chunk:.2f} s)")
 
 
 @pytest.mark.benchmark(group="batch size: glip-synth (trained 200 steps), synth-shapes test (30 images)")

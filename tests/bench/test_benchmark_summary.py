@@ -31,6 +31,7 @@ def test_headline_quotes_the_issue_ratios_present_and_says_what_is_missing():
     ]}
     text = "\n".join(headline(data))
     assert "cached / naive 0.610 (target <= 0.5); vs the official padded forward 0.470" in text
+    assert "800x1333" not in text
     assert "COCO, 5000 images: 7.5x" in text and "LVIS" not in text  # absent benchmarks give no line
     assert "20.0% (plain) -> 8.0% (fast)" in text
     assert "batched 2.00x faster" in text
