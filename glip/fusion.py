@@ -76,8 +76,8 @@ class BiMultiHeadAttention(nn.Module):
         n = attn.shape[1]
         # text -> image: A^T minus its row max, clamped, softmax over image positions, no image mask.
         # The max is taken over A's dim 1 in A's own layout (a reduction along a strided axis of A^T is slow)
-        attn_t = (attn - attn.max(dim=1, keepdim=True).values).clamp(-CLAMP, CLAMP)  # [B*h, N, T]
-        probs_l = attn_t.transpose(1, 2).contiguous().softmax(dim=-1)  # [B*h, T, N]
+        shifted = (attn - attn.max(dim=1, keepdim=True).values).clamp(-CLAMP, CLAMP)  # [B*h, N, T]
+        probs_l = shifted.transpose(1, 2).contiguous().softmax(dim=-1)  # [B*h, T, N]
         # image -> text: padded tokens get -9e15 so they receive zero attention
         if mask_l is not None:
             fill = torch.zeros_like(mask_l, dtype=attn.dtype).masked_fill(mask_l == 0, MASK_FILL)  # [B,T]
