@@ -526,6 +526,7 @@ def run_one(
         "hparams": hp,
         "training": trained,
         "fewshot": fewshot,
+        "files": [store.PREDICTIONS, *([store.ADAPTER] if regime.trains and save_adapter else [])],
         "started_at": started,
         "finished_at": now(),
         "wall_seconds": time.perf_counter() - t0,
@@ -572,7 +573,8 @@ def run_grid(
     if rescore:
         missing = [s.run_name for s in specs if store.finished_record(results_dir, s) is None]
         if missing:
-            raise UserError(f"--rescore needs finished runs; {len(missing)} have no valid record, e.g. {missing[0]}")
+            raise UserError(f"--rescore needs finished runs; {len(missing)} have no valid record with its predictions, "
+                            f"e.g. {missing[0]}")
         # no inference: rank 0 rescores, the others only wait for it
         records = [rescore_run(store.run_dir(results_dir, s), data_root, metric_backend) for s in specs] if main else []
         dist.barrier()

@@ -8,10 +8,11 @@ Layout (CONTRACTS.md section 6)::
                                                         or every weight for full-ft), on top of its checkpoint
     <results>/runs/<spec.run_name>/record.json           the record, written last and atomically
 
-A run is finished exactly when its record.json exists, parses and validates and its spec hash is the
-one asked for. Every file is written through a temp file + rename (bench.io), so a run killed at any
-point leaves either nothing, or stray hidden `.*.tmp` files (removed by `clean_partial` before the run
-is redone), or predictions without a record -- never a record that looks finished.
+A run is finished exactly when its record.json exists, parses and validates, its spec hash is the one
+asked for, and the files it lists (predictions, adapter) are there (`finished_record`). Every file is
+written through a temp file + rename (bench.io), so a run killed at any point leaves either nothing, or
+stray hidden `.*.tmp` files (removed by `clean_partial` before the run is redone), or predictions
+without a record -- never a record that looks finished.
 """
 
 from __future__ import annotations
@@ -76,11 +77,35 @@ def load_record(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def finished_record(results_dir: str | os.PathLike, spec: RunSpec) -> dict[str, Any] | None:
-    """The record of `spec` if that run finished (record valid, same spec hash), else None."""
+    """The record of `spec` if that run finished, else None (the reason logged when a record is there).
+
+    Finished: its record.json parses and validates with the spec hash asked for, the files the record
+    lists (`record["files"]`; records without the list: the predictions) are in its folder, and the
+    checkpoint it names still has the sha256 it was made from. So a record without its outputs (results/
+    in git keeps records, not predictions or adapters: a fresh clone) or made from a checkpoint replaced
+    since is run again, not reused.
+    """
+    from bench.provenance import file_sha256
+
     record = load_record(record_path(results_dir, spec))
     if record is None or record["spec_hash"] != spec.hash:
         return None
+    folder = run_dir(results_dir, spec)
+    missing = [name for name in record.get("files", [PREDICTIONS]) if not _output_present(folder, name)]
+    if missing:
+        log.info("%s: its record is there without %s: the run is not finished", spec.run_name, ", ".join(missing))
+        return None
+    made_from = record["provenance"].get("checkpoint_sha256")
+    if spec.checkpoint and made_from and Path(spec.checkpoint).is_file() and file_sha256(spec.checkpoint) != made_from:
+        log.info("%s: %s changed since its record was made: the run is not finished", spec.run_name, spec.checkpoint)
+        return None
     return record
+
+
+def _output_present(folder: Path, name: str) -> bool:
+    if name == PREDICTIONS:  # read_predictions also takes a plain predictions.json
+        return (folder / PREDICTIONS).is_file() or (folder / "predictions.json").is_file()
+    return (folder / name).is_file()
 
 
 def write_record(folder: str | os.PathLike, record: dict[str, Any]) -> Path:

@@ -93,3 +93,20 @@ def test_sigkill_then_rerun(tmp_path, monkeypatch):
     assert all(r["started_at"] == before[r["spec_hash"]] for r in records if r["spec_hash"] in before)
     assert _state(results) == {s.run_name: (["adapter.safetensors"] if s.regime != "zero-shot" else [])
                                + ["predictions.json.gz", "record.json"] for s in specs}
+
+
+def test_records_without_their_predictions_are_run_again(tmp_path, monkeypatch):
+    """A fresh clone has results/'s records but not its predictions (git ignores them): the runs are redone,
+    not reused as finished, so nothing downstream asks for a file that is not there."""
+    _, data_root = make_world(tmp_path, monkeypatch)
+    results = tmp_path / "results"
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-world", regimes=["zero-shot"], shots=None, seeds=None,
+                        overrides={"infer_batch_size": 4})
+    first = run_grid(specs, data_root, results)
+    assert all(r["files"] == [store.PREDICTIONS] for r in first)
+    for spec in specs:
+        store.predictions_path(store.run_dir(results, spec)).unlink()
+    again = run_grid(specs, data_root, results)
+    assert all(a["started_at"] != b["started_at"] for a, b in zip(again, first))  # redone, not skipped
+    assert [r["metrics"] for r in again] == [r["metrics"] for r in first]
+    assert _state(results) == {s.run_name: ["predictions.json.gz", "record.json"] for s in specs}

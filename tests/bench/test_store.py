@@ -112,3 +112,46 @@ def test_nan_predictions_are_saved_as_null_and_refused_by_name(tmp_path):
           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2], "area": 4, "iscrowd": 0}]}
     with pytest.raises(UserError, match="prediction #0 has a null box or score"):
         evaluate("coco_bbox", gt, [pred])
+
+
+def _finished_pair(tmp_path, spec, record):
+    folder = store.run_dir(tmp_path, spec)
+    store.write_predictions(folder, [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}])
+    store.write_record(folder, record)
+    return folder
+
+
+def test_a_record_without_the_files_it_lists_is_not_finished(tmp_path):
+    """results/ in git keeps records but not predictions or adapters: a fresh clone's runs are redone."""
+    spec = RunSpec(model="glip-tiny", task="t", regime="linear-probe", shots=1, seed=3)
+    folder = _finished_pair(tmp_path, spec, {**_record(spec), "files": [store.PREDICTIONS, store.ADAPTER]})
+    assert store.finished_record(tmp_path, spec) is None  # the adapter it lists is missing
+    (folder / store.ADAPTER).write_bytes(b"tensors")
+    assert store.finished_record(tmp_path, spec) is not None
+    store.predictions_path(folder).unlink()
+    assert store.finished_record(tmp_path, spec) is None  # the predictions are missing
+
+
+def test_records_without_a_file_list_need_their_predictions(tmp_path):
+    spec = RunSpec(model="glip-tiny", task="t", regime="zero-shot")
+    folder = _finished_pair(tmp_path, spec, _record(spec))  # no "files": written before the list existed
+    assert store.finished_record(tmp_path, spec) is not None
+    data = store.read_predictions(folder)
+    store.predictions_path(folder).unlink()
+    assert store.finished_record(tmp_path, spec) is None
+    (folder / "predictions.json").write_text(json.dumps(data))  # the plain form read_predictions also takes
+    assert store.finished_record(tmp_path, spec) is not None
+
+
+def test_a_record_made_from_a_replaced_checkpoint_is_not_finished(tmp_path):
+    from bench.io import sha256_file
+
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"weights v1")
+    spec = RunSpec(model="glip-tiny", task="t", regime="zero-shot", checkpoint=str(ckpt))
+    record = _record(spec)
+    record["provenance"]["checkpoint_sha256"] = sha256_file(ckpt)
+    _finished_pair(tmp_path, spec, record)
+    assert store.finished_record(tmp_path, spec) is not None
+    ckpt.write_bytes(b"weights v2, retrained")
+    assert store.finished_record(tmp_path, spec) is None
