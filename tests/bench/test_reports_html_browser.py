@@ -116,3 +116,13 @@ def test_screenshot_is_a_1366px_png(page, tmp_path):
     head = png.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     assert int.from_bytes(head[16:20], "big") == 1366 and int.from_bytes(head[20:24], "big") == 900
+
+
+def test_cli_writes_the_screenshot(tmp_path):
+    from bench.cli import main as cli_main
+
+    write_records(tmp_path / "res", [make_record(seed=s, value=40.0 + s) for s in range(2)])
+    assert cli_main(["leaderboard", "--results", str(tmp_path / "res"), "--out", str(tmp_path / "out"),
+                     "--no-reference", "--screenshot", str(tmp_path / "out" / "leaderboard.png")]) == 0
+    head = (tmp_path / "out" / "leaderboard.png").read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(head[16:20], "big") == 1366

@@ -296,3 +296,13 @@ def test_cli_group_sizes_come_from_the_registry_and_the_flag(tmp_path, monkeypat
     row = table.iloc[0]
     assert row["synth mean"] == "41.0* ± 1.0 (1/5)"  # the registry knows 5 synth tasks; 1 ran
     assert row["mine mean"] == "10.0* (1/4; 1/3 seeds)"
+
+
+def test_cli_screenshot_without_a_browser_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GLIP_BENCH_CHROMIUM", str(tmp_path / "no-such-chromium"))
+    write_records(tmp_path / "res", [make_record()])
+    rc = cli_main(["leaderboard", "--results", str(tmp_path / "res"), "--out", str(tmp_path / "out"),
+                   "--no-reference", "--screenshot", str(tmp_path / "shot.png")])
+    assert rc == 2
+    assert "no Chromium found" in capsys.readouterr().err and not (tmp_path / "shot.png").exists()
+    assert (tmp_path / "out" / "leaderboard.html").is_file()  # the tables are written before the screenshot
