@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from bench.errors import UserError
 from bench.records import REGIMES
@@ -101,10 +102,10 @@ class SeriesStyles:
     that lacks some series still draws the others as every other figure does."""
 
     def __init__(self, df: pd.DataFrame):
-        keys = sorted({tuple(k) for k in df[SERIES_KEYS].itertuples(index=False)},
-                      key=lambda k: (k[0], k[1], k[2], regime_order(k[3])))
+        keys = sorted({tuple(k) for k in df[SERIES_KEYS].itertuples(index=False)})
         labels = short_labels([(k[0], k[3], k[1], k[2]) for k in keys])
         self.variant = dict(zip(keys, labels))
+        keys.sort(key=lambda k: (k[0], self.variant[k], regime_order(k[3])))
         kinds = sorted({(k[0], lab) for k, lab in self.variant.items()})
         extra = sorted({k[3] for k in keys} - set(REGIME_COLOURS))
         colours = {**REGIME_COLOURS, **{r: EXTRA_COLOURS[i % len(EXTRA_COLOURS)] for i, r in enumerate(extra)}}
@@ -202,6 +203,11 @@ def _scatter(ax, points: pd.DataFrame, x_col: str, styles: SeriesStyles) -> int:
             ax.annotate(text + ("" if ok else " *"), (xv, yv), textcoords="offset points", xytext=(4, 3),
                         fontsize="x-small", color=style["color"])
     ax.set_xscale("log")
+    if len(shown) and shown[x_col].max() < 10 * shown[x_col].min():
+        # under a decade the log axis has no labelled power of ten: label the ticks as plain numbers
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
     ax.grid(alpha=0.3, which="both")
     return left_out
 
