@@ -243,7 +243,7 @@ def forest_plot(table: pd.DataFrame, a: Mapping[str, Any], b: Mapping[str, Any],
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 1.4 + 0.45 * len(table)), layout="constrained")
+    fig = Figure(figsize=(9, 2.2 + 0.45 * len(table)), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     y = np.arange(len(table))[::-1]
@@ -266,7 +266,7 @@ def forest_plot(table: pd.DataFrame, a: Mapping[str, Any], b: Mapping[str, Any],
     ax.set_yticks(y, [f"{t} (n={n})" for t, n in zip(table["task"], table["pairs"])])
     ax.set_xlabel(f"difference in {metric} (b − a): {_text(b)} minus {_text(a)}")
     ax.set_title(f"Ablation: {_text(b)} (b) vs {_text(a)} (a), paired runs", fontsize="medium")
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.legend(*ax.get_legend_handles_labels(), fontsize="small", loc="outside lower center")
     ax.grid(alpha=0.3, axis="x")
     return fig
 

@@ -146,7 +146,7 @@ def test_forest_plot_and_cli(results, tmp_path):
     assert len(ax.containers) == 3  # per-task, per-regime and overall error bars
     zero = [line for line in ax.get_lines() if list(line.get_xdata()) == [0.0, 0.0]]
     assert len(zero) == 1
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
         "per task, pooled over regimes (95% bootstrap CI)", "per regime, pooled over tasks (95% bootstrap CI)",
         "overall: every pair pooled (95% bootstrap CI)"]
     out = tmp_path / "abl"
@@ -213,5 +213,5 @@ def test_overall_over_mixed_metrics_says_so(tmp_path):
     assert list(table["metric"]) == ["AP", "R@1", "AP/R@1"]
     note = ablation.pooling_note(table)
     assert "averages differences in different metrics (AP, R@1" in note
-    labels = [t.get_text() for t in ablation.forest_plot(table, LATE, DEEP).axes[0].get_legend().get_texts()]
+    labels = [t.get_text() for t in ablation.forest_plot(table, LATE, DEEP).legends[0].get_texts()]
     assert labels[-1] == "overall: every pair pooled, mixing AP and R@1 (95% bootstrap CI)"
