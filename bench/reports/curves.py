@@ -162,14 +162,14 @@ def _draw_shots(ax, points: pd.DataFrame, styles: SeriesStyles) -> None:
                 ax.annotate("*", (xi, yi), textcoords="offset points", xytext=(4, 4), color=style["color"])
 
 
-def _outside_legend(fig: Figure, title: str) -> None:
-    """One legend for the figure, right of every axes, so it covers no data point."""
+def _outside_legend(fig: Figure, title: str, loc: str = "outside right upper", ncols: int = 1) -> None:
+    """One legend for the figure, outside every axes (right, or below), so it covers no data point."""
     handles: dict[str, object] = {}
     for ax in fig.axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="small",
+        fig.legend(list(handles.values()), list(handles), loc=loc, ncols=ncols, fontsize="small",
                    title=title, title_fontsize="small")
 
 
@@ -264,7 +264,7 @@ def per_task(df: pd.DataFrame, seeds: Iterable[int] | None = None, ncols: int = 
     tasks = sorted(set(df["task"]))
     ncols = max(1, min(ncols, len(tasks)))
     nrows = math.ceil(len(tasks) / ncols)
-    fig = _new_figure(width=3.2 * ncols + 3.0, height=2.6 * nrows + 0.8)
+    fig = _new_figure(width=max(3.2 * ncols, 7.5), height=2.6 * nrows + 2.2)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=False)
     expected = expected_seed_sets(df, seeds)  # seeds a task should have: those of its peers
     styles = SeriesStyles(df)
@@ -277,7 +277,8 @@ def per_task(df: pd.DataFrame, seeds: Iterable[int] | None = None, ncols: int = 
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(tasks):]:
         fig.delaxes(ax)
-    _outside_legend(fig, f"regime · model · variant\n({INCOMPLETE_NOTE})")
+    # below the panels: a right-hand legend would collide with the title over a single narrow panel
+    _outside_legend(fig, f"regime · model · variant   ({INCOMPLETE_NOTE})", loc="outside lower center", ncols=2)
     fig.suptitle("Per-task score vs. training shots (band: ±1 std over seeds)")
     return fig
 

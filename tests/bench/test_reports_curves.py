@@ -191,3 +191,19 @@ def test_legend_names_only_what_tells_series_apart(tmp_path):
     markers = {line.get_label(): line.get_marker() for line in ax.get_lines()}
     assert markers["full-ft · glip-synth · fusion=deep"] == markers["zero-shot · glip-synth · fusion=deep"] \
         != markers["full-ft · glip-synth · fusion=late"]
+
+
+def test_per_task_for_a_wide_group_keeps_the_legend_off_every_panel(tmp_path):
+    tasks = [f"odinw-{i:02d}" for i in range(13)]
+    recs = [make_record(task=t, regime=r, shots=s, seed=k, value=20.0 + i + (s or 0) + k, groups=("odinw13",))
+            for i, t in enumerate(tasks) for r in ("prompt-tuning", "full-ft") for s in (1, 5) for k in (0, 1)]
+    write_records(tmp_path, recs)
+    df = load_records(tmp_path)
+    for shown in (tasks, tasks[:1]):  # a wide group, and one narrow panel under a long title
+        fig = curves.per_task(df[df["task"].isin(shown)])
+        assert [ax.get_title() for ax in fig.axes] == shown
+        fig.canvas.draw()
+        legend = fig.legends[0].get_window_extent()
+        for ax in fig.axes:
+            assert not legend.overlaps(ax.get_window_extent()), ax.get_title()
+        assert not legend.overlaps(fig.get_suptitle() and fig._suptitle.get_window_extent())
