@@ -26,7 +26,7 @@ from bench.reports.leaderboard import (
 )
 from bench.reports.load import regime_order, shots_order
 
-FILTERS = {"model": "Model", "regime": "Regime", "shots": "Shots"}
+FILTERS = {"kind": "Kind", "model": "Model", "regime": "Regime", "shots": "Shots"}
 _NUMBER = re.compile(r"^(-?\d+(?:\.\d+)?)")
 _SCALE = {"K": 1e3, "M": 1e6, "B": 1e9, "s": 1.0, "min": 60.0, "h": 3600.0}
 
@@ -92,6 +92,15 @@ SCRIPT = """
       });
       row.hidden = !ok;
       shown += ok ? 1 : 0;
+    });
+    // a score column with no value in any shown row is hidden, so the numbers that are there fit
+    heads.forEach(function (h, i) {
+      if (h.getAttribute("data-type") !== "num") { return; }
+      var empty = Array.prototype.every.call(body.rows, function (r) {
+        return r.hidden || r.cells[i].getAttribute("data-v") === "";
+      });
+      h.hidden = empty;
+      Array.prototype.forEach.call(body.rows, function (r) { r.cells[i].hidden = empty; });
     });
     document.getElementById("count").textContent = shown + " of " + body.rows.length + " rows";
   }
@@ -170,7 +179,8 @@ def leaderboard_page(table: pd.DataFrame, header: str, legend: Iterable[str]) ->
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>glip-bench leaderboard</title><style>{STYLE}</style></head>\n<body>\n"
         f"<h1>glip-bench leaderboard</h1>\n<p class=\"gen\">{html.escape(header)} Click a column header to sort; "
-        "highlighted: the best (highest) value of each score column, incomplete (starred) group numbers not counted; italic rows: reported numbers.</p>\n"
+        "highlighted: the best (highest) value of each score column, incomplete (starred) group numbers not counted; "
+        "columns with no value in the shown rows are hidden; italic rows: reported numbers.</p>\n"
         f"<form id=\"filters\">{filters}<span id=\"count\">{len(table)} rows</span></form>\n"
         f"<table id=\"leaderboard\"><thead><tr>{''.join(heads)}</tr></thead>\n<tbody>\n"
         + "\n".join(rows)

@@ -57,6 +57,26 @@ PROBE = """
 """
 
 
+PROBE_KIND = """
+<script>
+(function () {
+  var kind = document.querySelector('select[data-filter="kind"]');
+  kind.value = "reproduced";
+  kind.dispatchEvent(new Event("change"));
+  var out = {shown: {}, hidden: []};
+  Array.prototype.forEach.call(document.getElementById("leaderboard").tHead.rows[0].cells, function (h) {
+    if (h.hidden) { out.hidden.push(h.textContent); } else { out.shown[h.textContent] = h.getBoundingClientRect().right; }
+  });
+  out.count = document.getElementById("count").textContent;
+  var pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>
+"""
+
+
 @pytest.fixture
 def page(tmp_path):
     recs = []
@@ -109,6 +129,23 @@ def test_sort_filter_and_fit_in_a_1366px_screen(page):
     best_mean = max(means)
     assert f"synth mean={best_mean:g}" in seen["best"]
     assert len([b for b in seen["best"] if b.startswith("task")]) == len(TASKS)
+
+
+def test_kind_filter_hides_columns_only_reported_rows_fill(page, tmp_path):
+    """With the published rows (COCO, LVIS, Flickr30K, ODinW columns) the table is wider than a screen;
+    showing the reproduced rows only hides the columns they leave empty, and the rest fit again."""
+    from bench.reports.reference import default_reference_dir, load_reference
+
+    reference = load_reference([default_reference_dir() / "reported-numbers.csv"])
+    df = load_records(page[0] / "res")
+    html = lb.render_html(lb.leaderboard_table(df, reference), len(df))
+    (tmp_path / "kind.html").write_text(html.replace("</body>", PROBE_KIND + "</body>"), encoding="utf-8")
+    seen = _probe(tmp_path / "kind.html")
+    assert seen["count"] == "6 of " + str(html.count("<tr") - 1) + " rows"
+    assert "coco (AP)" in seen["hidden"] and "odinw13 mean" in seen["hidden"]
+    assert "synth mean" in seen["shown"] and "task6" in seen["shown"]
+    for header, right in seen["shown"].items():
+        assert 0 < right <= 1366, (header, seen["shown"])
 
 
 def test_screenshot_is_a_1366px_png(page, tmp_path):
