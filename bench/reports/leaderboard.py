@@ -236,7 +236,9 @@ def leaderboard_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, s
     rkeys = ["model", "pretrain_data", "regime", "shots", "source"]
     for key, cells in ref.groupby(rkeys, sort=False):
         base = dict(zip(rkeys, key))
-        row = {"kind": REPORTED, "model": base["model"], "variant": MISSING, "regime": base["regime"],
+        # a published row has no hyper-parameters here; what tells it apart is its pre-training data
+        row = {"kind": REPORTED, "model": base["model"], "variant": base["pretrain_data"] or MISSING,
+               "regime": base["regime"],
                "shots": base["shots"] or MISSING, "checkpoint": MISSING, "hparams": MISSING,
                "pretrain data": base["pretrain_data"] or MISSING, "source": base["source"]}
         for column, cc in cells.groupby("column", sort=False):
@@ -263,8 +265,8 @@ LEGEND = [
     "The ± of a group mean is the std over seeds of the per-seed group mean (seeds present in every task).",
     "Variant: the settings that differ between rows of the same model and regime (the checkpoint's name where "
     "only it differs); every hyper-parameter and the checkpoint are in leaderboard.csv and the HTML row details.",
-    "Rows of kind 'reported' are published numbers (not reproduced by this code) with their source and "
-    "pre-training data in the details (evaluation split in brackets).",
+    "Rows of kind 'reported' are published numbers (not reproduced by this code); their variant is the "
+    "pre-training data, their source is in the details (evaluation split in brackets).",
     "Cost: median trainable parameters and mean training time per run (stored parameters per task, "
     "inference images/s and the device are in the details).",
 ]

@@ -146,7 +146,7 @@ def test_reference_rows_stand_beside_reproduced_rows(tmp_path):
     table = lb.leaderboard_table(load_records(tmp_path / "res"), reference)
     assert list(table["kind"]) == [lb.REPRODUCED, lb.REPORTED, lb.REPORTED]
     zs = _row(table, kind=lb.REPORTED, regime="zero-shot")
-    assert (zs["model"], zs["pretrain data"], zs["source"]) == ("GLIP-X", "O365", "some README")
+    assert (zs["model"], zs["variant"], zs["pretrain data"], zs["source"]) == ("GLIP-X", "O365", "O365", "some README")
     assert zs["odinw13 mean"] == "28.7 (val)"
     assert zs["coco (AP)"] == "42.9 (val2017)"
     assert not any(c.startswith("lvis") for c in table.columns)  # APr is not LVIS's headline metric
