@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group-size", action="append", default=None, metavar="GROUP=N",
                         help="number of tasks a group should have (default: the task registry's groups, "
                              "odinw13=13, odinw35=35, else the tasks seen in the records)")
+    parser.add_argument("--screenshot", default=None, metavar="PNG",
+                        help="also write a headless-Chromium screenshot of leaderboard.html (needs chromium)")
+    parser.add_argument("--screenshot-width", type=int, default=1366, metavar="PX",
+                        help="screen width of the screenshot in pixels (default 1366)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -83,6 +87,11 @@ def main(args: argparse.Namespace) -> int:
     }
     for name, text in outputs.items():
         atomic_write_text(out / name, text)
+    if args.screenshot:
+        from bench.reports.browser import screenshot
+
+        png = screenshot(out / "leaderboard.html", args.screenshot, width=args.screenshot_width)
+        log.info("screenshot of %s at %d px -> %s", out / "leaderboard.html", args.screenshot_width, png)
     log.info("leaderboard from %d records: %d rows (%d reproduced) -> %s", n, len(table),
              int((table["kind"] == lb.REPRODUCED).sum()), ", ".join(str(out / k) for k in outputs))
     return 0

@@ -23,12 +23,15 @@ from scipy import stats
 
 from bench.errors import UserError
 from bench.logs import get_logger
+from bench.reports.load import regime_order
 
 log = get_logger("reports")
 
 PAIR_KEYS = ["model", "checkpoint", "task", "task_version", "regime", "shots_label", "seed", "prompt_set", "split",
              "other_overrides"]
-RESULT_COLUMNS = ["task", "pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "wilcoxon_p"]
+RESULT_COLUMNS = ["task", "pooled_over", "metric", "pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
+                  "wilcoxon_p"]
+OVERALL = "overall"
 N_RESAMPLES = 9999
 
 
@@ -93,6 +96,7 @@ def pair_runs(df: pd.DataFrame, a: Mapping[str, Any], b: Mapping[str, Any], unse
     # the order they were found in
     pairs = pairs[pairs["_merge"] == "both"].drop(columns="_merge").sort_values(pair_keys).reset_index(drop=True)
     pairs["diff"] = pairs["value_b"] - pairs["value_a"]
+    pairs["metric"] = pairs["task"].map(df.drop_duplicates("task").set_index("task")["primary"])
     if counts["unpaired_a"] or counts["unpaired_b"]:
         log.warning("%d side-a and %d side-b run(s) have no partner and are left out of the ablation",
                     counts["unpaired_a"], counts["unpaired_b"])
@@ -128,17 +132,38 @@ def wilcoxon_p(diffs: np.ndarray) -> float:
         return float(stats.wilcoxon(diffs).pvalue)
 
 
-def _summary(label: str, g: pd.DataFrame, seed: int, n_resamples: int) -> dict[str, Any]:
+def _summary(label: str, pooled: str, g: pd.DataFrame, seed: int, n_resamples: int) -> dict[str, Any]:
     lo, hi = bootstrap_ci(g["diff"].to_numpy(), seed, n_resamples)
-    return {"task": label, "pairs": len(g), "mean_a": g["value_a"].mean(), "mean_b": g["value_b"].mean(),
-            "mean_diff": g["diff"].mean(), "ci_low": lo, "ci_high": hi, "wilcoxon_p": wilcoxon_p(g["diff"])}
+    metric = "/".join(sorted(set(g["metric"].dropna()))) if "metric" in g else ""
+    return {"task": label, "pooled_over": pooled, "metric": metric, "pairs": len(g), "mean_a": g["value_a"].mean(),
+            "mean_b": g["value_b"].mean(), "mean_diff": g["diff"].mean(), "ci_low": lo, "ci_high": hi,
+            "wilcoxon_p": wilcoxon_p(g["diff"])}
 
 
 def ablation_table(pairs: pd.DataFrame, seed: int = 0, n_resamples: int = N_RESAMPLES) -> pd.DataFrame:
-    """Per task (pooled over regimes, shots and seeds) and overall (all pairs): means, b - a, CI, p."""
-    rows = [_summary(task, g, seed, n_resamples) for task, g in pairs.groupby("task", sort=True)]
-    rows.append(_summary("overall", pairs, seed, n_resamples))
+    """Per task (pooled over regimes, shots and seeds), per regime when there are several (pooled over
+    tasks, shots and seeds), and overall (every pair): means, b - a, CI, p. The pooled_over and metric
+    columns say what each row mixes; an overall over tasks of different metrics averages unlike numbers."""
+    rows = [_summary(task, "regimes, shots, seeds", g, seed, n_resamples)
+            for task, g in pairs.groupby("task", sort=True)]
+    regimes = sorted(set(pairs["regime"]), key=regime_order) if "regime" in pairs else []
+    if len(regimes) > 1:
+        rows += [_summary(f"all tasks · {r}", "tasks, shots, seeds", pairs[pairs["regime"] == r], seed, n_resamples)
+                 for r in regimes]
+    rows.append(_summary(OVERALL, "tasks, regimes, shots, seeds", pairs, seed, n_resamples))
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def pooling_note(table: pd.DataFrame) -> str:
+    """What the overall row mixes, in words, for the Markdown and the log."""
+    overall = table[table["task"] == OVERALL].iloc[0]
+    text = (f"'{OVERALL}' pools every pair: all tasks, regimes, shots and seeds together "
+            "(the per-task and 'all tasks · regime' rows split it).")
+    metrics = [m for m in str(overall["metric"]).split("/") if m]
+    if len(metrics) > 1:
+        text += (f" It averages differences in different metrics ({', '.join(metrics)}: see the metric column), "
+                 "so read it as a rough summary, not as one metric's change.")
+    return text
 
 
 GAP_KEYS = ["model", "checkpoint", "task", "task_version", "shots_label", "seed", "prompt_set", "split",
@@ -218,23 +243,30 @@ def forest_plot(table: pd.DataFrame, a: Mapping[str, Any], b: Mapping[str, Any],
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 1.4 + 0.45 * len(table)), layout="constrained")
+    fig = Figure(figsize=(9, 2.2 + 0.45 * len(table)), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     y = np.arange(len(table))[::-1]
     mean = table["mean_diff"].to_numpy(dtype=float)
     lo = np.nan_to_num(mean - table["ci_low"].to_numpy(dtype=float))
     hi = np.nan_to_num(table["ci_high"].to_numpy(dtype=float) - mean)
-    overall = (table["task"] == "overall").to_numpy()
-    ax.errorbar(mean[~overall], y[~overall], xerr=[lo[~overall], hi[~overall]], fmt="o", capsize=3,
-                label="per task (95% bootstrap CI)")
+    overall = (table["task"] == OVERALL).to_numpy()
+    regime = table["task"].str.startswith("all tasks · ").to_numpy()
+    task = ~overall & ~regime
+    ax.errorbar(mean[task], y[task], xerr=[lo[task], hi[task]], fmt="o", capsize=3,
+                label="per task, pooled over regimes (95% bootstrap CI)")
+    if regime.any():
+        ax.errorbar(mean[regime], y[regime], xerr=[lo[regime], hi[regime]], fmt="s", color="tab:green", capsize=3,
+                    label="per regime, pooled over tasks (95% bootstrap CI)")
+    metrics = str(table.loc[overall, "metric"].iloc[0]) if overall.any() else ""
+    mixed = f", mixing {metrics.replace('/', ' and ')}" if "/" in metrics else ""
     ax.errorbar(mean[overall], y[overall], xerr=[lo[overall], hi[overall]], fmt="D", color="black", capsize=3,
-                label="overall, all pairs (95% bootstrap CI)")
+                label=f"overall: every pair pooled{mixed} (95% bootstrap CI)")
     ax.axvline(0.0, color="0.5", linestyle="--", linewidth=1)
     ax.set_yticks(y, [f"{t} (n={n})" for t, n in zip(table["task"], table["pairs"])])
     ax.set_xlabel(f"difference in {metric} (b − a): {_text(b)} minus {_text(a)}")
     ax.set_title(f"Ablation: {_text(b)} (b) vs {_text(a)} (a), paired runs", fontsize="medium")
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.legend(*ax.get_legend_handles_labels(), fontsize="small", loc="outside lower center")
     ax.grid(alpha=0.3, axis="x")
     return fig
 
@@ -255,7 +287,7 @@ def render_markdown(table: pd.DataFrame, gap: pd.DataFrame | str, a: Mapping[str
              f"resamples, seed {seed}). p: two-sided Wilcoxon signed-rank test on the paired differences "
              "(no normality assumption; n/a below 2 pairs or when every difference is 0).",
              f"Unpaired runs left out: {counts.get('unpaired_a', 0)} on side a, {counts.get('unpaired_b', 0)} on side b.",
-             "", "## Per task and overall", "", *md(table)]
+             "", "## Per task, per regime and overall", "", pooling_note(table), "", *md(table)]
     lines += ["", "## Prompt tuning vs full fine-tuning (the paper's Table 8 question)", "",
               "gap = full-ft - prompt-tuning, paired by task/shots/seed within each side; the last row is the "
               "change of the gap between sides (b - a), paired across sides.", ""]

@@ -1,8 +1,10 @@
-"""Cost curves from the records: AP against shots, trainable parameters and training compute.
+"""Cost curves from the records: AP against shots, trainable parameters and training compute
+(images seen in training).
 
 Every function takes the records DataFrame (bench.reports.load) and returns a matplotlib Figure built
 without pyplot (no global state; the Agg canvas renders PNG and SVG). A series is one
-(model, checkpoint, variant, regime); a point is its shots setting. A point's y is the mean over the
+(model, checkpoint, variant, regime), coloured by regime and marked by model/variant the same way in
+every figure; legends sit outside the axes; a point is its shots setting. A point's y is the mean over the
 selected tasks of each task's seed-mean; its band is ±1 std over seeds of the per-seed task mean.
 Points over fewer tasks or seeds than the figure's full set are starred, not silently averaged.
 """
@@ -17,8 +19,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from bench.errors import UserError
+from bench.records import REGIMES
+from bench.reports.labels import DEFAULT_LABEL, short_labels
 from bench.reports.leaderboard import expected_seed_sets
 from bench.reports.load import regime_order, shots_order
 
@@ -73,40 +78,54 @@ def series_points(df: pd.DataFrame, seeds: Iterable[int] | None = None,
                      "n_tasks": len(task_means), "n_seeds": n_seeds,
                      "complete": len(task_means) == len(all_tasks) and n_seeds >= n_expected,
                      "trainable_params": g["trainable_params"].median(),
-                     # training only: the record's device_hours also counts inference time
-                     "train_device_hours": g["train_seconds"].mean() / 3600.0,
+                     "images_seen": g["images_seen"].mean(),
                      "device": ", ".join(sorted(set(g["device"])))})
     return pd.DataFrame(rows)
 
 
-def series_label(model: str, checkpoint: str, variant: str, regime: str) -> str:
-    parts = [regime, model + (f" ({checkpoint})" if checkpoint else "")]
-    if variant:
+def series_label(model: str, variant: str, regime: str) -> str:
+    parts = [regime, model]
+    if variant and variant != DEFAULT_LABEL:
         parts.append(variant)
     return " · ".join(parts)
 
 
-def _distinguishing(variants: list[str]) -> list[str]:
-    """Each variant reduced to the settings that tell the series apart: a key=value that every series
-    setting that key shares (e.g. a training budget, the split) is dropped from the legend."""
-    split = [[t for t in v.split(", ") if t] for v in variants]
-    values: dict[str, set[str]] = {}
-    for tokens in split:
-        for t in tokens:
-            values.setdefault(t.split("=", 1)[0], set()).add(t)
-    varying = {k for k, v in values.items() if len(v) > 1}
-    return [", ".join(t for t in tokens if t.split("=", 1)[0] in varying) for tokens in split]
+# colour = regime, marker and line style = model/variant: the same series looks the same in every figure
+REGIME_COLOURS = dict(zip(REGIMES, ("#7f7f7f", "#2ca02c", "#1f77b4", "#d62728")))
+EXTRA_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINESTYLES = ("-", "--", ":", "-.")
 
 
-def _series(points: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    groups = dict(iter(points.groupby(SERIES_KEYS, sort=False)))
-    keys = sorted(groups, key=lambda k: (k[0], k[1], k[2], regime_order(k[3])))
-    variants = _distinguishing([k[2] for k in keys])
-    # a checkpoint is named only when series differ in it, and then by its file name
-    ckpts = {k[1] for k in keys}
-    labels = [series_label(k[0], Path(k[1]).stem if len(ckpts) > 1 and k[1] else "", v, k[3])
-              for k, v in zip(keys, variants)]
-    return [(label, groups[k].sort_values("x_order")) for label, k in zip(labels, keys)]
+class SeriesStyles:
+    """Label, colour, marker and line style per series, fixed from the whole record set, so a panel
+    that lacks some series still draws the others as every other figure does."""
+
+    def __init__(self, df: pd.DataFrame):
+        keys = sorted({tuple(k) for k in df[SERIES_KEYS].itertuples(index=False)})
+        labels = short_labels([(k[0], k[3], k[1], k[2]) for k in keys])
+        self.variant = dict(zip(keys, labels))
+        keys.sort(key=lambda k: (k[0], self.variant[k], regime_order(k[3])))
+        kinds = sorted({(k[0], lab) for k, lab in self.variant.items()})
+        extra = sorted({k[3] for k in keys} - set(REGIME_COLOURS))
+        colours = {**REGIME_COLOURS, **{r: EXTRA_COLOURS[i % len(EXTRA_COLOURS)] for i, r in enumerate(extra)}}
+        self._style = {}
+        for k in keys:
+            i = kinds.index((k[0], self.variant[k]))
+            self._style[k] = {"color": colours[k[3]], "marker": MARKERS[i % len(MARKERS)],
+                              "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+        self.order = keys
+
+    def label(self, key: tuple) -> str:
+        return series_label(key[0], self.variant[key], key[3])
+
+    def style(self, key: tuple) -> dict:
+        return dict(self._style[key])
+
+
+def _series(points: pd.DataFrame, styles: SeriesStyles) -> list[tuple[tuple, pd.DataFrame]]:
+    groups = {tuple(k): g for k, g in points.groupby(SERIES_KEYS, sort=False)}
+    return [(k, groups[k].sort_values("x_order")) for k in styles.order if k in groups]
 
 
 def _new_figure(width: float = 7.0, height: float = 4.5) -> Figure:
@@ -127,52 +146,68 @@ def _shots_axis(ax, labels: list[str]) -> dict[str, int]:
     return pos
 
 
-def _draw_shots(ax, points: pd.DataFrame) -> None:
+def _draw_shots(ax, points: pd.DataFrame, styles: SeriesStyles) -> None:
     """One line per series over categorical shots positions; a ±std band where seeds allow one."""
     labels = sorted(set(points["shots_label"]), key=shots_order)
     pos = _shots_axis(ax, labels)
-    for label, s in _series(points):
+    for key, s in _series(points, styles):
         x = np.array([pos[v] for v in s["shots_label"]], dtype=float)
-        (line,) = ax.plot(x, s["y"], marker="o", label=label)
+        style = styles.style(key)
+        (line,) = ax.plot(x, s["y"], label=styles.label(key), markersize=5, **style)
         if s["std"].notna().any():
             std = s["std"].fillna(0.0).to_numpy()
-            ax.fill_between(x, s["y"] - std, s["y"] + std, color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.fill_between(x, s["y"] - std, s["y"] + std, color=style["color"], alpha=0.15, linewidth=0)
         for xi, yi, ok in zip(x, s["y"], s["complete"]):
             if not ok:
-                ax.annotate("*", (xi, yi), textcoords="offset points", xytext=(4, 4), color=line.get_color())
+                ax.annotate("*", (xi, yi), textcoords="offset points", xytext=(4, 4), color=style["color"])
+
+
+def _outside_legend(fig: Figure, title: str, loc: str = "outside right upper", ncols: int = 1) -> None:
+    """One legend for the figure, outside every axes (right, or below), so it covers no data point."""
+    handles: dict[str, object] = {}
+    for ax in fig.axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc=loc, ncols=ncols, fontsize="small",
+                   title=title, title_fontsize="small")
 
 
 def ap_vs_shots(df: pd.DataFrame, seeds: Iterable[int] | None = None) -> Figure:
     """AP against training shots, one line per regime (and model/variant), ±1 std band over seeds."""
     points = series_points(df, seeds)
     metric = df["primary"].iloc[0]
-    fig = _new_figure()
+    fig = _new_figure(9.0, 4.5)
     ax = fig.add_subplot()
-    _draw_shots(ax, points)
+    _draw_shots(ax, points, SeriesStyles(df))
     ax.set_xlabel("training images per class (shots); 0 = zero-shot")
     ax.set_ylabel(f"{metric} ({_scope(df)}), %")
     ax.set_title(f"{metric} vs. training shots per regime (band: ±1 std over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(title=f"regime · model · variant   ({INCOMPLETE_NOTE})", fontsize="small", title_fontsize="small")
+    _outside_legend(fig, f"regime · model · variant\n({INCOMPLETE_NOTE})")
     return fig
 
 
-def _scatter_by_regime(ax, points: pd.DataFrame, x_col: str) -> int:
-    """One scatter per regime; points with x <= 0 cannot sit on a log axis and are counted, not drawn."""
+def _scatter(ax, points: pd.DataFrame, x_col: str, styles: SeriesStyles) -> int:
+    """One marker set per series; points with x <= 0 cannot sit on a log axis and are counted, not drawn."""
     left_out = int((points[x_col] <= 0).sum() + points[x_col].isna().sum())
-    shown = points[points[x_col] > 0].copy()
-    shown["variant"] = _distinguishing(shown["variant"].tolist()) if len(shown) else []
-    for regime in sorted(set(shown["regime"]), key=regime_order):
-        r = shown[shown["regime"] == regime]
-        err = r["std"].fillna(0.0).to_numpy()
-        ax.errorbar(r[x_col], r["y"], yerr=err, fmt="none", ecolor="0.6", elinewidth=1)
-        ax.scatter(r[x_col], r["y"], label=regime, s=36, zorder=3)
-        for xv, yv, shots, ok, variant in zip(r[x_col], r["y"], r["shots_label"], r["complete"], r["variant"]):
-            text = f"{shots}-shot" if shots not in ("0", "all") else ("zero-shot" if shots == "0" else "all")
-            text += f" {variant}" if variant else ""
+    shown = points[points[x_col] > 0]
+    for key, r in _series(shown, styles):
+        style = styles.style(key)
+        ax.errorbar(r[x_col], r["y"], yerr=r["std"].fillna(0.0).to_numpy(), fmt="none", ecolor=style["color"],
+                    alpha=0.5, elinewidth=1)
+        ax.scatter(r[x_col], r["y"], label=styles.label(key), s=36, zorder=3, color=style["color"],
+                   marker=style["marker"])
+        for xv, yv, shots, ok in zip(r[x_col], r["y"], r["shots_label"], r["complete"]):
+            text = {"0": "zero-shot", "all": "all"}.get(shots, f"{shots}-shot")
             ax.annotate(text + ("" if ok else " *"), (xv, yv), textcoords="offset points", xytext=(4, 3),
-                        fontsize="x-small")
+                        fontsize="x-small", color=style["color"])
     ax.set_xscale("log")
+    if len(shown) and shown[x_col].max() < 10 * shown[x_col].min():
+        # under a decade the log axis has no labelled power of ten: label the ticks as plain numbers
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
     ax.grid(alpha=0.3, which="both")
     return left_out
 
@@ -181,79 +216,69 @@ def ap_vs_params(df: pd.DataFrame, seeds: Iterable[int] | None = None) -> Figure
     """AP against trainable parameters (log axis): what each regime buys per parameter it trains."""
     points = series_points(df, seeds)
     metric = df["primary"].iloc[0]
-    fig = _new_figure()
+    fig = _new_figure(9.0, 4.5)
     ax = fig.add_subplot()
-    left_out = _scatter_by_regime(ax, points, "trainable_params")
-    ax.set_xlabel("trainable parameters (log scale)")
+    left_out = _scatter(ax, points, "trainable_params", SeriesStyles(df))
+    ax.set_xlabel("trainable parameters (count, log scale)")
     ax.set_ylabel(f"{metric} ({_scope(df)}), %")
     title = f"{metric} vs. trainable parameters (bars: ±1 std over seeds)"
     if left_out:
         title += f"\n{left_out} point(s) with no trainable parameters (zero-shot) not shown on the log axis"
     ax.set_title(title, fontsize="medium")
-    _legend_or_note(ax)
+    _legend_or_note(fig, ax)
     return fig
 
 
-def _legend_or_note(ax) -> None:
-    """A legend of the regimes drawn, or a note saying that nothing could be drawn."""
+def _legend_or_note(fig: Figure, ax) -> None:
+    """A legend of the series drawn (outside the axes), or a note saying that nothing could be drawn."""
     if ax.get_legend_handles_labels()[1]:
-        ax.legend(title=f"regime  ({INCOMPLETE_NOTE})", fontsize="small", title_fontsize="small")
+        _outside_legend(fig, f"regime · model · variant\n({INCOMPLETE_NOTE})")
     else:
         ax.text(0.5, 0.5, "no runs with a positive value on this axis", transform=ax.transAxes, ha="center")
 
 
-def device_kind(devices: Iterable[str]) -> str:
-    """'GPU', 'CPU' or 'GPU and CPU' from record device strings ('cpu', 'cuda:0', 'NVIDIA H200', ...)."""
-    kinds = {"CPU" if str(d).lower().startswith("cpu") else "GPU" for d in devices}
-    return " and ".join(sorted(kinds, reverse=True)) if kinds else "device"
-
-
 def ap_vs_compute(df: pd.DataFrame, seeds: Iterable[int] | None = None) -> Figure:
-    """AP against training compute per run in device-hours (log axis), naming the device kind.
+    """AP against training compute per run, measured in training images seen (iterations x batch size,
+    summed over data-parallel processes: the record's images_seen), log axis.
 
-    Compute is the record's train_seconds (the cost field device_hours also includes inference)."""
+    Images seen, not wall-clock seconds: runs with the same iteration budget cost the same however
+    long the machine took, and the count is comparable across devices."""
     points = series_points(df, seeds)
     metric = df["primary"].iloc[0]
-    kind = device_kind(df["device"])
-    fig = _new_figure()
+    fig = _new_figure(9.0, 4.5)
     ax = fig.add_subplot()
-    left_out = _scatter_by_regime(ax, points, "train_device_hours")
-    unit = f"{kind}-hours" if " and " not in kind else f"device-hours, {kind} mixed"
-    ax.set_xlabel(f"training compute per run ({unit}, log scale)")
+    left_out = _scatter(ax, points, "images_seen", SeriesStyles(df))
+    ax.set_xlabel("training compute per run: images seen (iterations × batch size, log scale)")
     ax.set_ylabel(f"{metric} ({_scope(df)}), %")
     title = f"{metric} vs. training compute (bars: ±1 std over seeds)"
     if left_out:
-        title += f"\n{left_out} point(s) without training compute (zero-shot) not shown on the log axis"
+        title += f"\n{left_out} point(s) without training (zero-shot) not shown on the log axis"
     ax.set_title(title, fontsize="medium")
-    _legend_or_note(ax)
+    _legend_or_note(fig, ax)
     return fig
 
 
-def per_task(df: pd.DataFrame, seeds: Iterable[int] | None = None, ncols: int = 3) -> Figure:
-    """Small multiples: one panel per task, AP against shots per regime, one shared legend."""
+def per_task(df: pd.DataFrame, seeds: Iterable[int] | None = None, ncols: int = 4) -> Figure:
+    """Small multiples: one panel per task, score against shots per series, one shared legend outside
+    the panels (wide groups such as ODinW-13 get one readable panel per dataset)."""
     tasks = sorted(set(df["task"]))
     ncols = max(1, min(ncols, len(tasks)))
     nrows = math.ceil(len(tasks) / ncols)
-    fig = _new_figure(width=3.6 * ncols + 2.5, height=2.8 * nrows + 0.6)
+    fig = _new_figure(width=max(3.2 * ncols, 7.5), height=2.6 * nrows + 2.2)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=False)
     expected = expected_seed_sets(df, seeds)  # seeds a task should have: those of its peers
+    styles = SeriesStyles(df)
     for ax, task in zip(axes.flat, tasks):
         sub = df[df["task"] == task]
-        _draw_shots(ax, series_points(sub, seeds, expected))
+        _draw_shots(ax, series_points(sub, seeds, expected), styles)
         ax.set_title(f"{task}", fontsize="medium")
-        ax.set_xlabel("shots")
+        ax.set_xlabel("shots (images per class)")
         ax.set_ylabel(f"{sub['primary'].iloc[0]}, %")
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(tasks):]:
         fig.delaxes(ax)
-    handles, labels = {}, []
-    for ax in fig.axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in handles:
-                handles[lab] = h
-                labels.append(lab)
-    fig.legend([handles[lab] for lab in labels], labels, loc="outside right upper", fontsize="small",
-               title=f"regime · model · variant\n({INCOMPLETE_NOTE})", title_fontsize="small")
+    # below the panels: a right-hand legend would collide with the title over a single narrow panel
+    _outside_legend(fig, f"regime · model · variant   ({INCOMPLETE_NOTE})", loc="outside lower center", ncols=2)
     fig.suptitle("Per-task score vs. training shots (band: ±1 std over seeds)")
     return fig
 

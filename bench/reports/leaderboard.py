@@ -1,7 +1,10 @@
 """The leaderboard: records (and published numbers) -> one table, rendered as Markdown, CSV, LaTeX, HTML.
 
 Rows are model x checkpoint x regime x shots x variant (prompt set, split, overrides such as
-`fusion=late`); columns are tasks, then a mean and a median column per task group, then seeds and cost.
+`fusion=late`); columns are tasks, then a mean and a median column per task group, then seeds and a
+compact cost group. A row shows its variant as a short label (what differs between rows,
+bench.reports.labels); the full hyper-parameters and checkpoint are detail columns, kept in the CSV
+and the HTML row details but left out of the Markdown and LaTeX tables so those fit a page.
 Missing data are shown, never averaged away: a cell over fewer seeds than expected says "(2/3 seeds)",
 a group mean over fewer tasks than the group holds is starred and says "(9/13)".
 """
@@ -16,6 +19,7 @@ import pandas as pd
 
 from bench.errors import UserError
 from bench.logs import get_logger
+from bench.reports.labels import DEFAULT_LABEL, short_labels
 from bench.reports.load import regime_order, shots_order
 from bench.reports.reference import HEADLINE_METRIC, reference_cells
 
@@ -25,9 +29,13 @@ ROW_KEYS = ["model", "checkpoint", "regime", "shots_label", "variant"]
 # a group name's full size, when the records alone cannot tell (a task never run is invisible in them)
 DEFAULT_GROUP_SIZES = {"odinw13": 13, "odinw35": 35}
 REPRODUCED = "reproduced"
-REPORTED = "reported (not reproduced)"
+REPORTED = "reported"
 MISSING = "—"
-COST_COLUMNS = ["trainable params", "stored params / task", "train time / run", "images/s", "device"]
+HEAD_COLUMNS = ["kind", "model", "variant", "regime", "shots"]
+COST_COLUMNS = ["trainable params", "train time / run"]
+DETAIL_COLUMNS = ["checkpoint", "hparams", "pretrain data", "stored params / task", "images/s", "device", "source"]
+# a family of task columns this wide gets abbreviated headers with a key
+WIDE_FAMILY = 6
 VALUE_COLUMNS = [*ROW_KEYS, "column", "kind", "group", "metric", "mean", "std", "n_seeds", "expected_seeds",
                  "n_tasks", "expected_tasks"]
 
@@ -200,18 +208,19 @@ def leaderboard_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, s
     # reference task columns carry the headline metric in their header, as ours do
     ref = ref.assign(column=[f"{c} ({HEADLINE_METRIC[c]})" if c in HEADLINE_METRIC else c for c in ref["column"]])
     columns = _ordered_columns(values, ref)
-    head = ["kind", "model", "checkpoint", "pretrain data", "regime", "shots", "variant"]
     rows: list[dict[str, str]] = []
     if not values.empty:
         expected = expected_seed_sets(df, seeds)
         records = df if seeds is None else df[df["seed"].isin(list(seeds))]
         grouped_records = dict(iter(records.groupby(ROW_KEYS, sort=False)))
-        for key, cells in sorted(values.groupby(ROW_KEYS, sort=False), key=lambda kv: _row_sort_key(kv[0])):
+        ordered = sorted(values.groupby(ROW_KEYS, sort=False), key=lambda kv: _row_sort_key(kv[0]))
+        labels = short_labels([(k[0], k[2], k[1], k[4]) for k, _ in ordered])
+        for (key, cells), label in zip(ordered, labels):
             base = dict(zip(ROW_KEYS, key))
             runs = grouped_records[key]
-            row = {"kind": REPRODUCED, "model": base["model"], "checkpoint": base["checkpoint"] or MISSING,
-                   "pretrain data": MISSING, "regime": base["regime"], "shots": base["shots_label"],
-                   "variant": base["variant"] or "default"}
+            row = {"kind": REPRODUCED, "model": base["model"], "variant": label, "regime": base["regime"],
+                   "shots": base["shots_label"], "checkpoint": base["checkpoint"] or MISSING,
+                   "hparams": base["variant"] or DEFAULT_LABEL, "pretrain data": MISSING}
             for c in cells.to_dict("records"):
                 row[c["column"]] = format_cell(c["mean"], c["std"], c["n_seeds"], c["expected_seeds"],
                                                c["n_tasks"], c["expected_tasks"], c["kind"])
@@ -227,9 +236,11 @@ def leaderboard_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, s
     rkeys = ["model", "pretrain_data", "regime", "shots", "source"]
     for key, cells in ref.groupby(rkeys, sort=False):
         base = dict(zip(rkeys, key))
-        row = {"kind": REPORTED, "model": base["model"], "checkpoint": MISSING,
-               "pretrain data": base["pretrain_data"] or MISSING, "regime": base["regime"],
-               "shots": base["shots"] or MISSING, "variant": MISSING, "source": base["source"]}
+        # a published row has no hyper-parameters here; what tells it apart is its pre-training data
+        row = {"kind": REPORTED, "model": base["model"], "variant": base["pretrain_data"] or MISSING,
+               "regime": base["regime"],
+               "shots": base["shots"] or MISSING, "checkpoint": MISSING, "hparams": MISSING,
+               "pretrain data": base["pretrain_data"] or MISSING, "source": base["source"]}
         for column, cc in cells.groupby("column", sort=False):
             texts = []
             for c in cc.to_dict("records"):
@@ -237,7 +248,7 @@ def leaderboard_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, s
                 texts.append(t + (f" ({c['split']})" if c["split"] else ""))
             row[column] = " / ".join(texts)
         rows.append(row)
-    table = pd.DataFrame(rows, columns=[*head, *columns, "seeds", *COST_COLUMNS, "source"])
+    table = pd.DataFrame(rows, columns=[*HEAD_COLUMNS, *columns, "seeds", *COST_COLUMNS, *DETAIL_COLUMNS])
     return table.astype(object).fillna(MISSING).astype(str)
 
 
@@ -247,16 +258,60 @@ def header_line(n_records: int) -> str:
 
 
 LEGEND = [
-    "Cells: the task's primary metric (in the column header), mean ± sample std (n-1) over seeds. "
-    "'(2/3 seeds)': fewer seeds than expected (every seed seen for that regime and shots, or --seeds).",
+    "Cells: the task's primary metric (in the column header or the column key), mean ± sample std (n-1) over "
+    "seeds. '(2/3 seeds)': fewer seeds than expected (every seed seen for that regime and shots, or --seeds).",
     "Group mean/median: over the row's tasks in the group, each first averaged over its seeds; "
     "'*' with '(9/13)': only 9 of the group's 13 tasks are present, so the number is not the group's. "
     "The ± of a group mean is the std over seeds of the per-seed group mean (seeds present in every task).",
-    "Rows marked 'reported (not reproduced)' are published numbers with their source and pre-training data "
-    "(evaluation split in brackets); they were not produced by this code.",
-    "Cost: median trainable / stored-per-task parameters, mean training time per run, mean inference images/s, "
-    "on the listed device.",
+    "Variant: the settings that differ between rows of the same model and regime (the checkpoint's name where "
+    "only it differs); every hyper-parameter and the checkpoint are in leaderboard.csv and the HTML row details.",
+    "Rows of kind 'reported' are published numbers (not reproduced by this code); their variant is the "
+    "pre-training data, their source is in the details (evaluation split in brackets).",
+    "Cost: median trainable parameters and mean training time per run (stored parameters per task, "
+    "inference images/s and the device are in the details).",
 ]
+
+
+def is_score_column(column: str) -> bool:
+    """Task and group columns: the numbers a row is ranked by."""
+    return column.endswith((")", " mean", " median")) and column not in HEAD_COLUMNS + COST_COLUMNS + DETAIL_COLUMNS
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The table a person reads: without the detail columns (hyper-parameters, checkpoint, device...)."""
+    return table[[c for c in table.columns if c not in DETAIL_COLUMNS]]
+
+
+def short_headers(columns: Iterable[str]) -> dict[str, str]:
+    """Header abbreviations for wide families of task columns: 'synth-colours (AP)' -> 'colours' when
+    WIDE_FAMILY or more task columns share the 'synth-' prefix. Only abbreviations that stay unique
+    are used; the key (full name and metric) is printed under the table."""
+    columns = list(columns)
+    tasks = [c for c in columns if c.endswith(")") and " (" in c]
+    families: dict[str, list[str]] = {}
+    for c in tasks:
+        name = c.rsplit(" (", 1)[0]
+        if "-" in name:
+            families.setdefault(name.split("-", 1)[0], []).append(c)
+    out: dict[str, str] = {}
+    for members in families.values():
+        if len(members) < WIDE_FAMILY:
+            continue
+        short = {c: c.rsplit(" (", 1)[0].split("-", 1)[1] for c in members}
+        if len(set(short.values())) == len(short) and not set(short.values()) & set(columns):
+            out.update(short)
+    return out
+
+
+def header_key(columns: Iterable[str]) -> str:
+    """'Columns: colours = synth-colours (AP); ...' for the abbreviated headers, '' when none are."""
+    short = short_headers(columns)
+    return ("Columns: " + "; ".join(f"{v} = {k}" for k, v in short.items()) + ".") if short else ""
+
+
+def _readable(table: pd.DataFrame) -> pd.DataFrame:
+    shown = display_table(table)
+    return shown.rename(columns=short_headers(shown.columns))
 
 
 def render_markdown(table: pd.DataFrame, n_records: int) -> str:
@@ -264,38 +319,35 @@ def render_markdown(table: pd.DataFrame, n_records: int) -> str:
     def cell(x: str) -> str:
         return str(x).replace("|", "\\|").replace("\n", " ")
 
-    lines = [header_line(n_records), "", *(f"- {t}" for t in LEGEND), ""]
-    lines.append("| " + " | ".join(cell(c) for c in table.columns) + " |")
-    lines.append("|" + "|".join("---" for _ in table.columns) + "|")
-    for row in table.itertuples(index=False):
+    shown = _readable(table)
+    key = header_key(table.columns)
+    lines = [header_line(n_records), "", *(f"- {t}" for t in LEGEND), *([f"- {key}"] if key else []), ""]
+    lines.append("| " + " | ".join(cell(c) for c in shown.columns) + " |")
+    lines.append("|" + "|".join("---" for _ in shown.columns) + "|")
+    for row in shown.itertuples(index=False):
         lines.append("| " + " | ".join(cell(x) for x in row) + " |")
     return "\n".join(lines) + "\n"
 
 
 def render_csv(table: pd.DataFrame) -> str:
-    """Plain CSV (no comment line, so any CSV reader takes it as is)."""
+    """Plain CSV with every column, details included (no comment line, so any CSV reader takes it as is)."""
     return table.to_csv(index=False, lineterminator="\n")
 
 
 def render_latex(table: pd.DataFrame, n_records: int) -> str:
-    styler = table.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
-    body = styler.to_latex(hrules=True, column_format="l" * len(table.columns))
+    shown = _readable(table)
+    styler = shown.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    body = styler.to_latex(hrules=True, column_format="l" * len(shown.columns))
     body = body.replace("±", r"$\pm$").replace(MISSING, "--")
-    return f"% {header_line(n_records)}\n% needs \\usepackage{{booktabs}}\n{body}"
+    key = header_key(table.columns)
+    return f"% {header_line(n_records)}\n% needs \\usepackage{{booktabs}}\n" + (f"% {key}\n" if key else "") + body
 
 
 def render_html(table: pd.DataFrame, n_records: int) -> str:
-    """A self-contained page: inline CSS, no scripts, no external files."""
-    import html
+    """The interactive page (bench.reports.html_page): sortable, filterable, details per row, offline."""
+    from bench.reports.html_page import leaderboard_page
 
-    legend = "".join(f"<li>{html.escape(t)}</li>" for t in LEGEND)
-    body = table.to_html(index=False, escape=True, border=0, classes="leaderboard")
-    style = ("body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:0.85em}"
-             "th,td{border:1px solid #ccc;padding:0.25em 0.5em;text-align:left;white-space:nowrap}"
-             "th{background:#f0f0f0}tr:nth-child(even){background:#fafafa}")
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>glip-bench leaderboard</title>"
-            f"<style>{style}</style></head>\n<body>\n<!-- {html.escape(header_line(n_records))} -->\n"
-            f"<p>{html.escape(header_line(n_records))}</p>\n<ul>{legend}</ul>\n{body}\n</body></html>\n")
+    return leaderboard_page(table, header_line(n_records), LEGEND)
 
 
 def values_to_csv(values: pd.DataFrame) -> str:

@@ -15,8 +15,8 @@ def make_record(*, model: str = "glip-synth", task: str = "synth-a", regime: str
                 primary: str = "AP", checkpoint: str | None = None, prompt_set: str = "plain",
                 overrides: dict[str, Any] | None = None, task_version: int = 1,
                 trainable_params: int = 1000, stored_params: int | None = None, train_seconds: float = 60.0,
-                device: str = "cpu", device_hours: float | None = None, infer_images_per_s: float = 10.0
-                ) -> dict[str, Any]:
+                device: str = "cpu", device_hours: float | None = None, infer_images_per_s: float = 10.0,
+                images_seen: int = 100) -> dict[str, Any]:
     """A record as the runner writes it, with the primary metric = `value`; validated before return."""
     if regime == "zero-shot":
         shots = 0
@@ -31,7 +31,7 @@ def make_record(*, model: str = "glip-synth", task: str = "synth-a", regime: str
         "metrics": {"primary": primary, "values": {primary: float(value), "AP50": math.nan}, "per_class": {}},
         "cost": {"total_params": 10 * trainable_params, "trainable_params": trainable_params,
                  "stored_params": trainable_params if stored_params is None else stored_params,
-                 "train_seconds": train_seconds, "images_seen": 100, "infer_images_per_s": infer_images_per_s,
+                 "train_seconds": train_seconds, "images_seen": images_seen, "infer_images_per_s": infer_images_per_s,
                  "peak_memory_mb": 100.0, "device": device,
                  "device_hours": train_seconds / 3600 if device_hours is None else device_hours},
         "provenance": {"git_commit": "0" * 40, "git_dirty": False, "packages": {}, "torch": "2", "cuda": None,

@@ -43,9 +43,14 @@ def test_ap_vs_shots_lines_bands_and_labels(df):
     assert ax.get_xlabel() == "training images per class (shots); 0 = zero-shot"
     assert ax.get_ylabel() == "AP (mean over 2 tasks), %"
     assert "band: ±1 std over seeds" in ax.get_title()
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    # the legend is the figure's, outside the axes, so it covers no point
+    assert ax.get_legend() is None
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["zero-shot · glip-synth", "prompt-tuning · glip-synth", "full-ft · glip-synth"]
+    _assert_legend_outside(fig, ax)
     assert len(ax.get_lines()) == 3
+    assert [line.get_color() for line in ax.get_lines()] == [curves.REGIME_COLOURS[r]
+                                                             for r in ("zero-shot", "prompt-tuning", "full-ft")]
     # one std band per series with >= 2 seeds (zero-shot has one seed: no band)
     assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 2
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "5", "all (full set)"]
@@ -57,6 +62,12 @@ def test_ap_vs_shots_lines_bands_and_labels(df):
     # the prompt-tuning 5-shot point lacks a seed on one task: starred, once
     stars = [t for t in ax.texts if t.get_text() == "*"]
     assert len(stars) == 1 and stars[0].xy[0] == 2
+
+
+def _assert_legend_outside(fig, ax):
+    fig.canvas.draw()
+    legend_box = fig.legends[0].get_window_extent()
+    assert legend_box.x0 >= ax.get_window_extent().x1  # right of the data area, no overlap
 
 
 def test_points_count_tasks_and_seeds(df):
@@ -73,27 +84,48 @@ def test_ap_vs_params_is_log_scaled_per_regime(df):
     fig = curves.ap_vs_params(df)
     [ax] = fig.axes
     assert ax.get_xscale() == "log"
-    assert ax.get_xlabel() == "trainable parameters (log scale)"
+    assert ax.get_xlabel() == "trainable parameters (count, log scale)"
     scatters = [c for c in ax.collections if isinstance(c, PathCollection)]
     assert len(scatters) == 2  # prompt-tuning and full-ft; zero-shot has 0 trainable parameters
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["prompt-tuning", "full-ft"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["prompt-tuning · glip-synth",
+                                                                  "full-ft · glip-synth"]
+    _assert_legend_outside(fig, ax)
     assert "1 point(s) with no trainable parameters (zero-shot) not shown" in ax.get_title()
     xs = sorted({float(x) for c in scatters for x in c.get_offsets()[:, 0]})
     assert xs == [1_000.0, 1_000_000.0]
 
 
-def test_ap_vs_compute_names_the_device(df):
-    [ax] = curves.ap_vs_compute(df).axes
+def test_ap_vs_compute_counts_images_seen_not_seconds(tmp_path):
+    """Same iteration budget, different wall-clock: the same compute. More images: more compute."""
+    recs = [make_record(regime="zero-shot", trainable_params=0, train_seconds=0.0, images_seen=0)]
+    for shots, seconds, images in ((1, 90.0, 160), (10, 30.0, 160), ("all", 30.0, 640)):
+        for seed in (0, 1):
+            recs.append(make_record(shots=None if shots == "all" else shots, seed=seed, train_seconds=seconds,
+                                    images_seen=images, value=40.0 + seed))
+    write_records(tmp_path, recs)
+    fig = curves.ap_vs_compute(load_records(tmp_path))
+    [ax] = fig.axes
     assert ax.get_xscale() == "log"
-    assert ax.get_xlabel() == "training compute per run (CPU-hours, log scale)"
+    assert ax.get_xlabel() == "training compute per run: images seen (iterations × batch size, log scale)"
     offsets = np.concatenate([c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)])
-    # training seconds / 3600 (36 s per shot), not the record's device_hours, which adds inference
-    np.testing.assert_allclose(sorted(set(offsets[:, 0].round(6))), [0.01, 0.05, 0.2])
-    assert "without training compute (zero-shot) not shown" in ax.get_title()
-    gpu = df.assign(device="cuda:0")
-    assert "GPU-hours" in curves.ap_vs_compute(gpu).axes[0].get_xlabel()
-    mixed = df.assign(device=["cpu" if i % 2 else "cuda:0" for i in range(len(df))])
-    assert "GPU and CPU" in curves.ap_vs_compute(mixed).axes[0].get_xlabel()
+    assert sorted(offsets[:, 0].tolist()) == [160.0, 160.0, 640.0]
+    assert "1 point(s) without training (zero-shot) not shown" in ax.get_title()
+    _assert_legend_outside(fig, ax)
+
+
+def test_colours_follow_the_regime_in_every_figure(df):
+    """A panel without some series still draws the others in the colours and markers of every figure."""
+    partial = df[~((df["task"] == "synth-b") & (df["regime"] == "prompt-tuning"))]
+    fig = curves.per_task(partial)
+    a, b = fig.axes
+    styles_a = {line.get_label(): (line.get_color(), line.get_marker()) for line in a.get_lines()}
+    styles_b = {line.get_label(): (line.get_color(), line.get_marker()) for line in b.get_lines()}
+    assert "prompt-tuning · glip-synth" in styles_a and "prompt-tuning · glip-synth" not in styles_b
+    assert styles_b["full-ft · glip-synth"] == styles_a["full-ft · glip-synth"] == (curves.REGIME_COLOURS["full-ft"],
+                                                                                   "o")
+    shots_fig = curves.ap_vs_shots(df)
+    assert {line.get_label(): line.get_color() for line in shots_fig.axes[0].get_lines()}["full-ft · glip-synth"] \
+        == curves.REGIME_COLOURS["full-ft"]
 
 
 def test_per_task_small_multiples(df):
@@ -139,8 +171,8 @@ def test_zero_shot_only_records_say_nothing_could_be_drawn(df):
 
 
 def test_legend_names_only_what_tells_series_apart(tmp_path):
-    """Budgets shared by every training run and the common split stay out of the legend; fusion and the
-    checkpoint (which differ between the series) stay in."""
+    """Budgets shared by every training run and the common split stay out of the legend; fusion stays
+    in, and the checkpoint is not named since fusion already tells the series apart."""
     recs = []
     for fusion in ("deep", "late"):
         ckpt = f"models/glip-synth-{fusion}-abc.safetensors"
@@ -152,8 +184,26 @@ def test_legend_names_only_what_tells_series_apart(tmp_path):
                                     value=40.0 + seed))
     write_records(tmp_path, recs)
     ax = curves.ap_vs_shots(load_records(tmp_path)).axes[0]
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["zero-shot · glip-synth (glip-synth-deep-abc) · fusion=deep",
-                      "full-ft · glip-synth (glip-synth-deep-abc) · fusion=deep",
-                      "zero-shot · glip-synth (glip-synth-late-abc) · fusion=late",
-                      "full-ft · glip-synth (glip-synth-late-abc) · fusion=late"]
+    labels = [t.get_text() for t in ax.figure.legends[0].get_texts()]
+    assert labels == ["zero-shot · glip-synth · fusion=deep", "full-ft · glip-synth · fusion=deep",
+                      "zero-shot · glip-synth · fusion=late", "full-ft · glip-synth · fusion=late"]
+    # one marker per variant, one colour per regime
+    markers = {line.get_label(): line.get_marker() for line in ax.get_lines()}
+    assert markers["full-ft · glip-synth · fusion=deep"] == markers["zero-shot · glip-synth · fusion=deep"] \
+        != markers["full-ft · glip-synth · fusion=late"]
+
+
+def test_per_task_for_a_wide_group_keeps_the_legend_off_every_panel(tmp_path):
+    tasks = [f"odinw-{i:02d}" for i in range(13)]
+    recs = [make_record(task=t, regime=r, shots=s, seed=k, value=20.0 + i + (s or 0) + k, groups=("odinw13",))
+            for i, t in enumerate(tasks) for r in ("prompt-tuning", "full-ft") for s in (1, 5) for k in (0, 1)]
+    write_records(tmp_path, recs)
+    df = load_records(tmp_path)
+    for shown in (tasks, tasks[:1]):  # a wide group, and one narrow panel under a long title
+        fig = curves.per_task(df[df["task"].isin(shown)])
+        assert [ax.get_title() for ax in fig.axes] == shown
+        fig.canvas.draw()
+        legend = fig.legends[0].get_window_extent()
+        for ax in fig.axes:
+            assert not legend.overlaps(ax.get_window_extent()), ax.get_title()
+        assert not legend.overlaps(fig.get_suptitle() and fig._suptitle.get_window_extent())

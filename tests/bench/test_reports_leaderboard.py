@@ -1,6 +1,7 @@
 """Leaderboard cells from hand-made records, checked against numbers computed here independently."""
 
 import json
+import re
 import statistics
 
 import pandas as pd
@@ -145,7 +146,7 @@ def test_reference_rows_stand_beside_reproduced_rows(tmp_path):
     table = lb.leaderboard_table(load_records(tmp_path / "res"), reference)
     assert list(table["kind"]) == [lb.REPRODUCED, lb.REPORTED, lb.REPORTED]
     zs = _row(table, kind=lb.REPORTED, regime="zero-shot")
-    assert (zs["model"], zs["pretrain data"], zs["source"]) == ("GLIP-X", "O365", "some README")
+    assert (zs["model"], zs["variant"], zs["pretrain data"], zs["source"]) == ("GLIP-X", "O365", "O365", "some README")
     assert zs["odinw13 mean"] == "28.7 (val)"
     assert zs["coco (AP)"] == "42.9 (val2017)"
     assert not any(c.startswith("lvis") for c in table.columns)  # APr is not LVIS's headline metric
@@ -191,8 +192,72 @@ def test_renderers_carry_the_header_and_every_cell(tmp_path):
     tex = lb.render_latex(table, 3)
     assert tex.startswith("% " + lb.header_line(3)) and r"40.5 $\pm$ 0.7" in tex and r"\begin{tabular}" in tex
     html = lb.render_html(table, 3)
-    assert html.startswith("<!DOCTYPE html>") and "<style>" in html and "<script" not in html
-    assert "40.5 ± 0.7" in html and "from 3 records" in html and "src=" not in html
+    # offline: style and script inline, nothing fetched from elsewhere
+    assert html.startswith("<!DOCTYPE html>") and "<style>" in html and "<script>" in html
+    assert "src=" not in html and "http" not in html and "<link" not in html
+    assert '<td class="num best" data-v="40.5">40.5<small>± 0.7</small></td>' in html and "from 3 records" in html
+
+
+def test_variant_label_is_what_differs_and_details_keep_the_rest(tmp_path):
+    """Budgets every run shares and one regime's own settings leave the label; fusion stays; the full
+    hyper-parameters and checkpoint are in the CSV and the HTML details, not in the Markdown."""
+    recs = []
+    for fusion in ("deep", "late"):
+        ckpt = f"models/glip-synth-{fusion}-abc.safetensors"
+        recs.append(make_record(regime="zero-shot", checkpoint=ckpt, overrides={"fusion": fusion, "max_iters": 40}))
+        recs.append(make_record(regime="full-ft", checkpoint=ckpt,
+                                overrides={"fusion": fusion, "max_iters": 40, "lang_lr": 0.001}))
+        recs.append(make_record(regime="prompt-tuning", checkpoint=ckpt, overrides={"fusion": fusion, "max_iters": 40}))
+    write_records(tmp_path, recs)
+    df = load_records(tmp_path)
+    table = lb.leaderboard_table(df)
+    assert sorted(set(table["variant"])) == ["fusion=deep", "fusion=late"]
+    ft = _row(table, variant="fusion=late", regime="full-ft")
+    assert ft["hparams"] == "fusion=late, lang_lr=0.001, max_iters=40"
+    assert ft["checkpoint"] == "models/glip-synth-late-abc.safetensors"
+    md = lb.render_markdown(table, len(df))
+    header = next(line for line in md.splitlines() if line.startswith("| kind"))
+    assert header == ("| kind | model | variant | regime | shots | synth-a (AP) | synth mean | synth median | seeds "
+                      "| trainable params | train time / run |")
+    assert "lang_lr" not in md and "glip-synth-late-abc" not in md
+    csv = lb.render_csv(table)
+    assert "fusion=late, lang_lr=0.001, max_iters=40" in csv and "models/glip-synth-late-abc.safetensors" in csv
+    html = lb.render_html(table, len(df))
+    assert "<dt>hparams</dt><dd>fusion=late, lang_lr=0.001, max_iters=40</dd>" in html
+    # only the checkpoint differs: its file name becomes the label
+    write_records(tmp_path / "ck", [make_record(checkpoint="a/one.pth"), make_record(checkpoint="b/two.pth")])
+    assert sorted(lb.leaderboard_table(load_records(tmp_path / "ck"))["variant"]) == ["one", "two"]
+
+
+def test_wide_group_headers_are_abbreviated_with_a_key(tmp_path):
+    tasks = [f"odinw-set{i}" for i in range(7)]
+    write_records(tmp_path, [make_record(task=t, groups=("odinw13",), value=10.0 + i) for i, t in enumerate(tasks)]
+                  + [make_record(task="coco", groups=(), value=5.0)])
+    df = load_records(tmp_path)
+    table = lb.leaderboard_table(df)
+    md = lb.render_markdown(table, len(df))
+    header = next(line for line in md.splitlines() if line.startswith("| kind"))
+    assert "| coco (AP) | set0 | set1 |" in header and "odinw-set0" not in header
+    assert "- Columns: set0 = odinw-set0 (AP); set1 = odinw-set1 (AP);" in md
+    assert "% Columns: set0 = odinw-set0 (AP)" in lb.render_latex(table, len(df))
+    html = lb.render_html(table, len(df))
+    assert '<th data-type="num" title="odinw-set6 (AP)">set6</th>' in html
+
+
+def test_html_marks_the_best_complete_value_and_reported_rows(tmp_path):
+    write_records(tmp_path / "res", [make_record(value=40.0), make_record(value=50.0, overrides={"fusion": "late"}),
+                                     make_record(task="coco", groups=(), value=30.0, regime="zero-shot")])
+    reference = load_reference([_reference_csv(tmp_path / "ref.csv")])
+    df = load_records(tmp_path / "res")
+    table = lb.leaderboard_table(df, reference)
+    html = lb.render_html(table, len(df))
+    assert html.count('class="num best"') == len(re.findall(r'class="num best" data-v="(50|42\.9|50\.1)"', html))
+    assert '<td class="num best" data-v="50">50.0</td>' in html  # synth-a: the late row
+    assert '<td class="num best" data-v="42.9">42.9<small>(val2017)</small></td>' in html  # coco: reported wins
+    # a starred (incomplete) group mean is never the best: synth has 1 task here but odinw13 rows are reported
+    assert html.count('<tr class="reported"') == 2
+    assert '<select data-filter="regime"><option value="">all</option><option value="zero-shot">zero-shot</option>' \
+        '<option value="full-ft">full-ft</option>' in html
 
 
 def test_cli_writes_all_formats(tmp_path, capsys):
@@ -231,3 +296,13 @@ def test_cli_group_sizes_come_from_the_registry_and_the_flag(tmp_path, monkeypat
     row = table.iloc[0]
     assert row["synth mean"] == "41.0* ± 1.0 (1/5)"  # the registry knows 5 synth tasks; 1 ran
     assert row["mine mean"] == "10.0* (1/4; 1/3 seeds)"
+
+
+def test_cli_screenshot_without_a_browser_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GLIP_BENCH_CHROMIUM", str(tmp_path / "no-such-chromium"))
+    write_records(tmp_path / "res", [make_record()])
+    rc = cli_main(["leaderboard", "--results", str(tmp_path / "res"), "--out", str(tmp_path / "out"),
+                   "--no-reference", "--screenshot", str(tmp_path / "shot.png")])
+    assert rc == 2
+    assert "no Chromium found" in capsys.readouterr().err and not (tmp_path / "shot.png").exists()
+    assert (tmp_path / "out" / "leaderboard.html").is_file()  # the tables are written before the screenshot
