@@ -134,6 +134,8 @@ def headline(diffs: list[RecordDiff], reference: Reference) -> str:
 def report(diffs: list[RecordDiff], reference: Reference, max_metrics: int = 6) -> str:
     """Markdown: the headline, then per moved record the largest moves and the provenance that differs."""
     lines = [headline(diffs, reference)]
+    if not reference.by_hash:
+        return lines[0] + "\n"
     provenance_seen: dict[str, tuple[Any, Any]] = {}
     for d in diffs:
         provenance_seen |= d.provenance

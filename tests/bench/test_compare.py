@@ -80,3 +80,10 @@ def test_cli_exit_codes_and_update(tmp_path, capsys):
     assert compare.main([str(tmp_path / "fresh"), str(tmp_path / "ref"), "--update"]) == 0
     assert compare.main([str(tmp_path / "fresh"), str(tmp_path / "ref")]) == 0
     assert len(list((tmp_path / "ref" / "runs").glob("*/record.json"))) == 2
+
+
+def test_without_any_committed_records_the_report_is_one_line(tmp_path):
+    fresh, _ = _pair(tmp_path)
+    reference = compare.Reference.load(tmp_path / "nothing-here")
+    text = compare.report(compare.compare(fresh, reference), reference)
+    assert text.splitlines() == [f"Reproduction: no committed records in {reference.folder} to compare the 2 fresh records with."]
