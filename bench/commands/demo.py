@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from bench.demo import plan_json, run_demo
+    from bench.errors import UserError
+
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1 (got {args.threads})")
 
     if args.show_plan:
         print(plan_json(args.quick))

@@ -87,3 +87,11 @@ def test_without_any_committed_records_the_report_is_one_line(tmp_path):
     reference = compare.Reference.load(tmp_path / "nothing-here")
     text = compare.report(compare.compare(fresh, reference), reference)
     assert text.splitlines() == [f"Reproduction: no committed records in {reference.folder} to compare the 2 fresh records with."]
+
+
+def test_demo_refuses_a_thread_count_below_one(tmp_path, capsys):
+    from bench.cli import main as cli
+
+    assert cli(["demo", "--quick", "--threads", "0", "--out", str(tmp_path / "demo")]) == 2
+    assert "--threads must be at least 1 (got 0)" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
