@@ -1,12 +1,27 @@
 """nox sessions: the one entry point for tests, lint, benchmarks, the demo and the sweeps.
 
-Every session installs with `-c constraints.txt`, so torch resolves to the pinned build (2.13.0,
-the local CPU wheel on the project's machines) and nothing pulls a CUDA build. Sessions reuse
-their virtualenv when it is already there.
+Environment: every session but lint and lock runs in ONE shared virtualenv per Python version
+(.nox/shared-py3.X), installed from the lock file locks/py3.X.txt (exact versions of everything but
+torch; refresh it with `nox -s lock`), then torch 2.13.0 as GLIP_BENCH_TORCH says:
+
+    cpu    the CPU build from the PyTorch CPU index (GLIP_BENCH_TORCH_INDEX); the default on Linux without
+           nvidia-smi, so nothing pulls several GB of CUDA packages
+    pypi   PyPI's build (CUDA on Linux; the only build on macOS and Windows); the default with nvidia-smi
+    none   bring your own: the shared venv sees the site-packages of the interpreter nox runs under
+    other  passed to pip as they are, e.g. "torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+
+The venv is rebuilt when the lock, pyproject.toml or the torch choice changes (a stamp file records them).
+Sessions that make committed numbers (demo, bench, the sweeps) refuse to run without a lock for their Python;
+tests then install from pyproject.toml's ranges.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shlex
+import shutil
+import sys
 from pathlib import Path
 
 import nox
@@ -14,72 +29,173 @@ import nox
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests"]
 
+TORCH_VERSION = "2.13.0"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+LOCK_PLATFORM = "x86_64-manylinux_2_28"  # the locks are for Linux x86_64 (the project's machines and CI)
 CONSTRAINTS = ("-c", "constraints.txt")
-PYTHON = None  # the interpreter nox runs under
 
 
-def _install(session: nox.Session, extras: str = "dev") -> None:
-    """Install torch first (pinned), then the project in editable mode, all under the constraints."""
-    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    session.install(*CONSTRAINTS, "torch")
-    session.install(*CONSTRAINTS, "-e", f".[{extras}]")
+def python_tag(version_info: tuple[int, ...] = tuple(sys.version_info)) -> str:
+    return f"py{version_info[0]}.{version_info[1]}"
 
 
-def _env(session: nox.Session) -> None:
+def lock_path(version_info: tuple[int, ...] = tuple(sys.version_info)) -> Path:
+    return Path("locks") / f"{python_tag(version_info)}.txt"
+
+
+def default_torch(platform: str = sys.platform, has_nvidia_smi: bool | None = None) -> str:
+    """cpu on Linux without a GPU, PyPI's build elsewhere (there it is the CUDA or the only build)."""
+    if has_nvidia_smi is None:
+        has_nvidia_smi = shutil.which("nvidia-smi") is not None
+    return "cpu" if platform.startswith("linux") and not has_nvidia_smi else "pypi"
+
+
+def torch_install_args(choice: str | None = None, index: str | None = None) -> list[str]:
+    """pip arguments that install torch for a GLIP_BENCH_TORCH choice ([] for none: bring your own).
+
+    cpu asks for the local version label +cpu, so PyPI's CUDA build can never satisfy it: without the CPU
+    index (or a local CPU wheel) the install fails instead of pulling CUDA. --no-deps: torch's own
+    dependencies come from the lock.
+    """
+    choice = (choice or "").strip() or default_torch()
+    if choice == "cpu":
+        index = CPU_INDEX if index is None else index
+        return ["--no-deps", f"torch=={TORCH_VERSION}+cpu", *(["--extra-index-url", index] if index else [])]
+    if choice == "pypi":
+        return [f"torch=={TORCH_VERSION}"]  # its CUDA libraries are not in the lock: pip resolves them
+    if choice == "none":
+        return []
+    return shlex.split(choice)
+
+
+def _torch_choice() -> tuple[str, list[str]]:
+    choice = os.environ.get("GLIP_BENCH_TORCH", "").strip() or default_torch()
+    return choice, torch_install_args(choice, os.environ.get("GLIP_BENCH_TORCH_INDEX"))
+
+
+def _stamp(lock: Path | None, torch_args: list[str], choice: str) -> str:
+    h = hashlib.sha256()
+    for p in (lock, Path("pyproject.toml"), Path("constraints.txt")):
+        h.update(p.read_bytes() if p is not None and p.is_file() else b"-")
+    h.update(shlex.join([choice, *torch_args]).encode())
+    return h.hexdigest()
+
+
+def shared_env(session: nox.Session, need_lock: bool) -> Path:
+    """Create or update the shared venv for this Python; returns its bin folder (also put first on PATH)."""
+    lock = lock_path()
+    if not lock.is_file():
+        if need_lock:
+            session.error(f"no lock file for Python {sys.version_info[0]}.{sys.version_info[1]} ({lock}): the "
+                          f"numbers of this session are only comparable under a lock; make one with `nox -s lock`")
+        lock = None
+    choice, torch_args = _torch_choice()
+    root = Path(".nox") / f"shared-{python_tag()}"
+    bin_dir = root / ("Scripts" if os.name == "nt" else "bin")
+    python = str(bin_dir / "python")
+    stamp_file, stamp = root / "glip-bench-stamp", _stamp(lock, torch_args, choice)
+    if not (stamp_file.is_file() and stamp_file.read_text() == stamp):
+        if root.exists():
+            shutil.rmtree(root)
+        session.run(sys.executable, "-m", "venv", *(["--system-site-packages"] if choice == "none" else []),
+                    str(root), external=True)
+        pip = (python, "-m", "pip", "install", "--disable-pip-version-check")
+        if lock is not None:
+            session.run(*pip, "-r", str(lock), *CONSTRAINTS, external=True)
+            if torch_args:
+                session.run(*pip, *CONSTRAINTS, "-c", str(lock), *torch_args, external=True)
+            session.run(*pip, "--no-deps", "-e", ".", external=True)
+            session.run(python, "-m", "pip", "check", external=True)
+        else:
+            if torch_args:
+                session.run(*pip, *CONSTRAINTS, *[a for a in torch_args if a != "--no-deps"], external=True)
+            session.run(*pip, *CONSTRAINTS, "-e", ".[dev]", external=True)
+        stamp_file.write_text(stamp)
+    session.env["VIRTUAL_ENV"] = str(root.resolve())
+    session.env["PATH"] = os.pathsep.join([str(bin_dir.resolve()), os.environ.get("PATH", "")])
     session.env.setdefault("HF_HUB_OFFLINE", "1")
     session.env.setdefault("TRANSFORMERS_OFFLINE", "1")
     session.env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return bin_dir.resolve()
 
 
-@nox.session(python=PYTHON)
+@nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """The whole test suite (pass pytest arguments after --)."""
-    _install(session)
-    _env(session)
+    bin_dir = shared_env(session, need_lock=False)
     args = session.posargs or ["-n", "2", "--dist", "loadfile", "--durations", "15"]
-    session.run("python", "-m", "pytest", *args)
+    session.run(str(bin_dir / "python"), "-m", "pytest", *args, external=True)
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff on the whole tree."""
     session.install(*CONSTRAINTS, "ruff")
     session.run("ruff", "check", "glip", "bench", "tests", "noxfile.py")
 
 
-@nox.session(python=PYTHON)
+@nox.session
+def lock(session: nox.Session) -> None:
+    """Re-resolve locks/py3.X.txt from pyproject.toml (uv; versions already in the lock are kept unless
+    `-- --upgrade` or `-- --upgrade-package NAME`). torch's CPU build comes from GLIP_BENCH_TORCH_INDEX."""
+    session.install("uv")
+    out = lock_path()
+    out.parent.mkdir(exist_ok=True)
+    index = os.environ.get("GLIP_BENCH_TORCH_INDEX", CPU_INDEX)
+    session.run(
+        "uv", "pip", "compile", "pyproject.toml", "--extra", "dev", *CONSTRAINTS,
+        "--python-version", f"{sys.version_info[0]}.{sys.version_info[1]}", "--python-platform", LOCK_PLATFORM,
+        "--no-emit-package", "torch", "--custom-compile-command", "nox -s lock",
+        *(["--extra-index-url", index, "--index-strategy", "unsafe-best-match"] if index else []),
+        "-o", str(out), *session.posargs,
+    )
+
+
+@nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
     """Micro-benchmarks (pytest-benchmark); the JSON lands in results/benchmarks/."""
-    _install(session)
-    _env(session)
+    bin_dir = shared_env(session, need_lock=True)
     session.env.setdefault("OMP_NUM_THREADS", "1")  # ratios are measured single-threaded (noisy shared cores)
     Path("results/benchmarks").mkdir(parents=True, exist_ok=True)
     session.run(
-        "python", "-m", "pytest", "benchmarks", "--benchmark-only",
-        "--benchmark-json", "results/benchmarks/latest.json", *session.posargs,
+        str(bin_dir / "python"), "-m", "pytest", "benchmarks", "--benchmark-only",
+        "--benchmark-json", "results/benchmarks/latest.json", *session.posargs, external=True,
     )
-    session.run("python", "-m", "bench.benchmark_summary", "results/benchmarks/latest.json")
+    session.run(str(bin_dir / "python"), "-m", "bench.benchmark_summary", "results/benchmarks/latest.json",
+                external=True)
 
 
-@nox.session(python=PYTHON)
+@nox.session(venv_backend="none")
 def demo(session: nox.Session) -> None:
     """The main job: the built-in synthetic suite end to end into results/demo/ (args go to `glip-bench demo`)."""
-    _install(session)
-    _env(session)
-    session.run("glip-bench", "demo", *session.posargs)
+    bin_dir = shared_env(session, need_lock=True)
+    session.run(str(bin_dir / "glip-bench"), "demo", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def demo_check(session: nox.Session) -> None:
+    """`glip-bench demo --quick` into build/demo-quick, compared with the committed results/demo-quick; fails
+    when a number moved. `-- --update` makes the fresh records the committed reference instead."""
+    bin_dir = shared_env(session, need_lock=True)
+    fresh = Path("build") / "demo-quick"
+    if fresh.exists():
+        shutil.rmtree(fresh)  # every check is a fresh run: nothing reused from an earlier one
+    session.run(str(bin_dir / "glip-bench"), "demo", "--quick", "--out", str(fresh), external=True)
+    update = ["--update"] if "--update" in session.posargs else []
+    session.run(str(bin_dir / "python"), "-m", "bench.compare", str(fresh), "results/demo-quick", *update,
+                external=True)
 
 
 def _cli(name: str, *fixed: str, doc: str) -> None:
     """Declare a session that forwards its arguments to a glip-bench subcommand."""
 
     def session_fn(session: nox.Session) -> None:
-        _install(session)
-        _env(session)
-        session.run("glip-bench", *fixed, *session.posargs)
+        bin_dir = shared_env(session, need_lock=True)
+        session.run(str(bin_dir / "glip-bench"), *fixed, *session.posargs, external=True)
 
     session_fn.__doc__ = doc
     session_fn.__name__ = name
-    nox.session(name=name, python=PYTHON)(session_fn)
+    nox.session(name=name, venv_backend="none")(session_fn)
 
 
 _cli("zero_shot", "run", "--regime", "zero-shot", doc="glip-bench run --regime zero-shot ARGS")

@@ -86,6 +86,10 @@ PLANS: dict[str, DemoPlan] = {
 }
 
 
+# the committed records each plan's fresh records are compared with (paths from the repository root)
+REFERENCES = {"full": "results/demo", "quick": "results/demo-quick"}
+
+
 def _rel(path: Path) -> str:
     """Paths stored in specs and records are relative to the working directory (no machine paths)."""
     return os.path.relpath(path)
@@ -210,8 +214,20 @@ def run_specs(specs: list, data_root: Path, results_dir: Path, workers: int) -> 
 
 # ------------------------------------------------------------------------------------------ main
 def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 0, workers: int | None = None,
-             data_root: str | Path | None = None) -> dict[str, Any]:
-    """Run every stage into `out`; returns the summary (also written to out/summary.json)."""
+             data_root: str | Path | None = None, threads: int = 1,
+             reference: str | Path | None = None) -> dict[str, Any]:
+    """Run every stage into `out`; returns the summary (also written to out/summary.json).
+
+    `threads`: torch threads of this process (the workers use one each): a float sum's order follows the thread
+    count, so a run reproduces bit for bit only at the same count. `reference`: the committed records the
+    fresh ones are compared with at the end (default: REFERENCES of the plan); read before anything is written.
+    """
+    import torch
+
+    from bench.compare import Reference
+
+    torch.set_num_threads(threads)
+    committed = Reference.load(reference or REFERENCES["quick" if quick else "full"])
     # mmengine imports yapf, which writes its grammar cache on the first import in a fresh environment:
     # import it here, once, before spawned workers race to write and read that cache (seen: EOFError)
     import bench.train  # noqa: F401
@@ -283,6 +299,9 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
 
     reused = {"runs": reused_runs, "of_runs": len(specs), "models": cached_models, "of_models": len(FUSIONS)}
     summary = summarise(records, forgetting_table, selftrain, plan, timings, diagnosis, reused)
+    from bench.compare import attach_reproduction
+
+    summary = attach_reproduction(summary, records, committed)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "SUMMARY.md", summary["markdown"])
     print(summary["markdown"])

@@ -127,8 +127,11 @@ def provenance(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record's provenance section (bench/records.py REQUIRED_PROVENANCE, plus python/platform)."""
+    import torch
+
     out = environment()
     out.update(
+        torch_threads=torch.get_num_threads(),  # a reduction's order, so its float result, can follow it
         seeds=dict(seeds),
         ann_sha256=dict(ann_sha256),
         checkpoint_sha256=file_sha256(checkpoint),

@@ -58,6 +58,9 @@ def test_quick_demo_runs_every_stage(tmp_path):
     assert zero_shot_coco <= set(diag.task)
     assert diag["class-agnostic AP"].between(0, 100).all() and diag["label accuracy"].dropna().between(0, 1).all()
     assert "What limits AP" in (out / "SUMMARY.md").read_text()
+    # the summary opens with the comparison against the committed quick reference
+    assert summary["reproduction"]["reference"] == "results/demo-quick"
+    assert any(line.startswith("Reproduction: ") for line in (out / "SUMMARY.md").read_text().splitlines()[:3])
 
 
 def test_superseded_runs_are_pruned_and_named(tmp_path, caplog):
