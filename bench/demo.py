@@ -208,6 +208,66 @@ def run_specs(specs: list, data_root: Path, results_dir: Path, workers: int) -> 
     return records
 
 
+# ------------------------------------------------------------------- forgetting and self-training
+def _record_inputs(records: list[dict]) -> list[list]:
+    """What identifies the runs a stage reads: a rerun run gets a new start time (and new trained tensors)."""
+    return sorted([r["spec_hash"], r.get("started_at"), r["provenance"].get("checkpoint_sha256")] for r in records)
+
+
+def forgetting_stage(records: list[dict], data_root: Path, out: Path, plan: DemoPlan) -> tuple[Any, bool]:
+    """bench.demo_extras.forgetting, reused from out/cache when the runs and the base task are unchanged."""
+    import pandas as pd
+
+    from bench.demo_extras import forgetting
+    from bench.provenance import file_sha256
+    from bench.registry import get_task
+    from bench.stage_cache import cached_stage
+
+    task = get_task(BASE_TASK)
+    inputs = {"stage": "forgetting", "base_task": BASE_TASK, "task_version": task.version,
+              "ann_sha256": file_sha256(task.ann_path(task.eval_split, data_root)),
+              "infer_batch_size": plan.infer_batch_size, "runs": _record_inputs(records)}
+    table, reused = cached_stage(out / "cache" / "forgetting.json", inputs,
+                                 lambda: forgetting(records, data_root, out, plan.infer_batch_size),
+                                 lambda t: t.to_dict(orient="records"), pd.DataFrame)
+    if reused:
+        log.info("forgetting: reused (its runs and base task are unchanged): %s", _rel(out / "cache" / "forgetting.json"))
+        if not table.empty:
+            atomic_write_text(out / "forgetting.csv", table.to_csv(index=False, lineterminator="\n"))
+    return table, reused
+
+
+def selftrain_stage(teacher: Path, data_root: Path, out: Path, plan: DemoPlan) -> tuple[dict[str, Any], bool]:
+    """bench.selftrain.experiment.run_experiment, reused from out/cache when teacher, data and budget are unchanged."""
+    import pandas as pd
+
+    from bench.provenance import file_sha256
+    from bench.selftrain.experiment import get_budget, run_experiment
+    from bench.stage_cache import cached_stage
+    from bench.synthetic.generate import GENERATOR_VERSION, pretraining_paths
+
+    inputs = {"stage": "self-training", "preset": PRESET, "teacher_sha256": file_sha256(teacher),
+              "budget": asdict(get_budget(plan.selftrain_budget)), "generator_version": GENERATOR_VERSION,
+              "human_data_sha256": file_sha256(pretraining_paths(data_root)[0])}
+
+    def compute() -> dict[str, Any]:
+        return run_experiment(out / "selftrain", teacher_checkpoint=teacher, preset=PRESET,
+                              budget=plan.selftrain_budget, data_root=data_root, work_dir=out / "selftrain" / "scratch")
+
+    def dump(result: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: v for k, v in result.items() if k not in ("table", "summary", "figure")}
+        return {**kept, "summary": result["summary"].to_dict(orient="records"), "figure": str(result["figure"])}
+
+    def load(stored: dict[str, Any]) -> dict[str, Any]:
+        return {**stored, "table": pd.DataFrame(stored["rows"]), "summary": pd.DataFrame(stored["summary"]),
+                "figure": Path(stored["figure"])}
+
+    result, reused = cached_stage(out / "cache" / "selftrain.json", inputs, compute, dump, load)
+    if reused:
+        log.info("self-training: reused (teacher, data and budget unchanged): %s", _rel(out / "cache" / "selftrain.json"))
+    return result, reused
+
+
 # ------------------------------------------------------------------------------------------ main
 def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 0, workers: int | None = None,
              data_root: str | Path | None = None) -> dict[str, Any]:
@@ -254,18 +314,15 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
 
     log.info("4/6 forgetting of base concepts after fine-tuning")
     t = time.perf_counter()
-    from bench.demo_extras import diagnose_runs, forgetting
+    from bench.demo_extras import diagnose_runs
 
-    forgetting_table = forgetting(records, data_root, out, plan.infer_batch_size)
+    forgetting_table, reused_forgetting = forgetting_stage(records, data_root, out, plan)
     diagnosis = diagnose_runs(records, data_root, out)
     timings["forgetting"] = time.perf_counter() - t
 
     log.info("5/6 self-training: a teacher grounds a concept it was never taught")
     t = time.perf_counter()
-    from bench.selftrain.experiment import run_experiment
-
-    selftrain = run_experiment(out / "selftrain", teacher_checkpoint=checkpoints["deep"], preset=PRESET,
-                               budget=plan.selftrain_budget, data_root=data_root, work_dir=out / "selftrain" / "scratch")
+    selftrain, reused_selftrain = selftrain_stage(checkpoints["deep"], data_root, out, plan)
     timings["selftrain"] = time.perf_counter() - t
 
     log.info("6/6 leaderboard, cost curves and the fusion ablation")
@@ -281,7 +338,8 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
 
     from bench.demo_extras import summarise
 
-    reused = {"runs": reused_runs, "of_runs": len(specs), "models": cached_models, "of_models": len(FUSIONS)}
+    reused = {"runs": reused_runs, "of_runs": len(specs), "models": cached_models, "of_models": len(FUSIONS),
+              "stages": [n for n, r in (("forgetting", reused_forgetting), ("self-training", reused_selftrain)) if r]}
     summary = summarise(records, forgetting_table, selftrain, plan, timings, diagnosis, reused)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "SUMMARY.md", summary["markdown"])
