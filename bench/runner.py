@@ -521,6 +521,7 @@ def run_one(
             extra={"task_file_version": task.version, "num_prompt_chunks": None if chunks is None else len(chunks),
                    "captions": None if chunks is None else [c.caption for c, _ in chunks],
                    "world_size": world},
+            results_dir=results_dir,
         ),
         "model": {"preset": spec.model, "overrides": model_over, "checkpoint": spec.checkpoint},
         "hparams": hp,
