@@ -125,7 +125,8 @@ def pretrained_checkpoint(fusion: str, plan: DemoPlan, data_root: Path, models_d
     # from scratch: the official 1e-5 language LR is for a pretrained BERT (see DemoPlan.pretrain_lang_lr)
     res = pretrain(model, [ann], [images], max_iters=plan.pretrain_iters, max_epochs=10_000, seed=seed,
                    batch_size=plan.pretrain_batch, lr=plan.pretrain_lr, lang_lr=plan.pretrain_lang_lr,
-                   lang_lr_groups=plan.pretrain_lang_lr_groups, final_decay=plan.pretrain_final_decay, eval_every=0)
+                   lang_lr_groups=plan.pretrain_lang_lr_groups, final_decay=plan.pretrain_final_decay, eval_every=0,
+                   progress=(f"pretrain {fusion}", FUSIONS.index(fusion)))
     save_weights(model, path)
     atomic_write_json(path.with_suffix(".json"), {**key, "result": res.to_dict()})
     log.info("pretrained %s fusion in %.0f s (loss %.3f -> %.3f)", fusion, res.train_seconds,

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from bench.io import atomic_write_text
-from bench.logs import get_logger
+from bench.logs import get_logger, progress
 from bench.records import RunSpec, primary_value
 
 log = get_logger("demo")
@@ -46,10 +46,9 @@ def forgetting(records: list[dict], data_root: Path, results_dir: Path, infer_ba
     task = get_task(BASE_TASK)
     dataset = task.load(task.eval_split, data_root)
     rows = []
-    for r in records:
+    tuned = [r for r in records if r["spec"]["regime"] != "zero-shot" and r["spec"]["shots"] == k]
+    for r in progress(tuned, desc="forgetting", total=len(tuned), leave=True):
         spec = RunSpec.from_dict(r["spec"])
-        if spec.regime == "zero-shot" or spec.shots != k:
-            continue
         adapter = store.run_dir(results_dir, spec) / store.ADAPTER
         model_over, _ = runner.split_overrides(spec.overrides, spec.regime)
         model = runner.build_model(runner.model_config(spec.model, model_over), spec.checkpoint)
