@@ -159,6 +159,16 @@ def _worker_setup() -> None:
     setup_logging(os.environ.get("GLIP_BENCH_LOG", "INFO"))
 
 
+def pool_map(fn: Any, jobs: list, processes: int) -> list:
+    """fn over jobs in spawned processes that exit normally: leaving the Pool's `with` block terminates its
+    workers, whose progress-bar locks (multiprocessing semaphores) are then reported as leaked at exit."""
+    with mp.get_context("spawn").Pool(processes) as pool:
+        results = pool.map(fn, jobs)
+        pool.close()
+        pool.join()
+    return results
+
+
 def _pretrain_worker(args: tuple) -> str:
     _worker_setup()
     return str(pretrained_checkpoint(*args))
@@ -200,8 +210,7 @@ def run_specs(specs: list, data_root: Path, results_dir: Path, workers: int) -> 
     if workers <= 1:
         _grid_worker((specs, data_root, results_dir, None))
     else:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            pool.map(_grid_worker, [(specs, data_root, results_dir, (i, workers)) for i in range(workers)])
+        pool_map(_grid_worker, [(specs, data_root, results_dir, (i, workers)) for i in range(workers)], workers)
     records = [store.finished_record(results_dir, s) for s in specs]
     missing = [s.run_name for s, r in zip(specs, records) if r is None]
     if missing:
@@ -296,8 +305,7 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
     cached_models = sum(checkpoint_path(f, plan, out / "models", seed)[0].is_file() for f in FUSIONS)
     jobs = [(f, plan, data_root, out / "models", seed) for f in FUSIONS]
     if plan.workers > 1:
-        with mp.get_context("spawn").Pool(min(plan.workers, len(jobs))) as pool:
-            paths = pool.map(_pretrain_worker, jobs)
+        paths = pool_map(_pretrain_worker, jobs, min(plan.workers, len(jobs)))
     else:
         paths = [str(pretrained_checkpoint(*j)) for j in jobs]
     checkpoints = {f: Path(p) for f, p in zip(FUSIONS, paths)}

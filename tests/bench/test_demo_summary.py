@@ -35,3 +35,29 @@ def test_summary_tables_are_markdown_tables():
     assert "| quantity | mean | ci95_low | ci95_high | seeds |\n|---|---|---|---|---|\n| student_ap | 49.2 | 47.2 | 50.8 | 3 |" \
         in md
     assert "issue" not in md.lower()
+
+
+def test_demo_worker_pool_leaves_no_leaked_semaphore(tmp_path):
+    """Workers that drew a progress bar hold a multiprocessing lock; terminated workers leak it (a warning
+    after nox reported success). The demo's pool lets them exit normally."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "from bench.demo import pool_map\n"
+        "def work(i):\n"
+        "    from bench.demo import _worker_setup\n"
+        "    from bench.logs import progress\n"
+        "    _worker_setup()\n"
+        "    import torch\n"
+        "    return int(sum(torch.ones(1) for _ in progress(range(3), desc=f'w{i}', total=3, position=i)))\n"
+        "if __name__ == '__main__':\n"
+        "    print(pool_map(work, [0, 1], 2))\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env.pop("GLIP_BENCH_NO_PROGRESS", None)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "[3, 3]", done.stderr
+    assert "w1" in done.stderr and "leaked semaphore" not in done.stderr
