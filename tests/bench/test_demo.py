@@ -58,6 +58,10 @@ def test_quick_demo_runs_every_stage(tmp_path):
     assert zero_shot_coco <= set(diag.task)
     assert diag["class-agnostic AP"].between(0, 100).all() and diag["label accuracy"].dropna().between(0, 1).all()
     assert "What limits AP" in (out / "SUMMARY.md").read_text()
+    # forgetting and self-training are stored under a hash of their inputs, for the next demo to reuse
+    for stage in ("forgetting", "selftrain"):
+        stored = json.loads((out / "cache" / f"{stage}.json").read_text())
+        assert len(stored["inputs_sha256"]) == 64 and stored["result"]
 
 
 def test_superseded_runs_are_pruned_and_named(tmp_path, caplog):
