@@ -129,7 +129,8 @@ def pretrained_checkpoint(fusion: str, plan: DemoPlan, data_root: Path, models_d
     # from scratch: the official 1e-5 language LR is for a pretrained BERT (see DemoPlan.pretrain_lang_lr)
     res = pretrain(model, [ann], [images], max_iters=plan.pretrain_iters, max_epochs=10_000, seed=seed,
                    batch_size=plan.pretrain_batch, lr=plan.pretrain_lr, lang_lr=plan.pretrain_lang_lr,
-                   lang_lr_groups=plan.pretrain_lang_lr_groups, final_decay=plan.pretrain_final_decay, eval_every=0)
+                   lang_lr_groups=plan.pretrain_lang_lr_groups, final_decay=plan.pretrain_final_decay, eval_every=0,
+                   progress=(f"pretrain {fusion}", FUSIONS.index(fusion)))
     save_weights(model, path)
     atomic_write_json(path.with_suffix(".json"), {**key, "result": res.to_dict()})
     log.info("pretrained %s fusion in %.0f s (loss %.3f -> %.3f)", fusion, res.train_seconds,
@@ -160,6 +161,16 @@ def _worker_setup() -> None:
 
     torch.set_num_threads(1)
     setup_logging(os.environ.get("GLIP_BENCH_LOG", "INFO"))
+
+
+def pool_map(fn: Any, jobs: list, processes: int) -> list:
+    """fn over jobs in spawned processes that exit normally: leaving the Pool's `with` block terminates its
+    workers, whose progress-bar locks (multiprocessing semaphores) are then reported as leaked at exit."""
+    with mp.get_context("spawn").Pool(processes) as pool:
+        results = pool.map(fn, jobs)
+        pool.close()
+        pool.join()
+    return results
 
 
 def _pretrain_worker(args: tuple) -> str:
@@ -203,13 +214,72 @@ def run_specs(specs: list, data_root: Path, results_dir: Path, workers: int) -> 
     if workers <= 1:
         _grid_worker((specs, data_root, results_dir, None))
     else:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            pool.map(_grid_worker, [(specs, data_root, results_dir, (i, workers)) for i in range(workers)])
+        pool_map(_grid_worker, [(specs, data_root, results_dir, (i, workers)) for i in range(workers)], workers)
     records = [store.finished_record(results_dir, s) for s in specs]
     missing = [s.run_name for s, r in zip(specs, records) if r is None]
     if missing:
         raise RuntimeError(f"{len(missing)} demo runs left no record, e.g. {missing[0]}")
     return records
+
+
+# ------------------------------------------------------------------- forgetting and self-training
+def _record_inputs(records: list[dict]) -> list[list]:
+    """What identifies the runs a stage reads: a rerun run gets a new start time (and new trained tensors)."""
+    return sorted([r["spec_hash"], r.get("started_at"), r["provenance"].get("checkpoint_sha256")] for r in records)
+
+
+def forgetting_stage(records: list[dict], data_root: Path, out: Path, plan: DemoPlan) -> tuple[Any, bool]:
+    """bench.demo_extras.forgetting, reused from out/cache when the runs and the base task are unchanged."""
+    import pandas as pd
+
+    from bench.demo_extras import forgetting
+    from bench.provenance import file_sha256
+    from bench.registry import get_task
+    from bench.stage_cache import cached_stage
+
+    task = get_task(BASE_TASK)
+    inputs = {"stage": "forgetting", "base_task": BASE_TASK, "task_version": task.version,
+              "ann_sha256": file_sha256(task.ann_path(task.eval_split, data_root)),
+              "infer_batch_size": plan.infer_batch_size, "runs": _record_inputs(records)}
+    table, reused = cached_stage(out / "cache" / "forgetting.json", inputs,
+                                 lambda: forgetting(records, data_root, out, plan.infer_batch_size),
+                                 lambda t: t.to_dict(orient="records"), pd.DataFrame)
+    if reused:
+        log.info("forgetting: reused (its runs and base task are unchanged): %s", _rel(out / "cache" / "forgetting.json"))
+        if not table.empty:
+            atomic_write_text(out / "forgetting.csv", table.to_csv(index=False, lineterminator="\n"))
+    return table, reused
+
+
+def selftrain_stage(teacher: Path, data_root: Path, out: Path, plan: DemoPlan) -> tuple[dict[str, Any], bool]:
+    """bench.selftrain.experiment.run_experiment, reused from out/cache when teacher, data and budget are unchanged."""
+    import pandas as pd
+
+    from bench.provenance import file_sha256
+    from bench.selftrain.experiment import get_budget, run_experiment
+    from bench.stage_cache import cached_stage
+    from bench.synthetic.generate import GENERATOR_VERSION, pretraining_paths
+
+    inputs = {"stage": "self-training", "preset": PRESET, "teacher_sha256": file_sha256(teacher),
+              "budget": asdict(get_budget(plan.selftrain_budget)), "generator_version": GENERATOR_VERSION,
+              "human_data_sha256": file_sha256(pretraining_paths(data_root)[0])}
+
+    def compute() -> dict[str, Any]:
+        return run_experiment(out / "selftrain", teacher_checkpoint=teacher, preset=PRESET,
+                              budget=plan.selftrain_budget, data_root=data_root, work_dir=out / "selftrain" / "scratch")
+
+    def dump(result: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: v for k, v in result.items() if k not in ("table", "summary", "figure")}
+        return {**kept, "summary": result["summary"].to_dict(orient="records"), "figure": str(result["figure"])}
+
+    def load(stored: dict[str, Any]) -> dict[str, Any]:
+        return {**stored, "table": pd.DataFrame(stored["rows"]), "summary": pd.DataFrame(stored["summary"]),
+                "figure": Path(stored["figure"])}
+
+    result, reused = cached_stage(out / "cache" / "selftrain.json", inputs, compute, dump, load)
+    if reused:
+        log.info("self-training: reused (teacher, data and budget unchanged): %s", _rel(out / "cache" / "selftrain.json"))
+    return result, reused
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -251,8 +321,7 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
     cached_models = sum(checkpoint_path(f, plan, out / "models", seed)[0].is_file() for f in FUSIONS)
     jobs = [(f, plan, data_root, out / "models", seed) for f in FUSIONS]
     if plan.workers > 1:
-        with mp.get_context("spawn").Pool(min(plan.workers, len(jobs))) as pool:
-            paths = pool.map(_pretrain_worker, jobs)
+        paths = pool_map(_pretrain_worker, jobs, min(plan.workers, len(jobs)))
     else:
         paths = [str(pretrained_checkpoint(*j)) for j in jobs]
     checkpoints = {f: Path(p) for f, p in zip(FUSIONS, paths)}
@@ -270,18 +339,15 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
 
     log.info("4/6 forgetting of base concepts after fine-tuning")
     t = time.perf_counter()
-    from bench.demo_extras import diagnose_runs, forgetting
+    from bench.demo_extras import diagnose_runs
 
-    forgetting_table = forgetting(records, data_root, out, plan.infer_batch_size)
+    forgetting_table, reused_forgetting = forgetting_stage(records, data_root, out, plan)
     diagnosis = diagnose_runs(records, data_root, out)
     timings["forgetting"] = time.perf_counter() - t
 
     log.info("5/6 self-training: a teacher grounds a concept it was never taught")
     t = time.perf_counter()
-    from bench.selftrain.experiment import run_experiment
-
-    selftrain = run_experiment(out / "selftrain", teacher_checkpoint=checkpoints["deep"], preset=PRESET,
-                               budget=plan.selftrain_budget, data_root=data_root, work_dir=out / "selftrain" / "scratch")
+    selftrain, reused_selftrain = selftrain_stage(checkpoints["deep"], data_root, out, plan)
     timings["selftrain"] = time.perf_counter() - t
 
     log.info("6/6 leaderboard, cost curves and the fusion ablation")
@@ -297,7 +363,8 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
 
     from bench.demo_extras import summarise
 
-    reused = {"runs": reused_runs, "of_runs": len(specs), "models": cached_models, "of_models": len(FUSIONS)}
+    reused = {"runs": reused_runs, "of_runs": len(specs), "models": cached_models, "of_models": len(FUSIONS),
+              "stages": [n for n, r in (("forgetting", reused_forgetting), ("self-training", reused_selftrain)) if r]}
     summary = summarise(records, forgetting_table, selftrain, plan, timings, diagnosis, reused)
     from bench.compare import attach_reproduction
 

@@ -9,12 +9,12 @@ from typing import Any
 import pandas as pd
 
 from bench.io import atomic_write_text
-from bench.logs import get_logger
+from bench.logs import get_logger, progress
 from bench.records import RunSpec, primary_value
 
 log = get_logger("demo")
 BASE_TASK = "synth-colours"
-TARGETS = {  # issue 6: targets for the full demo (COCO AP@[.5:.95] x 100)
+TARGETS = {  # what the full demo aims for (COCO AP@[.5:.95] x 100)
     "seen concepts (synth-colours, zero-shot, deep)": 70.0,
     "unseen compositions (synth-compositions, zero-shot, deep)": 45.0,
     "novel shapes (synth-novel, 10-shot full-ft, deep)": 50.0,
@@ -46,10 +46,9 @@ def forgetting(records: list[dict], data_root: Path, results_dir: Path, infer_ba
     task = get_task(BASE_TASK)
     dataset = task.load(task.eval_split, data_root)
     rows = []
-    for r in records:
+    tuned = [r for r in records if r["spec"]["regime"] != "zero-shot" and r["spec"]["shots"] == k]
+    for r in progress(tuned, desc="forgetting", total=len(tuned), leave=True):
         spec = RunSpec.from_dict(r["spec"])
-        if spec.regime == "zero-shot" or spec.shots != k:
-            continue
         adapter = store.run_dir(results_dir, spec) / store.ADAPTER
         model_over, _ = runner.split_overrides(spec.overrides, spec.regime)
         model = runner.build_model(runner.model_config(spec.model, model_over), spec.checkpoint)
@@ -115,13 +114,41 @@ def _diagnosis_lines(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def markdown_table(table: pd.DataFrame, digits: int = 1) -> list[str]:
+    """A DataFrame as the lines of a Markdown table, floats rounded to `digits` (pandas' to_markdown needs
+    the tabulate package for the same thing)."""
+    def cell(x: Any) -> str:
+        if isinstance(x, float):
+            text = "n/a" if math.isnan(x) else f"{x:.{digits}f}"
+        else:
+            text = str(x)
+        return text.replace("|", "\\|")
+
+    head = "| " + " | ".join(map(str, table.columns)) + " |"
+    rows = ["| " + " | ".join(cell(x) for x in row) + " |" for row in table.itertuples(index=False)]
+    return [head, "|" + "---|" * len(table.columns), *rows]
+
+
+def _forgetting_lines(table: pd.DataFrame) -> list[str]:
+    """Base-task AP lost after fine-tuning, per fusion and regime (mean, std and count over seeds)."""
+    if table.empty:
+        return []
+    g = (table.groupby(["fusion", "regime"])[table.columns[-1]].agg(["mean", "std", "count"]).reset_index()
+         .rename(columns={"mean": "AP lost (mean)", "std": "std", "count": "seeds"}))
+    return ["", "## Forgetting of base concepts after fine-tuning on novel shapes", "",
+            f"{BASE_TASK} AP before (zero-shot) minus after each largest-shot fine-tuning run.", "",
+            *markdown_table(g)]
+
+
 def _reuse_lines(reused: dict[str, int]) -> list[str]:
     """Say when the wall times above exclude work reused from an earlier demo in the same folder."""
-    if not reused.get("runs") and not reused.get("models"):
+    stages = reused.get("stages") or []
+    if not reused.get("runs") and not reused.get("models") and not stages:
         return []
+    also = f", and the {' and '.join(stages)} stage{'s' if len(stages) > 1 else ''}" if stages else ""
     return [f"Resumed: {reused['runs']} of {reused['of_runs']} runs and {reused['models']} of {reused['of_models']} "
-            "pretrained models were reused from an earlier demo in this folder, so their time is not in the line "
-            "above (a fresh clone's full demo: see README).", ""]
+            f"pretrained models{also} were reused from an earlier demo in this folder, so their time is not in the "
+            "line above (a fresh clone's full demo: see README).", ""]
 
 
 def _mean_std(values: list[float]) -> str:
@@ -164,17 +191,36 @@ def summarise(records: list[dict], forgetting_table: pd.DataFrame, selftrain: di
         "unseen compositions (synth-compositions, zero-shot, deep)": pick("synth-compositions", "zero-shot", 0),
         f"novel shapes (synth-novel, {k}-shot full-ft, deep)": pick("synth-novel", "full-ft", k),
     }
-    lines += ["", "## Targets (issue 6, full demo)", "", "| measure | reached | target |", "|---|---|---|"]
+    lines += ["", "## Targets (full demo)", "", "| measure | reached | target |", "|---|---|---|"]
     for (name, value), target in zip(reached.items(), TARGETS.values()):
         checks[name] = {"reached": value, "target": target}
         lines.append(f"| {name} | {value:.1f} | {target:.0f} |")
     lines.append(f"| novel shapes zero-shot (chance level, deep) | {pick('synth-novel', 'zero-shot', 0):.1f} | – |")
     lines += _diagnosis_lines(diagnosis if diagnosis is not None else pd.DataFrame())
-    if not forgetting_table.empty:
-        lines += ["", "## Forgetting of base concepts after fine-tuning on novel shapes", "",
-                  forgetting_table.groupby(["fusion", "regime"])[forgetting_table.columns[-1]].agg(["mean", "std", "count"])
-                  .round(2).to_string()]
+    lines += _forgetting_lines(forgetting_table)
     if selftrain.get("summary") is not None:
-        lines += ["", "## Self-training", "", selftrain["summary"].to_string(index=False)]
+        lines += ["", "## Self-training", "",
+                  "AP on the never-taught concept, mean and 95% CI over seeds (bench/selftrain/experiment.py).", "",
+                  *markdown_table(selftrain["summary"])]
     return {"markdown": "\n".join(lines) + "\n", "targets": checks, "timings": timings, "reused": reused or {},
             "zero_shot": zs.reset_index().to_dict(orient="records")}
+
+
+def rebuild_summary(out: str | Path, plan: Any) -> dict[str, Any]:
+    """The demo summary again from what a demo leaves in `out` (records, forgetting.csv, diagnosis.csv,
+    selftrain/selftrain_summary.csv and the timings in summary.json), without running anything."""
+    import json
+
+    from bench.store import load_record
+
+    out = Path(out)
+    records = [r for r in map(load_record, sorted((out / "runs").glob("*/record.json"))) if r is not None]
+    previous = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+
+    def csv(path: Path) -> pd.DataFrame:
+        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+    selftrain_summary = out / "selftrain" / "selftrain_summary.csv"
+    selftrain = {"summary": pd.read_csv(selftrain_summary)} if selftrain_summary.is_file() else {}
+    return summarise(records, csv(out / "forgetting.csv"), selftrain, plan, previous["timings"],
+                     csv(out / "diagnosis.csv"), previous.get("reused"))

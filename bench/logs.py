@@ -38,7 +38,16 @@ def setup_logging(level: str | int = "INFO") -> None:
     logger.propagate = False
 
 
-def progress(items: Iterable[T], desc: str, total: int | None = None, leave: bool = False) -> Iterable[T]:
+def progress_bar(total: int | None, desc: str, position: int | None = None, unit: str = "it") -> tqdm:
+    """A bar updated by hand (bar.update(n)), with rate and ETA; silent when GLIP_BENCH_NO_PROGRESS is set.
+    position: the line it keeps when several processes draw bars at once."""
+    disable = bool(os.environ.get("GLIP_BENCH_NO_PROGRESS"))
+    return tqdm(total=total, desc=desc, position=position, leave=True, disable=disable, dynamic_ncols=True,
+                unit=unit)
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None, leave: bool = False,
+             position: int | None = None) -> Iterable[T]:
     """A progress bar; silent when GLIP_BENCH_NO_PROGRESS is set (tests, CI logs)."""
     disable = bool(os.environ.get("GLIP_BENCH_NO_PROGRESS"))
-    return tqdm(items, desc=desc, total=total, leave=leave, disable=disable, dynamic_ncols=True)
+    return tqdm(items, desc=desc, total=total, leave=leave, disable=disable, dynamic_ncols=True, position=position)

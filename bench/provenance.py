@@ -38,11 +38,12 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def git_state(root: Path | None = None) -> tuple[str | None, bool | None]:
+def git_state(root: Path | None = None, ignore: tuple[str, ...] = ()) -> tuple[str | None, bool | None]:
     """(commit, dirty) of the git checkout holding `root`; dirty = tracked files differ from HEAD.
 
     Untracked files do not count (a results folder or data inside the checkout must not make every
-    record dirty). Not a checkout, or no git: (None, None).
+    record dirty), nor do tracked files under `ignore` (folders relative to `root`: the results folder
+    the run writes into, whose committed records a rerun rewrites). Not a checkout, or no git: (None, None).
     """
     root = package_root() if root is None else root
     top = _git(["rev-parse", "--show-toplevel"], root)
@@ -50,8 +51,20 @@ def git_state(root: Path | None = None) -> tuple[str | None, bool | None]:
         # the package sits inside some other repository (or none): its commit would not describe this code
         return None, None
     commit = _git(["rev-parse", "HEAD"], root)
-    status = _git(["status", "--porcelain", "--untracked-files=no"], root)
+    excludes = [f":(exclude){p}" for p in ignore]
+    status = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", *excludes], root)
     return commit, (None if status is None else bool(status))
+
+
+def ignored_for_dirty(results_dir: str | os.PathLike | None) -> tuple[str, ...]:
+    """The results folder as a path inside the package's checkout (what git_state leaves out), or () when it
+    lies outside the checkout (then it cannot make the checkout dirty anyway)."""
+    if results_dir is None:
+        return ()
+    root, folder = package_root().resolve(), Path(results_dir).resolve()
+    if folder == root or not folder.is_relative_to(root):
+        return ()
+    return (folder.relative_to(root).as_posix(),)
 
 
 @functools.lru_cache(maxsize=1)
@@ -90,14 +103,15 @@ def file_sha256(path: str | os.PathLike | None) -> str | None:
     return _sha256_cached(str(p.resolve()), st.st_size, st.st_mtime_ns)
 
 
-@functools.lru_cache(maxsize=1)
-def _environment() -> dict[str, Any]:
+@functools.lru_cache(maxsize=8)
+def _environment(ignore: tuple[str, ...] = ()) -> dict[str, Any]:
     import torch
 
-    commit, dirty = git_state()
+    commit, dirty = git_state(ignore=ignore)
     return {
         "git_commit": commit,
         "git_dirty": dirty,
+        "git_dirty_ignores": list(ignore),
         "packages": package_versions(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -107,13 +121,14 @@ def _environment() -> dict[str, Any]:
     }
 
 
-def environment() -> dict[str, Any]:
+def environment(results_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The parts of a record's provenance that do not depend on the run.
 
-    Taken once per process, at its first record: a process keeps running the code it imported, so that
-    git state describes every record of the sweep (and git is not asked again for every run).
+    Taken once per process (and results folder), at its first record: a process keeps running the code it
+    imported, so that git state describes every record of the sweep (and git is not asked again for every
+    run). git_dirty leaves out the results folder (git_dirty_ignores names it): the runs' own outputs.
     """
-    return copy.deepcopy(_environment())
+    return copy.deepcopy(_environment(ignored_for_dirty(results_dir)))
 
 
 def provenance(
@@ -125,11 +140,13 @@ def provenance(
     chunk_size: int | None,
     metric_backend: str,
     extra: dict[str, Any] | None = None,
+    results_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """The record's provenance section (bench/records.py REQUIRED_PROVENANCE, plus python/platform)."""
+    """The record's provenance section (bench/records.py REQUIRED_PROVENANCE, plus python/platform);
+    results_dir: the folder the record goes to, left out of git_dirty."""
     import torch
 
-    out = environment()
+    out = environment(results_dir)
     out.update(
         torch_threads=torch.get_num_threads(),  # a reduction's order, so its float result, can follow it
         seeds=dict(seeds),

@@ -468,7 +468,9 @@ class TaskRegistry:
         for t in tasks:
             for g in t.groups:
                 if g in self.declared and t.name not in self.declared[g]:
-                    raise UserError(f"{t.file}: key 'groups': {t.name} says it is in {g!r}, but {self.group_files[g]} does not list it")
+                    raise UserError(f"{t.file}: key 'groups': {t.name} says it is in {g!r}, but {self.group_files[g]} "
+                                    f"does not list it; to join no group set `groups: []` in {Path(t.file).name} "
+                                    f"(a copied ODinW task inherits {list(t.groups)}), or list {t.name} under {g!r} there")
         for g, members in self.declared.items():
             for m in members:
                 if m in self.registry.module_dict and g not in self.get(m).groups:

@@ -521,6 +521,7 @@ def run_one(
             extra={"task_file_version": task.version, "num_prompt_chunks": None if chunks is None else len(chunks),
                    "captions": None if chunks is None else [c.caption for c, _ in chunks],
                    "world_size": world},
+            results_dir=results_dir,
         ),
         "model": {"preset": spec.model, "overrides": model_over, "checkpoint": spec.checkpoint},
         "hparams": hp,
@@ -582,11 +583,19 @@ def run_grid(
     check_world(specs)
     cache = ModelCache(device, text_encoder)
     records = []
-    for spec in progress(specs, desc="runs", total=len(specs), leave=True) if main else specs:
+    if main:  # what is done and what is not, in two lines instead of one per run
+        why: list[str] = []
+        finished = sum(store.finished_record(results_dir, s, why) is not None for s in specs)
+        log.info("%d of %d runs already finished (reused), %d to run", finished, len(specs), len(specs) - finished)
+        if store.unfinished_summary(why, len(specs)):
+            log.info("%s", store.unfinished_summary(why, len(specs)))
+    bar = progress(specs, desc="runs" if shard is None else f"runs {shard[0] + 1}/{shard[1]}", total=len(specs),
+                   leave=True, position=None if shard is None else shard[0])
+    for spec in bar if main else specs:
         done = store.finished_record(results_dir, spec) if main else None
         if dist.broadcast_object(done is not None):  # one decision, so every rank walks the same runs
             if main:
-                log.info("skip %s (finished)", spec.run_name)
+                log.debug("skip %s (finished)", spec.run_name)
                 records.append(done)
             continue
         record = run_one(spec, data_root=data_root, results_dir=results_dir, device=device,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,10 @@ def load_record(path: str | os.PathLike) -> dict[str, Any] | None:
     return record
 
 
-def finished_record(results_dir: str | os.PathLike, spec: RunSpec) -> dict[str, Any] | None:
-    """The record of `spec` if that run finished, else None (the reason logged when a record is there).
+def finished_record(results_dir: str | os.PathLike, spec: RunSpec, why: list[str] | None = None
+                    ) -> dict[str, Any] | None:
+    """The record of `spec` if that run finished, else None (the reason, when a record is there, is appended
+    to `why` for the caller's one summary line, and logged at DEBUG).
 
     Finished: its record.json parses and validates with the spec hash asked for, the files the record
     lists (`record["files"]`; records without the list: the predictions) are in its folder, and the
@@ -93,13 +96,29 @@ def finished_record(results_dir: str | os.PathLike, spec: RunSpec) -> dict[str, 
     folder = run_dir(results_dir, spec)
     missing = [name for name in record.get("files", [PREDICTIONS]) if not _output_present(folder, name)]
     if missing:
-        log.info("%s: its record is there without %s: the run is not finished", spec.run_name, ", ".join(missing))
+        _unfinished(why, spec, f"a record without its {', '.join(missing)}")
         return None
     made_from = record["provenance"].get("checkpoint_sha256")
     if spec.checkpoint and made_from and Path(spec.checkpoint).is_file() and file_sha256(spec.checkpoint) != made_from:
-        log.info("%s: %s changed since its record was made: the run is not finished", spec.run_name, spec.checkpoint)
+        _unfinished(why, spec, "a record made from a checkpoint that has changed since")
         return None
     return record
+
+
+def _unfinished(why: list[str] | None, spec: RunSpec, reason: str) -> None:
+    log.debug("%s: %s: the run is not finished", spec.run_name, reason)
+    if why is not None:
+        why.append(reason)
+
+
+def unfinished_summary(why: list[str], total: int) -> str | None:
+    """One line for the runs that have a record but are not finished, by reason ("148 lines" -> one), or None."""
+    if not why:
+        return None
+    counts = Counter(why)
+    parts = [f"{n} have {reason}" for reason, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+    note = "; a fresh clone keeps records, not predictions or adapters" if any("without" in w for w in why) else ""
+    return f"{len(why)} of {total} runs have a record but are not finished, so they run again ({'; '.join(parts)}{note})"
 
 
 def _output_present(folder: Path, name: str) -> bool:

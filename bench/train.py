@@ -36,7 +36,7 @@ from torch import nn
 
 from bench import ddp
 from bench import dist as bench_dist
-from bench.logs import get_logger
+from bench.logs import get_logger, progress_bar
 from bench.train_data import collate
 
 log = get_logger("train")
@@ -170,6 +170,7 @@ def train(
     size_divisibility: int = 32,
     eval_ranks: str = "all",
     find_unused_parameters: bool = False,
+    progress: tuple[str, int | None] | None = None,
 ) -> TrainResult:
     """Train `trainable` parameters of `model` on `dataset` (TrainSamples).
 
@@ -182,6 +183,8 @@ def train(
     eval_ranks "all" calls `evaluate` on every rank (needed when it is itself distributed, and no rank idles
     into the process-group timeout), "main" on rank 0 only; either way rank 0's value is used everywhere.
     find_unused_parameters: passed to DDP (not needed by any regime; see bench/ddp.py).
+    progress: (label, line) of a progress bar over the optimiser steps (with ETA and the running loss), drawn
+    by rank 0; for long trainings, where nothing else is logged for minutes.
     """
     n = len(dataset)
     if n == 0:
@@ -241,6 +244,11 @@ def train(
 
     _set_modes(model, eval_modules)
     evaluated_last = False
+    bar = None
+    if progress is not None and rank == 0:
+        steps_per_epoch = math.ceil(n * copies / batch_size)
+        bar = progress_bar(min(max_iters, max_epochs * steps_per_epoch) if max_iters else max_epochs * steps_per_epoch,
+                           progress[0], position=progress[1], unit="step")
     for epoch in range(1, max_epochs + 1):
         order = (torch.randperm(n * copies, generator=gen) % n).tolist()  # official GENERAL_COPY replication
         batches = [order[b: b + batch_size] for b in range(0, len(order), batch_size)]
@@ -275,6 +283,10 @@ def train(
             res.iters += 1
             res.images_seen += len(idx)
             done += 1
+            if bar is not None:
+                bar.update(1)
+                if losses:
+                    bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
         res.epochs = epoch - 1 + done / len(batches)
         res.epoch_losses.append(sum(losses) / len(losses) if losses else float("nan"))
         evaluated_last = False
@@ -288,6 +300,8 @@ def train(
             break
     if evaluate is not None and not evaluated_last:
         run_eval(res.epochs)
+    if bar is not None:
+        bar.close()
     _sync(device)
     res.train_seconds = time.perf_counter() - start
     if best_state is not None:
@@ -311,6 +325,7 @@ def pretrain(
     evaluate: Callable[[nn.Module], float] | None = None,
     eval_ranks: str = "all",
     find_unused_parameters: bool = False,
+    progress: tuple[str, int | None] | None = None,
     **hp_overrides: Any,
 ) -> TrainResult:
     """Pre-train on MDETR-style grounding json files (one image root per file); the synthetic world's path.
@@ -339,7 +354,7 @@ def pretrain(
     model.to(device)
     return train(model, dataset, trainable=trainable, hp=hp, device=device, seed=seed, evaluate=evaluate,
                  size_divisibility=getattr(getattr(model, "config", None), "size_divisibility", 32),
-                 eval_ranks=eval_ranks, find_unused_parameters=find_unused_parameters)
+                 eval_ranks=eval_ranks, find_unused_parameters=find_unused_parameters, progress=progress)
 
 
 def save_weights(model: nn.Module, path: str | Path, names: Iterable[str] | None = None) -> Path:

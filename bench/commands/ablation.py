@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+# what necessarily differs between the sides of a model ablation: each side's weights were trained as that side
+DEFAULT_IGNORE = "checkpoint"
+
 HELP = "paired ablation of one override (e.g. --a fusion=late --b fusion=deep) with bootstrap CIs"
 
 
@@ -16,9 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-resamples", type=int, default=9999, help="bootstrap resamples")
     parser.add_argument("--unset-as", choices=["a", "b"], default=None,
                         help="count runs that do not set the key as this side (when that side is the default)")
-    parser.add_argument("--ignore", default=None, metavar="KEYS",
-                        help="pairing keys allowed to differ between the sides, comma-separated (e.g. checkpoint, "
-                             "when each side was pretrained on its own)")
+    parser.add_argument("--ignore", default=DEFAULT_IGNORE, metavar="KEYS",
+                        help="pairing keys allowed to differ between the sides, comma-separated (default: "
+                             f"{DEFAULT_IGNORE}: a fusion variant is its own pretrained model, so its weights "
+                             "always differ; pass --ignore '' to require the same checkpoint too)")
 
 
 def _ignore(text: str | None) -> list[str]:
@@ -53,7 +57,8 @@ def main(args: argparse.Namespace) -> int:
         log.warning("prompt-tuning vs full-ft gap not computed: %s", e)
     out = Path(args.out) if args.out else Path(args.results) / "ablation"
     metrics = sorted(set(df.loc[df["task"].isin(pairs["task"]), "primary"]))
-    atomic_write_text(out / "ablation.md", ablation.render_markdown(table, gap, a, b, len(df), counts, args.seed))
+    atomic_write_text(out / "ablation.md", ablation.render_markdown(table, gap, a, b, len(df), counts, args.seed,
+                                                                   ignore=_ignore(args.ignore)))
     atomic_write_text(out / "ablation.csv", table.to_csv(index=False, lineterminator="\n"))
     if not isinstance(gap, str):
         atomic_write_text(out / "ablation-gap.csv", gap.to_csv(index=False, lineterminator="\n"))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "plot cost curves (AP vs shots, trainable parameters, training compute; per-task panels) from records"
+from bench.errors import UserError
+
+HELP = ("plot cost curves (AP vs shots, trainable parameters, training compute; per-task panels) from records; "
+        "a selection that mixes primary metrics (AP, R@1) gets one set of figures per metric (<stem>-ap, <stem>-r1)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +18,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", default=None, help="expected seeds, e.g. 0,1,2 (default: from the records)")
 
 
+def metric_slug(metric: str) -> str:
+    """A file-name part for a metric name: 'R@1' -> 'r1', 'AP' -> 'ap'."""
+    return "".join(c for c in metric.lower() if c.isalnum())
+
+
+def per_metric(df, tasks: list[str] | None, group: str | None) -> dict:
+    """The selected records split by primary metric (bench.reports.curves.select_tasks on each part)."""
+    from bench.reports import curves
+
+    if tasks and set(tasks) - set(df["task"]) or group and not df["groups"].map(lambda gs: group in gs).any():
+        curves.select_tasks(df, tasks, group)  # raises the error that names the unknown task or group
+    out = {}
+    for metric in sorted(set(df["primary"])):
+        part = df[df["primary"] == metric]
+        names = [t for t in tasks if t in set(part["task"])] if tasks else None
+        if tasks and not names or group and not part["groups"].map(lambda gs: group in gs).any():
+            continue
+        out[metric] = curves.select_tasks(part, names, group)
+    if not out:
+        raise UserError("no records to plot")
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     import matplotlib
 
@@ -22,7 +48,6 @@ def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bench.commands.leaderboard import parse_seeds
-    from bench.errors import UserError
     from bench.logs import get_logger
     from bench.reports import curves
     from bench.reports.load import load_records
@@ -31,15 +56,17 @@ def main(args: argparse.Namespace) -> int:
     if df.empty:
         raise UserError(f"no record.json found under {args.results}; run `glip-bench run` first or pass --results")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
-    df = curves.select_tasks(df, tasks, args.group)
     seeds = parse_seeds(args.seeds)
     if seeds is not None:
         df = df[df["seed"].isin(seeds)]
     out = Path(args.out) if args.out else Path(args.results) / "plots"
+    selections = per_metric(df, tasks, args.group)
     written = []
-    for stem, make in (("ap-vs-shots", curves.ap_vs_shots), ("ap-vs-params", curves.ap_vs_params),
-                       ("ap-vs-compute", curves.ap_vs_compute), ("per-task", curves.per_task)):
-        written += curves.save_figure(make(df, seeds), out, stem)
+    for metric, sub in selections.items():  # an average of AP and recall means nothing: figures per metric
+        suffix = "" if len(selections) == 1 else "-" + metric_slug(metric)
+        for stem, make in (("ap-vs-shots", curves.ap_vs_shots), ("ap-vs-params", curves.ap_vs_params),
+                           ("ap-vs-compute", curves.ap_vs_compute), ("per-task", curves.per_task)):
+            written += curves.save_figure(make(sub, seeds), out, stem + suffix)
     get_logger("curves").info("%d figures from %d records -> %s", len(written), len(df),
                               ", ".join(map(str, written)))
     return 0

@@ -18,26 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--classes", help="comma-separated class names, e.g. cat,dog")
     parser.add_argument("--threshold", type=float, default=0.3, help="keep detections with score >= this")
     parser.add_argument("--out-json", help="write detections here (default: print to stdout)")
-    parser.add_argument("--out-png", help="write the image with the boxes drawn here")
+    parser.add_argument("--out-png", help="write the image with the boxes drawn here (upscaled to at least 512 px "
+                        "on its short side; the JSON keeps original pixels)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-
-
-def draw(image, dets: list[dict], path) -> None:
-    """Draw boxes with 'phrase score' labels on a copy of the image and save it as PNG."""
-    from PIL import ImageDraw
-
-    palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
-    canvas = image.convert("RGB").copy()
-    pen = ImageDraw.Draw(canvas)
-    for d in dets:
-        colour = palette[d["label"] % len(palette)]
-        x1, y1, x2, y2 = d["box_xyxy"]
-        pen.rectangle([x1, y1, x2, y2], outline=colour, width=2)
-        text = f"{d['phrase']} {d['score']:.2f}"
-        left, top, right, bottom = pen.textbbox((x1, y1), text)
-        pen.rectangle([left, top, right, bottom], fill=colour)
-        pen.text((x1, y1), text, fill="white")
-    canvas.save(path, format="PNG")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -99,6 +82,8 @@ def main(args: argparse.Namespace) -> int:
         print(text)
     if args.out_png:
         Path(args.out_png).parent.mkdir(parents=True, exist_ok=True)
-        draw(image, dets, args.out_png)
-        log.info("drawn on %s", args.out_png)
+        from bench.drawing import draw_detections
+
+        scale = draw_detections(image, dets, args.out_png)
+        log.info("drawn on %s (%.3gx the image's size, so the labels are readable)", args.out_png, scale)
     return 0

@@ -32,7 +32,7 @@ import numpy as np
 
 from bench.errors import UserError
 from bench.io import atomic_write_json, sha256_file
-from bench.logs import get_logger
+from bench.logs import get_logger, progress
 
 log = get_logger("selftrain.experiment")
 
@@ -363,7 +363,7 @@ def run_experiment(
     log.info("teacher zero-shot AP on %r: %.2f", concept, teacher_ap)
 
     rows, provenance = [], {}
-    for seed in b.seeds:
+    for seed in progress(b.seeds, desc="self-training seeds", total=len(b.seeds), leave=True):
         sdir = work / f"seed{seed}"
         captions, img_dir, truth = draw_unlabelled(concept, b.unlabelled_images, seed, sdir / "unlabelled")
         pseudo = sdir / "pseudo.json"

@@ -61,6 +61,10 @@ def test_quick_demo_runs_every_stage(tmp_path):
     # the summary opens with the comparison against the committed quick reference
     assert summary["reproduction"]["reference"] == "results/demo-quick"
     assert any(line.startswith("Reproduction: ") for line in (out / "SUMMARY.md").read_text().splitlines()[:3])
+    # forgetting and self-training are stored under a hash of their inputs, for the next demo to reuse
+    for stage in ("forgetting", "selftrain"):
+        stored = json.loads((out / "cache" / f"{stage}.json").read_text())
+        assert len(stored["inputs_sha256"]) == 64 and stored["result"]
 
 
 def test_superseded_runs_are_pruned_and_named(tmp_path, caplog):

@@ -50,10 +50,10 @@ def test_predict_writes_json_and_png(tmp_path, weights, img_path):
         x1, y1, x2, y2 = d["box_xyxy"]
         assert 0 <= x1 <= x2 <= 90 and 0 <= y1 <= y2 <= 60
         assert d["phrase"] == data["phrases"][d["label"]]
-    drawn = np.asarray(Image.open(out_png))
-    assert drawn.shape == (60, 90, 3)
-    plain = np.asarray(Image.open(img_path).convert("RGB"))
-    assert (drawn != plain).any()
+    drawn = Image.open(out_png)
+    assert drawn.size == (768, 512)  # upscaled to a short side of 512 px, aspect kept
+    plain = np.asarray(Image.open(img_path).convert("RGB").resize(drawn.size, Image.Resampling.LANCZOS))
+    assert (np.asarray(drawn) != plain).any()
 
 
 def test_predict_classes_to_stdout(capsys, weights, img_path):

@@ -233,3 +233,24 @@ def test_validate_returns_a_task_with_defaults(tmp_path):
     t = _validate(yaml.safe_load(GOOD), tmp_path / "toy.yaml")
     assert t.chunk_size is None and t.ann_sha256 == {} and t.fewshot == {} and t.groups == ()
     assert t.prompt_names("official") == (["cat", "dog"], ["", ""], ["", " that barks"])
+
+
+def test_readme_recipe_for_a_new_task_loads(tmp_path):
+    """README "Adding a task": a copy of aquarium.yaml with a new name, root and classes, and `groups: []`."""
+    import shutil
+
+    repo_tasks = Path(__file__).resolve().parents[2] / "tasks"
+    shutil.copytree(repo_tasks, tmp_path / "tasks")
+    text = (repo_tasks / "odinw" / "aquarium.yaml").read_text()
+    text = text.replace("name: odinw-aquarium", "name: odinw-bees").replace(
+        'root: "odinw/Aquarium/Aquarium Combined.v2-raw-1024.coco"', 'root: "odinw/Bees"')
+    text = text.replace('classes: ["fish", "jellyfish", "penguin", "puffin", "shark", "starfish", "stingray"]',
+                        'classes: ["bee", "wasp"]')
+    text = text[:text.index("prompt_sets:")] + "prompt_sets:\n  plain: {}\n"
+    copy = tmp_path / "tasks" / "odinw" / "bees.yaml"
+    copy.write_text(text)
+    with pytest.raises(UserError, match=r"set `groups: \[\]` in bees.yaml"):
+        TaskRegistry(tmp_path / "tasks")
+    copy.write_text(text + "groups: []\n")
+    task = TaskRegistry(tmp_path / "tasks").get("odinw-bees")
+    assert task.classes == ("bee", "wasp") and task.groups == () and task.root == "odinw/Bees"

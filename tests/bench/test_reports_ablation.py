@@ -215,3 +215,22 @@ def test_overall_over_mixed_metrics_says_so(tmp_path):
     assert "averages differences in different metrics (AP, R@1" in note
     labels = [t.get_text() for t in ablation.forest_plot(table, LATE, DEEP).legends[0].get_texts()]
     assert labels[-1] == "overall: every pair pooled, mixing AP and R@1 (95% bootstrap CI)"
+
+
+def test_cli_pairs_separately_pretrained_sides_by_default_and_says_what_it_matched(tmp_path):
+    """`glip-bench ablation --a fusion=late --b fusion=deep` as printed in the README: each side's runs come from
+    its own checkpoint, so the default ignores the checkpoint; the markdown says so instead of claiming it matched."""
+    recs = [make_record(task=t, regime="full-ft", seed=s, overrides={"fusion": f},
+                        checkpoint=f"models/{f}.safetensors", value=value(t, "full-ft", s, f))
+            for t in TASKS for s in SEEDS for f in ("late", "deep")]
+    write_records(tmp_path, recs)
+    out = tmp_path / "abl"
+    assert cli_main(["ablation", "--a", "fusion=late", "--b", "fusion=deep", "--results", str(tmp_path),
+                     "--out", str(out), "--n-resamples", str(N)]) == 0
+    md = (out / "ablation.md").read_text()
+    assert "Pairs are runs equal in model, task, regime, shots, seed, prompt set, split and every other override " \
+           "(allowed to differ: checkpoint)." in md
+    assert "| overall | tasks, regimes, shots, seeds | AP | 9 |" in md
+    strict = tmp_path / "strict"
+    assert cli_main(["ablation", "--a", "fusion=late", "--b", "fusion=deep", "--results", str(tmp_path),
+                     "--out", str(strict), "--ignore", "", "--n-resamples", str(N)]) == 2

@@ -207,3 +207,17 @@ def test_per_task_for_a_wide_group_keeps_the_legend_off_every_panel(tmp_path):
         for ax in fig.axes:
             assert not legend.overlaps(ax.get_window_extent()), ax.get_title()
         assert not legend.overlaps(fig.get_suptitle() and fig._suptitle.get_window_extent())
+
+
+def test_cli_without_arguments_draws_one_set_of_figures_per_primary_metric(tmp_path):
+    """`glip-bench curves` as the README prints it, on results that hold detection (AP) and grounding (R@1)."""
+    write_records(tmp_path, [make_record(), make_record(seed=1, value=42.0),
+                             make_record(task="flickr", primary="R@1", value=70.0)])
+    out = tmp_path / "plots"
+    assert cli_main(["curves", "--results", str(tmp_path), "--out", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{s}-{m}.{e}" for s in ("ap-vs-shots", "ap-vs-params", "ap-vs-compute", "per-task")
+                           for m in ("ap", "r1") for e in ("png", "svg"))
+    assert cli_main(["curves", "--results", str(tmp_path), "--out", str(tmp_path / "one"), "--tasks", "flickr"]) == 0
+    assert sorted(p.name for p in (tmp_path / "one").iterdir())[0] == "ap-vs-compute.png"
+    assert cli_main(["curves", "--results", str(tmp_path), "--tasks", "synth-a,nope"]) == 2

@@ -46,3 +46,26 @@ def test_provenance_section(tmp_path):
     assert p["packages"]["torch"] and p["packages"]["mmengine"] and p["torch"]
     assert {"git_commit", "git_dirty", "cuda", "seeds", "prompt_set", "chunk_size", "metric_backend"} <= set(p)
     assert provenance.file_sha256(None) is None and provenance.device_name("cpu").startswith("cpu")
+
+
+def test_results_folder_the_run_writes_does_not_make_the_checkout_dirty(tmp_path):
+    _git("init", "-q", cwd=tmp_path)
+    (tmp_path / "results" / "demo").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("1")
+    (tmp_path / "results" / "demo" / "record.json").write_text("{}")
+    _git("add", ".", cwd=tmp_path)
+    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x", cwd=tmp_path)
+    (tmp_path / "results" / "demo" / "record.json").write_text('{"rerun": true}')  # a rerun rewrites it
+    assert provenance.git_state(tmp_path)[1] is True
+    assert provenance.git_state(tmp_path, ignore=("results/demo",))[1] is False
+    (tmp_path / "code.py").write_text("2")
+    assert provenance.git_state(tmp_path, ignore=("results/demo",))[1] is True
+
+
+def test_record_names_the_folder_left_out_of_git_dirty(tmp_path):
+    root = provenance.package_root()
+    assert provenance.ignored_for_dirty(root / "results" / "demo") == ("results/demo",)
+    assert provenance.ignored_for_dirty(tmp_path / "elsewhere") == ()
+    assert provenance.ignored_for_dirty(None) == ()
+    assert provenance.environment(root / "results" / "demo")["git_dirty_ignores"] == ["results/demo"]
+    assert provenance.environment()["git_dirty_ignores"] == []

@@ -155,3 +155,21 @@ def test_a_record_made_from_a_replaced_checkpoint_is_not_finished(tmp_path):
     assert store.finished_record(tmp_path, spec) is not None
     ckpt.write_bytes(b"weights v2, retrained")
     assert store.finished_record(tmp_path, spec) is None
+
+
+def test_records_without_their_outputs_give_one_summary_line_not_one_per_run(tmp_path, caplog):
+    """A fresh clone: every committed record lacks its predictions; the log says so once, with the count."""
+    specs = [RunSpec(model="glip-tiny", task="t", regime="full-ft", shots=1, seed=s) for s in (3, 30, 300)]
+    for spec in specs:
+        store.write_record(store.run_dir(tmp_path, spec), _record(spec))
+    done = _finished_pair(tmp_path, RunSpec(model="glip-tiny", task="t", regime="zero-shot"),
+                          _record(RunSpec(model="glip-tiny", task="t", regime="zero-shot")))
+    assert done.is_dir()
+    why: list[str] = []
+    with caplog.at_level("INFO", logger="glip_bench"):
+        assert [store.finished_record(tmp_path, s, why) for s in specs] == [None, None, None]
+    assert caplog.records == []  # nothing per run at INFO
+    assert store.unfinished_summary(why, 4) == (
+        "3 of 4 runs have a record but are not finished, so they run again (3 have a record without its "
+        f"{store.PREDICTIONS}; a fresh clone keeps records, not predictions or adapters)")
+    assert store.unfinished_summary([], 4) is None

@@ -109,3 +109,21 @@ def test_grounding_samples_and_pretrain(tmp_path):
     assert changed and not changed & set(model.parameter_groups()["backbone_stem"])
     with pytest.raises(ValueError, match="unknown pre-training settings"):
         pretrain(model, [path], [tmp_path], max_iters=1, learning_rate=1.0)
+
+
+def test_pretraining_draws_a_progress_bar_with_eta(tmp_path, monkeypatch, capsys):
+    """The demo's pretraining is minutes long: its steps show as a bar with rate, ETA and the running loss."""
+    from bench.train import pretrain
+    from glip.config import get_preset
+    from glip.model import GLIP
+
+    monkeypatch.delenv("GLIP_BENCH_NO_PROGRESS", raising=False)
+    torch.manual_seed(0)
+    model = GLIP(get_preset("glip-tiny"))
+    path = write_mdetr(tmp_path)
+    pretrain(model, [path], [tmp_path], max_iters=2, max_epochs=10, batch_size=2, lr=1e-3,
+             progress=("pretrain deep", 0))
+    err = capsys.readouterr().err
+    assert "pretrain deep" in err and "2/2" in err and ("step/s" in err or "s/step" in err) and "<" in err and "loss=" in err
+    pretrain(model, [path], [tmp_path], max_iters=1, batch_size=2, lr=1e-3)  # no bar unless asked for
+    assert "pretrain" not in capsys.readouterr().err

@@ -1,0 +1,155 @@
+"""Every command the README shows, run as printed on the synthetic world (or on a named stand-in).
+
+The README's fenced bash and python blocks are parsed: each command must be either run here (as printed, or
+with the stand-ins named next to it: glip-tiny / glip-synth for the glip-t weights and BERT that cannot be
+downloaded, a synthetic image for street.jpg) or listed in NOT_RUNNABLE with the reason. A new README
+command fails this test until it is one or the other. The reports commands of "The command line" run as
+printed in a working directory whose results/ holds zero-shot records of both fusions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main as cli
+
+pytestmark = pytest.mark.slow  # a small synthetic world, four zero-shot runs and the reports: about a minute
+
+REPO = Path(__file__).resolve().parents[2]
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+NOT_RUNNABLE = {
+    "pip install nox && nox -s demo":
+        "creates a virtualenv from PyPI and runs the full 14-minute demo; the `glip-bench demo --quick` it wraps "
+        "is tests/bench/test_demo.py::test_quick_demo_runs_every_stage",
+    "nox -s tests": "runs this test suite itself",
+    "torchrun --nproc_per_node 8 -m bench.cli run --model glip-t --checkpoint glip-t.safetensors "
+    "--text-encoder bert-base-uncased --tasks odinw13 --regime full-ft --device cuda --data-root /data":
+        "needs 8 GPUs, the glip-t weights, BERT and the ODinW data; two CPU processes on the synthetic world are "
+        "tests/bench/test_run_torchrun.py",
+}
+# README command -> what replaces what in it here (official weights, BERT and a street photo cannot be fetched)
+STAND_INS = {
+    "glip-bench convert-checkpoint glip_tiny_model_o365_goldg.pth glip-t.safetensors --preset glip-t":
+        {"glip_tiny_model_o365_goldg.pth": "official-tiny.pth", "--preset glip-t": "--preset glip-tiny"},
+    "glip-bench predict --model glip-t --checkpoint glip-t.safetensors --text-encoder bert-base-uncased "
+    "--image street.jpg --prompt \"person. bicycle. car\" --out-json dets.json --out-png dets.png":
+        {"--model glip-t": "--model glip-tiny", " --text-encoder bert-base-uncased": "", "street.jpg": "street.png"},
+}
+PYTHON_STAND_INS = {'"glip-t"': '"glip-tiny"', 'text_encoder="bert-base-uncased"': "text_encoder=None"}
+
+
+def readme_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def bash_commands() -> list[str]:
+    """One string per command: continuation lines joined, comments dropped."""
+    out = []
+    for block in readme_blocks("bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            command = " ".join(line.split("#")[0].split())
+            if command:
+                out.append(command)
+    return out
+
+
+def _substitute(command: str, replacements: dict[str, str]) -> str:
+    for old, new in replacements.items():
+        assert old in command, (old, command)
+        command = command.replace(old, new)
+    return command
+
+
+def _glip_bench(command: str) -> int:
+    argv = shlex.split(command)
+    assert argv[0] == "glip-bench", command
+    return cli(argv[1:])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A working directory with the synthetic world in data/ and zero-shot records of both fusions in results/."""
+    import torch
+
+    import glip
+    from bench.synthetic.generate import generate
+    from bench.train import save_weights
+
+    root = tmp_path_factory.mktemp("readme")
+    generate(root / "data", seed=0, scale="quick", tasks=["synth-shapes", "synth-grounding"])
+    for fusion in ("deep", "late"):
+        torch.manual_seed(0)
+        save_weights(glip.from_pretrained(glip.get_preset("glip-synth", fusion=fusion)), root / f"{fusion}.safetensors")
+    torch.manual_seed(0)
+    save_weights(glip.from_pretrained("glip-tiny"), root / "tiny.safetensors")
+    return root
+
+
+def test_every_readme_command_is_run_or_says_why_not(world, monkeypatch):
+    monkeypatch.chdir(world)
+    commands = bash_commands()
+    assert set(commands) == set(NOT_RUNNABLE) | set(STAND_INS), "a README command is neither run nor excused here"
+    # stand-ins for what cannot be downloaded: an official-layout glip-tiny file and a scene of the synthetic world
+    assert cli(["convert-checkpoint", "tiny.safetensors", "official-tiny.pth", "--export-official", "--preset",
+                "glip-tiny"]) == 0
+    shutil.copy(next((world / "data").rglob("synth-shapes/test/*.png")), world / "street.png")
+    for command, replacements in STAND_INS.items():
+        assert _glip_bench(_substitute(command, replacements)) == 0, command
+    assert (world / "glip-t.safetensors").stat().st_size > 0
+    dets = json.loads((world / "dets.json").read_text())
+    assert dets["phrases"] == ["person", "bicycle", "car"] and (world / "dets.png").stat().st_size > 0
+    [python] = readme_blocks("python")
+    image = __import__("PIL.Image", fromlist=["Image"]).open(world / "street.png")
+    scope = {"image": image}
+    exec(compile(_substitute(python, PYTHON_STAND_INS), "README.md", "exec"), scope)
+    assert {"boxes_xyxy", "scores", "labels"} <= set(dir(scope["dets"]))
+
+
+def test_command_line_section_runs_as_printed(world, monkeypatch):
+    """`glip-bench tasks`, `run`, `leaderboard`, `curves`, `ablation --a fusion=late --b fusion=deep` and the nox
+    fusion_ablation session's command, with their defaults (results/ in the working directory)."""
+    monkeypatch.chdir(world)
+    monkeypatch.setenv("GLIP_BENCH_DATA", str(world / "data"))
+    assert "`glip-bench leaderboard` / `curves` / `ablation --a fusion=late --b fusion=deep`" in README
+    assert cli(["tasks", "--group", "synth"]) == 0
+    for fusion in ("deep", "late"):
+        assert cli(["run", "--model", "glip-synth", "--checkpoint", f"{fusion}.safetensors", "--tasks",
+                    "synth-shapes,synth-grounding", "--regime", "zero-shot", "--set", f"fusion={fusion}"]) == 0
+    assert len(list(Path("results/runs").glob("*/record.json"))) == 4
+    assert cli(["leaderboard"]) == 0 and Path("results/LEADERBOARD.md").is_file()
+    assert cli(["curves"]) == 0  # AP and R@1 tasks: one set of figures per metric
+    assert {p.name for p in Path("results/plots").glob("*.png")} == {
+        f"{stem}-{m}.png" for stem in ("ap-vs-shots", "ap-vs-params", "ap-vs-compute", "per-task") for m in ("ap", "r1")}
+    assert cli(["ablation", "--a", "fusion=late", "--b", "fusion=deep"]) == 0
+    md = Path("results/ablation/ablation.md").read_text()
+    assert "(allowed to differ: checkpoint)" in md and "| overall | 2 |" in md
+    session = re.search(r'_cli\("fusion_ablation", (.*?), doc=', (REPO / "noxfile.py").read_text()).group(1)
+    nox_argv = [a.strip().strip('"') for a in session.split(",")]
+    assert "nox -s" in README and "`fusion_ablation`" in README
+    assert cli([*nox_argv, "--out", "results/nox-ablation"]) == 0  # what `nox -s fusion_ablation` runs
+    assert Path("results/nox-ablation/ablation.csv").is_file()
+
+
+def test_adding_a_task_as_documented(tmp_path, monkeypatch):
+    """README "Adding a task": copy aquarium.yaml, change name, root, splits, classes and prompt sets, add
+    `groups: []`, check with `glip-bench tasks`."""
+    assert "add `groups: []`" in " ".join(README.split())
+    shutil.copytree(REPO / "tasks", tmp_path / "tasks")
+    text = (REPO / "tasks" / "odinw" / "aquarium.yaml").read_text()
+    text = text.replace("name: odinw-aquarium", "name: odinw-bees").replace(
+        'root: "odinw/Aquarium/Aquarium Combined.v2-raw-1024.coco"', 'root: "odinw/Bees"').replace(
+        'classes: ["fish", "jellyfish", "penguin", "puffin", "shark", "starfish", "stingray"]', 'classes: ["bee"]')
+    text = text[:text.index("prompt_sets:")] + "prompt_sets:\n  plain: {}\ngroups: []\n"
+    (tmp_path / "tasks" / "odinw" / "bees.yaml").write_text(text)
+    monkeypatch.setenv("GLIP_BENCH_TASKS", str(tmp_path / "tasks"))
+    from bench.registry import load_registry
+
+    assert cli(["tasks", "--json"]) == 0
+    assert load_registry(tmp_path / "tasks").get("odinw-bees").classes == ("bee",)
