@@ -203,13 +203,16 @@ def detect_chunks(model: Any, images: ImageBatch, texts: Sequence[TextFeatures],
 
 
 def to_coco_detections(image_id: int, parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-                       cap: int) -> list[dict[str, Any]]:
+                       cap: int | None) -> list[dict[str, Any]]:
     """One image's chunk outputs (boxes xyxy, scores, data-set category ids), concatenated in chunk order,
-    sorted by score (stable) and capped -> COCO prediction dicts (CONTRACTS.md 5, official +1 width)."""
+    sorted by score (stable) and capped at `cap` (None: every chunk's detections are kept) -> COCO
+    prediction dicts (CONTRACTS.md 5, official +1 width)."""
     boxes = torch.cat([p[0] for p in parts]).reshape(-1, 4)
     scores = torch.cat([p[1] for p in parts])
     labels = torch.cat([p[2] for p in parts])
-    keep = torch.argsort(scores, descending=True, stable=True)[:cap]
+    keep = torch.argsort(scores, descending=True, stable=True)
+    if cap is not None:
+        keep = keep[:cap]
     wh = boxes[keep, 2:] - boxes[keep, :2] + 1  # COCO xywh with the legacy +1 (glip-official.md 1.9)
     return [{"image_id": int(image_id), "category_id": int(c), "bbox": [x, y, w, h], "score": s}
             for (x, y), (w, h), s, c in zip(boxes[keep, :2].tolist(), wh.tolist(), scores[keep].tolist(),
@@ -362,14 +365,16 @@ def image_batches(load: Callable[[int], Any], keys: Sequence[int], batches: Sequ
 def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int, batch_size: int = 1,
                       device: str = "cpu", *, image_ids: Sequence[int] | None = None, num_workers: int | None = None,
                       group_by_size: bool = True, timer: ModelTimer | None = None, prefetch: bool | None = None,
-                      autocast_dtype: torch.dtype | None = None) -> tuple[list[dict[str, Any]], float]:
+                      autocast_dtype: torch.dtype | None = None, merge_cap: bool = True
+                      ) -> tuple[list[dict[str, Any]], float]:
     """COCO-format detections of `image_ids` (default: every image of `dataset`) and the seconds it took.
 
     chunks: glip PromptChunks (caption, positive_map [P, T], phrase_indices into dataset.categories).
     Each chunk's detections are labelled with data-set category ids; per image the chunks' detections are
     concatenated in chunk order, sorted by score and capped at `cap` (the task's detections_per_image),
     exactly as running model.detect once per chunk does. The postprocessor's own per-chunk cap is `cap` too
-    (official DETECTIONS_PER_IMG, applied per chunk, glip-official.md 3.3). Predictions come in the order
+    (official DETECTIONS_PER_IMG, applied per chunk, glip-official.md 3.3). merge_cap=False keeps every
+    chunk's detections after the merge: the official chunked LVIS evaluation, whose Fixed AP caps per class. Predictions come in the order
     of `image_ids`. num_workers: image-decoding processes (None: `auto_workers`); without them, prefetch
     decodes the next batch in a background thread (None: `auto_prefetch`). Neither changes any number.
     autocast_dtype: run the model under torch.autocast in this dtype (torch.bfloat16: the GPU speed setting
@@ -399,7 +404,7 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
             for j, image_id in enumerate(batch_ids):
                 parts = [(d[j].boxes_xyxy.cpu(), d[j].scores.cpu(), lookup[d[j].labels.cpu()])
                          for d, lookup in zip(per_chunk, lookups)]
-                by_image[image_id] = to_coco_detections(image_id, parts, cap)
+                by_image[image_id] = to_coco_detections(image_id, parts, cap if merge_cap else None)
     finally:
         model.postprocessor.detections_per_img = old_cap
     preds = [p for i in ids for p in by_image[i]]
@@ -409,7 +414,8 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
 
 def predict_grounding(model: Any, dataset: Any, device: str = "cpu", *, sample_ids: Sequence[int] | None = None,
                       num_workers: int | None = None, timer: ModelTimer | None = None, prefetch: bool | None = None,
-                      autocast_dtype: torch.dtype | None = None) -> tuple[list[dict[str, Any]], float]:
+                      autocast_dtype: torch.dtype | None = None, merge_cap: bool = True
+                      ) -> tuple[list[dict[str, Any]], float]:
     """Flickr-style predictions (CONTRACTS.md 5) of `sample_ids` (default all), and the seconds it took.
 
     One image per pass (official, glip-official.md 3.4); the backbone runs once per image for all of its

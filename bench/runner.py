@@ -252,17 +252,37 @@ def prompt_chunks(task: Any, dataset: Any, tokenizer: Any, prompt_set: str) -> l
 
 def predict_detection(model: Any, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], cap: int, batch_size: int,
                       device: str, num_workers: int | None = None, timer: Any = None,
-                      image_ids: Sequence[int] | None = None, amp: bool = False) -> tuple[list[dict[str, Any]], float]:
+                      image_ids: Sequence[int] | None = None, amp: bool = False, merge_cap: bool = True
+                      ) -> tuple[list[dict[str, Any]], float]:
     """COCO-format detections of `image_ids` (default every image; CONTRACTS.md 5) and the seconds it took.
 
     Chunked prompts: one pass of fusion + head per chunk on cached image features, phrase labels mapped
     to category ids, the chunks' detections merged by score under the task's per-image cap (which is also
-    the postprocessor's per-chunk cap, official DETECTIONS_PER_IMG). amp: hp "infer_amp" (`inference_autocast`).
+    the postprocessor's per-chunk cap, official DETECTIONS_PER_IMG); merge_cap=False (`merges_capped`)
+    keeps every chunk's detections. amp: hp "infer_amp" (`inference_autocast`).
     """
     from bench.inference import predict_detection as engine
 
     return engine(model, dataset, [ch for ch, _ in chunks], cap, batch_size, device, num_workers=num_workers,
-                  timer=timer, image_ids=image_ids, autocast_dtype=inference_autocast(amp, device))
+                  timer=timer, image_ids=image_ids, autocast_dtype=inference_autocast(amp, device),
+                  merge_cap=merge_cap)
+
+
+def merges_capped(task: Any) -> bool:
+    """Whether the merged chunks' detections are cut to detections_per_image again per image.
+
+    Not for Fixed AP: the official chunked LVIS evaluation hands every chunk's (capped) detections to the
+    Fixed-AP evaluator, which caps per class over the split, not per image (tasks/README.md).
+    """
+    return task.metric != "lvis_fixed_ap"
+
+
+def detection_caps(task: Any) -> dict[str, int | None] | None:
+    """The caps a detection run applied, for its record (None for grounding)."""
+    if task.format == "mdetr_flickr":
+        return None
+    merged = task.detections_per_image if merges_capped(task) else None
+    return {"per_chunk": task.detections_per_image, "per_image_after_merge": merged}
 
 
 def predict_grounding(model: Any, dataset: Any, device: str, num_workers: int | None = None, timer: Any = None,
@@ -431,7 +451,7 @@ def run_one(
         if grounding:
             return predict_grounding(model, dataset, device, num_workers, timer, amp=hp["infer_amp"])
         return predict_detection(model, dataset, chunks, task.detections_per_image, hp["infer_batch_size"], device,
-                                 num_workers, timer, amp=hp["infer_amp"])
+                                 num_workers, timer, amp=hp["infer_amp"], merge_cap=merges_capped(task))
 
     trained: dict[str, Any] | None = None
     fewshot: dict[str, Any] | None = None
@@ -471,7 +491,8 @@ def run_one(
                 return predict_grounding(model, eval_set, device, num_workers, timer, sample_ids=ids,
                                          amp=hp["infer_amp"])[0]
             return predict_detection(model, eval_set, chunks, task.detections_per_image, hp["infer_batch_size"],
-                                     device, num_workers, timer, image_ids=ids, amp=hp["infer_amp"])[0]
+                                     device, num_workers, timer, image_ids=ids, amp=hp["infer_amp"],
+                                     merge_cap=merges_capped(task))[0]
 
         trained_digest = _weights_digest(model, regime.stored_names(groups)) if regime.trains else None
         sharded = predict_sharded(part, keys, folder, piece_size=piece_size(len(keys)),
@@ -520,7 +541,7 @@ def run_one(
             chunk_size=task.chunk_size, metric_backend=metric_backend,
             extra={"task_file_version": task.version, "num_prompt_chunks": None if chunks is None else len(chunks),
                    "captions": None if chunks is None else [c.caption for c, _ in chunks],
-                   "world_size": world},
+                   "world_size": world, "detection_caps": detection_caps(task)},
         ),
         "model": {"preset": spec.model, "overrides": model_over, "checkpoint": spec.checkpoint},
         "hparams": hp,
