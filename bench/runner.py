@@ -393,7 +393,11 @@ def score_saved(task: Any, dataset: Any, folder: str | Path, backend: str) -> An
     from bench.metrics import evaluate
 
     with gc_paused():
-        return evaluate(task.metric, ground_truth(task, dataset), store.read_predictions(folder), backend=backend)
+        preds = store.read_predictions(folder)
+        try:
+            return evaluate(task.metric, ground_truth(task, dataset), preds, backend=backend)
+        except UserError as err:  # a bad entry: name the run whose file holds it
+            raise UserError(f"run {Path(folder).name} ({folder}): {err}") from None
 
 
 # ------------------------------------------------------------------------------------ one run

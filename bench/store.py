@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,10 +156,14 @@ def read_predictions(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a run's predictions (predictions.json.gz, or a plain predictions.json)."""
     folder = Path(folder)
     gz, plain = folder / PREDICTIONS, folder / "predictions.json"
-    if gz.is_file():
-        return parse_json(gzip.decompress(gz.read_bytes()))
-    if plain.is_file():
-        return parse_json(plain.read_bytes())
+    for path in (gz, plain):
+        if path.is_file():
+            try:
+                data = gzip.decompress(path.read_bytes()) if path == gz else path.read_bytes()
+                return parse_json(data)
+            except (EOFError, OSError, zlib.error, ValueError) as err:  # truncated or not gzip / JSON
+                raise UserError(f"{path} is unreadable ({type(err).__name__}: {err}): truncated or corrupt; "
+                                "rerun the run to write it again") from None
     raise UserError(f"no predictions in {folder} (expected {PREDICTIONS}); rerun the run without --rescore")
 
 
