@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn.functional as F
 
+from bench.errors import UserError
 from glip.language import TextFeatures
 from glip.structures import Detections, ImageBatch
 from glip.transforms import resize_and_pad, resized_size
@@ -255,9 +256,26 @@ class _BatchSet(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, k: int) -> tuple[list[int], ImageBatch]:
+    def __getitem__(self, k: int) -> tuple[list[int], ImageBatch] | _Failed:
         keys = [self.keys[p] for p in self.batches[k]]
-        return keys, self.preprocess([self.load(key) for key in keys])
+        try:
+            return keys, self.preprocess([self.load(key) for key in keys])
+        except UserError as e:  # handed back as a value: a worker's raise would arrive wrapped in its traceback
+            return _Failed(str(e))
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A batch whose loading raised a UserError (its message), re-raised in the main process."""
+
+    message: str
+
+
+def _raise_failed(items: Iterable[Any]) -> Iterator[tuple[list[int], ImageBatch]]:
+    for item in items:
+        if isinstance(item, _Failed):
+            raise UserError(item.message)
+        yield item
 
 
 def _identity(x: Any) -> Any:
@@ -354,11 +372,11 @@ def image_batches(load: Callable[[int], Any], keys: Sequence[int], batches: Sequ
     workers = num_workers if len(batches) > 2 else 0
     if workers == 0:  # no DataLoader machinery at all
         items = (data[k] for k in range(len(data)))
-        yield from prefetched(items) if prefetch and len(data) > 1 else items
+        yield from _raise_failed(prefetched(items) if prefetch and len(data) > 1 else items)
         return
     loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=workers,
                                          collate_fn=_identity, prefetch_factor=2)
-    yield from loader
+    yield from _raise_failed(loader)
 
 
 # ---------------------------------------------------------------------------------------- predictors

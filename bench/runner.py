@@ -239,7 +239,10 @@ def build_model(cfg: Any, checkpoint: str | None, text_encoder: str | Path | Non
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(INIT_SEED)
-        return glip.from_pretrained(cfg, checkpoint=checkpoint, text_encoder=text_encoder)
+        try:
+            return glip.from_pretrained(cfg, checkpoint=checkpoint, text_encoder=text_encoder)
+        except (ValueError, FileNotFoundError, KeyError) as e:  # glip's loaders name the file and the fix
+            raise UserError(str(e)) from e
 
 
 # -------------------------------------------------------------------------------- inference

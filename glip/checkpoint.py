@@ -356,9 +356,13 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return load_file(str(path)), meta
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(str(path)), meta
+    except Exception as e:  # noqa: BLE001 - safetensors' own error names no file
+        raise ValueError(f"cannot read {path} as a safetensors file ({type(e).__name__}: {e}); "
+                         "it is truncated or not a safetensors file: write it again") from e
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
