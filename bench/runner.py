@@ -148,6 +148,7 @@ def train_val_splits(task: Any) -> tuple[str, str]:
 def validate_specs(specs: Iterable[RunSpec], data_root: str | Path | None = None,
                    text_encoder: str | Path | None = None) -> None:
     """Fail before any compute, with a message saying what to change, for any spec that cannot run."""
+    from bench.fewshot import check_shots
     from bench.registry import get_task
 
     for spec in specs:
@@ -180,6 +181,10 @@ def validate_specs(specs: Iterable[RunSpec], data_root: str | Path | None = None
             if not task.data_present(data_root, split):
                 raise UserError(f"task {task.name}: the data of split {split!r} is missing ({task.ann_path(split, data_root)} "
                                 f"or {task.images_path(split, data_root)}); pass --data-root or get it: {task.source}")
+        if regime.trains:
+            if spec.seed < 0:
+                raise UserError(f"--seeds {spec.seed}: a few-shot seed must be >= 0")
+            check_shots(task, train_val_splits(task)[0], spec.shots, spec.seed, data_root)
 
 
 def shard_specs(specs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:
