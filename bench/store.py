@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from bench.errors import UserError
-from bench.io import atomic_write_bytes, atomic_write_json
+from bench.io import atomic_write_bytes, atomic_write_json, umask_mode
 from bench.logs import get_logger
 from bench.records import RunSpec, validate_record
 
@@ -142,6 +142,7 @@ def write_adapter(folder: str | os.PathLike, tensors: dict[str, Any]) -> Path:
     path = Path(folder) / ADAPTER
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, umask_mode())
     os.close(fd)
     try:
         save_file({k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}, tmp)

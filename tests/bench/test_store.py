@@ -155,3 +155,26 @@ def test_a_record_made_from_a_replaced_checkpoint_is_not_finished(tmp_path):
     assert store.finished_record(tmp_path, spec) is not None
     ckpt.write_bytes(b"weights v2, retrained")
     assert store.finished_record(tmp_path, spec) is None
+
+
+def test_records_and_predictions_follow_the_umask(tmp_path):
+    import os
+
+    from bench import store
+
+    old = os.umask(0o022)
+    try:
+        store.write_predictions(tmp_path / "run", [])
+        assert (tmp_path / "run" / store.PREDICTIONS).stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        store.write_predictions(tmp_path / "run2", [])
+        assert (tmp_path / "run2" / store.PREDICTIONS).stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_unknown_names_are_not_made_plural():
+    from bench.errors import unknown_name
+
+    msg = str(unknown_name("split of task synth-shapes", "tset", ["test", "train"]))
+    assert "shapess" not in msg and msg.endswith("Valid: test, train") and "Did you mean 'test'?" in msg
