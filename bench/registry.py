@@ -60,9 +60,14 @@ def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
 
 
 def default_tasks_dir() -> Path:
-    """$GLIP_BENCH_TASKS, else the repository's tasks/ next to the bench package."""
+    """$GLIP_BENCH_TASKS, else the checkout's tasks/ next to the bench package, else the copy an installed
+    package ships as bench/tasks (pyproject.toml maps tasks/ there)."""
     env = os.environ.get("GLIP_BENCH_TASKS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "tasks"
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "tasks"
+    return checkout if (here.parent / "pyproject.toml").is_file() and checkout.is_dir() else here / "tasks"
 
 
 @dataclass(frozen=True)
@@ -474,7 +479,7 @@ class TaskRegistry:
         self.declared: dict[str, dict[str, str]] = {}  # group -> member task name -> note (official config)
         self.descriptions: dict[str, str] = {}
         if not self.directory.is_dir():
-            raise UserError(f"tasks directory not found: {self.directory} (set GLIP_BENCH_TASKS)")
+            raise UserError(f"tasks directory not found: {self.directory} (pass --tasks-dir DIR or set GLIP_BENCH_TASKS)")
         files = sorted(self.directory.rglob("*.yaml"))
         for path in files:
             check_duplicate_keys(path)
