@@ -614,21 +614,52 @@ def run_grid(
         return records
     check_world(specs)
     cache = ModelCache(device, text_encoder)
-    records = []
-    for spec in progress(specs, desc="runs", total=len(specs), leave=True) if main else specs:
-        done = store.finished_record(results_dir, spec) if main else None
-        if dist.broadcast_object(done is not None):  # one decision, so every rank walks the same runs
-            if main:
-                log.info("skip %s (finished)", spec.run_name)
-                records.append(done)
-            continue
-        record = run_one(spec, data_root=data_root, results_dir=results_dir, device=device,
-                         metric_backend=metric_backend, cache=cache, num_workers=num_workers,
-                         save_adapter=save_adapter)
-        if record is not None:
-            records.append(record)
+    records: dict[str, dict[str, Any]] = {}
+    busy = list(specs)
+    # first pass: every run nobody else holds; second: wait for the runs another process was computing
+    for wait in (False, True):
+        walk, busy = busy, []
+        for spec in progress(walk, desc="runs", total=len(walk), leave=True) if main and not wait else walk:
+            decision, lock = _claim_decision(results_dir, spec, wait) if main else (None, None)
+            decision = dist.broadcast_object(decision)  # one decision, so every rank walks the same runs
+            if decision == "busy":
+                busy.append(spec)
+                continue
+            if decision == "done":
+                if main:
+                    records[spec.hash] = store.finished_record(results_dir, spec)
+                continue
+            try:
+                record = run_one(spec, data_root=data_root, results_dir=results_dir, device=device,
+                                 metric_backend=metric_backend, cache=cache, num_workers=num_workers,
+                                 save_adapter=save_adapter)
+            finally:
+                if lock is not None:
+                    lock.release()
+            if record is not None:
+                records[spec.hash] = record
     dist.barrier()  # nobody leaves (and tears the process group down) while rank 0 still scores
-    return records
+    return [records[s.hash] for s in specs if s.hash in records]
+
+
+def _claim_decision(results_dir: str | Path, spec: RunSpec, wait: bool) -> tuple[str, Any]:
+    """("done" | "busy" | "run", the held claim for "run"): whether this process computes `spec` now."""
+    from filelock import Timeout
+
+    if store.finished_record(results_dir, spec) is not None:
+        log.info("skip %s (finished)", spec.run_name)
+        return "done", None
+    lock = store.claim(results_dir, spec)
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        log.info("later: %s (another process is computing it)", spec.run_name)
+        return "busy", None
+    if store.finished_record(results_dir, spec) is not None:  # finished by the holder we waited for
+        lock.release()
+        log.info("skip %s (finished by another process)", spec.run_name)
+        return "done", None
+    return "run", lock
 
 
 def rescore_run(folder: str | Path, data_root: str | Path | None = None, metric_backend: str | None = None

@@ -51,8 +51,26 @@ def predictions_path(folder: str | os.PathLike) -> Path:
     return Path(folder) / PREDICTIONS
 
 
+LOCKS = ".locks"  # results_dir/.locks/<run name>.lock: who is computing which run
+
+
+def claim(results_dir: str | os.PathLike, spec: RunSpec) -> Any:
+    """The lock that says a process is computing `spec` (a filelock.FileLock; acquire(timeout=0) to try).
+
+    An OS lock (flock), not the file's presence: the kernel drops it when its holder dies, so a crashed
+    sweep's claim is free again and its lock file may stay behind harmlessly.
+    """
+    from filelock import FileLock
+
+    path = Path(results_dir) / LOCKS / f"{spec.run_name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(path)
+
+
 def clean_partial(folder: str | os.PathLike) -> list[Path]:
-    """Remove the hidden temp files an interrupted atomic write leaves behind; return what was removed."""
+    """Remove the hidden temp files an interrupted atomic write leaves behind; return what was removed.
+
+    Call it only while holding the run's `claim`: a temp file of a live process is then impossible."""
     folder = Path(folder)
     removed = []
     if folder.is_dir():
