@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from glip.anchors import anchor_mismatches
 from glip.config import PRESETS, GLIPConfig, get_preset
 
 Shape = tuple[int, ...]
@@ -255,6 +256,9 @@ def convert_official(official: Mapping[str, torch.Tensor], model: nn.Module, all
                 continue
             out[target] = piece.contiguous().clone()
             rep.mapped += 1
+    generator = getattr(model, "anchor_generator", None)
+    if generator is not None:
+        rep.mismatched += [f"rpn.{m}" for m in anchor_mismatches(generator, out, "anchor_generator.")]
     for target in expected:
         if target not in out:
             if target == "prompt_offset":
@@ -375,6 +379,12 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     bad_shape = [k for k in sd if k in expected and tuple(sd[k].shape) != tuple(expected[k].shape)]
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
+    generator = getattr(model, "anchor_generator", None)
+    anchors = anchor_mismatches(generator, sd, "anchor_generator.") if generator is not None else []
+    if anchors:
+        raise ValueError(f"{path}: stored anchors differ from those model {cfg.name!r} generates:\n  "
+                         + "\n  ".join(anchors) + "\n  (they would move every box; fix the file or the "
+                         "anchor_strides / anchor_sizes of the config)")
     if bad_shape or missing or unexpected:
         who = f" (saved from preset {saved!r})" if saved else ""
         raise ValueError(
