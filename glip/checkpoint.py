@@ -379,16 +379,17 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     bad_shape = [k for k in sd if k in expected and tuple(sd[k].shape) != tuple(expected[k].shape)]
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
-    generator = getattr(model, "anchor_generator", None)
-    anchors = anchor_mismatches(generator, sd, "anchor_generator.") if generator is not None else []
-    if anchors:
-        raise ValueError(f"{path}: stored anchors differ from those model {cfg.name!r} generates:\n  "
-                         + "\n  ".join(anchors) + "\n  (they would move every box; fix the file or the "
-                         "anchor_strides / anchor_sizes of the config)")
     if bad_shape or missing or unexpected:
         who = f" (saved from preset {saved!r})" if saved else ""
         raise ValueError(
             f"{path}{who} does not fit model {cfg.name!r}: {len(missing)} missing keys {missing[:5]}, "
             f"{len(unexpected)} unexpected keys {unexpected[:5]}, {len(bad_shape)} shape mismatches "
             f"{bad_shape[:5]}" + (f"; build the model with preset {saved!r}" if saved and saved != cfg.name else ""))
+    generator = getattr(model, "anchor_generator", None)
+    anchors = anchor_mismatches(generator, sd, "anchor_generator.") if generator is not None else []
+    if anchors:
+        fix = (f"it was saved from preset {saved!r}: build the model with preset {saved!r}"
+               if saved and saved != cfg.name else "fix the file or the anchor_strides / anchor_sizes of the config")
+        raise ValueError(f"{path}: stored anchors differ from those model {cfg.name!r} generates:\n  "
+                         + "\n  ".join(anchors) + f"\n  (they would move every box; {fix})")
     model.load_state_dict(sd, strict=True)

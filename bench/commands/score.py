@@ -40,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
         try:
             record = rescore_run(folder, args.data_root, args.metric_backend)
         except UserError as err:  # this run's record stays as it was; the others are still rescored
-            failed.append(f"{folder.name}: {err}")
+            failed.append(str(err) if folder.name in str(err) else f"{folder.name}: {err}")
             print(f"{folder.name}: FAILED")
             continue
         same = before is not None and json.dumps(before["metrics"]) == json.dumps(record["metrics"])
