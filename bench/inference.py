@@ -272,10 +272,15 @@ class _Failed:
 
 
 def _raise_failed(items: Iterable[Any]) -> Iterator[tuple[list[int], ImageBatch]]:
-    for item in items:
-        if isinstance(item, _Failed):
-            raise UserError(item.message)
-        yield item
+    try:
+        for item in items:
+            if isinstance(item, _Failed):
+                raise UserError(item.message)
+            yield item
+    finally:  # a prefetch generator stops its thread now, not when it is collected
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _identity(x: Any) -> Any:
