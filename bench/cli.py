@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default=os.environ.get("GLIP_BENCH_LOG", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging verbosity (default INFO)")
+    parser.add_argument("--tasks-dir", default=None, metavar="DIR",
+                        help="read task YAMLs from DIR (default: $GLIP_BENCH_TASKS, else the shipped tasks)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"bench.commands.{module_name}")
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    if args.tasks_dir is not None:  # through the environment, so worker and torchrun processes see it too
+        os.environ["GLIP_BENCH_TASKS"] = args.tasks_dir
     try:
         return int(args._main(args) or 0)
     except UserError as e:

@@ -55,7 +55,8 @@ def forgetting(records: list[dict], data_root: Path, results_dir: Path, infer_ba
         load_weights(model, adapter, strict=True)
         model.eval()
         chunks = runner.prompt_chunks(task, dataset, model.tokenizer, spec.prompt_set)
-        preds, _ = runner.predict_detection(model, dataset, chunks, task.detections_per_image, infer_batch_size, "cpu")
+        preds, _ = runner.predict_detection(model, dataset, chunks, task.detections_per_image, infer_batch_size, "cpu",
+                                            merge_cap=runner.merges_capped(task))
         result = runner.score(task, dataset, preds, runner.DEFAULT_BACKEND)
         after = float(result.values[result.primary])
         base = before.get((spec.checkpoint, _fusion(r)), math.nan)

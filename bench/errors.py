@@ -20,4 +20,5 @@ def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
     valid = sorted(valid)
     near = closest(name, valid)
     hint = f" Did you mean {near[0]!r}?" if near else ""
-    return UserError(f"unknown {kind} {name!r}.{hint} Valid {kind}s: {', '.join(valid)}")
+    # "Valid: ..." rather than a made plural: kinds like "split of task synth-shapes" have none to append
+    return UserError(f"unknown {kind} {name!r}.{hint} Valid: {', '.join(valid)}")

@@ -72,6 +72,32 @@ def categories_by_image(coco: Mapping[str, Any]) -> dict[int, list[int]]:
     return out
 
 
+def most_shots(coco: Mapping[str, Any]) -> tuple[int, str]:
+    """The largest k a k-shot sample of this split can honour, and the class that sets it: the number of
+    images showing the most-shown class (a larger k samples the same images and mislabels the run)."""
+    names = {int(c["id"]): str(c.get("name", c["id"])) for c in coco.get("categories", [])}
+    images: dict[int, set[int]] = {}
+    for image_id, cats in categories_by_image(coco).items():
+        for c in set(cats):
+            images.setdefault(c, set()).add(image_id)
+    if not images:
+        return 0, ""
+    best = max(images, key=lambda c: (len(images[c]), -c))
+    return len(images[best]), names.get(best, str(best))
+
+
+def check_shots(task: Any, split: str, shots: int | None, seed: int, data_root: Any) -> None:
+    """Refuse a k the split cannot give (unless a pre-sampled file for it ships with the data)."""
+    if shots is None or task.fewshot_path(shots, seed, data_root, which="train") is not None:
+        return
+    full = task.load(split, data_root)
+    most, name = most_shots(full.coco)
+    if shots > most:
+        raise UserError(f"--shots {shots}: the {split} split of task {task.name} ({len(full.images)} images) gives "
+                        f"at most {most} shots (class {name!r} is in {most} images); use --shots {most} or less, "
+                        "or --shots all for the whole split")
+
+
 @dataclass(frozen=True)
 class FewShotSplit:
     """A sampled subset: the data set restricted to `image_ids`, and where the ids came from."""

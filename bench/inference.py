@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn.functional as F
 
+from bench.errors import UserError
 from glip.language import TextFeatures
 from glip.structures import Detections, ImageBatch
 from glip.transforms import resize_and_pad, resized_size
@@ -203,13 +204,16 @@ def detect_chunks(model: Any, images: ImageBatch, texts: Sequence[TextFeatures],
 
 
 def to_coco_detections(image_id: int, parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-                       cap: int) -> list[dict[str, Any]]:
+                       cap: int | None) -> list[dict[str, Any]]:
     """One image's chunk outputs (boxes xyxy, scores, data-set category ids), concatenated in chunk order,
-    sorted by score (stable) and capped -> COCO prediction dicts (CONTRACTS.md 5, official +1 width)."""
+    sorted by score (stable) and capped at `cap` (None: every chunk's detections are kept) -> COCO
+    prediction dicts (CONTRACTS.md 5, official +1 width)."""
     boxes = torch.cat([p[0] for p in parts]).reshape(-1, 4)
     scores = torch.cat([p[1] for p in parts])
     labels = torch.cat([p[2] for p in parts])
-    keep = torch.argsort(scores, descending=True, stable=True)[:cap]
+    keep = torch.argsort(scores, descending=True, stable=True)
+    if cap is not None:
+        keep = keep[:cap]
     wh = boxes[keep, 2:] - boxes[keep, :2] + 1  # COCO xywh with the legacy +1 (glip-official.md 1.9)
     return [{"image_id": int(image_id), "category_id": int(c), "bbox": [x, y, w, h], "score": s}
             for (x, y), (w, h), s, c in zip(boxes[keep, :2].tolist(), wh.tolist(), scores[keep].tolist(),
@@ -252,9 +256,31 @@ class _BatchSet(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, k: int) -> tuple[list[int], ImageBatch]:
+    def __getitem__(self, k: int) -> tuple[list[int], ImageBatch] | _Failed:
         keys = [self.keys[p] for p in self.batches[k]]
-        return keys, self.preprocess([self.load(key) for key in keys])
+        try:
+            return keys, self.preprocess([self.load(key) for key in keys])
+        except UserError as e:  # handed back as a value: a worker's raise would arrive wrapped in its traceback
+            return _Failed(str(e))
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A batch whose loading raised a UserError (its message), re-raised in the main process."""
+
+    message: str
+
+
+def _raise_failed(items: Iterable[Any]) -> Iterator[tuple[list[int], ImageBatch]]:
+    try:
+        for item in items:
+            if isinstance(item, _Failed):
+                raise UserError(item.message)
+            yield item
+    finally:  # a prefetch generator stops its thread now, not when it is collected
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _identity(x: Any) -> Any:
@@ -351,25 +377,27 @@ def image_batches(load: Callable[[int], Any], keys: Sequence[int], batches: Sequ
     workers = num_workers if len(batches) > 2 else 0
     if workers == 0:  # no DataLoader machinery at all
         items = (data[k] for k in range(len(data)))
-        yield from prefetched(items) if prefetch and len(data) > 1 else items
+        yield from _raise_failed(prefetched(items) if prefetch and len(data) > 1 else items)
         return
     loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=workers,
                                          collate_fn=_identity, prefetch_factor=2)
-    yield from loader
+    yield from _raise_failed(loader)
 
 
 # ---------------------------------------------------------------------------------------- predictors
 def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int, batch_size: int = 1,
                       device: str = "cpu", *, image_ids: Sequence[int] | None = None, num_workers: int | None = None,
                       group_by_size: bool = True, timer: ModelTimer | None = None, prefetch: bool | None = None,
-                      autocast_dtype: torch.dtype | None = None) -> tuple[list[dict[str, Any]], float]:
+                      autocast_dtype: torch.dtype | None = None, merge_cap: bool = True
+                      ) -> tuple[list[dict[str, Any]], float]:
     """COCO-format detections of `image_ids` (default: every image of `dataset`) and the seconds it took.
 
     chunks: glip PromptChunks (caption, positive_map [P, T], phrase_indices into dataset.categories).
     Each chunk's detections are labelled with data-set category ids; per image the chunks' detections are
     concatenated in chunk order, sorted by score and capped at `cap` (the task's detections_per_image),
     exactly as running model.detect once per chunk does. The postprocessor's own per-chunk cap is `cap` too
-    (official DETECTIONS_PER_IMG, applied per chunk, glip-official.md 3.3). Predictions come in the order
+    (official DETECTIONS_PER_IMG, applied per chunk, glip-official.md 3.3). merge_cap=False keeps every
+    chunk's detections after the merge: the official chunked LVIS evaluation, whose Fixed AP caps per class. Predictions come in the order
     of `image_ids`. num_workers: image-decoding processes (None: `auto_workers`); without them, prefetch
     decodes the next batch in a background thread (None: `auto_prefetch`). Neither changes any number.
     autocast_dtype: run the model under torch.autocast in this dtype (torch.bfloat16: the GPU speed setting
@@ -399,7 +427,7 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
             for j, image_id in enumerate(batch_ids):
                 parts = [(d[j].boxes_xyxy.cpu(), d[j].scores.cpu(), lookup[d[j].labels.cpu()])
                          for d, lookup in zip(per_chunk, lookups)]
-                by_image[image_id] = to_coco_detections(image_id, parts, cap)
+                by_image[image_id] = to_coco_detections(image_id, parts, cap if merge_cap else None)
     finally:
         model.postprocessor.detections_per_img = old_cap
     preds = [p for i in ids for p in by_image[i]]
@@ -409,7 +437,8 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
 
 def predict_grounding(model: Any, dataset: Any, device: str = "cpu", *, sample_ids: Sequence[int] | None = None,
                       num_workers: int | None = None, timer: ModelTimer | None = None, prefetch: bool | None = None,
-                      autocast_dtype: torch.dtype | None = None) -> tuple[list[dict[str, Any]], float]:
+                      autocast_dtype: torch.dtype | None = None, merge_cap: bool = True
+                      ) -> tuple[list[dict[str, Any]], float]:
     """Flickr-style predictions (CONTRACTS.md 5) of `sample_ids` (default all), and the seconds it took.
 
     One image per pass (official, glip-official.md 3.4); the backbone runs once per image for all of its

@@ -60,9 +60,14 @@ def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
 
 
 def default_tasks_dir() -> Path:
-    """$GLIP_BENCH_TASKS, else the repository's tasks/ next to the bench package."""
+    """$GLIP_BENCH_TASKS, else the checkout's tasks/ next to the bench package, else the copy an installed
+    package ships as bench/tasks (pyproject.toml maps tasks/ there)."""
     env = os.environ.get("GLIP_BENCH_TASKS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "tasks"
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "tasks"
+    return checkout if (here.parent / "pyproject.toml").is_file() and checkout.is_dir() else here / "tasks"
 
 
 @dataclass(frozen=True)
@@ -334,6 +339,7 @@ def _validate(cfg: dict[str, Any], path: Path) -> Task:
         dup = sorted({x for x in classes if classes.count(x) > 1})
         if dup:
             raise _err(path, "classes", f"duplicate names {dup}")
+        _check_prompt_collisions(classes, path)
     renames = _str_map(c["renames"], path, "renames")
 
     psets = c["prompt_sets"]
@@ -377,6 +383,66 @@ def _validate(cfg: dict[str, Any], path: Path) -> Task:
     )
 
 
+def prompt_key(name: str) -> str:
+    """What a class name becomes in the uncased caption: clean_name, lower-cased, spaces collapsed."""
+    from glip.prompts import clean_name
+
+    return " ".join(clean_name(name).lower().split())
+
+
+def _check_prompt_collisions(classes: list[str], path: Path) -> None:
+    """Two classes whose prompts are the same words cannot be told apart by the model: an error."""
+    seen: dict[str, int] = {}
+    lines = _yaml_item_lines(path, "classes")
+    for i, name in enumerate(classes):
+        key = prompt_key(name)
+        if key in seen:
+            j = seen[key]
+            where = f"{path}:{lines[i]}" if len(lines) == len(classes) else str(path)
+            raise UserError(f"{where}: key 'classes': {classes[j]!r} and {name!r} give the same prompt {key!r} "
+                            "(BERT is uncased and clean_name maps '_' to ' '); rename one of them")
+        seen[key] = i
+
+
+def _yaml_item_lines(path: Path, key: str) -> list[int]:
+    """1-based line of each item of the top-level sequence `key` of a YAML file ([] if not there)."""
+    import yaml
+
+    if not path.is_file():
+        return []
+    node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    for k, v in node.value:
+        if k.value == key and isinstance(v, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in v.value]
+    return []
+
+
+def check_duplicate_keys(path: Path) -> None:
+    """A key given twice in one mapping is an error naming the file and both lines (PyYAML keeps the last)."""
+    import yaml
+
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        raise UserError(f"cannot read task file {path}: {e}") from e
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for k, v in node.value:
+                line = k.start_mark.line + 1
+                if isinstance(k, yaml.ScalarNode) and k.value in first:
+                    raise UserError(f"{path}:{line}: key {k.value!r} is given twice (first on line "
+                                    f"{first[k.value]}); YAML would keep only the last value: remove one")
+                first.setdefault(k.value, line)
+                stack.append(v)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     from mmengine.config import Config
 
@@ -413,8 +479,10 @@ class TaskRegistry:
         self.declared: dict[str, dict[str, str]] = {}  # group -> member task name -> note (official config)
         self.descriptions: dict[str, str] = {}
         if not self.directory.is_dir():
-            raise UserError(f"tasks directory not found: {self.directory} (set GLIP_BENCH_TASKS)")
+            raise UserError(f"tasks directory not found: {self.directory} (pass --tasks-dir DIR or set GLIP_BENCH_TASKS)")
         files = sorted(self.directory.rglob("*.yaml"))
+        for path in files:
+            check_duplicate_keys(path)
         for path in files:
             if path.name == "_groups.yaml":
                 self._read_groups(path)

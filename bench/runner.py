@@ -148,6 +148,7 @@ def train_val_splits(task: Any) -> tuple[str, str]:
 def validate_specs(specs: Iterable[RunSpec], data_root: str | Path | None = None,
                    text_encoder: str | Path | None = None) -> None:
     """Fail before any compute, with a message saying what to change, for any spec that cannot run."""
+    from bench.fewshot import check_shots
     from bench.registry import get_task
 
     for spec in specs:
@@ -180,6 +181,10 @@ def validate_specs(specs: Iterable[RunSpec], data_root: str | Path | None = None
             if not task.data_present(data_root, split):
                 raise UserError(f"task {task.name}: the data of split {split!r} is missing ({task.ann_path(split, data_root)} "
                                 f"or {task.images_path(split, data_root)}); pass --data-root or get it: {task.source}")
+        if regime.trains:
+            if spec.seed < 0:
+                raise UserError(f"--seeds {spec.seed}: a few-shot seed must be >= 0")
+            check_shots(task, train_val_splits(task)[0], spec.shots, spec.seed, data_root)
 
 
 def shard_specs(specs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:
@@ -239,7 +244,10 @@ def build_model(cfg: Any, checkpoint: str | None, text_encoder: str | Path | Non
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(INIT_SEED)
-        return glip.from_pretrained(cfg, checkpoint=checkpoint, text_encoder=text_encoder)
+        try:
+            return glip.from_pretrained(cfg, checkpoint=checkpoint, text_encoder=text_encoder)
+        except (ValueError, FileNotFoundError, KeyError) as e:  # glip's loaders name the file and the fix
+            raise UserError(str(e)) from e
 
 
 # -------------------------------------------------------------------------------- inference
@@ -252,17 +260,37 @@ def prompt_chunks(task: Any, dataset: Any, tokenizer: Any, prompt_set: str) -> l
 
 def predict_detection(model: Any, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], cap: int, batch_size: int,
                       device: str, num_workers: int | None = None, timer: Any = None,
-                      image_ids: Sequence[int] | None = None, amp: bool = False) -> tuple[list[dict[str, Any]], float]:
+                      image_ids: Sequence[int] | None = None, amp: bool = False, merge_cap: bool = True
+                      ) -> tuple[list[dict[str, Any]], float]:
     """COCO-format detections of `image_ids` (default every image; CONTRACTS.md 5) and the seconds it took.
 
     Chunked prompts: one pass of fusion + head per chunk on cached image features, phrase labels mapped
     to category ids, the chunks' detections merged by score under the task's per-image cap (which is also
-    the postprocessor's per-chunk cap, official DETECTIONS_PER_IMG). amp: hp "infer_amp" (`inference_autocast`).
+    the postprocessor's per-chunk cap, official DETECTIONS_PER_IMG); merge_cap=False (`merges_capped`)
+    keeps every chunk's detections. amp: hp "infer_amp" (`inference_autocast`).
     """
     from bench.inference import predict_detection as engine
 
     return engine(model, dataset, [ch for ch, _ in chunks], cap, batch_size, device, num_workers=num_workers,
-                  timer=timer, image_ids=image_ids, autocast_dtype=inference_autocast(amp, device))
+                  timer=timer, image_ids=image_ids, autocast_dtype=inference_autocast(amp, device),
+                  merge_cap=merge_cap)
+
+
+def merges_capped(task: Any) -> bool:
+    """Whether the merged chunks' detections are cut to detections_per_image again per image.
+
+    Not for Fixed AP: the official chunked LVIS evaluation hands every chunk's (capped) detections to the
+    Fixed-AP evaluator, which caps per class over the split, not per image (tasks/README.md).
+    """
+    return task.metric != "lvis_fixed_ap"
+
+
+def detection_caps(task: Any) -> dict[str, int | None] | None:
+    """The caps a detection run applied, for its record (None for grounding)."""
+    if task.format == "mdetr_flickr":
+        return None
+    merged = task.detections_per_image if merges_capped(task) else None
+    return {"per_chunk": task.detections_per_image, "per_image_after_merge": merged}
 
 
 def predict_grounding(model: Any, dataset: Any, device: str, num_workers: int | None = None, timer: Any = None,
@@ -373,7 +401,11 @@ def score_saved(task: Any, dataset: Any, folder: str | Path, backend: str) -> An
     from bench.metrics import evaluate
 
     with gc_paused():
-        return evaluate(task.metric, ground_truth(task, dataset), store.read_predictions(folder), backend=backend)
+        preds = store.read_predictions(folder)
+        try:
+            return evaluate(task.metric, ground_truth(task, dataset), preds, backend=backend)
+        except UserError as err:  # a bad entry: name the run whose file holds it
+            raise UserError(f"run {Path(folder).name} ({folder}): {err}") from None
 
 
 # ------------------------------------------------------------------------------------ one run
@@ -431,7 +463,7 @@ def run_one(
         if grounding:
             return predict_grounding(model, dataset, device, num_workers, timer, amp=hp["infer_amp"])
         return predict_detection(model, dataset, chunks, task.detections_per_image, hp["infer_batch_size"], device,
-                                 num_workers, timer, amp=hp["infer_amp"])
+                                 num_workers, timer, amp=hp["infer_amp"], merge_cap=merges_capped(task))
 
     trained: dict[str, Any] | None = None
     fewshot: dict[str, Any] | None = None
@@ -471,7 +503,8 @@ def run_one(
                 return predict_grounding(model, eval_set, device, num_workers, timer, sample_ids=ids,
                                          amp=hp["infer_amp"])[0]
             return predict_detection(model, eval_set, chunks, task.detections_per_image, hp["infer_batch_size"],
-                                     device, num_workers, timer, image_ids=ids, amp=hp["infer_amp"])[0]
+                                     device, num_workers, timer, image_ids=ids, amp=hp["infer_amp"],
+                                     merge_cap=merges_capped(task))[0]
 
         trained_digest = _weights_digest(model, regime.stored_names(groups)) if regime.trains else None
         sharded = predict_sharded(part, keys, folder, piece_size=piece_size(len(keys)),
@@ -520,7 +553,7 @@ def run_one(
             chunk_size=task.chunk_size, metric_backend=metric_backend,
             extra={"task_file_version": task.version, "num_prompt_chunks": None if chunks is None else len(chunks),
                    "captions": None if chunks is None else [c.caption for c, _ in chunks],
-                   "world_size": world},
+                   "world_size": world, "detection_caps": detection_caps(task)},
             results_dir=results_dir,
         ),
         "model": {"preset": spec.model, "overrides": model_over, "checkpoint": spec.checkpoint},
@@ -582,29 +615,62 @@ def run_grid(
         return records
     check_world(specs)
     cache = ModelCache(device, text_encoder)
-    records = []
+    records: dict[str, dict[str, Any]] = {}
     if main:  # what is done and what is not, in two lines instead of one per run
         why: list[str] = []
         finished = sum(store.finished_record(results_dir, s, why) is not None for s in specs)
         log.info("%d of %d runs already finished (reused), %d to run", finished, len(specs), len(specs) - finished)
         if store.unfinished_summary(why, len(specs)):
             log.info("%s", store.unfinished_summary(why, len(specs)))
-    bar = progress(specs, desc="runs" if shard is None else f"runs {shard[0] + 1}/{shard[1]}", total=len(specs),
-                   leave=True, position=None if shard is None else shard[0])
-    for spec in bar if main else specs:
-        done = store.finished_record(results_dir, spec) if main else None
-        if dist.broadcast_object(done is not None):  # one decision, so every rank walks the same runs
-            if main:
-                log.debug("skip %s (finished)", spec.run_name)
-                records.append(done)
-            continue
-        record = run_one(spec, data_root=data_root, results_dir=results_dir, device=device,
-                         metric_backend=metric_backend, cache=cache, num_workers=num_workers,
-                         save_adapter=save_adapter)
-        if record is not None:
-            records.append(record)
+    busy = list(specs)
+    # first pass: every run nobody else holds; second: wait for the runs another process was computing
+    for wait in (False, True):
+        walk, busy = busy, []
+        bar = walk
+        if main and not wait:
+            bar = progress(walk, desc="runs" if shard is None else f"runs {shard[0] + 1}/{shard[1]}", total=len(walk),
+                           leave=True, position=None if shard is None else shard[0])
+        for spec in bar:
+            decision, lock = _claim_decision(results_dir, spec, wait) if main else (None, None)
+            decision = dist.broadcast_object(decision)  # one decision, so every rank walks the same runs
+            if decision == "busy":
+                busy.append(spec)
+                continue
+            if decision == "done":
+                if main:
+                    records[spec.hash] = store.finished_record(results_dir, spec)
+                continue
+            try:
+                record = run_one(spec, data_root=data_root, results_dir=results_dir, device=device,
+                                 metric_backend=metric_backend, cache=cache, num_workers=num_workers,
+                                 save_adapter=save_adapter)
+            finally:
+                if lock is not None:
+                    lock.release()
+            if record is not None:
+                records[spec.hash] = record
     dist.barrier()  # nobody leaves (and tears the process group down) while rank 0 still scores
-    return records
+    return [records[s.hash] for s in specs if s.hash in records]
+
+
+def _claim_decision(results_dir: str | Path, spec: RunSpec, wait: bool) -> tuple[str, Any]:
+    """("done" | "busy" | "run", the held claim for "run"): whether this process computes `spec` now."""
+    from filelock import Timeout
+
+    if store.finished_record(results_dir, spec) is not None:
+        log.debug("skip %s (finished)", spec.run_name)
+        return "done", None
+    lock = store.claim(results_dir, spec)
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        log.info("later: %s (another process is computing it)", spec.run_name)
+        return "busy", None
+    if store.finished_record(results_dir, spec) is not None:  # finished by the holder we waited for
+        lock.release()
+        log.info("skip %s (finished by another process)", spec.run_name)
+        return "done", None
+    return "run", lock
 
 
 def rescore_run(folder: str | Path, data_root: str | Path | None = None, metric_backend: str | None = None

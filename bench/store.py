@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 import orjson
 
 from bench.errors import UserError
-from bench.io import atomic_write_bytes, atomic_write_json
+from bench.io import atomic_write_bytes, atomic_write_json, umask_mode
 from bench.logs import get_logger
 from bench.records import RunSpec, validate_record
 
@@ -51,8 +52,26 @@ def predictions_path(folder: str | os.PathLike) -> Path:
     return Path(folder) / PREDICTIONS
 
 
+LOCKS = ".locks"  # results_dir/.locks/<run name>.lock: who is computing which run
+
+
+def claim(results_dir: str | os.PathLike, spec: RunSpec) -> Any:
+    """The lock that says a process is computing `spec` (a filelock.FileLock; acquire(timeout=0) to try).
+
+    An OS lock (flock), not the file's presence: the kernel drops it when its holder dies, so a crashed
+    sweep's claim is free again and its lock file may stay behind harmlessly.
+    """
+    from filelock import FileLock
+
+    path = Path(results_dir) / LOCKS / f"{spec.run_name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(path)
+
+
 def clean_partial(folder: str | os.PathLike) -> list[Path]:
-    """Remove the hidden temp files an interrupted atomic write leaves behind; return what was removed."""
+    """Remove the hidden temp files an interrupted atomic write leaves behind; return what was removed.
+
+    Call it only while holding the run's `claim`: a temp file of a live process is then impossible."""
     folder = Path(folder)
     removed = []
     if folder.is_dir():
@@ -160,6 +179,7 @@ def write_adapter(folder: str | os.PathLike, tensors: dict[str, Any]) -> Path:
     path = Path(folder) / ADAPTER
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, umask_mode())
     os.close(fd)
     try:
         save_file({k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}, tmp)
@@ -174,10 +194,14 @@ def read_predictions(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a run's predictions (predictions.json.gz, or a plain predictions.json)."""
     folder = Path(folder)
     gz, plain = folder / PREDICTIONS, folder / "predictions.json"
-    if gz.is_file():
-        return parse_json(gzip.decompress(gz.read_bytes()))
-    if plain.is_file():
-        return parse_json(plain.read_bytes())
+    for path in (gz, plain):
+        if path.is_file():
+            try:
+                data = gzip.decompress(path.read_bytes()) if path == gz else path.read_bytes()
+                return parse_json(data)
+            except (EOFError, OSError, zlib.error, ValueError) as err:  # truncated or not gzip / JSON
+                raise UserError(f"{path} is unreadable ({type(err).__name__}: {err}): truncated or corrupt; "
+                                "rerun the run to write it again") from None
     raise UserError(f"no predictions in {folder} (expected {PREDICTIONS}); rerun the run without --rescore")
 
 

@@ -62,3 +62,19 @@ class AnchorGenerator(nn.Module):
             shifts = torch.stack((sx, sy, sx, sy), dim=-1).reshape(-1, 4)  # [H*W, 4] row-major
             anchors.append(shifts + cell.view(1, 4))
         return anchors
+
+
+def anchor_mismatches(generator: AnchorGenerator, state: dict[str, Tensor], prefix: str) -> list[str]:
+    """The `prefix + "cell_anchors.N"` entries of `state` that differ from the anchors `generator`'s
+    strides and sizes give (the model uses the stored buffers, so a different one moves every box)."""
+    bad = []
+    for i, (stride, size) in enumerate(zip(generator.strides, generator.sizes)):
+        key = f"{prefix}cell_anchors.{i}"
+        got = state.get(key)
+        if got is None or got.is_meta:
+            continue
+        want = cell_anchor(stride, size)
+        if tuple(got.shape) == tuple(want.shape) and not torch.allclose(got.float(), want, atol=1e-4):
+            bad.append(f"{key}: {got.reshape(-1).tolist()} but stride {stride}, size {size:g} give "
+                       f"{want.reshape(-1).tolist()}")
+    return bad

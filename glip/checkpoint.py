@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from glip.anchors import anchor_mismatches
 from glip.config import PRESETS, GLIPConfig, get_preset
 
 Shape = tuple[int, ...]
@@ -255,6 +256,9 @@ def convert_official(official: Mapping[str, torch.Tensor], model: nn.Module, all
                 continue
             out[target] = piece.contiguous().clone()
             rep.mapped += 1
+    generator = getattr(model, "anchor_generator", None)
+    if generator is not None:
+        rep.mismatched += [f"rpn.{m}" for m in anchor_mismatches(generator, out, "anchor_generator.")]
     for target in expected:
         if target not in out:
             if target == "prompt_offset":
@@ -356,9 +360,13 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return load_file(str(path)), meta
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(str(path)), meta
+    except Exception as e:  # noqa: BLE001 - safetensors' own error names no file
+        raise ValueError(f"cannot read {path} as a safetensors file ({type(e).__name__}: {e}); "
+                         "it is truncated or not a safetensors file: write it again") from e
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
@@ -377,4 +385,11 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
             f"{path}{who} does not fit model {cfg.name!r}: {len(missing)} missing keys {missing[:5]}, "
             f"{len(unexpected)} unexpected keys {unexpected[:5]}, {len(bad_shape)} shape mismatches "
             f"{bad_shape[:5]}" + (f"; build the model with preset {saved!r}" if saved and saved != cfg.name else ""))
+    generator = getattr(model, "anchor_generator", None)
+    anchors = anchor_mismatches(generator, sd, "anchor_generator.") if generator is not None else []
+    if anchors:
+        fix = (f"it was saved from preset {saved!r}: build the model with preset {saved!r}"
+               if saved and saved != cfg.name else "fix the file or the anchor_strides / anchor_sizes of the config")
+        raise ValueError(f"{path}: stored anchors differ from those model {cfg.name!r} generates:\n  "
+                         + "\n  ".join(anchors) + f"\n  (they would move every box; {fix})")
     model.load_state_dict(sd, strict=True)

@@ -23,6 +23,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
 
 
+def unknown_words(tokenizer, phrases: list[str]) -> list[str]:
+    """The words of `phrases` the tokenizer can only encode as its unknown token."""
+    unk = tokenizer.unk_token_id
+    return [w for p in phrases for w in p.split()
+            if unk in tokenizer(w, add_special_tokens=False)["input_ids"]]
+
+
+def warn_unknown_words(tokenizer, phrases: list[str]) -> None:
+    from bench.logs import get_logger
+
+    words = unknown_words(tokenizer, phrases)
+    if words:
+        get_logger("predict").warning(
+            "words not in the model's vocabulary, encoded as %s (the model cannot tell them apart): %s",
+            tokenizer.unk_token, ", ".join(repr(w) for w in dict.fromkeys(words)))
+
+
 def main(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -59,9 +76,14 @@ def main(args: argparse.Namespace) -> int:
         phrases = [prompt[s:e] for s, e in phrase_spans(prompt)]
         if not phrases:
             raise UserError("--prompt is empty; give phrases separated by '.', e.g. --prompt 'cat. dog'")
+        empty = sum(not seg.strip() for seg in prompt.rstrip().rstrip(".").split("."))
+        if empty:
+            log.warning("--prompt %r: %d empty phrase(s) between '.'s dropped; the phrases are %s",
+                        prompt, empty, phrases)
     try:
         model = glip.from_pretrained(args.model, checkpoint=args.checkpoint, text_encoder=args.text_encoder)
         model.to(args.device)
+        warn_unknown_words(model.tokenizer, phrases)
         result = model.predict(image, prompt, threshold=args.threshold)
     except (ValueError, FileNotFoundError, KeyError) as e:
         raise UserError(str(e)) from e

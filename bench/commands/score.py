@@ -34,15 +34,23 @@ def main(args: argparse.Namespace) -> int:
         folders = list(store.iter_run_dirs(args.results))
         if not folders:
             raise UserError(f"no run folders (with {store.RECORD}) under {args.results}")
-    changed = 0
+    changed, failed = 0, []
     for folder in folders:
         before = store.load_record(folder / store.RECORD)
-        record = rescore_run(folder, args.data_root, args.metric_backend)
+        try:
+            record = rescore_run(folder, args.data_root, args.metric_backend)
+        except UserError as err:  # this run's record stays as it was; the others are still rescored
+            failed.append(str(err) if folder.name in str(err) else f"{folder.name}: {err}")
+            print(f"{folder.name}: FAILED")
+            continue
         same = before is not None and json.dumps(before["metrics"]) == json.dumps(record["metrics"])
         changed += not same
         m = record["metrics"]
         v = m["values"][m["primary"]]
         print(f"{folder.name}: {m['primary']} {'nan' if math.isnan(v) else f'{v:.2f}'}"
               f"{'' if same else ' (changed)'}")
-    print(f"rescored {len(folders)} runs, {changed} changed")
+    print(f"rescored {len(folders) - len(failed)} runs, {changed} changed")
+    if failed:
+        raise UserError(f"{len(failed)} of {len(folders)} runs could not be rescored (their records are "
+                        "unchanged):\n  " + "\n  ".join(failed))
     return 0

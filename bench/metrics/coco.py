@@ -117,8 +117,9 @@ def clean_detections(predictions: Sequence[Mapping[str, Any]], gt: Mapping[str, 
                 f"prediction #{i} is not {{'image_id', 'category_id', 'bbox': [x, y, w, h], 'score'}}: "
                 f"{det!r} ({err})"
             ) from None
-        if not math.isfinite(score):
-            raise UserError(f"prediction #{i} has a non-finite score {score}")
+        problem = _bad_numbers(det, (x, y, w, h), score)
+        if problem:
+            raise UserError(f"prediction #{i} {problem}: {det!r}")
         if image_id not in image_ids:
             raise UserError(f"prediction #{i} names image_id {image_id}, which is not in the ground truth")
         if cat_id not in cat_ids:
@@ -128,6 +129,26 @@ def clean_detections(predictions: Sequence[Mapping[str, Any]], gt: Mapping[str, 
             )
         out.append({"image_id": image_id, "category_id": cat_id, "bbox": [x, y, w, h], "score": score})
     return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _bad_numbers(det: Mapping[str, Any], box: tuple[float, float, float, float], score: float) -> str:
+    """What is wrong with a parsed detection's numbers ('' if nothing): a string or non-finite value, or a
+    negative width or height, which the libraries would score without complaint."""
+    if not _is_number(det["score"]):
+        return f"has a score of type {type(det['score']).__name__}, not a number"
+    if not all(_is_number(v) for v in det["bbox"]):
+        return "has a bbox entry that is not a number"
+    if not math.isfinite(score):
+        return f"has a non-finite score {score}"
+    if not all(math.isfinite(v) for v in box):
+        return f"has a non-finite bbox coordinate {list(box)}"
+    if box[2] < 0 or box[3] < 0:
+        return f"has a negative bbox width or height (w={box[2]}, h={box[3]})"
+    return ""
 
 
 def _holds_null(det: Any) -> bool:

@@ -91,3 +91,16 @@ def test_missing_image_and_wrong_preset_checkpoint(caplog, tmp_path, weights, im
         assert "saved from preset 'glip-tiny'" in caplog.text
         assert main(["predict", "--model", "glip-t", "--image", str(img_path), "--prompt", "cat"]) == 2
         assert "bert-base-uncased" in caplog.text
+
+
+def test_empty_phrases_and_unknown_words_are_warned_about(caplog, weights, img_path, tmp_path):
+    with caplog.at_level(logging.WARNING):
+        assert main(["predict", "--model", "glip-tiny", "--checkpoint", str(weights), "--image", str(img_path),
+                     "--prompt", "circle. . star €", "--out-json", str(tmp_path / "d.json")]) == 0
+    assert "1 empty phrase(s) between '.'s dropped; the phrases are ['circle', 'star €']" in caplog.text
+    assert "encoded as [UNK] (the model cannot tell them apart): '€'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert main(["predict", "--model", "glip-tiny", "--checkpoint", str(weights), "--image", str(img_path),
+                     "--prompt", "circle. star.", "--out-json", str(tmp_path / "d.json")]) == 0
+    assert "empty phrase" not in caplog.text and "[UNK]" not in caplog.text  # a closing '.' is no empty phrase

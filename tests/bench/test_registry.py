@@ -254,3 +254,25 @@ def test_readme_recipe_for_a_new_task_loads(tmp_path):
     copy.write_text(text + "groups: []\n")
     task = TaskRegistry(tmp_path / "tasks").get("odinw-bees")
     assert task.classes == ("bee", "wasp") and task.groups == () and task.root == "odinw/Bees"
+
+
+def test_a_key_given_twice_is_an_error_naming_the_file_and_line(tmp_path):
+    p = _write(tmp_path, "toy.yaml", GOOD + "detections_per_image: 100\ndetections_per_image: 3\n")
+    line = len(GOOD.splitlines()) + 2
+    with pytest.raises(UserError) as e:
+        _load(tmp_path)
+    assert f"{p}:{line}: key 'detections_per_image' is given twice (first on line {line - 1})" in str(e.value)
+    nested = GOOD.replace("  plain: {}\n", "  plain: {}\n  plain: {names: {cat: kitty}}\n")
+    p = _write(tmp_path, "toy.yaml", nested)
+    with pytest.raises(UserError, match=f"{p}:\\d+: key 'plain' is given twice"):
+        _load(tmp_path)
+
+
+@pytest.mark.parametrize("second", ["Circle", "circle_", "circle  "])
+def test_classes_with_the_same_prompt_are_an_error_naming_the_file_and_line(tmp_path, second):
+    text = GOOD.replace("classes: [cat, dog]", f"classes:\n  - circle\n  - square\n  - '{second}'")
+    p = _write(tmp_path, "toy.yaml", text)
+    line = text.splitlines().index(f"  - '{second}'") + 1
+    with pytest.raises(UserError) as e:
+        _load(tmp_path)
+    assert f"{p}:{line}: key 'classes': 'circle' and {second!r} give the same prompt 'circle'" in str(e.value)

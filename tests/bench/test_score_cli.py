@@ -53,3 +53,57 @@ def test_score_errors(one_run, tmp_path, capsys):
     (folder / store.PREDICTIONS).unlink()
     assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root)]) == 2
     assert "no predictions" in capsys.readouterr().err
+
+
+def _write_raw_predictions(folder, preds):
+    """A predictions file as another tool might write it: the standard library's NaN / Infinity literals."""
+    import gzip
+
+    (folder / store.PREDICTIONS).write_bytes(gzip.compress(json.dumps(preds).encode()))
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"bbox": [1.0, 2.0, float("inf"), 5.0]}, "non-finite bbox coordinate"),
+    ({"bbox": [float("nan"), 2.0, 4.0, 5.0]}, "non-finite bbox coordinate"),
+    ({"bbox": [1.0, 2.0, -4.0, 5.0]}, "negative bbox width or height"),
+    ({"score": "0.5"}, "score of type str, not a number"),
+    ({"bbox": [1.0, "2", 4.0, 5.0]}, "bbox entry that is not a number"),
+])
+def test_score_refuses_bad_entries_by_run_and_entry(one_run, capsys, bad, match):
+    data_root, _, folder, record = one_run
+    gt = json.loads((data_root / "runner" / "runner-shapes-a" / "val" / "ann.json").read_text())
+    preds = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+             for a in gt["annotations"]]
+    preds[1] = {**preds[1], **bad}
+    _write_raw_predictions(folder, preds)
+    assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root)]) == 2
+    err = capsys.readouterr().err
+    assert f"run {folder.name}" in err and "prediction #1 " in err and match in err
+    assert json.dumps(store.load_record(folder / "record.json")["metrics"]) == json.dumps(record["metrics"])
+
+
+def test_score_names_a_truncated_predictions_file(one_run, capsys):
+    data_root, _, folder, _ = one_run
+    path = folder / store.PREDICTIONS
+    path.write_bytes(path.read_bytes()[:-20])
+    assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "truncated or corrupt" in err and "Traceback" not in err
+
+
+def test_score_results_rescores_every_good_run_and_lists_the_bad(tmp_path, monkeypatch, capsys):
+    _, data_root = make_world(tmp_path, monkeypatch)
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-world", regimes=["zero-shot"], shots=None, seeds=None,
+                        overrides={"infer_batch_size": 4})
+    results = tmp_path / "results"
+    run_grid(specs, data_root, results)
+    bad, good = (store.run_dir(results, s) for s in sorted(specs, key=lambda s: s.run_name))
+    _write_raw_predictions(bad, [{"image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1], "score": 0.5}])
+    tampered = store.load_record(good / "record.json")
+    true_ap = tampered["metrics"]["values"]["AP"]
+    tampered["metrics"]["values"]["AP"] = 55.0
+    store.write_record(good, tampered)
+    assert cli_main(["score", "--results", str(results), "--data-root", str(data_root)]) == 2
+    captured = capsys.readouterr()
+    assert "1 of 2 runs could not be rescored" in captured.err and bad.name in captured.err
+    assert store.load_record(good / "record.json")["metrics"]["values"]["AP"] == true_ap

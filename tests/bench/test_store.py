@@ -173,3 +173,26 @@ def test_records_without_their_outputs_give_one_summary_line_not_one_per_run(tmp
         "3 of 4 runs have a record but are not finished, so they run again (3 have a record without its "
         f"{store.PREDICTIONS}; a fresh clone keeps records, not predictions or adapters)")
     assert store.unfinished_summary([], 4) is None
+
+
+def test_records_and_predictions_follow_the_umask(tmp_path):
+    import os
+
+    from bench import store
+
+    old = os.umask(0o022)
+    try:
+        store.write_predictions(tmp_path / "run", [])
+        assert (tmp_path / "run" / store.PREDICTIONS).stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        store.write_predictions(tmp_path / "run2", [])
+        assert (tmp_path / "run2" / store.PREDICTIONS).stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_unknown_names_are_not_made_plural():
+    from bench.errors import unknown_name
+
+    msg = str(unknown_name("split of task synth-shapes", "tset", ["test", "train"]))
+    assert "shapess" not in msg and msg.endswith("Valid: test, train") and "Did you mean 'test'?" in msg

@@ -44,3 +44,33 @@ def test_follows_module_device_and_dtype():
 def test_wrong_number_of_levels():
     with pytest.raises(ValueError, match="expected 5 feature shapes"):
         AnchorGenerator()([(2, 2)])
+
+
+def _tiny():
+    import glip
+
+    torch.manual_seed(0)
+    return glip.from_pretrained("glip-tiny")
+
+
+def test_official_checkpoint_with_other_anchor_buffers_is_refused_by_name():
+    from glip.checkpoint import convert_official, export_official
+
+    model = _tiny()
+    official = export_official(model)
+    convert_official(official, model)  # the standard buffers load
+    official["rpn.anchor_generator.cell_anchors.0"] = official["rpn.anchor_generator.cell_anchors.0"] + 8
+    with pytest.raises(ValueError, match=r"rpn\.anchor_generator\.cell_anchors\.0: .* but stride 8, size 64 give "
+                                         r"\[-28\.0, -28\.0, 35\.0, 35\.0\]"):
+        convert_official(official, model)
+
+
+def test_safetensors_with_other_anchor_buffers_is_refused_by_name(tmp_path):
+    from glip.checkpoint import load_weights, save_weights
+
+    model = _tiny()
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    sd["anchor_generator.cell_anchors.2"] = sd["anchor_generator.cell_anchors.2"] * 2
+    save_weights(model, tmp_path / "w.safetensors", sd)
+    with pytest.raises(ValueError, match=r"stored anchors differ .*\n  anchor_generator\.cell_anchors\.2: "):
+        load_weights(_tiny(), tmp_path / "w.safetensors")

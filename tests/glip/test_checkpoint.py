@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import glip
+from glip.anchors import cell_anchor
 from glip.checkpoint import (
     convert_official,
     export_official,
@@ -35,6 +36,9 @@ def fake_official(cfg, device="cpu", seed=0):
             sd[k] = official_buffer(k, shape)
         else:
             sd[k] = torch.randn(shape, generator=g)
+        if k.startswith("rpn.anchor_generator.cell_anchors.") and device != "meta":  # checked against the config
+            i = int(k.rsplit(".", 1)[1])
+            sd[k] = cell_anchor(cfg.anchor_strides[i], cfg.anchor_sizes[i])
     return sd
 
 
