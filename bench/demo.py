@@ -352,7 +352,14 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
 
     log.info("6/6 leaderboard, cost curves and the fusion ablation")
     t = time.perf_counter()
-    for argv in (["leaderboard", "--results", str(out), "--out", str(out), "--no-reference"],
+    from bench.reports.browser import find_chromium
+
+    board = ["leaderboard", "--results", str(out), "--out", str(out), "--no-reference"]
+    if find_chromium():  # the page's first screen as a reader sees it; optional, like the browser itself
+        board += ["--screenshot", str(out / "leaderboard.png")]
+    else:
+        log.info("no Chromium on PATH: leaderboard.png not redrawn (apt-get install chromium)")
+    for argv in (board,
                  ["curves", "--results", str(out), "--out", str(out / "plots"), "--tasks", ",".join(plan.fewshot_tasks)],
                  ["ablation", "--a", "fusion=late", "--b", "fusion=deep", "--ignore", "checkpoint",
                   "--results", str(out), "--out", str(out / "ablation")]):
