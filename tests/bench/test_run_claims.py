@@ -42,7 +42,7 @@ def test_a_run_held_by_another_process_is_left_to_it_and_reused(tmp_path, monkey
         lock = store.claim(results, held)
         lock.acquire(timeout=0)
         holding.set()
-        other_done.wait()
+        assert other_done.wait(timeout=300), "the sweep never finished"
         seen["temp file intact"] = in_flight.is_file()
         in_flight.unlink()
         seen["record"] = real_run_one(held, data_root=data_root, results_dir=results, num_workers=0)
@@ -50,10 +50,10 @@ def test_a_run_held_by_another_process_is_left_to_it_and_reused(tmp_path, monkey
 
     t = threading.Thread(target=holder)
     t.start()
-    holding.wait()
+    assert holding.wait(timeout=60), "the holder never took its claim"
     monkeypatch.setattr(bench.runner, "run_one", counting_run_one)
     records = run_grid(specs, data_root, results, num_workers=0)
-    t.join()
+    t.join(timeout=300)
     assert ran == [other.run_name]  # the held run was computed once, by its holder
     assert seen["temp file intact"]
     assert [r["spec_hash"] for r in records] == sorted(s.hash for s in specs)
