@@ -161,7 +161,7 @@ def bench(session: nox.Session) -> None:
         str(bin_dir / "python"), "-m", "pytest", "benchmarks", "--benchmark-only",
         "--benchmark-json", "results/benchmarks/latest.json", *session.posargs, external=True,
     )
-    session.run(str(bin_dir / "python"), "-m", "bench.benchmark_summary", "results/benchmarks/latest.json",
+    session.run(str(bin_dir / "python"), "-m", "bench.reports.benchmarks", "results/benchmarks/latest.json",
                 external=True)
 
 
@@ -182,7 +182,7 @@ def demo_check(session: nox.Session) -> None:
         shutil.rmtree(fresh)  # every check is a fresh run: nothing reused from an earlier one
     session.run(str(bin_dir / "glip-bench"), "demo", "--quick", "--out", str(fresh), external=True)
     update = ["--update"] if "--update" in session.posargs else []
-    session.run(str(bin_dir / "python"), "-m", "bench.compare", str(fresh), "results/demo-quick", *update,
+    session.run(str(bin_dir / "python"), "-m", "bench.results.compare", str(fresh), "results/demo-quick", *update,
                 external=True)
 
 

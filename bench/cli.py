@@ -9,8 +9,8 @@ import importlib
 import os
 import sys
 
-from bench.errors import UserError
-from bench.logs import get_logger, setup_logging
+from bench.util.errors import UserError
+from bench.util.logs import get_logger, setup_logging
 
 # subcommand -> module under bench.commands
 COMMANDS = {

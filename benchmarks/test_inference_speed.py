@@ -1,6 +1,6 @@
 """Inference engine speed (bench/inference.py): chunked prompts, batch size, harness overhead.
 
-Run with `nox -s bench`; `python -m bench.benchmark_summary` prints each group's ratios against its baseline
+Run with `nox -s bench`; `python -m bench.reports.benchmarks` prints each group's ratios against its baseline
 (extra_info["baseline"]). Models: seeded random weights for the chunked-prompt groups (token scores at the 0.01
 prior: no candidate passes 0.05, so the postprocess, the same in both paths, costs ~nothing and the ratio
 is the model compute saved); glip-synth briefly trained on synth-shapes (200 AdamW steps, fixture
@@ -21,7 +21,7 @@ tests/bench/test_inference.py, not here. Nothing asserts a time.
 - batch size: images/s of glip-synth on the synthetic synth-shapes test split for batch 1, 4, 8.
 - harness overhead: a zero-shot pass over the 5 synthetic detection tasks' test splits at the demo's scale
   (120 images each; the 30-image 'quick' splits overstate per-run fixed costs) (load, predict, save, score, with
-  bench.runner's own save and score steps): the share of wall time spent outside the model's calls
+  bench.runs.runner's own save and score steps): the share of wall time spent outside the model's calls
   (ModelTimer). Pipelines, each adding one change of issue #9 to the one before: "plain" (the baseline, run_one
   before issue #9: each batch decoded when the model asks for it; the predictions scored after a second JSON
   encoding, with the garbage collector on), "file-scoring" (scored from the saved file with the collector
@@ -54,7 +54,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.inference import ModelTimer, detect_chunks, encode_prompts, predict_detection
+from bench.models.glip import ModelTimer, detect_chunks, encode_prompts, predict_detection
 
 CHUNK = 40  # official TEST.CHUNKED_EVALUATION for LVIS: 1203 classes -> 31 prompts
 _PARTS: dict[str, float] = {}
@@ -128,7 +128,7 @@ def test_chunked_prompt_glip_t_parts_full_size(benchmark, random_model, lvis_lik
 
 
 def _chunk_parts(benchmark, model, chunks, size: tuple[int, int], rounds: int, warmup_rounds: int) -> None:
-    from bench.inference import _fit_map, _LateFusionHead
+    from bench.models.glip import _fit_map, _LateFusionHead
 
     batch = model.preprocess([_image(size)])
     ch = chunks[len(chunks) // 2]
@@ -177,7 +177,7 @@ def _chunk_parts(benchmark, model, chunks, size: tuple[int, int], rounds: int, w
 @pytest.mark.benchmark(group="batch size: glip-synth (trained 200 steps), synth-shapes test (30 images)")
 @pytest.mark.parametrize("batch_size", [1, 4, 8])
 def test_batch_size(benchmark, trained_synth, synth_root, batch_size):
-    from bench.registry import get_task
+    from bench.tasks.registry import get_task
     from glip.prompts import build_prompt_chunks
 
     model = trained_synth[0]
@@ -216,8 +216,8 @@ def _save_stdlib(folder, preds) -> None:
     import gzip
     import json
 
-    from bench import store
-    from bench.io import atomic_write_bytes
+    from bench.results import store
+    from bench.util.io import atomic_write_bytes
 
     data = json.dumps(preds, separators=(",", ":")).encode("utf-8")
     atomic_write_bytes(store.predictions_path(folder), gzip.compress(data, compresslevel=1, mtime=0))
@@ -228,8 +228,9 @@ def _score_saved_stdlib(task, ds, folder):
     import gzip
     import json
 
-    from bench import runner, store
     from bench.metrics import evaluate
+    from bench.results import store
+    from bench.runs import runner
 
     with runner.gc_paused():
         preds = json.loads(gzip.decompress(store.predictions_path(folder).read_bytes()))
@@ -240,8 +241,8 @@ def _score_stdlib(task, ds, preds):
     """runner.score before orjson: an in-memory round trip through the standard library's JSON."""
     import json
 
-    from bench import runner
     from bench.metrics import evaluate
+    from bench.runs import runner
 
     return evaluate(task.metric, runner.ground_truth(task, ds), json.loads(json.dumps(preds)), backend="faster")
 
@@ -250,13 +251,14 @@ def zero_shot_suite(model, data_root, out_dir, num_workers: int, prefetch: bool 
                     from_file: bool = True, fast_json: bool = True) -> dict:
     """Every synthetic detection task's test split, as a zero-shot run does it: load, predict, save, score.
 
-    Saving and scoring are bench.runner's own steps: from_file scores the saved file (runner.score_saved,
+    Saving and scoring are bench.runs.runner's own steps: from_file scores the saved file (runner.score_saved,
     what run_one does), False the predictions re-encoded in memory (runner.score, run_one before issue #9).
     fast_json False: the same steps with the standard library's JSON instead of orjson (before issue #9).
     """
-    from bench import runner, store
-    from bench.registry import get_task
+    from bench.results import store
+    from bench.runs import runner
     from bench.synthetic.specs import DETECTION_TASKS
+    from bench.tasks.registry import get_task
     from glip.prompts import build_prompt_chunks
 
     timer = ModelTimer()
@@ -311,7 +313,7 @@ PIPELINES = {"plain": (0, False, False, False, False), "file-scoring": (0, False
 @pytest.mark.parametrize("pipeline", list(PIPELINES))
 def test_harness_overhead(benchmark, trained_synth, synth_root_full, tmp_path, pipeline):
     """extra_info: each key's mean over the timed rounds, and harness_fraction of every round."""
-    from bench.runner import freeze_gc_heap
+    from bench.runs.runner import freeze_gc_heap
 
     model = trained_synth[0]
     num_workers, prefetch, from_file, freeze, fast_json = PIPELINES[pipeline]
@@ -396,7 +398,7 @@ def _mixed_sizes(ds, out_dir):
 
 @pytest.fixture(scope="module")
 def trained_synth(synth_root, tmp_path_factory):
-    from bench.registry import get_task
+    from bench.tasks.registry import get_task
     from glip.config import get_preset
     from glip.model import GLIP
 
@@ -447,8 +449,8 @@ def test_batching_effect_on_ap(benchmark, trained_synth, batch_size, group_by_si
 def synth_head_outputs(trained_synth, synth_root):
     """glip-synth's head outputs on synth-shapes test in batches of 8 of equal-size images (what the
     inference engine hands the postprocessor), with the anchors, the prompt's positive map and the sizes."""
-    from bench.inference import _expand, _fit_map
-    from bench.registry import get_task
+    from bench.models.glip import _expand, _fit_map
+    from bench.tasks.registry import get_task
     from glip.prompts import build_prompt_chunks
 
     model = trained_synth[0]

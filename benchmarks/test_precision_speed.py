@@ -2,7 +2,7 @@
 
 - cuda (skipped without a CUDA device): glip-t (seeded random weights: speed does not depend on them) on
   800x1333 inputs (the official test size), an 80-class prompt in one chunk, through
-  bench.inference.predict_detection (the harness's own path). float32 at the same batch size is each
+  bench.models.glip.predict_detection (the harness's own path). float32 at the same batch size is each
   bf16 run's baseline (extra_info["bf16_speedup"]).
 - cpu: glip-synth on the synthetic synth-shapes test split, batch 8, float32 and bf16, so the autocast path
   runs on every bench run, GPU or not (on a CPU without bf16 units it is no faster).
@@ -17,8 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.inference import predict_detection
-from bench.provenance import device_name
+from bench.models.glip import predict_detection
+from bench.util.provenance import device_name
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 _SECONDS: dict[tuple[str, int, str], float] = {}
@@ -79,7 +79,7 @@ def test_glip_t_images_per_s_cuda(benchmark, random_model, lvis_like_names, larg
 @pytest.mark.benchmark(group="precision: glip-synth on cpu (synth-shapes test, 30 images), batch 8")
 @pytest.mark.parametrize("dtype", list(DTYPES))
 def test_glip_synth_images_per_s_cpu(benchmark, random_model, synth_root, dtype):
-    from bench.registry import get_task
+    from bench.tasks.registry import get_task
 
     task = get_task("synth-shapes")
     dataset = task.load("test", synth_root)

@@ -35,12 +35,12 @@ def main(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from pathlib import Path
 
-    from bench.errors import UserError
-    from bench.io import atomic_write_text
-    from bench.logs import get_logger
     from bench.reports import ablation
     from bench.reports.curves import save_figure
     from bench.reports.load import load_records
+    from bench.util.errors import UserError
+    from bench.util.io import atomic_write_text
+    from bench.util.logs import get_logger
 
     log = get_logger("ablation")
     df = load_records(args.results)

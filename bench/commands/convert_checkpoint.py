@@ -26,8 +26,8 @@ def main(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bench.errors import UserError, unknown_name
-    from bench.logs import get_logger
+    from bench.util.errors import UserError, unknown_name
+    from bench.util.logs import get_logger
     from glip.checkpoint import (
         convert_official,
         export_official,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.errors import UserError
+from bench.util.errors import UserError
 
 HELP = ("plot cost curves (AP vs shots, trainable parameters, training compute; per-task panels) from records; "
         "a selection that mixes primary metrics (AP, R@1) gets one set of figures per metric (<stem>-ap, <stem>-r1)")
@@ -48,9 +48,9 @@ def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bench.commands.leaderboard import parse_seeds
-    from bench.logs import get_logger
     from bench.reports import curves
     from bench.reports.load import load_records
+    from bench.util.logs import get_logger
 
     df = load_records(args.results)
     if df.empty:

@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.demo import plan_json, run_demo
-    from bench.errors import UserError
+    from bench.studies.demo import plan_json, run_demo
+    from bench.util.errors import UserError
 
     if args.threads < 1:
         raise UserError(f"--threads must be at least 1 (got {args.threads})")

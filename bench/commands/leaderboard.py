@@ -11,7 +11,7 @@ def parse_seeds(text: str | None) -> list[int] | None:
     """'0,1,2' -> [0, 1, 2]; None stays None (expected seeds then come from the records)."""
     if text is None:
         return None
-    from bench.errors import UserError
+    from bench.util.errors import UserError
 
     try:
         return sorted({int(s) for s in text.split(",") if s.strip()})
@@ -20,7 +20,7 @@ def parse_seeds(text: str | None) -> list[int] | None:
 
 
 def parse_group_sizes(items: list[str] | None) -> dict[str, int]:
-    from bench.errors import UserError
+    from bench.util.errors import UserError
 
     sizes = {}
     for item in items or []:
@@ -52,12 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bench.errors import UserError
-    from bench.io import atomic_write_text
-    from bench.logs import get_logger
     from bench.reports import leaderboard as lb
     from bench.reports.load import load_records
     from bench.reports.reference import default_reference_dir, load_reference
+    from bench.util.errors import UserError
+    from bench.util.io import atomic_write_text
+    from bench.util.logs import get_logger
 
     log = get_logger("leaderboard")
     df = load_records(args.results)

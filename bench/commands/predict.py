@@ -31,7 +31,7 @@ def unknown_words(tokenizer, phrases: list[str]) -> list[str]:
 
 
 def warn_unknown_words(tokenizer, phrases: list[str]) -> None:
-    from bench.logs import get_logger
+    from bench.util.logs import get_logger
 
     words = unknown_words(tokenizer, phrases)
     if words:
@@ -48,8 +48,8 @@ def main(args: argparse.Namespace) -> int:
     from PIL import Image, UnidentifiedImageError
 
     import glip
-    from bench.errors import UserError, unknown_name
-    from bench.logs import get_logger
+    from bench.util.errors import UserError, unknown_name
+    from bench.util.logs import get_logger
     from glip.config import PRESETS
     from glip.model import phrase_spans
 
@@ -104,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
         print(text)
     if args.out_png:
         Path(args.out_png).parent.mkdir(parents=True, exist_ok=True)
-        from bench.drawing import draw_detections
+        from bench.reports.drawing import draw_detections
 
         scale = draw_detections(image, dets, args.out_png)
         log.info("drawn on %s (%.3gx the image's size, so the labels are readable)", args.out_png, scale)

@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import json
 
-    from bench.selftrain.phrases import get_extractor
-    from bench.selftrain.pseudo_label import load_teacher, pseudo_label
+    from bench.studies.selftrain.phrases import get_extractor
+    from bench.studies.selftrain.pseudo_label import load_teacher, pseudo_label
 
     extractor = get_extractor(args.extractor)  # fail on a missing spaCy before building the model
     teacher, info = load_teacher(args.model, args.checkpoint, args.tokenizer, args.device)

@@ -7,7 +7,7 @@ import ast
 import json
 from typing import Any
 
-from bench.errors import UserError
+from bench.util.errors import UserError
 
 HELP = "run a grid of tasks x regimes x shots x seeds (resumable; one record per run)"
 REGIMES = ("zero-shot", "linear-probe", "prompt-tuning", "full-ft")
@@ -100,7 +100,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def build_specs(args: argparse.Namespace) -> list:
-    from bench.runner import expand_grid
+    from bench.runs.runner import expand_grid
 
     regimes = [r.strip() for r in args.regime.split(",") if r.strip()]
     shots = parse_int_list(args.shots, "shots", allow_all=True)
@@ -117,10 +117,10 @@ def main(args: argparse.Namespace) -> int:
     process joins the group, predicts its shards of each split, and rank 0 scores and prints."""
     import math
 
-    from bench import dist
-    from bench.logs import get_logger
-    from bench.records import primary_value
-    from bench.runner import run_grid, shard_specs, validate_specs
+    from bench.dist import comm as dist
+    from bench.results.records import primary_value
+    from bench.runs.runner import run_grid, shard_specs, validate_specs
+    from bench.util.logs import get_logger
 
     log = get_logger("run")
     if args.device == "cuda":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.errors import UserError
+from bench.util.errors import UserError
 
 HELP = "recompute a run's (or every run's) metrics from its saved predictions, without inference"
 
@@ -23,8 +23,8 @@ def main(args: argparse.Namespace) -> int:
     import math
     from pathlib import Path
 
-    from bench import store
-    from bench.runner import rescore_run
+    from bench.results import store
+    from bench.runs.runner import rescore_run
 
     if args.run is not None:
         folders = [Path(args.run)]

@@ -25,7 +25,7 @@ def _presence(task, data_root) -> str:
 
 def rows(group: str | None, data_root: str | None) -> list[dict]:
     """One dict per task (or group member), in display order."""
-    from bench.registry import load_registry, resolve_data_root
+    from bench.tasks.registry import load_registry, resolve_data_root
 
     reg = load_registry()
     root = resolve_data_root(data_root)
@@ -46,7 +46,7 @@ def rows(group: str | None, data_root: str | None) -> list[dict]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.registry import load_registry, resolve_data_root
+    from bench.tasks.registry import load_registry, resolve_data_root
 
     table = rows(args.group, args.data_root)
     if args.json:

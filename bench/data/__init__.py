@@ -1,5 +1,5 @@
 """Data-set loaders in the real formats: COCO / Roboflow ODinW json, LVIS v1 json, MDETR Flickr30K
-json + Flickr30K Entities files. Use `bench.registry.get_task(name).load(split, data_root)`; the
+json + Flickr30K Entities files. Use `bench.tasks.registry.get_task(name).load(split, data_root)`; the
 functions here are the format-level pieces it calls."""
 
 from bench.data.coco import load_coco, read_ann_json, validate_coco

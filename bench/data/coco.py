@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.data.types import DetectionDataset, ImageInfo
-from bench.errors import UserError
-from bench.io import read_json
-from bench.logs import get_logger
+from bench.util.errors import UserError
+from bench.util.io import read_json
+from bench.util.logs import get_logger
 
 log = get_logger("data")
 

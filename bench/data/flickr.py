@@ -17,8 +17,8 @@ from typing import Any
 
 from bench.data.coco import _duplicates, _is_int, read_ann_json
 from bench.data.types import GroundingDataset, GroundingSample, ImageInfo, Phrase
-from bench.errors import UserError
-from bench.logs import get_logger
+from bench.util.errors import UserError
+from bench.util.logs import get_logger
 
 log = get_logger("data")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.data.coco import _is_int, build_detection_dataset, check_images_dir, read_ann_json, validate_coco
 from bench.data.types import DetectionDataset
-from bench.errors import UserError
+from bench.util.errors import UserError
 
 FREQUENCIES = ("r", "c", "f")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bench.errors import UserError
+from bench.util.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from bench.errors import UserError, unknown_name
-from bench.logs import get_logger
 from bench.metrics.aggregate import aggregate
+from bench.util.errors import UserError, unknown_name
+from bench.util.logs import get_logger
 
 log = get_logger("metrics")
 

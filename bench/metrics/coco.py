@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import UserError
 from bench.metrics import MetricResult, class_keys, library_version, log, nan_if_negative, quiet_library
+from bench.util.errors import UserError
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 

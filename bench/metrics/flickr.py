@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import UserError
 from bench.metrics import MetricResult, log
+from bench.util.errors import UserError
 
 TOPK = (1, 5, 10)
 PHRASE_TYPES = ("people", "clothing", "bodyparts", "animals", "vehicles", "instruments", "scene", "other")

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import UserError
 from bench.metrics import MetricResult, library_version, log, nan_if_negative, quiet_library
 from bench.metrics.coco import clean_detections, gt_copy, per_class_ap
+from bench.util.errors import UserError
 
 VALUE_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR", "ARs", "ARm", "ARl")
 FIXED_AP_PER_CLASS = 10_000  # Dave et al. / MDETR LvisEvaluatorFixedAP topk

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.errors import UserError
-from bench.logs import get_logger
 from bench.reports.load import regime_order
+from bench.util.errors import UserError
+from bench.util.logs import get_logger
 
 log = get_logger("reports")
 

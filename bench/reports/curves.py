@@ -21,11 +21,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from bench.errors import UserError
-from bench.records import REGIMES
 from bench.reports.labels import DEFAULT_LABEL, short_labels
 from bench.reports.leaderboard import expected_seed_sets
 from bench.reports.load import regime_order, shots_order
+from bench.results.records import REGIMES
+from bench.util.errors import UserError
 
 SERIES_KEYS = ["model", "checkpoint", "variant", "regime"]
 POINT_KEYS = [*SERIES_KEYS, "shots_label"]

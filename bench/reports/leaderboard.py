@@ -17,11 +17,11 @@ from typing import Any
 
 import pandas as pd
 
-from bench.errors import UserError
-from bench.logs import get_logger
 from bench.reports.labels import DEFAULT_LABEL, short_labels
 from bench.reports.load import regime_order, shots_order
 from bench.reports.reference import HEADLINE_METRIC, reference_cells
+from bench.util.errors import UserError
+from bench.util.logs import get_logger
 
 log = get_logger("reports")
 
@@ -79,7 +79,7 @@ def registry_group_sizes() -> dict[str, int]:
 
     Optional: the tables are still built from the records alone when the registry cannot be read."""
     try:
-        from bench.registry import all_groups
+        from bench.tasks.registry import all_groups
 
         return {g: len(members) for g, members in all_groups().items()}
     except Exception as e:  # noqa: BLE001 - any registry problem only costs the extra knowledge

@@ -1,7 +1,7 @@
 """Records -> one pandas DataFrame, the only input of every table and plot.
 
 Every record found under a results folder (recursively, `**/record.json`) is validated with
-`bench.records.validate_record`; a broken record stops the report with an error naming the file,
+`bench.results.records.validate_record`; a broken record stops the report with an error naming the file,
 because a silently skipped run would make a table look complete when it is not.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench.errors import UserError
-from bench.io import read_json
-from bench.records import REGIMES, RunSpec, validate_record
+from bench.results.records import REGIMES, RunSpec, validate_record
+from bench.util.errors import UserError
+from bench.util.io import read_json
 
 COST_FIELDS = (
     "total_params", "trainable_params", "stored_params", "train_seconds", "images_seen",

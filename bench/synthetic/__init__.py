@@ -9,7 +9,7 @@ Public API:
     generate(data_root, seed=0, scale=1.0 | "quick", tasks=None) -> dict   (idempotent; see generate.py)
     vocabulary() -> list[str]          every word a caption or prompt can use (offline tokenizer)
     pretraining_entries(seed=0, scale=1.0) -> list[dict]
-    pretraining_paths(data_root) -> (json path, image root)   what bench.train.pretrain reads
+    pretraining_paths(data_root) -> (json path, image root)   what bench.runs.train.pretrain reads
     TASKS                              the task names generate() knows ("pretrain" included)
 
 Layout under <data_root>/synthetic/ (paths match tasks/synthetic/*.yaml):

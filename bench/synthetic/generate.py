@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import UserError, unknown_name
-from bench.io import atomic_write_json, read_json, sha256_file, sha256_json
 from bench.synthetic import specs
 from bench.synthetic.captions import SYNTH_MAX_NEGATIVES, detection_prompt, grounding_caption
 from bench.synthetic.concepts import (
@@ -42,6 +40,8 @@ from bench.synthetic.writers import (
     write_fewshot_files,
     write_png,
 )
+from bench.util.errors import UserError, unknown_name
+from bench.util.io import atomic_write_json, read_json, sha256_file, sha256_json
 
 GENERATOR_VERSION = 2  # bump on any change that alters a generated file
 QUICK_SCALE = 0.25
@@ -265,7 +265,7 @@ def pretraining_entries(seed: int = 0, scale: float | str = 1.0) -> list[dict]:
 
 
 def pretraining_paths(data_root: str | Path) -> tuple[Path, Path]:
-    """(grounding json, image root) of the written pretraining set: the arguments bench.train.pretrain takes.
+    """(grounding json, image root) of the written pretraining set: the arguments bench.runs.train.pretrain takes.
 
     Raises a UserError naming the command to run when the set has not been generated.
     """

@@ -1,4 +1,4 @@
-"""The wheel holds glip, bench and the task YAMLs (as bench.tasks), nothing else; --tasks-dir picks a user's own."""
+"""The wheel holds glip, bench and the task YAMLs (as bench.task_files), nothing else; --tasks-dir picks a user's own."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_the_listed_packages_are_every_package_on_disk():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     code = find_packages(str(ROOT), include=["glip", "glip.*", "bench", "bench.*"])
-    tasks = ["bench.tasks", *(f"bench.tasks.{d.name}" for d in (ROOT / "tasks").iterdir() if d.is_dir())]
+    tasks = ["bench.task_files", *(f"bench.task_files.{d.name}" for d in (ROOT / "tasks").iterdir() if d.is_dir())]
     assert sorted(listed) == sorted(code + tasks)
 
 
@@ -27,15 +27,14 @@ def test_the_wheel_ships_the_tasks_and_no_other_top_level_package(tmp_path):
     (wheel,) = tmp_path.glob("glip_bench-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if not n.startswith("glip_bench-")} == {"glip", "bench"}
-    shipped = {n.removeprefix("bench/tasks/") for n in names if n.startswith("bench/tasks/")}
+    shipped = {n.removeprefix("bench/task_files/") for n in names if n.startswith("bench/task_files/")}
     on_disk = {str(p.relative_to(ROOT / "tasks")) for p in (ROOT / "tasks").rglob("*.yaml")}
     assert on_disk and on_disk <= shipped
 
 
 def test_tasks_dir_option_reads_a_users_own_tasks(tmp_path, monkeypatch, capsys):
-    from test_registry import GOOD
-
     from bench.cli import main
+    from bench.testing.formats import GOOD_TASK_YAML as GOOD
 
     monkeypatch.setenv("GLIP_BENCH_TASKS", "")  # recorded, so the value the CLI sets is undone after the test
     (tmp_path / "mine").mkdir()

@@ -79,8 +79,8 @@ def world(tmp_path_factory):
     import torch
 
     import glip
+    from bench.runs.train import save_weights
     from bench.synthetic.generate import generate
-    from bench.train import save_weights
 
     root = tmp_path_factory.mktemp("readme")
     generate(root / "data", seed=0, scale="quick", tasks=["synth-shapes", "synth-grounding"])
@@ -150,7 +150,7 @@ def test_adding_a_task_as_documented(tmp_path, monkeypatch):
     text = text[:text.index("prompt_sets:")] + "prompt_sets:\n  plain: {}\ngroups: []\n"
     (tmp_path / "tasks" / "odinw" / "bees.yaml").write_text(text)
     monkeypatch.setenv("GLIP_BENCH_TASKS", str(tmp_path / "tasks"))
-    from bench.registry import load_registry
+    from bench.tasks.registry import load_registry
 
     assert cli(["tasks", "--json"]) == 0
     assert load_registry(tmp_path / "tasks").get("odinw-bees").classes == ("bee",)

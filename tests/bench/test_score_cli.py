@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_runner_world import make_world
 
-from bench import store
 from bench.cli import main as cli_main
-from bench.runner import expand_grid, run_grid
+from bench.results import store
+from bench.runs.runner import expand_grid, run_grid
+from bench.testing.world import make_world
 
 
 @pytest.fixture

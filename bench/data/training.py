@@ -1,0 +1,200 @@
+"""Training samples for the grounding loss: detection splits + a class prompt, and MDETR-style grounding.
+
+A sample is one image resized and normalised by the model's own `preprocess` (so training and
+inference see identical pixels), its boxes mapped into the resized image, and one positive-map row per
+box (the tokens of the box's phrase in the caption). `collate` pads a list of samples into an
+ImageBatch, the captions and TrainTargets that GLIP.forward takes.
+
+Detection data (fine-tuning): the caption holds every class of the task in category-id order with the
+task's prompt set, fixed order (official DISABLE_SHUFFLE True, glip-official.md section 5); at
+training the names pass through `clean_name` (glip-official.md 3.1 item 5). Grounding data
+(pre-training on the synthetic world): MDETR json entries, each image with its own caption and per-box
+`tokens_positive` character spans.
+
+Boxes follow the official legacy convention (width = x2 - x1 + 1): flipping maps x to W - 1 - x
+(BoxList.transpose), resizing scales each coordinate by new/old size (BoxList.resize), and boxes left
+empty after clipping are dropped (clip_to_image(remove_empty=True)).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from bench.util.errors import UserError
+from bench.util.io import read_json
+from glip.structures import ImageBatch, TrainTarget
+
+Preprocess = Callable[[list[Image.Image]], ImageBatch]
+
+
+@dataclass
+class TrainSample:
+    """image: [3, h, w] normalised, unpadded; boxes in its pixels; positive_map [N, T] binary."""
+
+    image: torch.Tensor
+    image_size: tuple[int, int]
+    original_size: tuple[int, int]
+    caption: str
+    target: TrainTarget
+
+
+def flip_boxes_xyxy(boxes: torch.Tensor, width: int) -> torch.Tensor:
+    """Horizontal flip of legacy xyxy boxes in an image `width` pixels wide: x -> width - 1 - x."""
+    out = boxes.clone()
+    out[:, 0] = width - 1 - boxes[:, 2]
+    out[:, 2] = width - 1 - boxes[:, 0]
+    return out
+
+
+def make_sample(
+    image: Image.Image, boxes_xyxy: torch.Tensor, positive_map: torch.Tensor, caption: str,
+    preprocess: Preprocess, flip: bool,
+) -> TrainSample:
+    """Flip (optionally), resize + normalise with the model's preprocess, map boxes, drop empty ones."""
+    if boxes_xyxy.shape[0] != positive_map.shape[0]:
+        raise ValueError(f"{boxes_xyxy.shape[0]} boxes but {positive_map.shape[0]} positive-map rows")
+    width, height = image.size
+    boxes = boxes_xyxy.float().reshape(-1, 4)
+    if flip:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        boxes = flip_boxes_xyxy(boxes, width)
+    batch = preprocess([image])
+    h, w = batch.image_sizes[0]
+    boxes = boxes * torch.tensor([w / width, h / height, w / width, h / height])
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w - 1)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h - 1)
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return TrainSample(
+        image=batch.tensor[0, :, :h, :w],
+        image_size=(h, w),
+        original_size=(height, width),
+        caption=caption,
+        target=TrainTarget(boxes_xyxy=boxes[keep], positive_map=positive_map[keep].float()),
+    )
+
+
+def collate(samples: Sequence[TrainSample], size_divisibility: int = 32) -> tuple[ImageBatch, list[str], list[TrainTarget]]:
+    """Zero-pad images bottom/right to a common size, a multiple of `size_divisibility` (official ImageList)."""
+    if not samples:
+        raise ValueError("cannot collate an empty batch")
+    d = max(1, size_divisibility)
+    max_h = -(-max(s.image_size[0] for s in samples) // d) * d
+    max_w = -(-max(s.image_size[1] for s in samples) // d) * d
+    tensor = samples[0].image.new_zeros(len(samples), 3, max_h, max_w)  # [B, 3, H, W]
+    for i, s in enumerate(samples):
+        tensor[i, :, : s.image_size[0], : s.image_size[1]] = s.image
+    batch = ImageBatch(tensor, [s.image_size for s in samples], [s.original_size for s in samples])
+    return batch, [s.caption for s in samples], [s.target for s in samples]
+
+
+class DetectionTrainSet(torch.utils.data.Dataset):
+    """A detection split as grounding samples under one class prompt.
+
+    class_positive_map: [K, T] binary, row k = tokens of the k-th category (category-id order, i.e. the
+    order of `dataset.categories`). Images without boxes are left out (official training filters them).
+    """
+
+    def __init__(
+        self, dataset: Any, caption: str, class_positive_map: torch.Tensor, preprocess: Preprocess,
+        flip_prob: float = 0.5, seed: int = 0,
+    ) -> None:
+        if class_positive_map.shape[0] != len(dataset.categories):
+            raise ValueError(
+                f"{class_positive_map.shape[0]} prompt rows for {len(dataset.categories)} categories of {dataset.name}"
+            )
+        self.dataset = dataset
+        self.caption = caption
+        self.class_positive_map = class_positive_map
+        self.preprocess = preprocess
+        self.flip_prob = flip_prob
+        self.rng = random.Random(seed)
+        self.row_of = {int(c["id"]): i for i, c in enumerate(dataset.categories)}
+        self.image_ids = [img.id for img in dataset.images if dataset.annotations.get(img.id)]
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> TrainSample:
+        image_id = self.image_ids[index]
+        boxes = self.dataset.boxes_xyxy(image_id)
+        cats = self.dataset.category_ids(image_id)
+        unknown = sorted(set(cats) - set(self.row_of))
+        if unknown:
+            raise UserError(f"image {image_id} of {self.dataset.name} has category ids {unknown} not in its categories")
+        rows = torch.tensor([self.row_of[c] for c in cats], dtype=torch.long)
+        flip = self.rng.random() < self.flip_prob
+        return make_sample(self.dataset.load_image(image_id), boxes, self.class_positive_map[rows], self.caption,
+                           self.preprocess, flip)
+
+
+@dataclass
+class GroundingEntry:
+    """One MDETR-style entry: image file, caption, boxes (legacy xyxy) with their character spans."""
+
+    image_path: Path
+    caption: str
+    boxes_xyxy: list[list[float]]
+    spans: list[list[tuple[int, int]]]
+
+
+def load_grounding_entries(json_path: str | Path, image_root: str | Path) -> list[GroundingEntry]:
+    """Read an MDETR-style json: images[] with caption, annotations[] with bbox (xywh) and tokens_positive."""
+    data = read_json(json_path)
+    for key in ("images", "annotations"):
+        if key not in data:
+            raise UserError(f"{json_path} is not an MDETR-style grounding json: no '{key}' list")
+    by_image: dict[int, list[dict]] = {}
+    for ann in data["annotations"]:
+        by_image.setdefault(int(ann["image_id"]), []).append(ann)
+    entries = []
+    for img in data["images"]:
+        if "caption" not in img:
+            raise UserError(f"{json_path}: image entry {img.get('id')} has no 'caption'")
+        boxes, spans = [], []
+        for ann in by_image.get(int(img["id"]), []):
+            tokens = ann.get("tokens_positive")
+            if not tokens:
+                continue  # a box grounded to no words cannot be a positive for any token
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            boxes.append([x, y, x + w - 1, y + h - 1])  # legacy xywh -> xyxy (glip-official.md 1.9)
+            spans.append([(int(s), int(e)) for s, e in tokens])
+        if boxes:
+            entries.append(GroundingEntry(Path(image_root) / img["file_name"], img["caption"], boxes, spans))
+    return entries
+
+
+class GroundingTrainSet(torch.utils.data.Dataset):
+    """MDETR-style grounding entries as training samples (one caption per image, a map row per box)."""
+
+    def __init__(
+        self, entries: Sequence[GroundingEntry], tokenizer: Any, preprocess: Preprocess, flip_prob: float = 0.5,
+        seed: int = 0, max_len: int = 256,
+    ) -> None:
+        self.entries = list(entries)
+        self.tokenizer = tokenizer
+        self.preprocess = preprocess
+        self.flip_prob = flip_prob
+        self.max_len = max_len
+        self.rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> TrainSample:
+        from glip.prompts import positive_map
+
+        e = self.entries[index]
+        pmap = positive_map(self.tokenizer, e.caption, e.spans, max_len=self.max_len)  # [N, T]
+        try:
+            image = Image.open(e.image_path).convert("RGB")
+        except OSError as err:
+            raise UserError(f"cannot read image {e.image_path}: {err}") from err
+        flip = self.rng.random() < self.flip_prob
+        return make_sample(image, torch.tensor(e.boxes_xyxy), pmap, e.caption, self.preprocess, flip)

@@ -1,0 +1,485 @@
+"""The inference engine the runner calls: chunked prompts with cached image and text features, size-bucketed
+batches, and images decoded and preprocessed while the model runs (DataLoader worker processes on GPU, a
+background thread on CPU when a core is free for it).
+
+Why not just `model.detect` per chunk (the naive path)? With a chunked prompt (LVIS: 1203 classes in 31
+captions) the naive path reruns the image backbone + FPN and BERT once per chunk and image. Neither depends
+on the other input: image features depend only on the image, text features only on the caption. So:
+
+    texts = encode_prompts(model, [chunk captions])          # BERT once per chunk, for the whole split
+    for batch in loader:                                       # decode + resize + normalise + pad, ahead
+        features = model.encode_images(batch)                  # Swin + FPN once per image
+        for text, map in zip(texts, maps):                     # only fusion + head + postprocess per chunk
+            model.forward_head(features, text) -> model.postprocessor(...)
+
+which gives the same detections as `model.detect` chunk by chunk (tests/bench/test_inference.py).
+
+Batches: the official model lets the text->image attention see padded pixels (glip-official.md 1.9), and
+DyConv's GroupNorm / global pooling see them too, so an image's detections depend on what it is batched
+with. `plan_batches` therefore groups images by their padded model-input size: within a batch no image is
+padded beyond what batch 1 pads it to, and batch > 1 gives the batch-1 detections (up to float rounding).
+`group_by_size=False` reproduces the official behaviour (images in data-set order, padded to the largest).
+
+Shapes: B images, T tokens (max_query_len), P phrases of a chunk, D text width.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+import torch
+import torch.nn.functional as F
+
+from bench.util.errors import UserError
+from glip.language import TextFeatures
+from glip.structures import Detections, ImageBatch
+from glip.transforms import resize_and_pad, resized_size
+
+__all__ = [
+    "ModelTimer", "encode_prompts", "detect_chunks", "plan_batches", "image_batches", "auto_workers", "auto_prefetch",
+    "prefetched", "predict_detection", "predict_grounding", "to_coco_detections",
+]
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------------------------------ timing
+@dataclass
+class ModelTimer:
+    """Seconds spent inside model calls (backbone, text encoder, head, postprocess) vs the whole loop.
+
+    `harness_fraction` = 1 - model / total: data loading, batching, format conversion and bookkeeping.
+    """
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    total: float = 0.0
+
+    @contextmanager
+    def time(self, what: str, device: str | torch.device = "cpu") -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if str(device).startswith("cuda"):
+                torch.cuda.synchronize()
+            self.seconds[what] = self.seconds.get(what, 0.0) + time.perf_counter() - start
+            self.calls[what] = self.calls.get(what, 0) + 1
+
+    @property
+    def model_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+    @property
+    def harness_fraction(self) -> float:
+        return 1.0 - self.model_seconds / self.total if self.total > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"total_seconds": self.total, "model_seconds": self.model_seconds,
+                "harness_fraction": self.harness_fraction, "seconds": dict(self.seconds), "calls": dict(self.calls)}
+
+
+_NO_TIMER = ModelTimer()
+
+
+@contextmanager
+def _eval(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients for the duration, restoring the training flag after (as model.detect).
+
+    Switching modes walks every submodule (~3 ms for glip-synth), so it is only done when needed.
+    """
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if was_training:
+            model.train(True)
+
+
+# ------------------------------------------------------------------------------------ chunked detection
+def encode_prompts(model: Any, captions: Sequence[str], timer: ModelTimer | None = None) -> list[TextFeatures]:
+    """One TextFeatures [1, T, D] per caption: the text encoder runs once per chunk for a whole split.
+
+    One caption per call (batch 1), so the numbers are those `model.detect` computes for a batch of 1.
+    """
+    timer = timer or _NO_TIMER
+    out = []
+    with _eval(model):
+        for caption in captions:
+            with timer.time("text", _device(model)):
+                out.append(model.encode_text([caption], trim_padding=True))
+    return out
+
+
+def _expand(text: TextFeatures, b: int) -> TextFeatures:
+    """[1, T, ...] -> [B, T, ...] views (every image of the batch gets the same caption)."""
+    if text.hidden.shape[0] == b:
+        return text
+    return TextFeatures(input_ids=text.input_ids.expand(b, -1), attention_mask=text.attention_mask.expand(b, -1),
+                        hidden=text.hidden.expand(b, -1, -1), embedded=text.embedded.expand(b, -1, -1))
+
+
+def _autocast(device: str | torch.device, dtype: torch.dtype | None) -> Any:
+    """torch.autocast on the device's type in `dtype`, or a no-op context when dtype is None."""
+    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None)
+
+
+def _device(model: Any) -> torch.device:
+    return model.prompt_offset.device
+
+
+def _fit_map(pm: torch.Tensor, t: int, device: torch.device) -> torch.Tensor:
+    """[P, T'] -> [P, T] float on the model's device, as model.detect does (zero columns padded or dropped)."""
+    from glip.model import _fit_map as fit  # the model's own rule, so both paths agree exactly
+
+    return fit(pm.to(device, torch.float32), t, "positive map")
+
+
+class _LateFusionHead:
+    """Late fusion (GLIP-T (A), fusion="late"): the head's tower is DyConv only and never sees the text, so
+    the tower and the box / centerness branches run once per image and each chunk costs only its token
+    logits. `outputs` is the tail of VLDyHead.forward for late fusion, step for step (kept equal to
+    model.detect by tests/bench/test_inference.py)."""
+
+    def __init__(self, head: Any, features: list[torch.Tensor]) -> None:
+        from glip.head import flatten_level
+
+        self.head = head
+        self.feats, _ = head.run_tower(features, None, None)  # DyConv blocks only: the text is unused
+        self.bbox_reg = [flatten_level(head.scales[lv](head.bbox_pred(f))) for lv, f in enumerate(self.feats)]
+        self.centerness = [flatten_level(head.centerness(f)).squeeze(-1) for f in self.feats]  # [B, A_l]
+
+    def outputs(self, text: TextFeatures) -> Any:
+        from glip.head import HeadOutputs
+
+        head = self.head
+        t = F.normalize(text.embedded, p=2, dim=-1)  # late fusion scores against BERT's masked output (§1.5)
+        proj_tokens = head.dot_product_projection_text(t / 2.0)  # [B, T, C]
+        tok_bias = torch.matmul(t, head.bias_lang) + head.bias0  # [B, T]
+        logits = [head.token_logits(f, proj_tokens, tok_bias) for f in self.feats]  # [B, A_l, T]
+        return HeadOutputs(logits=logits, bbox_reg=self.bbox_reg, centerness=self.centerness)
+
+
+def detect_chunks(model: Any, images: ImageBatch, texts: Sequence[TextFeatures], maps: Sequence[torch.Tensor],
+                  timer: ModelTimer | None = None) -> list[list[Detections]]:
+    """Detections [chunk][image] of every chunk's caption in every image of the batch.
+
+    The backbone + FPN run once for the batch; per chunk only fusion + head + postprocess (the text
+    features come from `encode_prompts`). Late fusion also runs the (text-free) tower once per batch and
+    only the token logits per chunk. maps: one positive map [P_k, T] per chunk.
+    """
+    if len(texts) != len(maps):
+        raise ValueError(f"{len(texts)} encoded captions but {len(maps)} positive maps (one per chunk)")
+    timer = timer or _NO_TIMER
+    device = _device(model)
+    b = len(images)
+    out: list[list[Detections]] = []
+    with _eval(model):
+        with timer.time("backbone", device):
+            features = model.encode_images(images.to(device))  # P3..P7 [B, C, H_l, W_l]
+            anchors = model.anchors(features)
+        late = None
+        if model.config.fusion == "late":
+            with timer.time("head_tower", device):
+                late = _LateFusionHead(model.head, features)
+        for text, pm in zip(texts, maps):
+            fitted = _fit_map(pm, text.input_ids.shape[1], device)
+            with timer.time("head", device):
+                text_b = _expand(text, b)
+                outputs = model.forward_head(features, text_b) if late is None else late.outputs(text_b)
+            with timer.time("postprocess", device):
+                out.append(model.postprocessor(outputs, anchors, [fitted] * b, images.image_sizes,
+                                               images.original_sizes))
+    return out
+
+
+def to_coco_detections(image_id: int, parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                       cap: int | None) -> list[dict[str, Any]]:
+    """One image's chunk outputs (boxes xyxy, scores, data-set category ids), concatenated in chunk order,
+    sorted by score (stable) and capped at `cap` (None: every chunk's detections are kept) -> COCO
+    prediction dicts (CONTRACTS.md 5, official +1 width)."""
+    boxes = torch.cat([p[0] for p in parts]).reshape(-1, 4)
+    scores = torch.cat([p[1] for p in parts])
+    labels = torch.cat([p[2] for p in parts])
+    keep = torch.argsort(scores, descending=True, stable=True)
+    if cap is not None:
+        keep = keep[:cap]
+    wh = boxes[keep, 2:] - boxes[keep, :2] + 1  # COCO xywh with the legacy +1 (glip-official.md 1.9)
+    return [{"image_id": int(image_id), "category_id": int(c), "bbox": [x, y, w, h], "score": s}
+            for (x, y), (w, h), s, c in zip(boxes[keep, :2].tolist(), wh.tolist(), scores[keep].tolist(),
+                                            labels[keep].tolist())]
+
+
+# ------------------------------------------------------------------------------------------ loading
+def plan_batches(sizes: Sequence[tuple[int, int]], batch_size: int, min_size: int, max_size: int,
+                 divisibility: int = 32, group_by_size: bool = True) -> list[list[int]]:
+    """Positions into `sizes` ((width, height) of each image as stored) grouped into batches.
+
+    group_by_size: images in one batch share their padded model-input size (resize to min/max_size, round
+    up to `divisibility`), so batching adds no padding and batch > 1 reproduces batch 1. Within a size the
+    data-set order is kept; sizes come in order of first appearance. False: consecutive runs of the
+    data-set order (the official loader, whose padding the fusion attends to, glip-official.md 1.9).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    positions = list(range(len(sizes)))
+    if not group_by_size:
+        return [positions[i: i + batch_size] for i in range(0, len(positions), batch_size)]
+
+    def padded(wh: tuple[int, int]) -> tuple[int, int]:
+        h, w = resized_size(int(wh[0]), int(wh[1]), min_size, max_size)
+        return -(-h // divisibility) * divisibility, -(-w // divisibility) * divisibility
+
+    groups: dict[tuple[int, int], list[int]] = {}
+    for pos, wh in zip(positions, sizes):
+        groups.setdefault(padded(wh), []).append(pos)
+    return [g[i: i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
+
+
+class _BatchSet(torch.utils.data.Dataset):
+    """Item k = the k-th planned batch, loaded and preprocessed (runs in a DataLoader worker)."""
+
+    def __init__(self, load: Callable[[int], Any], keys: Sequence[int], batches: Sequence[Sequence[int]],
+                 preprocess: Callable[[list[Any]], ImageBatch]) -> None:
+        self.load, self.keys, self.batches, self.preprocess = load, list(keys), [list(b) for b in batches], preprocess
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> tuple[list[int], ImageBatch] | _Failed:
+        keys = [self.keys[p] for p in self.batches[k]]
+        try:
+            return keys, self.preprocess([self.load(key) for key in keys])
+        except UserError as e:  # handed back as a value: a worker's raise would arrive wrapped in its traceback
+            return _Failed(str(e))
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A batch whose loading raised a UserError (its message), re-raised in the main process."""
+
+    message: str
+
+
+def _raise_failed(items: Iterable[Any]) -> Iterator[tuple[list[int], ImageBatch]]:
+    try:
+        for item in items:
+            if isinstance(item, _Failed):
+                raise UserError(item.message)
+            yield item
+    finally:  # a prefetch generator stops its thread now, not when it is collected
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def auto_workers(device: str | torch.device) -> int:
+    """DataLoader worker processes worth starting: GPU up to 4 (the CPU is otherwise idle), CPU none.
+
+    On CPU worker processes cost ~0.1 s each to start and compete with the model for the cores: a zero-shot
+    pass over the synthetic suite was slower with 2 workers than with none (issue #9). `auto_prefetch`
+    decides whether a background thread decodes instead.
+    """
+    cores = os.cpu_count() or 1
+    if str(device).startswith("cuda"):
+        return max(0, min(4, cores - 1))
+    return 0
+
+
+def auto_prefetch(device: str | torch.device) -> bool:
+    """Whether a background thread should decode the next batch (when there are no worker processes).
+
+    GPU: yes, the CPU waits on the device anyway. CPU: only when torch's intra-op threads leave a core
+    free; on a core shared with them the thread delays one of them, and the others wait at every parallel
+    region's end for it.
+    """
+    if str(device).startswith("cuda"):
+        return True
+    return (os.cpu_count() or 1) > torch.get_num_threads()
+
+
+_END = object()  # the producer's last item: the source is exhausted
+_PUT_POLL_S = 0.05  # how often a producer blocked on a full queue checks whether the consumer has gone
+
+
+def _offer(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """Put `item` on `q`, waiting while it is full; False (item dropped) once the consumer has stopped."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=_PUT_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _produce(items: Iterable[Any], q: queue.Queue, stop: threading.Event) -> None:
+    """Thread body: every item, then _END; an exception is passed on as the last item instead."""
+    try:
+        for item in items:
+            if not _offer(q, (item, None), stop):
+                return
+        _offer(q, (_END, None), stop)
+    except BaseException as e:  # noqa: BLE001 -- handed to the consumer, which re-raises it
+        _offer(q, (_END, e), stop)
+
+
+def prefetched(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+    """`items` in order, computed by a background thread up to `depth` items ahead of the consumer.
+
+    Why: image decoding (PIL) and preprocessing (numpy / torch) release the GIL, so the next batch is
+    prepared on a free core while the model computes this one. An exception raised by `items` is re-raised
+    here, in the consumer; closing this generator early (break, error) stops the thread and waits for it.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    thread = threading.Thread(target=_produce, args=(items, q, stop), name="glip-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = q.get()
+            if error is not None:
+                raise error
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def image_batches(load: Callable[[int], Any], keys: Sequence[int], batches: Sequence[Sequence[int]],
+                  config: Any, num_workers: int = 2, prefetch: bool = True) -> Iterator[tuple[list[int], ImageBatch]]:
+    """(keys, ImageBatch) per planned batch, in plan order; `load(key)` -> PIL image (e.g. dataset.load_image).
+
+    num_workers > 0: a torch DataLoader decodes and preprocesses upcoming batches in worker processes
+    while the model computes (workers run torch with one thread each). No workers for 1-2 batches,
+    where starting them costs more than it saves. Without workers, prefetch=True prepares the next batch
+    in a background thread (`prefetched`); False loads each batch only when it is asked for.
+    """
+    preprocess = partial(resize_and_pad, min_size=config.min_size, max_size=config.max_size,
+                         mean=config.pixel_mean, std=config.pixel_std, divisibility=config.size_divisibility)
+    data = _BatchSet(load, keys, batches, preprocess)
+    workers = num_workers if len(batches) > 2 else 0
+    if workers == 0:  # no DataLoader machinery at all
+        items = (data[k] for k in range(len(data)))
+        yield from _raise_failed(prefetched(items) if prefetch and len(data) > 1 else items)
+        return
+    loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=workers,
+                                         collate_fn=_identity, prefetch_factor=2)
+    yield from _raise_failed(loader)
+
+
+# ---------------------------------------------------------------------------------------- predictors
+def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int, batch_size: int = 1,
+                      device: str = "cpu", *, image_ids: Sequence[int] | None = None, num_workers: int | None = None,
+                      group_by_size: bool = True, timer: ModelTimer | None = None, prefetch: bool | None = None,
+                      autocast_dtype: torch.dtype | None = None, merge_cap: bool = True
+                      ) -> tuple[list[dict[str, Any]], float]:
+    """COCO-format detections of `image_ids` (default: every image of `dataset`) and the seconds it took.
+
+    chunks: glip PromptChunks (caption, positive_map [P, T], phrase_indices into dataset.categories).
+    Each chunk's detections are labelled with data-set category ids; per image the chunks' detections are
+    concatenated in chunk order, sorted by score and capped at `cap` (the task's detections_per_image),
+    exactly as running model.detect once per chunk does. The postprocessor's own per-chunk cap is `cap` too
+    (official DETECTIONS_PER_IMG, applied per chunk, glip-official.md 3.3). merge_cap=False keeps every
+    chunk's detections after the merge: the official chunked LVIS evaluation, whose Fixed AP caps per class. Predictions come in the order
+    of `image_ids`. num_workers: image-decoding processes (None: `auto_workers`); without them, prefetch
+    decodes the next batch in a background thread (None: `auto_prefetch`). Neither changes any number.
+    autocast_dtype: run the model under torch.autocast in this dtype (torch.bfloat16: the GPU speed setting
+    of issue #9; scores and boxes are still post-processed in float32). None: the model's own precision.
+    """
+    timer = timer if timer is not None else ModelTimer()
+    start = time.perf_counter()
+    ids = list(dataset.image_ids if image_ids is None else image_ids)
+    cat_ids = torch.tensor([int(c["id"]) for c in dataset.categories], dtype=torch.long)
+    lookups = [cat_ids[torch.as_tensor(list(ch.phrase_indices), dtype=torch.long)] for ch in chunks]
+    cfg = model.config
+    model.to(device)
+    old_cap = model.postprocessor.detections_per_img
+    model.postprocessor.detections_per_img = cap
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    try:
+        with _autocast(device, autocast_dtype):
+            texts = encode_prompts(model, [ch.caption for ch in chunks], timer)
+        maps = [ch.positive_map for ch in chunks]
+        sizes = [(dataset.image(i).width, dataset.image(i).height) for i in ids]
+        plan = plan_batches(sizes, batch_size, cfg.min_size, cfg.max_size, cfg.size_divisibility, group_by_size)
+        workers = auto_workers(device) if num_workers is None else num_workers
+        ahead = auto_prefetch(device) if prefetch is None else prefetch
+        for batch_ids, images in image_batches(dataset.load_image, ids, plan, cfg, workers, ahead):
+            with _autocast(device, autocast_dtype):
+                per_chunk = detect_chunks(model, images, texts, maps, timer)  # [chunk][image]
+            for j, image_id in enumerate(batch_ids):
+                parts = [(d[j].boxes_xyxy.cpu(), d[j].scores.cpu(), lookup[d[j].labels.cpu()])
+                         for d, lookup in zip(per_chunk, lookups)]
+                by_image[image_id] = to_coco_detections(image_id, parts, cap if merge_cap else None)
+    finally:
+        model.postprocessor.detections_per_img = old_cap
+    preds = [p for i in ids for p in by_image[i]]
+    timer.total += time.perf_counter() - start
+    return preds, time.perf_counter() - start
+
+
+def predict_grounding(model: Any, dataset: Any, device: str = "cpu", *, sample_ids: Sequence[int] | None = None,
+                      num_workers: int | None = None, timer: ModelTimer | None = None, prefetch: bool | None = None,
+                      autocast_dtype: torch.dtype | None = None, merge_cap: bool = True
+                      ) -> tuple[list[dict[str, Any]], float]:
+    """Flickr-style predictions (CONTRACTS.md 5) of `sample_ids` (default all), and the seconds it took.
+
+    One image per pass (official, glip-official.md 3.4); the backbone runs once per image for all of its
+    captions (Flickr30K has about 5 per image), text + head once per caption. num_workers / prefetch /
+    autocast_dtype: as in `predict_detection`.
+    """
+    from glip.prompts import positive_map
+
+    timer = timer if timer is not None else ModelTimer()
+    start = time.perf_counter()
+    samples = [dataset.sample(i) for i in (sample_ids if sample_ids is not None else [s.id for s in dataset.samples])]
+    by_image: dict[int, list[Any]] = {}
+    for s in samples:
+        by_image.setdefault(s.image.id, []).append(s)
+    first = [group[0].id for group in by_image.values()]  # one sample id per image, to load it by
+    model.to(device)
+    out: dict[int, dict[str, Any]] = {}
+    t = model.config.max_query_len
+    workers = auto_workers(device) if num_workers is None else num_workers
+    ahead = auto_prefetch(device) if prefetch is None else prefetch
+    for (sid,), images in image_batches(dataset.load_image, first, [[k] for k in range(len(first))], model.config,
+                                        workers, ahead):
+        group = by_image[dataset.sample(sid).image.id]
+        maps = [positive_map(model.tokenizer, s.caption, [p.spans for p in s.phrases], max_len=t) for s in group]
+        with _autocast(device, autocast_dtype):
+            texts = encode_prompts(model, [s.caption for s in group], timer)
+            dets = detect_chunks(model, images, texts, maps, timer)  # [sample][1 image]
+        for s, d in zip(group, dets):
+            out[s.id] = _grounding_entry(s.id, d[0], len(s.phrases))
+    preds = [out[s.id] for s in samples]
+    timer.total += time.perf_counter() - start
+    return preds, time.perf_counter() - start
+
+
+def _grounding_entry(sample_id: int, det: Detections, num_phrases: int) -> dict[str, Any]:
+    """Per phrase, its boxes sorted by score (descending, stable)."""
+    boxes, scores, labels = det.boxes_xyxy.cpu(), det.scores.cpu(), det.labels.cpu()
+    per_boxes, per_scores = [], []
+    for p in range(num_phrases):
+        idx = (labels == p).nonzero().flatten()
+        idx = idx[scores[idx].argsort(descending=True, stable=True)]
+        per_boxes.append(boxes[idx].tolist())
+        per_scores.append(scores[idx].tolist())
+    return {"image_id": int(sample_id), "boxes": per_boxes, "scores": per_scores}

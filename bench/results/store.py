@@ -1,0 +1,233 @@
+"""Where runs live on disk: one folder per run spec, holding predictions and, written last, the record.
+
+Layout (CONTRACTS.md section 6)::
+
+    <results>/runs/<spec.run_name>/predictions.json.gz   raw predictions (CONTRACTS.md section 5)
+    <results>/runs/<spec.run_name>/adapter.safetensors   a training run's stored tensors (the regime's
+                                                        stored_names: the prompt offset, the probed layers,
+                                                        or every weight for full-ft), on top of its checkpoint
+    <results>/runs/<spec.run_name>/record.json           the record, written last and atomically
+
+A run is finished exactly when its record.json exists, parses and validates, its spec hash is the one
+asked for, and the files it lists (predictions, adapter) are there (`finished_record`). Every file is
+written through a temp file + rename (bench.util.io), so a run killed at any point leaves either nothing, or
+stray hidden `.*.tmp` files (removed by `clean_partial` before the run is redone), or predictions
+without a record -- never a record that looks finished.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.results.records import RunSpec, validate_record
+from bench.util.errors import UserError
+from bench.util.io import atomic_write_bytes, atomic_write_json, umask_mode
+from bench.util.logs import get_logger
+
+RECORD = "record.json"
+PREDICTIONS = "predictions.json.gz"
+ADAPTER = "adapter.safetensors"
+COMPRESS_LEVEL = 1  # gzip level of predictions files (write_predictions)
+log = get_logger("store")
+
+
+def run_dir(results_dir: str | os.PathLike, spec: RunSpec) -> Path:
+    return Path(results_dir) / "runs" / spec.run_name
+
+
+def record_path(results_dir: str | os.PathLike, spec: RunSpec) -> Path:
+    return run_dir(results_dir, spec) / RECORD
+
+
+def predictions_path(folder: str | os.PathLike) -> Path:
+    return Path(folder) / PREDICTIONS
+
+
+LOCKS = ".locks"  # results_dir/.locks/<run name>.lock: who is computing which run
+
+
+def claim(results_dir: str | os.PathLike, spec: RunSpec) -> Any:
+    """The lock that says a process is computing `spec` (a filelock.FileLock; acquire(timeout=0) to try).
+
+    An OS lock (flock), not the file's presence: the kernel drops it when its holder dies, so a crashed
+    sweep's claim is free again and its lock file may stay behind harmlessly.
+    """
+    from filelock import FileLock
+
+    path = Path(results_dir) / LOCKS / f"{spec.run_name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(path)
+
+
+def clean_partial(folder: str | os.PathLike) -> list[Path]:
+    """Remove the hidden temp files an interrupted atomic write leaves behind; return what was removed.
+
+    Call it only while holding the run's `claim`: a temp file of a live process is then impossible."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for p in folder.glob(".*.tmp"):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def load_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The record at `path` if it parses and validates, else None (a broken record is not a finished run)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        validate_record(record)
+    except (OSError, ValueError, UserError, TypeError) as e:
+        log.warning("ignoring invalid record %s: %s", path, e)
+        return None
+    return record
+
+
+def finished_record(results_dir: str | os.PathLike, spec: RunSpec, why: list[str] | None = None
+                    ) -> dict[str, Any] | None:
+    """The record of `spec` if that run finished, else None (the reason, when a record is there, is appended
+    to `why` for the caller's one summary line, and logged at DEBUG).
+
+    Finished: its record.json parses and validates with the spec hash asked for, the files the record
+    lists (`record["files"]`; records without the list: the predictions) are in its folder, and the
+    checkpoint it names still has the sha256 it was made from. So a record without its outputs (results/
+    in git keeps records, not predictions or adapters: a fresh clone) or made from a checkpoint replaced
+    since is run again, not reused.
+    """
+    from bench.util.provenance import file_sha256
+
+    record = load_record(record_path(results_dir, spec))
+    if record is None or record["spec_hash"] != spec.hash:
+        return None
+    folder = run_dir(results_dir, spec)
+    missing = [name for name in record.get("files", [PREDICTIONS]) if not _output_present(folder, name)]
+    if missing:
+        _unfinished(why, spec, f"a record without its {', '.join(missing)}")
+        return None
+    made_from = record["provenance"].get("checkpoint_sha256")
+    if spec.checkpoint and made_from and Path(spec.checkpoint).is_file() and file_sha256(spec.checkpoint) != made_from:
+        _unfinished(why, spec, "a record made from a checkpoint that has changed since")
+        return None
+    return record
+
+
+def _unfinished(why: list[str] | None, spec: RunSpec, reason: str) -> None:
+    log.debug("%s: %s: the run is not finished", spec.run_name, reason)
+    if why is not None:
+        why.append(reason)
+
+
+def unfinished_summary(why: list[str], total: int) -> str | None:
+    """One line for the runs that have a record but are not finished, by reason ("148 lines" -> one), or None."""
+    if not why:
+        return None
+    counts = Counter(why)
+    parts = [f"{n} have {reason}" for reason, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+    note = "; a fresh clone keeps records, not predictions or adapters" if any("without" in w for w in why) else ""
+    return f"{len(why)} of {total} runs have a record but are not finished, so they run again ({'; '.join(parts)}{note})"
+
+
+def _output_present(folder: Path, name: str) -> bool:
+    if name == PREDICTIONS:  # read_predictions also takes a plain predictions.json
+        return (folder / PREDICTIONS).is_file() or (folder / "predictions.json").is_file()
+    return (folder / name).is_file()
+
+
+def write_record(folder: str | os.PathLike, record: dict[str, Any]) -> Path:
+    """Validate, then write atomically. Raises ValueError (and writes nothing) for an invalid record."""
+    validate_record(record)
+    path = Path(folder) / RECORD
+    atomic_write_json(path, record)
+    return path
+
+
+def write_predictions(folder: str | os.PathLike, predictions: list[dict[str, Any]]) -> Path:
+    """Gzipped JSON, written atomically; mtime=0 so the same predictions give the same bytes.
+
+    Encoded with orjson, 15-20x faster than the standard library (10k detections: 2 ms vs 33-59 ms;
+    saving and reading predictions were a third of a zero-shot run's harness time, issue #9). Floats are
+    written as the shortest text that reads back to the same value, as `json.dumps` does, though not always
+    in the same characters (0.00001 vs 1e-05). JSON has no NaN: a NaN or infinite number is written as
+    null, which scoring rejects by name (bench.metrics.coco.clean_detections).
+    Level 1, not gzip's default 9: on 12,000 detections level 1 compressed in 14 ms and level 6 in 58 ms
+    for files 8% smaller. Reading is unaffected.
+    """
+    path = predictions_path(folder)
+    atomic_write_bytes(path, gzip.compress(orjson.dumps(predictions), compresslevel=COMPRESS_LEVEL, mtime=0))
+    return path
+
+
+def write_adapter(folder: str | os.PathLike, tensors: dict[str, Any]) -> Path:
+    """The run's trained tensors as safetensors, written atomically (temp file + rename)."""
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    path = Path(folder) / ADAPTER
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, umask_mode())
+    os.close(fd)
+    try:
+        save_file({k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_predictions(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read a run's predictions (predictions.json.gz, or a plain predictions.json)."""
+    folder = Path(folder)
+    gz, plain = folder / PREDICTIONS, folder / "predictions.json"
+    for path in (gz, plain):
+        if path.is_file():
+            try:
+                data = gzip.decompress(path.read_bytes()) if path == gz else path.read_bytes()
+                return parse_json(data)
+            except (EOFError, OSError, zlib.error, ValueError) as err:  # truncated or not gzip / JSON
+                raise UserError(f"{path} is unreadable ({type(err).__name__}: {err}): truncated or corrupt; "
+                                "rerun the run to write it again") from None
+    raise UserError(f"no predictions in {folder} (expected {PREDICTIONS}); rerun the run without --rescore")
+
+
+def parse_json(data: bytes) -> Any:
+    """orjson's parse (3x the standard library's on predictions files), falling back to the standard
+    library for what only it accepts: the NaN / Infinity literals another tool may have written."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def iter_run_dirs(results_dir: str | os.PathLike) -> Iterator[Path]:
+    """Every folder under `results_dir` (recursively) that holds a record.json, sorted."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise UserError(f"results folder not found: {root}")
+    for p in sorted(root.rglob(RECORD)):
+        yield p.parent
+
+
+def load_records(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every valid record under `results_dir`; invalid ones are logged and skipped."""
+    out = []
+    for folder in iter_run_dirs(results_dir):
+        record = load_record(folder / RECORD)
+        if record is not None:
+            out.append(record)
+    return out

@@ -1,0 +1,1 @@
+"""One run: spec -> resolved run -> (train) -> predictions -> metrics -> record; grids and resume."""

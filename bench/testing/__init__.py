@@ -1,0 +1,1 @@
+"""Fixtures shared by tests and benchmarks: small data sets in the real formats, records, a synthetic world."""

@@ -1,0 +1,1 @@
+"""Foundations every other part uses: UserError with did-you-mean, atomic file writes, logging, provenance."""

@@ -1,0 +1,63 @@
+"""The demo summary says when its wall times leave out work reused from an earlier demo."""
+
+from bench.studies.demo_extras import _reuse_lines
+
+
+def test_a_fresh_demo_has_no_reuse_note():
+    assert _reuse_lines({}) == []
+    assert _reuse_lines({"runs": 0, "of_runs": 37, "models": 0, "of_models": 2}) == []
+
+
+def test_a_resumed_demo_names_what_it_reused():
+    (line, blank) = _reuse_lines({"runs": 37, "of_runs": 37, "models": 2, "of_models": 2})
+    assert line.startswith("Resumed: 37 of 37 runs and 2 of 2 pretrained models") and blank == ""
+
+
+def test_summary_tables_are_markdown_tables():
+    """Forgetting and self-training render as Markdown tables (not pandas' plain text), with no issue number."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from bench.studies.demo_extras import summarise
+    from bench.testing.reports import make_record
+
+    records = [make_record(task="synth-colours", regime="zero-shot", value=60.0, overrides={"fusion": "deep"}),
+               make_record(task="synth-novel", regime="full-ft", shots=10, seed=3, value=45.0,
+                           overrides={"fusion": "deep"})]
+    forgetting = pd.DataFrame([{"fusion": "deep", "regime": "full-ft", "seed": s, "forgetting (before - after)": v}
+                               for s, v in ((3, 40.0), (30, 42.0))])
+    selftrain = {"summary": pd.DataFrame([{"quantity": "student_ap", "mean": 49.218, "ci95_low": 47.2,
+                                           "ci95_high": 50.79, "seeds": 3}])}
+    md = summarise(records, forgetting, selftrain, SimpleNamespace(shots=(10,)), {"total": 1.0})["markdown"]
+    assert "| fusion | regime | AP lost (mean) | std | seeds |\n|---|---|---|---|---|\n| deep | full-ft | 41.0 | 1.4 | 2 |" \
+        in md
+    assert "| quantity | mean | ci95_low | ci95_high | seeds |\n|---|---|---|---|---|\n| student_ap | 49.2 | 47.2 | 50.8 | 3 |" \
+        in md
+    assert "issue" not in md.lower()
+
+
+def test_demo_worker_pool_leaves_no_leaked_semaphore(tmp_path):
+    """Workers that drew a progress bar hold a multiprocessing lock; terminated workers leak it (a warning
+    after nox reported success). The demo's pool lets them exit normally."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "from bench.studies.demo import pool_map\n"
+        "def work(i):\n"
+        "    from bench.studies.demo import _worker_setup\n"
+        "    from bench.util.logs import progress\n"
+        "    _worker_setup()\n"
+        "    import torch\n"
+        "    return int(sum(torch.ones(1) for _ in progress(range(3), desc=f'w{i}', total=3, position=i)))\n"
+        "if __name__ == '__main__':\n"
+        "    print(pool_map(work, [0, 1], 2))\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    env.pop("GLIP_BENCH_NO_PROGRESS", None)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "[3, 3]", done.stderr
+    assert "w1" in done.stderr and "leaked semaphore" not in done.stderr
