@@ -82,7 +82,7 @@ def dataset_names(task: Any) -> list[str]:
     parts = Path(task.root).parts
     if len(parts) > 1:
         names.append("/".join(parts[1:]))
-    return names
+    return list(dict.fromkeys(names))
 
 
 def select_entries(data: Any, task: Any | None, path: str | Path, *, dataset: str | None = None,
