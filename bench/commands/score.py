@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bench.results.records import REGIMES
+from bench.results.records import REGIMES, REQUIRED_COST
 from bench.util.errors import UserError
 
 HELP = ("recompute runs' metrics from their saved predictions, or score another detector's predictions file "
         "(under a task's protocol, as an external record; or against a bare annotations file)")
-COST_HELP = "total_params, trainable_params, stored_params, train_seconds, images_seen, infer_images_per_s, device"
+COST_HELP = ", ".join(REQUIRED_COST)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,7 +132,6 @@ def parse_shots(text: str | None, regime: str) -> int | None:
 
 def parse_cost(items: list[str] | None) -> dict[str, Any]:
     """--cost total_params=172e6 --cost device="A100" -> {"total_params": 172000000.0, "device": "A100"}."""
-    from bench.results.records import REQUIRED_COST
     from bench.util.errors import unknown_name
 
     out: dict[str, Any] = {}

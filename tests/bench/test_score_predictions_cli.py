@@ -161,6 +161,8 @@ def test_odinw_challenge_files_pick_the_task_entry(one_run, tmp_path):
     (lambda gt, preds: "boxes", [], "holds a JSON str"),
     (lambda gt, preds: preds, ["--regime", "full-ft", "--shots", "3"], "pass --seed S"),
     (lambda gt, preds: preds, ["--split", "tset"], "Did you mean 'test'?"),
+    (lambda gt, preds: preds, ["--cost", "params=5"], "unknown --cost field 'params'"),
+    (lambda gt, preds: preds, ["--cost", "total_params=many"], "--cost total_params takes a number"),
 ])
 def test_bad_predictions_are_refused_by_file_and_entry(one_run, tmp_path, capsys, make, args, match):
     data_root, _, _, _ = one_run
@@ -234,6 +236,9 @@ def test_bare_pair_prints_metrics_and_writes_nothing(tmp_path, capsys):
     assert _score("--annotations", str(gt_path), "--predictions", str(dt_path), "--metric", "coco") == 0
     assert re.search(rf"^AP +{want.values['AP']:.2f}$", capsys.readouterr().out, re.M)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dt.json", "gt.json"]
+    assert _score("--annotations", str(tmp_path / "no-gt.json"), "--predictions", str(dt_path), "--metric",
+                  "coco") == 2
+    assert f"annotations file not found: {tmp_path / 'no-gt.json'}" in capsys.readouterr().err
 
     # a challenge object needs the entry named; a bad entry is named with the file
     dt_path.write_text(json.dumps({"a": dets, "b": [{**dets[0], "image_id": -5}]}))
@@ -272,6 +277,7 @@ def test_bare_pair_lvis_and_fixed_ap(tmp_path, capsys):
     (["--run", "r", "--predictions", "x.json", "--task", TASK], "does not combine"),
     (["--run", "r", "--shots", "3"], "--shots goes with --predictions"),
     ([], "pass one of --run DIR or --results DIR"),
+    (["--results", "r", "--json"], "--json goes with --predictions"),
 ])
 def test_mode_errors(argv, match, capsys):
     assert _score(*argv) == 2
