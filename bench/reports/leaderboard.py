@@ -34,7 +34,8 @@ REPORTED = "reported"
 MISSING = "—"
 HEAD_COLUMNS = ["kind", "model", "variant", "regime", "shots"]
 COST_COLUMNS = ["trainable params", "train time / run"]
-DETAIL_COLUMNS = ["checkpoint", "hparams", "pretrain data", "stored params / task", "images/s", "device", "source"]
+DETAIL_COLUMNS = ["checkpoint", "hparams", "pretrain data", "params", "stored params / task", "images/s", "device",
+                  "source"]
 # a family of task columns this wide gets abbreviated headers with a key
 WIDE_FAMILY = 6
 VALUE_COLUMNS = [*ROW_KEYS, "column", "kind", "group", "metric", "mean", "std", "n_seeds", "expected_seeds",
@@ -227,6 +228,7 @@ def leaderboard_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, s
                                                c["n_tasks"], c["expected_tasks"], c["kind"])
             row["seeds"] = _seeds_text(runs, len(expected[(base["regime"], base["shots_label"])]))
             row["trainable params"] = _human(runs["trainable_params"].median())
+            row["params"] = _human(runs["total_params"].median())
             row["stored params / task"] = _human(runs["stored_params"].median())
             row["train time / run"] = _duration(runs["train_seconds"].mean())
             ips = runs["infer_images_per_s"].mean()
@@ -270,8 +272,8 @@ LEGEND = [
     "pre-training data, their source is in the details (evaluation split in brackets).",
     "Rows of kind 'external' are another detector's predictions scored here under the task's protocol "
     "(`glip-bench score --task T --predictions FILE`); a cost it did not declare is blank (—).",
-    "Cost: median trainable parameters and mean training time per run (stored parameters per task, "
-    "inference images/s and the device are in the details).",
+    "Cost: median trainable parameters and mean training time per run (all parameters, stored parameters per "
+    "task, inference images/s and the device are in the details).",
 ]
 
 

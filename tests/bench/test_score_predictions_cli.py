@@ -209,6 +209,7 @@ def test_leaderboard_shows_external_rows_beside_reproduced_and_reported(one_run,
     # the same cost columns: blank where the external model did not declare them, its own where it did
     assert ext["trainable params"] == lb.MISSING and ext["train time / run"] == lb.MISSING
     assert ext["device"] == lb.MISSING and ext["images/s"] == "9.5"
+    assert ext["params"] == "172.00M" and ext["stored params / task"] == lb.MISSING
     assert ours["trainable params"] != lb.MISSING and ours["device"].startswith("cpu")
     md = lb.render_markdown(table, 2)
     assert "| external | grounding-dino-t |" in md and "| reproduced | glip-tiny |" in md
@@ -282,3 +283,18 @@ def test_bare_pair_lvis_and_fixed_ap(tmp_path, capsys):
 def test_mode_errors(argv, match, capsys):
     assert _score(*argv) == 2
     assert match in capsys.readouterr().err
+
+
+def test_bare_pair_flickr_recall(tmp_path, capsys):
+    from bench.metrics import evaluate
+    from bench.metrics.flickr import make_flickr_fixture
+
+    entries, preds = make_flickr_fixture(n_entries=40, seed=2)
+    gt_path, dt_path = tmp_path / "flickr_recall_gt_val.json", tmp_path / "grounding.json"
+    gt_path.write_text(json.dumps(entries))
+    dt_path.write_text(json.dumps(preds))
+    assert _score("--annotations", str(gt_path), "--predictions", str(dt_path), "--metric", "flickr", "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    want = evaluate("flickr_recall", entries, preds)
+    assert out["primary"] == "R@1" and out["values"]["R@5"] == pytest.approx(want.values["R@5"])
+    assert 0 < out["values"]["R@1"] < out["values"]["R@10"]
