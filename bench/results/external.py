@@ -181,8 +181,15 @@ def checked_predictions(task: Any, dataset: Any, selection: Selection, source: s
     try:
         return clean_detections(selection.predictions, dataset.coco)
     except UserError as err:
-        raise UserError(f"{selection.where(source)}: {err}\n  fix it to match task {task.name}'s split "
-                        f"{dataset.split} ({dataset.ann_file})") from None
+        raise UserError(f"{selection.where(source)}: {err}\n  {_what_fits(task, dataset.split, dataset.ann_file)}"
+                        ) from None
+
+
+def _what_fits(task: Any, split: str, ann: str | Path) -> str:
+    """The second line of a bad-entry error: what the file's entries must match."""
+    if task.format == "mdetr_flickr":
+        return f"each entry needs an image_id of task {task.name}'s split {split} and its phrases' boxes ({ann})"
+    return f"each entry needs an image_id and a category_id of task {task.name}'s split {split} ({ann})"
 
 
 def external_spec(task: Any, model_name: str, regime: str, shots: int | None, seed: int | None,
@@ -225,8 +232,8 @@ def score_external(task: Any, selection: Selection, *, model_name: str, source: 
     try:
         result = score(task, dataset, preds, metric_backend)
     except UserError as err:
-        raise UserError(f"{selection.where(source)}: {err}\n  fix it to match task {task.name}'s split {split} "
-                        f"({task.ann_path(split, data_root)})") from None
+        raise UserError(f"{selection.where(source)}: {err}\n  {_what_fits(task, split, task.ann_path(split, data_root))}"
+                        ) from None
     unknown = sorted(set(cost or {}) - set(REQUIRED_COST))
     if unknown:
         raise unknown_name("cost field", unknown[0], REQUIRED_COST)
