@@ -168,6 +168,8 @@ def score_task_main(args: argparse.Namespace) -> int:
     cost = parse_cost(args.cost)
     data = external.read_predictions_file(args.predictions)
     selections = external.select_entries(data, task, args.predictions, dataset=args.dataset, seed=args.seed)
+    if regime == "zero-shot" and isinstance(data, list) and args.seed is not None:
+        raise UserError("zero-shot predictions take no --seed; drop it or pass the regime they were trained with")
     if regime == "zero-shot" and any(s.seed is not None for s in selections):
         raise UserError(f"{args.predictions} holds few-shot seeds; pass the regime they were trained with "
                         "(--regime full-ft, prompt-tuning or linear-probe) and --shots K")

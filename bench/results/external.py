@@ -225,6 +225,9 @@ def score_external(task: Any, selection: Selection, *, model_name: str, source: 
     if task.prompt_sets and PROMPT_SET in task.prompt_sets:
         raise UserError(f"task {task.name} ({task.file}) has a prompt set named {PROMPT_SET!r}, the name external "
                         "records use; rename that prompt set")
+    unknown = sorted(set(cost or {}) - set(REQUIRED_COST))
+    if unknown:
+        raise unknown_name("cost field", unknown[0], REQUIRED_COST)
     spec = external_spec(task, model_name, regime, shots, selection.seed, split)
     dataset = task.load(split, data_root)
     cap = per_image_cap(task)
@@ -234,9 +237,6 @@ def score_external(task: Any, selection: Selection, *, model_name: str, source: 
     except UserError as err:
         raise UserError(f"{selection.where(source)}: {err}\n  {_what_fits(task, split, task.ann_path(split, data_root))}"
                         ) from None
-    unknown = sorted(set(cost or {}) - set(REQUIRED_COST))
-    if unknown:
-        raise unknown_name("cost field", unknown[0], REQUIRED_COST)
     ann = task.ann_path(split, data_root)
     record = {
         "schema_version": 1,

@@ -162,6 +162,9 @@ def test_odinw_challenge_files_pick_the_task_entry(one_run, tmp_path):
     (lambda gt, preds: preds, ["--regime", "full-ft", "--shots", "3"], "pass --seed S"),
     (lambda gt, preds: preds, ["--split", "tset"], "Did you mean 'test'?"),
     (lambda gt, preds: preds, ["--cost", "params=5"], "unknown --cost field 'params'"),
+    (lambda gt, preds: preds, ["--seed", "3"], "zero-shot predictions take no --seed"),
+    (lambda gt, preds: preds, ["--shots", "3"], "zero-shot predictions take no --shots"),
+    (lambda gt, preds: preds, ["--model-name", "a/b"], "give a plain name"),
     (lambda gt, preds: preds, ["--cost", "total_params=many"], "--cost total_params takes a number"),
 ])
 def test_bad_predictions_are_refused_by_file_and_entry(one_run, tmp_path, capsys, make, args, match):
