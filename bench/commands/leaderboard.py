@@ -92,6 +92,7 @@ def main(args: argparse.Namespace) -> int:
 
         png = screenshot(out / "leaderboard.html", args.screenshot, width=args.screenshot_width)
         log.info("screenshot of %s at %d px -> %s", out / "leaderboard.html", args.screenshot_width, png)
-    log.info("leaderboard from %d records: %d rows (%d reproduced) -> %s", n, len(table),
-             int((table["kind"] == lb.REPRODUCED).sum()), ", ".join(str(out / k) for k in outputs))
+    kinds = table["kind"].value_counts()
+    log.info("leaderboard from %d records: %d rows (%s) -> %s", n, len(table),
+             ", ".join(f"{int(c)} {k}" for k, c in kinds.items()), ", ".join(str(out / k) for k in outputs))
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from bench.reports.labels import DEFAULT_LABEL, short_labels
+from bench.reports.load import REPRODUCED as REPRODUCED  # the kind of the runner's rows, lb.REPRODUCED
 from bench.reports.load import regime_order, shots_order
 from bench.reports.reference import HEADLINE_METRIC, reference_cells
 from bench.util.errors import UserError
@@ -25,15 +26,16 @@ from bench.util.logs import get_logger
 
 log = get_logger("reports")
 
-ROW_KEYS = ["model", "checkpoint", "regime", "shots_label", "variant"]
+# record_kind last: rows of other detectors' predictions (external) never merge with reproduced ones
+ROW_KEYS = ["model", "checkpoint", "regime", "shots_label", "variant", "record_kind"]
 # a group name's full size, when the records alone cannot tell (a task never run is invisible in them)
 DEFAULT_GROUP_SIZES = {"odinw13": 13, "odinw35": 35}
-REPRODUCED = "reproduced"
 REPORTED = "reported"
 MISSING = "—"
 HEAD_COLUMNS = ["kind", "model", "variant", "regime", "shots"]
 COST_COLUMNS = ["trainable params", "train time / run"]
-DETAIL_COLUMNS = ["checkpoint", "hparams", "pretrain data", "stored params / task", "images/s", "device", "source"]
+DETAIL_COLUMNS = ["checkpoint", "hparams", "pretrain data", "params", "stored params / task", "images/s", "device",
+                  "source"]
 # a family of task columns this wide gets abbreviated headers with a key
 WIDE_FAMILY = 6
 VALUE_COLUMNS = [*ROW_KEYS, "column", "kind", "group", "metric", "mean", "std", "n_seeds", "expected_seeds",
@@ -181,8 +183,8 @@ def _seeds_text(rows: pd.DataFrame, n_expected: int) -> str:
 
 
 def _row_sort_key(key: tuple) -> tuple:
-    model, checkpoint, regime, shots, variant = key
-    return (model, checkpoint, variant, regime_order(regime), shots_order(shots))
+    model, checkpoint, regime, shots, variant, kind = key
+    return (model, checkpoint, variant, regime_order(regime), shots_order(shots), kind)
 
 
 def _ordered_columns(values: pd.DataFrame, ref: pd.DataFrame) -> list[str]:
@@ -218,7 +220,7 @@ def leaderboard_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, s
         for (key, cells), label in zip(ordered, labels):
             base = dict(zip(ROW_KEYS, key))
             runs = grouped_records[key]
-            row = {"kind": REPRODUCED, "model": base["model"], "variant": label, "regime": base["regime"],
+            row = {"kind": base["record_kind"], "model": base["model"], "variant": label, "regime": base["regime"],
                    "shots": base["shots_label"], "checkpoint": base["checkpoint"] or MISSING,
                    "hparams": base["variant"] or DEFAULT_LABEL, "pretrain data": MISSING}
             for c in cells.to_dict("records"):
@@ -226,11 +228,12 @@ def leaderboard_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, s
                                                c["n_tasks"], c["expected_tasks"], c["kind"])
             row["seeds"] = _seeds_text(runs, len(expected[(base["regime"], base["shots_label"])]))
             row["trainable params"] = _human(runs["trainable_params"].median())
+            row["params"] = _human(runs["total_params"].median())
             row["stored params / task"] = _human(runs["stored_params"].median())
             row["train time / run"] = _duration(runs["train_seconds"].mean())
             ips = runs["infer_images_per_s"].mean()
             row["images/s"] = MISSING if math.isnan(ips) else f"{ips:.1f}"
-            row["device"] = ", ".join(sorted(set(runs["device"])))
+            row["device"] = ", ".join(sorted(set(runs["device"]) - {""})) or MISSING
             row["source"] = f"{len(runs)} record(s)"
             rows.append(row)
     rkeys = ["model", "pretrain_data", "regime", "shots", "source"]
@@ -267,8 +270,10 @@ LEGEND = [
     "only it differs); every hyper-parameter and the checkpoint are in leaderboard.csv and the HTML row details.",
     "Rows of kind 'reported' are published numbers (not reproduced by this code); their variant is the "
     "pre-training data, their source is in the details (evaluation split in brackets).",
-    "Cost: median trainable parameters and mean training time per run (stored parameters per task, "
-    "inference images/s and the device are in the details).",
+    "Rows of kind 'external' are another detector's predictions scored here under the task's protocol "
+    "(`glip-bench score --task T --predictions FILE`); a cost it did not declare is blank (—).",
+    "Cost: median trainable parameters and mean training time per run (all parameters, stored parameters per "
+    "task, inference images/s and the device are in the details).",
 ]
 
 

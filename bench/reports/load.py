@@ -23,9 +23,12 @@ COST_FIELDS = (
     "total_params", "trainable_params", "stored_params", "train_seconds", "images_seen",
     "infer_images_per_s", "peak_memory_mb", "device_hours",
 )
+# a row's record_kind: the record's "kind" where it has one ("external": bench.results.external), else this
+# (the runner's own records carry none)
+REPRODUCED = "reproduced"
 # one row per record; key columns are plain strings so groupby never drops a None checkpoint
 COLUMNS = (
-    "file", "spec_hash", "model", "checkpoint", "task", "task_version", "groups", "regime", "shots",
+    "file", "spec_hash", "record_kind", "model", "checkpoint", "task", "task_version", "groups", "regime", "shots",
     "shots_label", "seed", "prompt_set", "split", "overrides", "variant", "metric", "primary", "value",
     *COST_FIELDS, "device",
 )
@@ -92,6 +95,7 @@ def records_to_frame(records: Iterable[dict[str, Any]], sources: Iterable[str] |
         rows.append({
             "file": source,
             "spec_hash": spec.hash,
+            "record_kind": str(record.get("kind") or REPRODUCED),
             "model": spec.model,
             "checkpoint": spec.checkpoint or "",
             "task": str(task["name"]),
@@ -109,7 +113,7 @@ def records_to_frame(records: Iterable[dict[str, Any]], sources: Iterable[str] |
             "primary": str(metrics["primary"]),
             "value": value,
             **{k: _number(cost[k]) for k in COST_FIELDS},
-            "device": str(cost["device"]),
+            "device": "" if cost["device"] is None else str(cost["device"]),  # null: not known
         })
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     df["shots"] = df["shots"].astype(object)

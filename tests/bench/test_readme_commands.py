@@ -41,6 +41,11 @@ STAND_INS = {
     "glip-bench predict --model glip-t --checkpoint glip-t.safetensors --text-encoder bert-base-uncased "
     "--image street.jpg --prompt \"person. bicycle. car\" --out-json dets.json --out-png dets.png":
         {"--model glip-t": "--model glip-tiny", " --text-encoder bert-base-uncased": "", "street.jpg": "street.png"},
+    # another detector's predictions: the ground truth as its detections (`_detections_files`)
+    "glip-bench score --task odinw-aquarium --predictions gdino-t-odinw.json --model-name grounding-dino-t":
+        {"--task odinw-aquarium": "--task synth-shapes", "gdino-t-odinw.json": "synth-shapes-dets.json"},
+    "glip-bench score --annotations instances_val2017.json --predictions detections.json --metric coco --json":
+        {"instances_val2017.json": "synth-shapes-gt.json", "detections.json": "synth-shapes-dets.json"},
 }
 PYTHON_STAND_INS = {'"glip-t"': '"glip-tiny"', 'text_encoder="bert-base-uncased"': "text_encoder=None"}
 
@@ -92,6 +97,19 @@ def world(tmp_path_factory):
     return root
 
 
+def _detections_files(world: Path) -> None:
+    """synth-shapes' eval ground truth (synth-shapes-gt.json) and the same boxes as a COCO results file
+    (synth-shapes-dets.json), the stand-ins for another detector's predictions on a real data set."""
+    from bench.tasks.registry import get_task
+
+    task = get_task("synth-shapes")
+    gt = json.loads(task.ann_path(task.eval_split, world / "data").read_text())
+    (world / "synth-shapes-gt.json").write_text(json.dumps(gt))
+    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+            for a in gt["annotations"]]
+    (world / "synth-shapes-dets.json").write_text(json.dumps(dets))
+
+
 def test_every_readme_command_is_run_or_says_why_not(world, monkeypatch):
     monkeypatch.chdir(world)
     commands = bash_commands()
@@ -100,6 +118,7 @@ def test_every_readme_command_is_run_or_says_why_not(world, monkeypatch):
     assert cli(["convert-checkpoint", "tiny.safetensors", "official-tiny.pth", "--export-official", "--preset",
                 "glip-tiny"]) == 0
     shutil.copy(next((world / "data").rglob("synth-shapes/test/*.png")), world / "street.png")
+    _detections_files(world)
     for command, replacements in STAND_INS.items():
         assert _glip_bench(_substitute(command, replacements)) == 0, command
     assert (world / "glip-t.safetensors").stat().st_size > 0
@@ -110,6 +129,8 @@ def test_every_readme_command_is_run_or_says_why_not(world, monkeypatch):
     scope = {"image": image}
     exec(compile(_substitute(python, PYTHON_STAND_INS), "README.md", "exec"), scope)
     assert {"boxes_xyxy", "scores", "labels"} <= set(dir(scope["dets"]))
+    (external,) = (world / "results" / "external").glob("synth-shapes__*/record.json")
+    assert json.loads(external.read_text())["metrics"]["values"]["AP"] == 100.0
 
 
 def test_command_line_section_runs_as_printed(world, monkeypatch):
