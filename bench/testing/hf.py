@@ -80,7 +80,7 @@ def _grounding_dino(folder: Path, mm: bool) -> None:
                     encoder_attention_heads=2, decoder_attention_heads=2, num_queries=30, num_feature_levels=4,
                     max_text_len=32, encoder_n_points=2, decoder_n_points=2)
     Model(config).save_pretrained(folder)
-    images = GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96})
+    images = GroundingDinoImageProcessorPil(size={"shortest_edge": 96, "longest_edge": 128})
     GroundingDinoProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
 
 
@@ -118,12 +118,12 @@ def _omdet(folder: Path) -> None:
     vocab, merges = write_clip_vocab(folder)
     tokenizer = CLIPTokenizer(str(vocab), str(merges), pad_token="!")
     text = CLIPTextConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                          pad_token_id=tokenizer.pad_token_id, vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                          pad_token_id=tokenizer.pad_token_id, vocab_size=len(tokenizer), hidden_size=48, intermediate_size=64, num_hidden_layers=1,
                           num_attention_heads=2, max_position_embeddings=77, projection_dim=32)
     config = OmDetTurboConfig(
         text_config=text, backbone_config=_swin(["stage2", "stage3", "stage4"]), use_timm_backbone=False,
-        image_size=64, text_projection_in_dim=32, text_projection_out_dim=32, task_encoder_hidden_dim=32,
-        class_embed_dim=32, num_queries=20, encoder_hidden_dim=32, vision_features_channels=[32, 32, 32],
+        image_size=64, apply_layernorm_after_vision_backbone=False, text_projection_in_dim=48, text_projection_out_dim=48, task_encoder_hidden_dim=48,
+        class_embed_dim=48, num_queries=20, encoder_hidden_dim=32, vision_features_channels=[32, 32, 32],
         encoder_in_channels=[32, 64, 128], encoder_attention_heads=2, encoder_dim_feedforward=32,
         decoder_hidden_dim=32, decoder_num_heads=2, decoder_num_layers=1, decoder_dim_feedforward=32,
         decoder_num_points=2, cache_size=8)
