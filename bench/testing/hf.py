@@ -66,7 +66,9 @@ def _swin(out_features: list[str]):
 
 def _grounding_dino(folder: Path, mm: bool) -> None:
     from transformers import BertTokenizerFast, GroundingDinoProcessor
-    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
+    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import (
+        GroundingDinoImageProcessorPil,
+    )
 
     if mm:
         from transformers import MMGroundingDinoConfig as Config
@@ -74,7 +76,7 @@ def _grounding_dino(folder: Path, mm: bool) -> None:
     else:
         from transformers import GroundingDinoConfig as Config
         from transformers import GroundingDinoForObjectDetection as Model
-    tokenizer = BertTokenizerFast(vocab_file=str(write_bert_vocab(folder)))
+    tokenizer = BertTokenizerFast(vocab=str(write_bert_vocab(folder)))
     config = Config(backbone_config=_swin(["stage2", "stage3", "stage4"]), text_config=_bert_text_config(len(tokenizer)),
                     d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
                     encoder_attention_heads=2, decoder_attention_heads=2, num_queries=30, num_feature_levels=4,

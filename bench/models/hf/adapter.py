@@ -90,7 +90,7 @@ class HFAdapter:
             image = dataset.load_image(image_id)
             pixels = self._pixel_inputs(image)
             parts = []
-            for (chunk, cat_ids), (text, tmap) in zip(chunks, texts):
+            for (_, cat_ids), (text, tmap) in zip(chunks, texts):
                 out = self._forward({**pixels, **text}, settings, timer)
                 scores, boxes = self._scores(out, tmap)
                 boxes = outputs.to_pixels(boxes, self.loaded.family.box_frame, *image.size)
