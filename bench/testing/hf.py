@@ -146,3 +146,37 @@ def save_tiny(family: str, folder: str | Path, seed: int = 0) -> Path:
         torch.manual_seed(seed)
         builders[family]()
     return folder
+
+
+# ------------------------------------------------------------------ running one through the CLI
+TASK = "synth-shapes"
+
+
+def make_data(root: Path) -> Path:
+    """synth-shapes and synth-grounding at the smallest scale (8 images per split) under `root`."""
+    from bench.synthetic.generate import generate
+
+    generate(root, scale=0.01, tasks=[TASK, "synth-grounding"])
+    return root
+
+
+def run_cli(model_dir: Path, data_root: Path, results: Path, *extra: str, task: str = TASK,
+            regime: str = "zero-shot") -> tuple[int, list[dict]]:
+    """`glip-bench run --model hf:DIR ...` in this process: (exit code, the records written)."""
+    from bench.cli import main
+
+    rc = main(["run", "--model", f"hf:{model_dir}", "--tasks", task, "--regime", regime, "--data-root",
+               str(data_root), "--results", str(results), *extra])
+    records = [json.loads(p.read_text()) for p in sorted(results.glob("runs/*/record.json"))]
+    return rc, records
+
+
+class OneThread:
+    """torch on one thread for the block: tiny models spend most of their time in thread hand-offs otherwise."""
+
+    def __enter__(self) -> None:
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self.threads)
