@@ -7,7 +7,6 @@ the run used (chunks, caps, text limits, truncated queries, scoring) are in `lim
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -212,9 +211,3 @@ def refusal(family: Any, regime: str, grounding: bool = False) -> str | None:
                 "(linear-probe and prompt-tuning name GLIP's own layers)")
     return None
 
-
-def timed(fn: Any) -> tuple[Any, float]:
-    """(fn(), seconds)."""
-    start = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - start

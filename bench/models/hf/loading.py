@@ -65,6 +65,19 @@ def check_loadable(folder: Path, family: Family) -> None:
                             "which is unusable in this environment, so it cannot be loaded here") from None
 
 
+def check_crop(name: str, image_processor: Any) -> None:
+    """Refuse a processor that center-crops after resizing: boxes in the crop do not map back to the whole image."""
+    if not getattr(image_processor, "do_center_crop", False):
+        return
+    size, crop = dict(image_processor.size or {}), dict(image_processor.crop_size or {})
+    exact = (size.get("height"), size.get("width"))
+    if None not in exact and exact == (crop.get("height"), crop.get("width")):
+        return  # resized to exactly the crop: the crop keeps the whole image
+    raise UserError(f"--model {name}: its image processor resizes to {size} and then center-crops to {crop}, so "
+                    "boxes would miss the cropped-off border; save it with do_center_crop=False or a crop equal "
+                    "to the resize")
+
+
 def weights_file(folder: Path) -> Path:
     return next(folder / f for f in WEIGHT_FILES if (folder / f).is_file())
 
@@ -95,4 +108,5 @@ def load(name: str) -> Loaded:
         except (OSError, ValueError, ImportError) as e:
             raise UserError(f"--model {name}: cannot load its {what} from {folder}: {e}") from None
     pieces["model"].eval()
+    check_crop(name, pieces["image processor"])
     return Loaded(family, folder, pieces["model"], pieces["tokenizer"], pieces["image processor"])

@@ -74,3 +74,16 @@ def test_grounding_dino_grounds_the_synthetic_captions(models, data_root, tmp_pa
     assert record["task"]["metric"] == "flickr_recall"
     assert set(record["metrics"]["values"]) >= {"R@1", "R@5", "R@10"}
     assert record["provenance"]["num_prompt_chunks"] is None
+
+
+def test_a_center_crop_that_cuts_the_image_is_refused():
+    from types import SimpleNamespace
+
+    from bench.models.hf.loading import check_crop
+
+    check_crop("hf:x", SimpleNamespace(do_center_crop=True, size={"height": 768, "width": 768},
+                                       crop_size={"height": 768, "width": 768}))
+    check_crop("hf:x", SimpleNamespace(do_center_crop=False, size={"shortest_edge": 768}, crop_size=None))
+    with pytest.raises(UserError, match="center-crops"):
+        check_crop("hf:x", SimpleNamespace(do_center_crop=True, size={"shortest_edge": 768},
+                                           crop_size={"height": 768, "width": 768}))
