@@ -82,3 +82,14 @@ def test_known_box_comes_back_in_original_pixels(family, tmp_path, monkeypatch):
     x1, y1, x2, y2 = BOX
     # one processed pixel is up to 2.5 original pixels (OWL's 64 x 64 input of a 160-wide image)
     assert top["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1], abs=3.0)
+
+
+def test_chunks_merge_by_score_under_the_image_cap(tmp_path, monkeypatch):
+    adapter = build_hf_adapter(f"hf:{save_tiny('grounding-dino', tmp_path / 'gd')}")
+    monkeypatch.setattr(adapter.loaded.model, "forward", stand_in("grounding-dino", adapter.loaded.tokenizer))
+    chunks = [(make_caption(["circle"], [(0, 6)]), [7]), (make_caption(["square"], [(0, 6)]), [9])]
+    capped = adapter.detect(OneImage(), chunks, DetectSettings(per_chunk_cap=3, per_image_cap=1))
+    assert [p["category_id"] for p in capped] == [9]  # the second chunk's class holds the only high score
+    kept = adapter.detect(OneImage(), chunks, DetectSettings(per_chunk_cap=3, per_image_cap=None))
+    assert len(kept) == 6 and kept[0]["category_id"] == 9
+    assert [p["score"] for p in kept] == sorted((p["score"] for p in kept), reverse=True)
