@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.models.base import DetectSettings
+from bench.models.base import DetectorAdapter, DetectSettings
 from bench.models.hf import build_hf_adapter
 from bench.models.hf.prompts import TextChunk, make_caption
 from bench.results import store
@@ -86,6 +86,7 @@ def test_known_box_comes_back_in_original_pixels(family, tmp_path, monkeypatch):
 
 def test_chunks_merge_by_score_under_the_image_cap(tmp_path, monkeypatch):
     adapter = build_hf_adapter(f"hf:{save_tiny('grounding-dino', tmp_path / 'gd')}")
+    assert isinstance(adapter, DetectorAdapter)  # the harness's model seam (bench/models/base.py)
     monkeypatch.setattr(adapter.loaded.model, "forward", stand_in("grounding-dino", adapter.loaded.tokenizer))
     chunks = [(make_caption(["circle"], [(0, 6)]), [7]), (make_caption(["square"], [(0, 6)]), [9])]
     capped = adapter.detect(OneImage(), chunks, DetectSettings(per_chunk_cap=3, per_image_cap=1))
