@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from bench.models.hf import is_hf_model
 from bench.results import store
 from bench.results.records import RunSpec
 from bench.runs.regimes import get_regime, regime_names, resolve_hparams
@@ -154,13 +155,16 @@ def validate_specs(specs: Iterable[RunSpec], data_root: str | Path | None = None
     for spec in specs:
         regime = get_regime(spec.regime)
         task = get_task(spec.task)
-        model_over, reg_over = split_overrides(spec.overrides, spec.regime)
-        resolve_hparams(regime, spec.shots, reg_over)
-        cfg = model_config(spec.model, model_over)
-        if cfg.vocab_words is None and text_encoder is None:
-            raise UserError(f"model {spec.model} uses bert-base-uncased: pass --text-encoder DIR (a local "
-                            "bert-base-uncased directory; `huggingface-cli download bert-base-uncased --local-dir DIR` "
-                            "on a machine with internet)")
+        if is_hf_model(spec.model):  # transformers detectors: their own checks (section "hf:DIR models" below)
+            validate_hf_spec(spec, task, regime)
+        else:
+            model_over, reg_over = split_overrides(spec.overrides, spec.regime)
+            resolve_hparams(regime, spec.shots, reg_over)
+            cfg = model_config(spec.model, model_over)
+            if cfg.vocab_words is None and text_encoder is None:
+                raise UserError(f"model {spec.model} uses bert-base-uncased: pass --text-encoder DIR (a local "
+                                "bert-base-uncased directory; `huggingface-cli download bert-base-uncased --local-dir "
+                                "DIR` on a machine with internet)")
         if text_encoder is not None and not Path(text_encoder).is_dir():
             raise UserError(f"--text-encoder {text_encoder}: no such directory")
         if spec.checkpoint is not None and not Path(spec.checkpoint).is_file():
@@ -442,6 +446,9 @@ def run_one(
     from bench.tasks.registry import get_task
     from bench.util.provenance import device_name, file_sha256, provenance
 
+    if is_hf_model(spec.model):  # transformers detectors (section "hf:DIR models" below)
+        return run_hf_one(spec, data_root=data_root, results_dir=results_dir, device=device,
+                          metric_backend=metric_backend, save_adapter=save_adapter)
     check_world([spec])
     started, t0 = now(), time.perf_counter()
     task, regime = get_task(spec.task), get_regime(spec.regime)
@@ -581,6 +588,153 @@ def _weights_digest(model: Any, names: Iterable[str]) -> str:
         h.update(n.encode())
         h.update(params[n].detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------- hf:DIR models
+# transformers' detectors (bench/models/hf) run here until the runner builds every model through
+# bench.models.build_adapter; these two functions are the whole hf: path, kept apart to be ported there.
+HF_FLIP_PROB = 0.5  # horizontal flips while fine-tuning, as GLIP's default flip_prob
+
+
+def validate_hf_spec(spec: RunSpec, task: Any, regime: Any) -> None:
+    """An hf:DIR spec's own checks, before any compute: the directory, the family's regimes, its settings."""
+    from bench.models.hf.adapter import refusal
+    from bench.models.hf.loading import detect_family, model_dir
+    from bench.runs.regimes import check_overrides
+
+    family = detect_family(model_dir(spec.model))
+    why = refusal(family, spec.regime, grounding=task.format == "mdetr_flickr")
+    if why:
+        raise UserError(f"--model {spec.model} on task {task.name}: {why}")
+    if spec.checkpoint is not None:
+        raise UserError(f"--model {spec.model}: the directory holds the weights; drop --checkpoint")
+    hp = resolve_hparams(regime, spec.shots, check_overrides(regime, spec.overrides))
+    if hp["infer_batch_size"] != 1:
+        raise UserError(f"--model {spec.model}: infer_batch_size must be 1 (one image per pass: batching pads "
+                        f"images, which moves the numbers); got {hp['infer_batch_size']}")
+
+
+def run_hf_one(spec: RunSpec, *, data_root: str | Path | None, results_dir: str | Path, device: str,
+               metric_backend: str, save_adapter: bool) -> dict[str, Any]:
+    """run_one for an hf:DIR model: the same protocol, few-shot sampler, training loop and record."""
+    import torch
+
+    from bench.dist import comm as dist
+    from bench.models.base import DetectSettings
+    from bench.models.glip import ModelTimer
+    from bench.models.hf import build_hf_adapter
+    from bench.models.hf.loading import model_dir, weights_file
+    from bench.runs.train import train
+    from bench.tasks.fewshot import fewshot_subset
+    from bench.tasks.registry import get_task
+    from bench.util.provenance import device_name, file_sha256, provenance
+
+    if dist.world_size() > 1:
+        raise UserError(f"--model {spec.model}: transformers detectors run in one process, not under torchrun")
+    started, t0 = now(), time.perf_counter()
+    task, regime = get_task(spec.task), get_regime(spec.regime)
+    hp = resolve_hparams(regime, spec.shots, spec.overrides)
+    folder = store.run_dir(results_dir, spec)
+    store.clean_partial(folder)
+    if str(device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED)  # any weight the checkpoint lacks gets the same init in every run
+        adapter = build_hf_adapter(spec.model)
+    weights = weights_file(model_dir(spec.model))
+    groups = adapter.parameter_groups()
+    split = spec.split or task.eval_split
+    eval_set = task.load(split, data_root)
+    grounding = task.format == "mdetr_flickr"
+    chunks = None if grounding else adapter.prompt_chunks(task, eval_set, spec.prompt_set)
+    settings = DetectSettings(per_chunk_cap=task.detections_per_image,
+                              per_image_cap=task.detections_per_image if merges_capped(task) else None,
+                              device=device, autocast_dtype=inference_autocast(hp["infer_amp"], device))
+
+    def predict(dataset: Any, timer: Any = None) -> list[dict[str, Any]]:
+        if grounding:
+            return adapter.ground(dataset, settings, timer=timer)
+        return adapter.detect(dataset, chunks, settings, timer=timer)
+
+    trained = fewshot = None
+    trainable: list[str] = []
+    if regime.trains:
+        train_split, val_split = train_val_splits(task)
+        tr = fewshot_subset(task, train_split, spec.shots, spec.seed, data_root, which="train")
+        va = fewshot_subset(task, val_split, hp["val_shots"], spec.seed, data_root, which="val")
+        if len(chunks) != 1:
+            raise UserError(f"task {task.name}: the class prompt needs {len(chunks)} captions for {spec.model}; "
+                            "training needs one")
+        dataset = adapter.train_view(tr.dataset, chunks[0][0], chunks[0][1], seed=spec.seed, flip_prob=HF_FLIP_PROB)
+
+        def val_metric(_: Any) -> float:
+            result = score(task, va.dataset, predict(va.dataset), metric_backend)
+            return float(result.values[result.primary])
+
+        trainable = regime.trainable_names(groups)
+        res = train(adapter.module, dataset, trainable=trainable, hp=hp, device=device, seed=spec.seed,
+                    evaluate=val_metric, eval_modules=regime.eval_modules)
+        trained = res.to_dict()
+        fewshot = {"train_image_ids": sorted(tr.image_ids), "train_source": tr.source, "val_split": val_split,
+                   "val_image_ids": sorted(va.image_ids), "val_source": va.source,
+                   "train_images_with_boxes": len(dataset)}
+    timer = ModelTimer()
+    infer_start = time.perf_counter()
+    preds = predict(eval_set, timer)
+    infer_seconds = time.perf_counter() - infer_start
+    store.write_predictions(folder, preds)
+    if regime.trains and save_adapter:
+        params = dict(adapter.module.named_parameters())
+        store.write_adapter(folder, {n: params[n] for n in regime.stored_names(groups)})
+    result = score_saved(task, eval_set, folder, metric_backend)
+    numel = {n: p.numel() for n, p in adapter.module.named_parameters()}
+    train_seconds = trained["train_seconds"] if trained else 0.0
+    n_images = len(eval_set)
+    record = {
+        "schema_version": 1,
+        "spec": spec.to_dict(),
+        "spec_hash": spec.hash,
+        "task": {"name": task.name, "version": task.version, "groups": list(task.groups), "metric": task.metric,
+                 "split": split, "num_images": n_images, "ann_sha256": file_sha256(task.ann_path(split, data_root))},
+        "metrics": metrics_section(result),
+        "cost": {
+            "total_params": sum(numel.values()),
+            "trainable_params": sum(numel[n] for n in trainable),
+            "stored_params": sum(numel[n] for n in regime.stored_names(groups)),
+            "train_seconds": train_seconds,
+            "images_seen": trained["images_seen"] if trained else 0,
+            "infer_images_per_s": n_images / infer_seconds if infer_seconds > 0 else 0.0,
+            "infer_seconds": infer_seconds,
+            "infer_model_seconds": timer.model_seconds,
+            "peak_memory_mb": _peak_memory_mb(device),
+            "peak_memory_kind": "cuda max allocated" if str(device).startswith("cuda") else "process peak RSS",
+            "device": device_name(device),
+            "device_hours": (train_seconds + infer_seconds) / 3600.0,
+        },
+        "provenance": provenance(
+            seeds={"fewshot": spec.seed, "train": spec.seed},
+            ann_sha256={s: file_sha256(task.ann_path(s, data_root)) for s in dict.fromkeys(
+                [split, *(train_val_splits(task) if regime.trains else ())])},
+            checkpoint=str(weights), prompt_set=spec.prompt_set, chunk_size=task.chunk_size,
+            metric_backend=metric_backend,
+            extra={"task_file_version": task.version, "num_prompt_chunks": None if chunks is None else len(chunks),
+                   "captions": None if chunks is None else [c.caption or list(c.entries) for c, _ in chunks],
+                   "world_size": 1, "detection_caps": detection_caps(task), "model_limits": adapter.limits(),
+                   "train_flip_prob": HF_FLIP_PROB if regime.trains else None},
+            results_dir=results_dir,
+        ),
+        "model": {"preset": spec.model, "family": adapter.family, "overrides": {}, "checkpoint": str(weights)},
+        "hparams": hp,
+        "training": trained,
+        "fewshot": fewshot,
+        "files": [store.PREDICTIONS, *([store.ADAPTER] if regime.trains and save_adapter else [])],
+        "started_at": started,
+        "finished_at": now(),
+        "wall_seconds": time.perf_counter() - t0,
+    }
+    store.write_record(folder, record)  # last: its presence marks the run finished
+    log.info("%s: %s = %.2f", spec.run_name, result.primary, result.values[result.primary])
+    return record
 
 
 # ------------------------------------------------------------------------------------- grids

@@ -257,11 +257,16 @@ def train(
             if max_iters is not None and res.iters >= max_iters:
                 break
             local = ddp.rank_share(idx, order, rank, world) if distributed else idx
-            images, captions, targets = collate([dataset[i] for i in local], size_divisibility)
-            images = images.to(device)
-            targets = [type(t)(t.boxes_xyxy.to(device), t.positive_map.to(device)) for t in targets]
-            with optim.optim_context(net):
-                loss_dict = net(images, captions, targets)
+            if hasattr(dataset, "collate_inputs"):  # a model's own train view (bench.models.hf): keyword inputs
+                inputs = dataset.collate_inputs([dataset[i] for i in local], device)
+                with optim.optim_context(net):
+                    loss_dict = net(**inputs)
+            else:
+                images, captions, targets = collate([dataset[i] for i in local], size_divisibility)
+                images = images.to(device)
+                targets = [type(t)(t.boxes_xyxy.to(device), t.positive_map.to(device)) for t in targets]
+                with optim.optim_context(net):
+                    loss_dict = net(images, captions, targets)
             loss = sum(loss_dict.values())
             if distributed:
                 finite, loss_value = ddp.global_loss(loss)  # every rank skips or steps together

@@ -1,0 +1,213 @@
+"""`HFAdapter`: a transformers zero-shot detector behind the harness's DetectorAdapter protocol.
+
+One forward pass per (image, prompt chunk), batch 1: Grounding DINO's text attends over the image, so
+nothing is cached across chunks, and batching would pad images (which moves the numbers). The settings
+the run used (chunks, caps, text limits, truncated queries, scoring) are in `limits()` for the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.models.base import DetectSettings
+from bench.models.hf import outputs, prompts
+from bench.models.hf.families import WHY_NO_GROUNDING, WHY_NO_TRAINING
+from bench.models.hf.loading import Loaded
+
+# parameter groups by name: the first group whose marker occurs in a parameter's name; the rest is "fusion"
+GROUP_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("language", ("text_backbone", "text_model", "text_projection", "language_backbone", "task_encoder",
+                  "text_embed")),
+    ("backbone", ("backbone", "vision_model", "visual_projection")),
+    ("fpn", ("input_proj", "encoder_input_proj", "channel_projection")),
+    ("head", ("class_embed", "bbox_embed", "class_head", "box_head", "objectness_head", "enc_output",
+              "decoder.class", "decoder.bbox")),
+)
+
+
+class HFDetector(nn.Module):
+    """The module that trains and is saved: the transformers model, returning its loss as the train loop wants."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, **inputs: Any) -> dict[str, torch.Tensor]:
+        return {"loss": self.model(**inputs).loss}
+
+    def parameter_groups(self) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {g: [] for g, _ in GROUP_MARKERS} | {"fusion": []}
+        for name, _ in self.named_parameters():
+            group = next((g for g, marks in GROUP_MARKERS if any(m in name for m in marks)), "fusion")
+            groups[group].append(name)
+        return groups
+
+    def stem_module_names(self) -> list[str]:
+        """Nothing is frozen in eval mode: transformers' fine-tuning of these models trains every layer."""
+        return []
+
+
+class HFAdapter:
+    """Detection (every family) and phrase grounding (caption families) with a loaded transformers detector."""
+
+    def __init__(self, loaded: Loaded) -> None:
+        self.loaded = loaded
+        self.family = loaded.family.name
+        self.module = HFDetector(loaded.model)
+        self.truncated: list[str] = []  # queries cut at the model's text length
+
+    # ------------------------------------------------------------------ protocol
+    def refuses(self, regime: str) -> str | None:
+        return refusal(self.loaded.family, regime)
+
+    def parameter_groups(self) -> Mapping[str, list[str]]:
+        return self.module.parameter_groups()
+
+    def max_text_len(self) -> int:
+        cfg = self.loaded.model.config
+        if self.loaded.family.text == "caption":
+            return int(cfg.max_text_len)
+        return int(cfg.text_config.max_position_embeddings)
+
+    def prompt_chunks(self, task: Any, dataset: Any, prompt_set: str) -> list[tuple[Any, list[int]]]:
+        if self.loaded.family.text == "caption":
+            return prompts.caption_chunks(task, dataset, prompt_set, self.loaded.tokenizer, self.max_text_len())
+        return prompts.query_chunks(task, dataset, prompt_set)
+
+    def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
+               image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
+        device = settings.device
+        self.module.to(device).eval()
+        texts = [self._text_inputs(chunk) for chunk, _ in chunks]
+        results: list[dict[str, Any]] = []
+        for image_id in (image_ids if image_ids is not None else dataset.image_ids):
+            image = dataset.load_image(image_id)
+            pixels = self._pixel_inputs(image)
+            parts = []
+            for (_, cat_ids), (text, tmap) in zip(chunks, texts):
+                out = self._forward({**pixels, **text}, settings, timer)
+                scores, boxes = self._scores(out, tmap)
+                boxes = outputs.to_pixels(boxes, self.loaded.family.box_frame, *image.size)
+                kept = self._select(scores, boxes, settings.per_chunk_cap)
+                parts.append((kept[0], kept[1], torch.as_tensor(cat_ids)[kept[2]]))
+            results += outputs.coco_results(image_id, *outputs.merge_image(parts, settings.per_image_cap))
+        return results
+
+    def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,
+               timer: Any = None) -> list[dict[str, Any]]:
+        why = refusal(self.loaded.family, "zero-shot", grounding=True)
+        if why:
+            raise ValueError(why)
+        self.module.to(settings.device).eval()
+        preds = []
+        for sid in (sample_ids if sample_ids is not None else [s.id for s in dataset.samples]):
+            sample = dataset.sample(sid)
+            image = dataset.load_image(sid)
+            text, tmap = self._caption_inputs(sample.caption, [p.spans for p in sample.phrases])
+            out = self._forward({**self._pixel_inputs(image), **text}, settings, timer)
+            scores, boxes = self._scores(out, tmap)
+            boxes = outputs.to_pixels(boxes, self.loaded.family.box_frame, *image.size)
+            kept = outputs.top_pairs(scores, boxes, settings.per_chunk_cap)
+            preds.append(outputs.grounding_entry(sid, *kept, num_phrases=len(sample.phrases)))
+        return preds
+
+    # ------------------------------------------------------------------ optional: for the record and training
+    def limits(self) -> dict[str, Any]:
+        """The model-side settings a run used, for its record."""
+        fam = self.loaded.family
+        return {"family": fam.name, "model_class": type(self.loaded.model).__name__, "text_input": fam.text,
+                "max_text_len": self.max_text_len(), "score_threshold": 0.0, "scoring": "top (query, class) pairs",
+                "nms_iou": fam.nms_iou, "box_frame": fam.box_frame, "infer_batch_size": 1,
+                "truncated_queries": sorted(set(self.truncated))}
+
+    def train_view(self, dataset: Any, chunk: Any, category_ids: Sequence[int], seed: int, flip_prob: float) -> Any:
+        """The training samples of a detection split under one caption chunk (caption families only)."""
+        from bench.models.hf.training import CaptionTrainSet
+
+        text, _ = self._text_inputs(chunk)
+        return CaptionTrainSet(dataset, list(category_ids), text, self.loaded.image_processor, seed=seed,
+                               flip_prob=flip_prob)
+
+    # ------------------------------------------------------------------ per family
+    def _pixel_inputs(self, image: Any) -> dict[str, torch.Tensor]:
+        batch = self.loaded.image_processor(images=[image], return_tensors="pt")
+        keys = ("pixel_values", "pixel_mask") if self.loaded.family.text == "caption" else ("pixel_values",)
+        return {k: batch[k] for k in keys if k in batch}
+
+    def _caption_inputs(self, caption: str, spans: Sequence[Sequence[tuple[int, int]]]
+                        ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        tok = self.loaded.tokenizer([caption], return_tensors="pt", return_offsets_mapping=True, truncation=True,
+                                    max_length=self.max_text_len())
+        offsets = tok.pop("offset_mapping")[0].tolist()
+        return dict(tok), prompts.token_map(offsets, spans, self.max_text_len())
+
+    def _queries(self, entries: Sequence[str]) -> dict[str, torch.Tensor]:
+        n = self.max_text_len()
+        tok = self.loaded.tokenizer(list(entries), padding="max_length", max_length=n, truncation=True,
+                                    return_tensors="pt")
+        full = self.loaded.tokenizer(list(entries))["input_ids"]
+        self.truncated += [e for e, ids in zip(entries, full) if len(ids) > n]
+        return dict(tok)
+
+    def _text_inputs(self, chunk: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        text = self.loaded.family.text
+        if text == "caption":
+            return self._caption_inputs(chunk.caption, [[s] for s in chunk.spans])
+        q = self._queries(chunk.entries)
+        if text == "queries":
+            return {"input_ids": q["input_ids"], "attention_mask": q["attention_mask"]}, None
+        task = self._queries([f"Detect {', '.join(chunk.entries)}."])  # OmDet-Turbo's default task prompt
+        return {"classes_input_ids": q["input_ids"], "classes_attention_mask": q["attention_mask"],
+                "tasks_input_ids": task["input_ids"], "tasks_attention_mask": task["attention_mask"],
+                "classes_structure": torch.tensor([len(chunk.entries)])}, None
+
+    def _forward(self, inputs: dict[str, torch.Tensor], settings: DetectSettings, timer: Any) -> Any:
+        device = settings.device
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        dtype = settings.autocast_dtype
+        amp = torch.autocast(torch.device(device).type, dtype=dtype) if dtype is not None else nullcontext()
+        clock = timer.time("model", device) if timer is not None else nullcontext()
+        with torch.no_grad(), amp, clock:
+            return self.loaded.model(**inputs)
+
+    def _scores(self, out: Any, tmap: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """([Q, C] class scores, [Q, 4] normalised cxcywh boxes) of the one image of a forward pass."""
+        text = self.loaded.family.text
+        if text == "caption":
+            return outputs.caption_scores(out.logits[0], tmap), out.pred_boxes[0].float().cpu()
+        if text == "queries":
+            return out.logits[0].float().sigmoid().cpu(), out.pred_boxes[0].float().cpu()
+        return out.decoder_class_logits[0].float().sigmoid().cpu(), out.decoder_coord_logits[0].float().cpu()
+
+    def _select(self, scores: torch.Tensor, boxes: torch.Tensor, cap: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scores = scores.cpu()
+        nms = self.loaded.family.nms_iou
+        if nms is None:
+            return outputs.top_pairs(scores, boxes, cap)
+        # OmDet-Turbo's own post-processing: top num_queries pairs, class-wise NMS, then the task's cap
+        b, s, c = outputs.top_pairs(scores, boxes, scores.shape[0])
+        b, s, c = outputs.class_nms(b, s, c, nms)
+        return b[:cap], s[:cap], c[:cap]
+
+
+def refusal(family: Any, regime: str, grounding: bool = False) -> str | None:
+    """Why `family` cannot run `regime` (on a grounding task when `grounding`), or None."""
+    if grounding and not family.grounds:
+        return f"{family.name} cannot run phrase grounding: {WHY_NO_GROUNDING}"
+    if grounding and regime != "zero-shot":
+        return f"{family.name} on a grounding task: only zero-shot runs are supported"
+    if regime == "zero-shot":
+        return None
+    if not family.trains:
+        return f"{family.name} cannot run {regime}: {WHY_NO_TRAINING}; only zero-shot"
+    if regime != "full-ft":
+        return (f"{family.name} cannot run {regime}: only full-ft is defined for transformers detectors "
+                "(linear-probe and prompt-tuning name GLIP's own layers)")
+    return None
+

@@ -1,0 +1,112 @@
+"""`hf:DIR` -> a transformers zero-shot detector and its pre-processing, loaded offline from a local directory.
+
+DIR is what `save_pretrained` wrote (config.json, weights, tokenizer and processor files). The family is
+config.json's model_type; the tokenizer and image processor are loaded on their own (AutoTokenizer,
+AutoImageProcessor), because OmDet-Turbo's combined processor needs torchvision, which is unusable here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.models.hf.families import FAMILIES, Family
+from bench.util.errors import UserError, unknown_name
+
+PREFIX = "hf:"
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def is_hf_model(name: str) -> bool:
+    return name.startswith(PREFIX)
+
+
+def model_dir(name: str) -> Path:
+    """The directory of an `hf:DIR` model name, checked to hold a saved model (UserError naming what is missing)."""
+    folder = Path(name[len(PREFIX):]).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"--model {name}: no such directory {folder} (save a transformers detector there with "
+                        "`model.save_pretrained(DIR)` and `processor.save_pretrained(DIR)`)")
+    if not (folder / "config.json").is_file():
+        raise UserError(f"--model {name}: {folder} has no config.json; it is not a save_pretrained directory")
+    if not any((folder / f).is_file() for f in WEIGHT_FILES):
+        raise UserError(f"--model {name}: {folder} has no weights ({' or '.join(WEIGHT_FILES)})")
+    return folder
+
+
+def detect_family(folder: Path) -> Family:
+    """The family of a saved model from config.json's model_type (unknown -> UserError listing the supported)."""
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{folder / 'config.json'}: unreadable ({e})") from None
+    if model_type not in FAMILIES:
+        raise unknown_name(f"transformers detector family (model_type in {folder / 'config.json'})", str(model_type),
+                           list(FAMILIES))
+    return FAMILIES[model_type]
+
+
+def check_loadable(folder: Path, family: Family) -> None:
+    """Refuse, before loading, a checkpoint whose backbone comes from timm: timm imports torchvision, unusable here.
+
+    The real OmDet-Turbo checkpoints are built that way (a timm Swin); one saved with a transformers
+    backbone (use_timm_backbone false) loads and runs.
+    """
+    config = json.loads((folder / "config.json").read_text())
+    backbone = config.get("backbone_config") or {}
+    if config.get("use_timm_backbone") or backbone.get("model_type") == "timm_backbone":
+        try:
+            import timm  # noqa: F401
+        except ImportError:
+            raise UserError(f"{folder}: this {family.name} checkpoint's backbone is a timm model "
+                            f"({config.get('backbone') or backbone.get('backbone') or 'timm'}); timm needs torchvision, "
+                            "which is unusable in this environment, so it cannot be loaded here") from None
+
+
+def check_crop(name: str, image_processor: Any) -> None:
+    """Refuse a processor that center-crops after resizing: boxes in the crop do not map back to the whole image."""
+    if not getattr(image_processor, "do_center_crop", False):
+        return
+    size, crop = dict(image_processor.size or {}), dict(image_processor.crop_size or {})
+    exact = (size.get("height"), size.get("width"))
+    if None not in exact and exact == (crop.get("height"), crop.get("width")):
+        return  # resized to exactly the crop: the crop keeps the whole image
+    raise UserError(f"--model {name}: its image processor resizes to {size} and then center-crops to {crop}, so "
+                    "boxes would miss the cropped-off border; save it with do_center_crop=False or a crop equal "
+                    "to the resize")
+
+
+def weights_file(folder: Path) -> Path:
+    return next(folder / f for f in WEIGHT_FILES if (folder / f).is_file())
+
+
+@dataclass
+class Loaded:
+    """A loaded detector: the torch model, its tokenizer and image processor."""
+
+    family: Family
+    folder: Path
+    model: Any
+    tokenizer: Any
+    image_processor: Any
+
+
+def load(name: str) -> Loaded:
+    """Load `hf:DIR` with local files only (no network); errors name the directory and the missing piece."""
+    from transformers import AutoImageProcessor, AutoModelForZeroShotObjectDetection, AutoTokenizer
+
+    folder = model_dir(name)
+    family = detect_family(folder)
+    check_loadable(folder, family)
+    pieces: dict[str, Any] = {}
+    for what, loader in (("model", AutoModelForZeroShotObjectDetection), ("tokenizer", AutoTokenizer),
+                         ("image processor", AutoImageProcessor)):
+        try:
+            pieces[what] = loader.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError, ImportError) as e:
+            raise UserError(f"--model {name}: cannot load its {what} from {folder}: {e}") from None
+    pieces["model"].eval()
+    check_crop(name, pieces["image processor"])
+    return Loaded(family, folder, pieces["model"], pieces["tokenizer"], pieces["image processor"])

@@ -1,0 +1,60 @@
+"""Training samples for transformers' Grounding DINO family: a detection split under one class caption.
+
+transformers computes the loss itself from `labels`: per image, the class index of each box (its phrase
+in the caption, which the model finds between the "." delimiters) and the box as normalised
+(cx, cy, w, h). `collate_inputs` batches samples into the model's keyword inputs; bench.runs.train uses
+it instead of GLIP's collate when a training set has it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+class CaptionTrainSet(torch.utils.data.Dataset):
+    """Images with boxes of a detection split; boxes labelled by their category's place in the caption."""
+
+    def __init__(self, dataset: Any, category_ids: Sequence[int], text: dict[str, torch.Tensor],
+                 image_processor: Any, *, seed: int, flip_prob: float = 0.5) -> None:
+        self.dataset = dataset
+        self.index = {c: i for i, c in enumerate(category_ids)}
+        self.text = text
+        self.image_processor = image_processor
+        self.flip_prob = flip_prob
+        self.rng = random.Random(seed)
+        self.image_ids = [i for i in dataset.image_ids if any(c in self.index for c in dataset.category_ids(i))]
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, i: int) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """(PIL image, [N, 4] normalised cxcywh, [N] class indices), flipped with probability flip_prob."""
+        from PIL import Image
+
+        image_id = self.image_ids[i]
+        image = self.dataset.load_image(image_id)
+        width, height = image.size
+        pairs = [(b, self.index[c]) for b, c in zip(self.dataset.boxes_xyxy(image_id).tolist(),
+                                                    self.dataset.category_ids(image_id)) if c in self.index]
+        boxes = torch.tensor([b for b, _ in pairs], dtype=torch.float32).reshape(-1, 4)
+        if self.rng.random() < self.flip_prob:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+        scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+        x1, y1, x2, y2 = (boxes / scale).clamp(0, 1).unbind(-1)
+        cxcywh = torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
+        return image, cxcywh, torch.tensor([c for _, c in pairs], dtype=torch.long)
+
+    def collate_inputs(self, samples: Sequence[tuple[Any, torch.Tensor, torch.Tensor]], device: str
+                       ) -> dict[str, Any]:
+        """The model's keyword inputs for a batch: pixels (padded, with their mask), the caption per image, labels."""
+        pixels = self.image_processor(images=[s[0] for s in samples], return_tensors="pt")
+        n = len(samples)
+        inputs = {k: pixels[k].to(device) for k in ("pixel_values", "pixel_mask") if k in pixels}
+        inputs.update({k: v.expand(n, -1).to(device) for k, v in self.text.items()})
+        inputs["labels"] = [{"class_labels": c.to(device), "boxes": b.to(device)} for _, b, c in samples]
+        return inputs

@@ -1,0 +1,182 @@
+"""Tiny random transformers detectors saved with `save_pretrained`, for tests: every family, offline.
+
+Each model gets a tokenizer written here (a BERT vocab.txt, or a CLIP vocab.json + merges.txt) and a
+processor whose images are small, so a forward pass on CPU takes milliseconds. The BERT vocabulary
+puts [CLS], [SEP], "." and "?" at bert-base-uncased's ids (101, 102, 1012, 1029): transformers'
+Grounding DINO loss finds the class phrases of a caption by those ids.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+FAMILIES = ("grounding-dino", "mm-grounding-dino", "owlv2", "owlvit", "omdet-turbo")
+WORDS = ("a", "an", "the", "of", "photo", "red", "green", "blue", "yellow", "circle", "square", "triangle", "star",
+         "shape", "object", "ring", "cross", "and", "on", "left", "right")
+
+
+def write_bert_vocab(folder: Path) -> Path:
+    """vocab.txt with the special tokens at bert-base-uncased's ids and WORDS after them."""
+    tokens = [f"[unused{i}]" for i in range(1030)]
+    tokens[0], tokens[100], tokens[101], tokens[102], tokens[103] = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+    tokens[1012], tokens[1029], tokens[1010] = ".", "?", ","
+    tokens += list(WORDS)
+    path = folder / "vocab.txt"
+    path.write_text("\n".join(tokens) + "\n")
+    return path
+
+
+def write_clip_vocab(folder: Path) -> tuple[Path, Path]:
+    """vocab.json + merges.txt of a byte-level BPE that knows WORDS as whole tokens."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    base = list(bytes_to_unicode().values())
+    vocab = base + [b + "</w>" for b in base]
+    merges: list[str] = []
+    for word in WORDS:
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(pieces) > 1:
+            merges.append(f"{pieces[0]} {pieces[1]}")
+            pieces = [pieces[0] + pieces[1], *pieces[2:]]
+            if pieces[0] not in vocab:
+                vocab.append(pieces[0])
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    ids = {tok: i for i, tok in enumerate(dict.fromkeys(vocab))}
+    (folder / "vocab.json").write_text(json.dumps(ids))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
+    return folder / "vocab.json", folder / "merges.txt"
+
+
+def _bert_text_config(vocab_size: int):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=64)
+
+
+def _swin(out_features: list[str]):
+    from transformers import SwinConfig
+
+    return SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4, image_size=64,
+                      out_features=out_features)
+
+
+def _grounding_dino(folder: Path, mm: bool) -> None:
+    from transformers import BertTokenizerFast, GroundingDinoProcessor
+    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import (
+        GroundingDinoImageProcessorPil,
+    )
+
+    if mm:
+        from transformers import MMGroundingDinoConfig as Config
+        from transformers import MMGroundingDinoForObjectDetection as Model
+    else:
+        from transformers import GroundingDinoConfig as Config
+        from transformers import GroundingDinoForObjectDetection as Model
+    tokenizer = BertTokenizerFast(vocab=str(write_bert_vocab(folder)))
+    config = Config(backbone_config=_swin(["stage2", "stage3", "stage4"]), text_config=_bert_text_config(len(tokenizer)),
+                    d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                    encoder_attention_heads=2, decoder_attention_heads=2, num_queries=30, num_feature_levels=4,
+                    max_text_len=32, encoder_n_points=2, decoder_n_points=2)
+    Model(config).save_pretrained(folder)
+    images = GroundingDinoImageProcessorPil(size={"shortest_edge": 96, "longest_edge": 128})
+    GroundingDinoProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+
+
+def _owl(folder: Path, v2: bool) -> None:
+    from transformers import CLIPTokenizer
+
+    if v2:
+        from transformers import Owlv2Config as Config
+        from transformers import Owlv2ForObjectDetection as Model
+        from transformers import Owlv2Processor as Processor
+        from transformers.models.owlv2.image_processing_pil_owlv2 import Owlv2ImageProcessorPil as Images
+    else:
+        from transformers import OwlViTConfig as Config
+        from transformers import OwlViTForObjectDetection as Model
+        from transformers import OwlViTProcessor as Processor
+        from transformers.models.owlvit.image_processing_pil_owlvit import OwlViTImageProcessorPil as Images
+    vocab, merges = write_clip_vocab(folder)
+    tokenizer = CLIPTokenizer(str(vocab), str(merges), pad_token="!")
+    special = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                   pad_token_id=tokenizer.pad_token_id)
+    text = dict(**special, vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                num_attention_heads=2, max_position_embeddings=16)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=64,
+                  patch_size=16)
+    Model(Config(text_config=text, vision_config=vision, projection_dim=32)).save_pretrained(folder)
+    size = {"height": 64, "width": 64}
+    images = Images(size=size) if v2 else Images(size=size, crop_size=size, do_center_crop=False)
+    Processor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+
+
+def _omdet(folder: Path) -> None:
+    from transformers import CLIPTextConfig, CLIPTokenizer, OmDetTurboConfig, OmDetTurboForObjectDetection
+    from transformers.models.detr.image_processing_pil_detr import DetrImageProcessorPil
+
+    vocab, merges = write_clip_vocab(folder)
+    tokenizer = CLIPTokenizer(str(vocab), str(merges), pad_token="!")
+    text = CLIPTextConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                          pad_token_id=tokenizer.pad_token_id, vocab_size=len(tokenizer), hidden_size=48, intermediate_size=64, num_hidden_layers=1,
+                          num_attention_heads=2, max_position_embeddings=77, projection_dim=32)
+    config = OmDetTurboConfig(
+        text_config=text, backbone_config=_swin(["stage2", "stage3", "stage4"]), use_timm_backbone=False,
+        image_size=64, apply_layernorm_after_vision_backbone=False, text_projection_in_dim=48, text_projection_out_dim=48, task_encoder_hidden_dim=48,
+        class_embed_dim=48, num_queries=20, encoder_hidden_dim=32, vision_features_channels=[32, 32, 32],
+        encoder_in_channels=[32, 64, 128], encoder_attention_heads=2, encoder_dim_feedforward=32,
+        decoder_hidden_dim=32, decoder_num_heads=2, decoder_num_layers=1, decoder_dim_feedforward=32,
+        decoder_num_points=2, cache_size=8)
+    OmDetTurboForObjectDetection(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    DetrImageProcessorPil(size={"height": 64, "width": 64}, do_pad=False).save_pretrained(folder)
+
+
+def save_tiny(family: str, folder: str | Path, seed: int = 0) -> Path:
+    """A random tiny `family` detector + processor saved into `folder` (made if missing); returns it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    builders = {"grounding-dino": lambda: _grounding_dino(folder, mm=False),
+                "mm-grounding-dino": lambda: _grounding_dino(folder, mm=True),
+                "owlv2": lambda: _owl(folder, v2=True), "owlvit": lambda: _owl(folder, v2=False),
+                "omdet-turbo": lambda: _omdet(folder)}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        builders[family]()
+    return folder
+
+
+# ------------------------------------------------------------------ running one through the CLI
+TASK = "synth-shapes"
+
+
+def make_data(root: Path) -> Path:
+    """synth-shapes and synth-grounding at the smallest scale (8 images per split) under `root`."""
+    from bench.synthetic.generate import generate
+
+    generate(root, scale=0.01, tasks=[TASK, "synth-grounding"])
+    return root
+
+
+def run_cli(model_dir: Path, data_root: Path, results: Path, *extra: str, task: str = TASK,
+            regime: str = "zero-shot") -> tuple[int, list[dict]]:
+    """`glip-bench run --model hf:DIR ...` in this process: (exit code, the records written)."""
+    from bench.cli import main
+
+    rc = main(["run", "--model", f"hf:{model_dir}", "--tasks", task, "--regime", regime, "--data-root",
+               str(data_root), "--results", str(results), *extra])
+    records = [json.loads(p.read_text()) for p in sorted(results.glob("runs/*/record.json"))]
+    return rc, records
+
+
+class OneThread:
+    """torch on one thread for the block: tiny models spend most of their time in thread hand-offs otherwise."""
+
+    def __enter__(self) -> None:
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self.threads)
