@@ -71,11 +71,6 @@ class DetectionDataset:
     def image_ids(self) -> list[int]:
         return [img.id for img in self.images]
 
-    @property
-    def category_id_list(self) -> list[int]:
-        """Category ids in prompt order (sorted by id, glip-official.md 3.1 step 1)."""
-        return [c["id"] for c in self.categories]
-
     def image(self, image_id: int) -> ImageInfo:
         try:
             return self._by_id[image_id]

@@ -206,23 +206,3 @@ def summarise(records: list[dict], forgetting_table: pd.DataFrame, selftrain: di
                   *markdown_table(selftrain["summary"])]
     return {"markdown": "\n".join(lines) + "\n", "targets": checks, "timings": timings, "reused": reused or {},
             "zero_shot": zs.reset_index().to_dict(orient="records")}
-
-
-def rebuild_summary(out: str | Path, plan: Any) -> dict[str, Any]:
-    """The demo summary again from what a demo leaves in `out` (records, forgetting.csv, diagnosis.csv,
-    selftrain/selftrain_summary.csv and the timings in summary.json), without running anything."""
-    import json
-
-    from bench.results.store import load_record
-
-    out = Path(out)
-    records = [r for r in map(load_record, sorted((out / "runs").glob("*/record.json"))) if r is not None]
-    previous = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-
-    def csv(path: Path) -> pd.DataFrame:
-        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
-
-    selftrain_summary = out / "selftrain" / "selftrain_summary.csv"
-    selftrain = {"summary": pd.read_csv(selftrain_summary)} if selftrain_summary.is_file() else {}
-    return summarise(records, csv(out / "forgetting.csv"), selftrain, plan, previous["timings"],
-                     csv(out / "diagnosis.csv"), previous.get("reused"))

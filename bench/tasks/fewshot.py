@@ -19,7 +19,7 @@ When the data set ships pre-sampled split files (`Task.fewshot_path`), those are
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +137,3 @@ def fewshot_subset(
         raise UserError(f"the {which} split of task {task.name} has no annotated images to sample {shots} shots from")
     return FewShotSplit(full.subset(ids), ids, source)
 
-
-def describe(ids: Sequence[int]) -> str:
-    return f"{len(ids)} images: {', '.join(map(str, list(ids)[:8]))}{' ...' if len(ids) > 8 else ''}"

@@ -13,6 +13,7 @@ import pytest
 
 from bench.synthetic import generate
 from bench.synthetic.writers import FEWSHOT_SEEDS, FEWSHOT_SHOTS
+from bench.tasks.fewshot import fewshot_subset
 
 DETECTION = ["synth-shapes", "synth-colours", "synth-compositions", "synth-novel", "synth-crowded"]
 SYNTH_TASKS = DETECTION + ["synth-grounding", "synth-lvis"]
@@ -151,7 +152,7 @@ def test_mdetr_grounding_json_and_entities_agree(data_root: Path) -> None:
 
 def test_every_synthetic_task_loads_through_the_registry(data_root: Path) -> None:
     registry = pytest.importorskip("bench.tasks.registry")
-    tasks = {t.name: t for t in registry.list_tasks() if t.root.startswith("synthetic/")}
+    tasks = {t.name: t for t in registry.load_registry().list() if t.root.startswith("synthetic/")}
     assert sorted(tasks) == sorted(SYNTH_TASKS)
     assert sorted(t.name for t in registry.resolve_tasks("synth")) == sorted(DETECTION)
     for name, task in tasks.items():
@@ -174,6 +175,7 @@ def test_every_synthetic_task_loads_through_the_registry(data_root: Path) -> Non
             else:
                 assert names == list(task.classes)
         if task.fewshot:
-            fs = task.load_fewshot(1, 3, data_root)
+            fs = fewshot_subset(task, "train", 1, 3, data_root)
+            assert fs.source == "fewshot_train_shot1_seed3.json"
             assert task.fewshot_path(10, 300, data_root, which="val") is not None
-            assert 0 < len(fs.images) <= len(task.load("train", data_root).images)
+            assert 0 < len(fs.dataset.images) <= len(task.load("train", data_root).images)
