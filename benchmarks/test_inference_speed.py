@@ -6,7 +6,7 @@ prior: no candidate passes 0.05, so the postprocess, the same in both paths, cos
 is the model compute saved); glip-synth briefly trained on synth-shapes (200 AdamW steps, fixture
 `trained_synth`) for the batch-size, overhead and AP groups, so the postprocess sees realistic candidates.
 The equality of the fast and the naive paths is tested in
-tests/bench/test_inference.py, not here. Nothing asserts a time.
+tests/bench/models/test_inference.py, not here. Nothing asserts a time.
 
 - chunked prompts: an LVIS-like prompt of 1203 names in 31 chunks of 40. Per image, the naive path runs the
   whole model once per chunk; the cached path runs backbone + FPN once and fusion + head + postprocess per

@@ -27,12 +27,12 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 NOT_RUNNABLE = {
     "pip install nox && nox -s demo":
         "creates a virtualenv from PyPI and runs the full 14-minute demo; the `glip-bench demo --quick` it wraps "
-        "is tests/bench/test_demo.py::test_quick_demo_runs_every_stage",
+        "is tests/bench/studies/test_demo.py::test_quick_demo_runs_every_stage",
     "nox -s tests": "runs this test suite itself",
     "torchrun --nproc_per_node 8 -m bench.cli run --model glip-t --checkpoint glip-t.safetensors "
     "--text-encoder bert-base-uncased --tasks odinw13 --regime full-ft --device cuda --data-root /data":
         "needs 8 GPUs, the glip-t weights, BERT and the ODinW data; two CPU processes on the synthetic world are "
-        "tests/bench/test_run_torchrun.py",
+        "tests/bench/distributed/test_run_torchrun.py",
 }
 # README command -> what replaces what in it here (official weights, BERT and a street photo cannot be fetched)
 STAND_INS = {
