@@ -53,14 +53,14 @@ def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bench.reports import leaderboard as lb
-    from bench.reports.load import load_records
+    from bench.reports.load import load_record_frame
     from bench.reports.reference import default_reference_dir, load_reference
     from bench.util.errors import UserError
     from bench.util.io import atomic_write_text
     from bench.util.logs import get_logger
 
     log = get_logger("leaderboard")
-    df = load_records(args.results)
+    df = load_record_frame(args.results)
     if df.empty:
         raise UserError(f"no record.json found under {args.results}; run `glip-bench run` first or pass --results")
     reference = None

@@ -18,7 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def summarise(data: dict) -> list[str]:
+def summary_lines(data: dict) -> list[str]:
+    """One line per benchmark, grouped, fastest first, with its ratio to the group's baseline."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for b in data.get("benchmarks", []):
         groups[b.get("group") or b["name"]].append(b)
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no benchmark file at {path}: run `nox -s bench` first", file=sys.stderr)
         return 2
     data = json.loads(path.read_text())
-    print("\n".join(summarise(data) + [""] + headline(data)))
+    print("\n".join(summary_lines(data) + [""] + headline(data)))
     return 0
 
 

@@ -38,7 +38,7 @@ def forgetting(records: list[dict], data_root: Path, results_dir: Path, infer_ba
     """
     from bench.results import store
     from bench.runs import runner
-    from bench.runs.train import load_weights
+    from bench.runs.train import load_adapter
     from bench.tasks.registry import get_task
 
     k = _max_shots(records)
@@ -53,7 +53,7 @@ def forgetting(records: list[dict], data_root: Path, results_dir: Path, infer_ba
         adapter = store.run_dir(results_dir, spec) / store.ADAPTER
         model_over, _ = runner.split_overrides(spec.overrides, spec.regime)
         model = runner.build_model(runner.model_config(spec.model, model_over), spec.checkpoint)
-        load_weights(model, adapter, strict=True)
+        load_adapter(model, adapter, strict=True)
         model.eval()
         chunks = runner.prompt_chunks(task, dataset, model.tokenizer, spec.prompt_set)
         preds, _ = runner.predict_detection(model, dataset, chunks, task.detections_per_image, infer_batch_size, "cpu",
@@ -158,7 +158,7 @@ def _mean_std(values: list[float]) -> str:
     return f"{s.mean():.1f}" if len(s) == 1 else f"{s.mean():.1f} ± {s.std():.1f} (n={len(s)})"
 
 
-def summarise(records: list[dict], forgetting_table: pd.DataFrame, selftrain: dict[str, Any], plan: Any,
+def demo_summary(records: list[dict], forgetting_table: pd.DataFrame, selftrain: dict[str, Any], plan: Any,
               timings: dict[str, float], diagnosis: pd.DataFrame | None = None,
               reused: dict[str, int] | None = None) -> dict[str, Any]:
     """The numbers a reader wants first, as Markdown (printed at the end of the demo) and as data."""

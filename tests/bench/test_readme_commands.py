@@ -79,16 +79,16 @@ def world(tmp_path_factory):
     import torch
 
     import glip
-    from bench.runs.train import save_weights
+    from bench.runs.train import save_adapter
     from bench.synthetic.generate import generate
 
     root = tmp_path_factory.mktemp("readme")
     generate(root / "data", seed=0, scale="quick", tasks=["synth-shapes", "synth-grounding"])
     for fusion in ("deep", "late"):
         torch.manual_seed(0)
-        save_weights(glip.from_pretrained(glip.get_preset("glip-synth", fusion=fusion)), root / f"{fusion}.safetensors")
+        save_adapter(glip.from_pretrained(glip.get_preset("glip-synth", fusion=fusion)), root / f"{fusion}.safetensors")
     torch.manual_seed(0)
-    save_weights(glip.from_pretrained("glip-tiny"), root / "tiny.safetensors")
+    save_adapter(glip.from_pretrained("glip-tiny"), root / "tiny.safetensors")
     return root
 
 

@@ -255,7 +255,7 @@ def pseudo_label(
         return {"finished": False, "labelled": len(done), "records": len(records)}
 
     data = build_grounding_json([done[r.id] for r in records])
-    summary = summarise(data, [done[r.id] for r in records])
+    summary = label_counts(data, [done[r.id] for r in records])
     summary.update(extractor=ext.name, threshold=threshold, resumed=resumed, out=str(out),
                    seconds=time.perf_counter() - start, finished=True)
     data["info"] = {"tool": TOOL, "version": FORMAT_VERSION, "teacher": teacher_info or {}, "threshold": threshold,
@@ -295,7 +295,8 @@ def build_grounding_json(entries: Sequence[dict]) -> dict[str, Any]:
             "categories": [{"id": 1, "name": "object", "supercategory": "object"}]}
 
 
-def summarise(data: dict[str, Any], entries: Sequence[dict]) -> dict[str, Any]:
+def label_counts(data: dict[str, Any], entries: Sequence[dict]) -> dict[str, Any]:
+    """How much the teacher labelled: the counts a reader checks before training on the file."""
     phrases = [p[0].lower() for e in entries for p in e["phrases"]]
     kept = [e["phrases"][lab][0].lower() for e in entries for lab in {b[0] for b in e["boxes"]}]
     return {
@@ -392,13 +393,13 @@ def load_teacher(preset: str, checkpoint: str | os.PathLike | None = None, token
         if hasattr(glip, "from_pretrained"):
             model = glip.from_pretrained(preset, checkpoint=None if checkpoint is None else str(checkpoint), tokenizer=tok)
         else:  # the package API has not landed yet: build from the preset, load safetensors weights
-            from bench.runs.train import load_weights
+            from bench.runs.train import load_adapter
             from glip.config import get_preset
             from glip.model import GLIP
 
             model = GLIP(get_preset(preset), tokenizer=tok)
             if checkpoint is not None:
-                load_weights(model, checkpoint)
+                load_adapter(model, checkpoint)
     except KeyError as e:
         raise UserError(str(e).strip("'\"")) from None
     info = {"preset": preset, "checkpoint": None if checkpoint is None else str(checkpoint),
