@@ -19,7 +19,7 @@ Layout under <data_root>/synthetic/ (paths match tasks/synthetic/*.yaml):
     synth-{shapes,colours,compositions,novel,crowded}/     Roboflow / ODinW export
         {train,valid,test}/NNNNNN.png + annotations_without_background.json (COCO, category ids 1..K)
         train/fewshot_train_shot{k}_seed{s}.json, valid/fewshot_val_shot{k}_seed{s}.json
-            (k in 1,3,5,10; s in 3,30,300; the official greedy image-level quota, writers.fewshot_subset)
+            (k in 1,3,5,10; s in 3,30,300; the official greedy image-level quota, writers.fewshot_coco)
     synth-grounding/                                Flickr30K-style grounding
         flickr30k-images/<original_img_id>.png
         mdetr_annotations/final_flickr_separateGT_{train,val,test}.json   (MDETR json)

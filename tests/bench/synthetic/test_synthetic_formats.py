@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from bench.synthetic import generate
-from bench.synthetic.writers import FEWSHOT_SEEDS, FEWSHOT_SHOTS
+from bench.tasks.fewshot import SEEDS as FEWSHOT_SEEDS
+from bench.tasks.fewshot import SHOTS as FEWSHOT_SHOTS
 from bench.tasks.fewshot import fewshot_subset
 
 DETECTION = ["synth-shapes", "synth-colours", "synth-compositions", "synth-novel", "synth-crowded"]

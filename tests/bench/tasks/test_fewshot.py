@@ -123,13 +123,14 @@ def _coco_world(seed: int, n_images: int = 80, n_cats: int = 6) -> dict:
 
 
 @pytest.mark.parametrize("world_seed", [0, 1, 2])
-def test_synthetic_fewshot_files_draw_what_the_runner_samples(world_seed):
-    from bench.synthetic.writers import fewshot_subset as synthetic_fewshot
+def test_synthetic_fewshot_files_hold_the_protocols_sample(world_seed):
+    from bench.synthetic.writers import fewshot_coco
 
     coco = _coco_world(world_seed)
     for k in (1, 3, 5, 10):
         for seed in (3, 30, 300):
-            drawn = sample_image_ids([im["id"] for im in coco["images"]], categories_by_image(coco), k, seed)
-            written = synthetic_fewshot(coco, k, seed)
+            drawn = _reference([im["id"] for im in coco["images"]], categories_by_image(coco), k, seed)
+            assert drawn == sample_image_ids([im["id"] for im in coco["images"]], categories_by_image(coco), k, seed)
+            written = fewshot_coco(coco, k, seed)
             assert {im["id"] for im in written["images"]} == set(drawn), (k, seed)
             assert written["annotations"] == [a for a in coco["annotations"] if a["image_id"] in set(drawn)]
