@@ -19,6 +19,23 @@ def parse_seeds(text: str | None) -> list[int] | None:
         raise UserError(f"--seeds takes comma-separated integers such as 0,1,2 (got {text!r})") from e
 
 
+def registry_group_sizes() -> dict[str, int]:
+    """Group sizes from the task registry (tasks/*.yaml), which knows the tasks nobody has run yet.
+
+    Read here, not in bench.reports, which builds its tables from records alone. Optional: the tables
+    are still built when the registry cannot be read."""
+    from bench.util.logs import get_logger
+
+    try:
+        from bench.tasks.registry import all_groups
+
+        return {g: len(members) for g, members in all_groups().items()}
+    except Exception as e:  # noqa: BLE001 - any registry problem only costs the extra knowledge
+        get_logger("leaderboard").warning(
+            "task registry not readable (%s); group sizes come from the records and --group-size", e)
+        return {}
+
+
 def parse_group_sizes(items: list[str] | None) -> dict[str, int]:
     from bench.util.errors import UserError
 
@@ -73,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
                 log.warning("no reference numbers at %s; the table has reproduced rows only", default)
         reference = load_reference(paths) if paths else None
     seeds = parse_seeds(args.seeds)
-    sizes = {**lb.registry_group_sizes(), **parse_group_sizes(args.group_size)}
+    sizes = {**registry_group_sizes(), **parse_group_sizes(args.group_size)}
     table = lb.leaderboard_table(df, reference, seeds=seeds, group_sizes=sizes)
     values = lb.leaderboard_values(df, seeds=seeds, group_sizes=sizes)
     out = Path(args.out or args.results)

@@ -390,16 +390,7 @@ def load_teacher(preset: str, checkpoint: str | os.PathLike | None = None, token
         except (OSError, FileNotFoundError, ValueError) as e:
             raise UserError(f"cannot load the tokenizer from {tokenizer}: {e}") from e
     try:
-        if hasattr(glip, "from_pretrained"):
-            model = glip.from_pretrained(preset, checkpoint=None if checkpoint is None else str(checkpoint), tokenizer=tok)
-        else:  # the package API has not landed yet: build from the preset, load safetensors weights
-            from bench.runs.train import load_adapter
-            from glip.config import get_preset
-            from glip.model import GLIP
-
-            model = GLIP(get_preset(preset), tokenizer=tok)
-            if checkpoint is not None:
-                load_adapter(model, checkpoint)
+        model = glip.from_pretrained(preset, checkpoint=None if checkpoint is None else str(checkpoint), tokenizer=tok)
     except KeyError as e:
         raise UserError(str(e).strip("'\"")) from None
     info = {"preset": preset, "checkpoint": None if checkpoint is None else str(checkpoint),
