@@ -2,9 +2,10 @@
 
 Per image: `neg_category_ids` (verified absent) and `not_exhaustive_category_ids`; per category:
 `frequency` in r/c/f (for APr/APc/APf). Images are COCO 2017 train/val files; as the official
-LvisDetection does, the file path is the last two parts of `coco_url` ("val2017/0000....jpg")
-under the images dir, falling back to `file_name` when a file has no coco_url. Class names come
-from the file (1203 for v1) in category-id order (glip-official.md 3.1 step 1).
+LvisDetection does, the file path is the last two parts of `coco_url` ("val2017/0000....jpg") under the
+images dir, falling back to `file_name` when a file has no coco_url. Class names come from the file
+(1203 for v1) in category-id order (maskrcnn_benchmark/engine/inference.py,
+create_queries_and_maps: sorted keys).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """COCO box AP with pycocotools (the reference) or faster-coco-eval (the fast default).
 
-GLIP scores COCO and every ODinW task with pycocotools COCOeval, iouType bbox, maxDets 100, and
-reports stats[0] (glip-official.md 4.4). faster-coco-eval runs the same algorithm in C++ (it wraps
-detectron2's COCOeval_opt); tests/bench/metrics/test_metrics_coco.py checks that its 12 stats
-equal pycocotools' on a generated 1000-image fixture (bench/testing/metrics.py). Boxes are COCO xywh as exported by the runner
-(official +1 width); both libraries compute IoU on xywh without a +1, exactly as the official
-evaluation does.
+GLIP scores COCO and every ODinW task with pycocotools COCOeval, iouType bbox, maxDets 100, and reports
+stats[0] (maskrcnn_benchmark/data/datasets/evaluation/coco/coco_eval.py). faster-coco-eval runs the same
+algorithm in C++ (it wraps detectron2's COCOeval_opt); tests/bench/metrics/test_metrics_coco.py checks
+that its 12 stats equal pycocotools' on a generated 1000-image fixture (bench/testing/metrics.py). Boxes
+are COCO xywh as exported by the runner (official +1 width); both libraries compute IoU on xywh without
+a +1, exactly as the official evaluation does.
 """
 
 from __future__ import annotations

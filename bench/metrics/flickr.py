@@ -1,8 +1,8 @@
 """Flickr30K Entities phrase grounding: Recall@1/5/10 and the upper bound, overall and per phrase type.
 
-The protocol is MDETR's `Flickr30kEntitiesRecallEvaluator` (datasets/flickr_eval.py), which GLIP
-copies (maskrcnn_benchmark/data/datasets/evaluation/flickr/flickr_eval.py; glip-official.md 6,
-peers.md 5.3). Written here from that definition, not from its code:
+The protocol is MDETR's `Flickr30kEntitiesRecallEvaluator` (datasets/flickr_eval.py), which GLIP copies
+(maskrcnn_benchmark/data/datasets/evaluation/flickr/flickr_eval.py). Written here from that definition,
+not from its code:
 
 - Phrases without a ground-truth box (Flickr's "nobndbox"/"scene" phrases) are not scored.
 - A phrase's predictions are its boxes ranked by score. The phrase is a hit at k when the best IoU

@@ -1,9 +1,9 @@
 """LVIS box AP (standard, 300 detections per image) and Fixed AP (10k detections per class).
 
-Both run the federated LVIS evaluation: a detection of category c in an image is scored only when c
-is annotated there (positive) or listed in the image's neg_category_ids; unmatched detections of a
-category in not_exhaustive_category_ids are not false positives; APr/APc/APf average over the
-categories' frequency groups (peers.md 5.2).
+Both run the federated LVIS evaluation: a detection of category c in an image is scored only when c is
+annotated there (positive) or listed in the image's neg_category_ids; unmatched detections of a category
+in not_exhaustive_category_ids are not false positives; APr/APc/APf average over the categories'
+frequency groups (lvis-api, lvis/eval.py).
 
 - lvis_bbox: lvis-api's standard protocol, the top 300 detections per image by score.
 - lvis_fixed_ap: Fixed AP (Dave et al. 2021, "Evaluating Large-Vocabulary Object Detectors"), the
@@ -17,8 +17,9 @@ lvis_style=True (same matching in C++), checked equal to lvis-api in tests/bench
 lvis-api 0.5.3 calls `np.float`, which numpy >= 1.24 removed; `numpy_float_alias` restores it only
 while lvis-api runs.
 
-The official GLIP LVIS path scores only the first image of each per-GPU batch (glip-official.md 3.4);
-this module scores every image it is given, which is what the runner must pass.
+The official GLIP LVIS path scores only the first image of each per-GPU batch
+(maskrcnn_benchmark/engine/inference.py, inference: `output[0]`); this module scores every image it is
+given, which is what the runner must pass.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ why the summary never compares against numbers from another file.
 
     python -m bench.reports.benchmarks results/benchmarks/latest.json
 
-It ends with `headline`: the ratios issue #9 sets targets for, one line each.
+It ends with `headline`: the ratios the project sets speed targets for, one line each.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def _info(data: dict, name: str, key: str) -> float | None:
 
 
 def headline(data: dict) -> list[str]:
-    """The ratios issue #9 sets targets for, one line each, from whichever benchmarks this run holds."""
-    lines = ["speed targets (issue #9), this run:"]
+    """The ratios the project sets speed targets for, one line each, from whichever benchmarks this run holds."""
+    lines = ["speed targets, this run:"]
     chunk = _info(data, "test_chunked_prompt_glip_t_parts[glip-t]", "cached_over_naive")
     if chunk is not None:
         official = _info(data, "test_chunked_prompt_glip_t_parts[glip-t]", "cached_over_official_naive")

@@ -114,7 +114,7 @@ def mdetr_dict(entries: Sequence[dict]) -> dict:
 
 
 def recall_gt(entries: Sequence[dict]) -> list[dict]:
-    """Ground truth of the flickr_recall metric (CONTRACTS.md section 5): legacy inclusive xyxy boxes."""
+    """Ground truth of the flickr_recall metric (docs/formats.md, section 2): legacy inclusive xyxy boxes."""
     out = []
     for e in entries:
         phrases = []

@@ -1,11 +1,11 @@
 """A task's prompt set -> GLIP prompt chunks whose phrases map back to data-set category ids.
 
-Names, prefixes and suffixes come from `Task.prompt_names` (category-id order; plain = the class
-names through the official clean_name, official = the ODinW-35 caption prompts). They go to
-`glip.prompts.build_prompt_chunks`, which splits them into consecutive chunks that fit 256 tokens
-(LVIS: blocks of `chunk_size` 40, glip-official.md 3.3). The model's labels are 0-based phrase
-indices *within a chunk*; the second element of each pair maps them to data-set category ids,
-which is what prediction files hold.
+Names, prefixes and suffixes come from `Task.prompt_names` (category-id order; plain = the class names
+through the official clean_name, official = the ODinW-35 caption prompts). They go to
+`glip.prompts.build_prompt_chunks`, which splits them into consecutive chunks that fit 256 tokens (LVIS:
+blocks of `chunk_size` 40, TEST.CHUNKED_EVALUATION in maskrcnn_benchmark/engine/inference.py). The
+model's labels are 0-based phrase indices *within a chunk*; the second element of each pair maps them to
+data-set category ids, which is what prediction files hold.
 """
 
 from __future__ import annotations

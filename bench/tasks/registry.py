@@ -215,8 +215,9 @@ class Task:
         """(names, prefixes, suffixes) in category-id order, exactly as they go into the caption.
 
         A name the prompt set does not override goes through the official clean_name (evaluation
-        path, glip-official.md 3.1 step 2); a name given by the set is used raw, as the official
-        CAPTION_PROMPT names are (3.1 step 5). Keys of a set's names/prefix/suffix are base names.
+        path: maskrcnn_benchmark/data/datasets/od_to_grounding.py); a name given by the set is used raw,
+        as the official CAPTION_PROMPT names are (create_queries_and_maps). Keys of a set's names/prefix/suffix are
+        base names.
         """
         from glip.prompts import clean_name
 

@@ -53,8 +53,9 @@ class Budget:
     lr: float = 5e-4
     lang_lr: float = 5e-4  # the novel word's embedding must move within a few steps
     student_frozen_groups: tuple[str, ...] = ("backbone_stem", "backbone")
-    # below the CLI's 0.5: a phrase's score is the mean over its tokens (official, glip-official.md 1.8), so a
-    # box found through the context ("red") is diluted by the unknown word's token
+    # below the CLI's 0.5: a phrase's score is the mean over its tokens (official SCORE_AGG MEAN,
+    # maskrcnn_benchmark/modeling/rpn/inference.py), so a box found through the context ("red") is
+    # diluted by the unknown word's token
     threshold: float = 0.3
     control: bool = True  # also train a student on the human data alone (same steps)
     teacher_iters: int = 12  # only when no teacher checkpoint is given

@@ -102,7 +102,8 @@ def read_captions(path: str | os.PathLike) -> list[CaptionRecord]:
 
 # ----------------------------------------------------------------------------------------- labelling
 def _boxes_xywh(boxes_xyxy: Any) -> list[list[float]]:
-    """Legacy xyxy -> COCO xywh with the official +1 width (glip-official.md 1.9), 2 decimals."""
+    """Legacy xyxy -> COCO xywh with the official +1 width, 2 decimals (BoxList.convert in
+    maskrcnn_benchmark/structures/bounding_box.py)."""
     out = []
     for x1, y1, x2, y2 in boxes_xyxy.tolist():
         out.append([round(x1, 2), round(y1, 2), round(x2 - x1 + 1, 2), round(y2 - y1 + 1, 2)])

@@ -63,7 +63,8 @@ def test_odinw_exports_are_valid_coco(data_root: Path, task: str) -> None:
 
 def _shuffled_ids(ids: list[int], seed: int) -> list[int]:
     order = sorted(ids)
-    random.Random(seed).shuffle(order)  # the official COCODataset order (glip-official.md 4.3)
+    # the official order (COCODataset in maskrcnn_benchmark/data/datasets/coco.py)
+    random.Random(seed).shuffle(order)
     return order
 
 
