@@ -188,12 +188,17 @@ def load_coco(
     classes: Sequence[str] | None = None,
     renames: dict[str, str] | None = None,
     source: str = "",
+    validate: Callable[[Any, Path], None] = validate_coco,
+    file_name_of: Callable[[dict[str, Any]], str] | None = None,
 ) -> DetectionDataset:
-    """Load a COCO / Roboflow (ODinW) detection json. Images are opened lazily (load_image)."""
+    """Load a COCO / Roboflow (ODinW) detection json. Images are opened lazily (load_image).
+
+    `validate` and `file_name_of` let a COCO-based format (LVIS) reuse this path with its own checks."""
     ann_file, images_dir = Path(ann_file), Path(images_dir)
     data = read_ann_json(ann_file, source)
-    validate_coco(data, ann_file)
+    validate(data, ann_file)
     check_images_dir(images_dir, ann_file, source)
     return build_detection_dataset(
-        data, ann_file, images_dir, name=name, split=split, classes=classes, renames=renames
+        data, ann_file, images_dir, name=name, split=split, classes=classes, renames=renames,
+        file_name_of=file_name_of,
     )
