@@ -1,4 +1,4 @@
-"""Inference engine speed (bench/inference.py): chunked prompts, batch size, harness overhead.
+"""Inference engine speed (bench/models/glip.py): chunked prompts, batch size, harness overhead.
 
 Run with `nox -s bench`; `python -m bench.reports.benchmarks` prints each group's ratios against its baseline
 (extra_info["baseline"]). Models: seeded random weights for the chunked-prompt groups (token scores at the 0.01

@@ -46,7 +46,7 @@ class DemoPlan:
     shots: tuple[int, ...]
     seeds: tuple[int, ...]
     regimes: dict[str, tuple[str, ...]]  # fusion -> training regimes run for it
-    # regime settings: "*" for every training regime, then per regime (bench/regimes.py names)
+    # regime settings: "*" for every training regime, then per regime (bench/runs/regimes.py names)
     train_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     # parameter groups at pretrain_lang_lr: the head's text-side layers too; at the full LR their fresh BERT layers
     # pulled every word's feature together (deep fusion: class words at cosine 0.985) and synth-shapes sat at 13.6

@@ -107,7 +107,7 @@ def _diagnosis_lines(table: pd.DataFrame) -> list[str]:
          .mean().reset_index())
     lines = ["", "## What limits AP: finding objects or naming them", "",
              "Class-agnostic AP merges all classes (best box per location); label accuracy is the share of found "
-             "objects whose best box carries the right label (bench/reports/diagnosis.py; means over seeds).", "",
+             "objects whose best box carries the right label (bench/studies/diagnosis.py; means over seeds).", "",
              "| task | fusion | regime | shots | AP | class-agnostic AP | label accuracy | chance |",
              "|---|---|---|---|---|---|---|---|"]
     for _, row in g.iterrows():
@@ -202,7 +202,8 @@ def demo_summary(records: list[dict], forgetting_table: pd.DataFrame, selftrain:
     lines += _forgetting_lines(forgetting_table)
     if selftrain.get("summary") is not None:
         lines += ["", "## Self-training", "",
-                  "AP on the never-taught concept, mean and 95% CI over seeds (bench/selftrain/experiment.py).", "",
+                  "AP on the never-taught concept, mean and 95% CI over seeds "
+                  "(bench/studies/selftrain/experiment.py).", "",
                   *markdown_table(selftrain["summary"])]
     return {"markdown": "\n".join(lines) + "\n", "targets": checks, "timings": timings, "reused": reused or {},
             "zero_shot": zs.reset_index().to_dict(orient="records")}

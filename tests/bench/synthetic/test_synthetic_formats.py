@@ -108,7 +108,7 @@ def test_fewshot_files_meet_the_quota_greedily_and_differ_across_seeds(data_root
 def test_lvis_files_are_valid_lvis_and_score_perfectly(data_root: Path) -> None:
     from lvis import LVIS, LVISEval, LVISResults
 
-    if not hasattr(np, "float"):  # lvis 0.5.3 uses np.float, removed in numpy >= 1.24 (environment.md)
+    if not hasattr(np, "float"):  # lvis 0.5.3 uses np.float, removed in numpy >= 1.24
         np.float = float  # type: ignore[attr-defined]
     root = data_root / "synthetic" / "synth-lvis"
     for split in ("train", "val", "test"):
