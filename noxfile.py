@@ -129,9 +129,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff on the whole tree."""
-    session.install(*CONSTRAINTS, "ruff")
+    """ruff on the whole tree, then the import contracts of pyproject.toml (import-linter reads the
+    source, so the project itself need not be installed)."""
+    session.install(*CONSTRAINTS, "ruff", "import-linter")
     session.run("ruff", "check", "glip", "bench", "tests", "noxfile.py")
+    session.run("lint-imports")
 
 
 @nox.session

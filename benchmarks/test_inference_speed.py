@@ -1,4 +1,4 @@
-"""Inference engine speed (bench/inference.py): chunked prompts, batch size, harness overhead.
+"""Inference engine speed (bench/models/glip.py): chunked prompts, batch size, harness overhead.
 
 Run with `nox -s bench`; `python -m bench.reports.benchmarks` prints each group's ratios against its baseline
 (extra_info["baseline"]). Models: seeded random weights for the chunked-prompt groups (token scores at the 0.01
@@ -6,7 +6,7 @@ prior: no candidate passes 0.05, so the postprocess, the same in both paths, cos
 is the model compute saved); glip-synth briefly trained on synth-shapes (200 AdamW steps, fixture
 `trained_synth`) for the batch-size, overhead and AP groups, so the postprocess sees realistic candidates.
 The equality of the fast and the naive paths is tested in
-tests/bench/test_inference.py, not here. Nothing asserts a time.
+tests/bench/models/test_inference.py, not here. Nothing asserts a time.
 
 - chunked prompts: an LVIS-like prompt of 1203 names in 31 chunks of 40. Per image, the naive path runs the
   whole model once per chunk; the cached path runs backbone + FPN once and fusion + head + postprocess per
@@ -22,9 +22,9 @@ tests/bench/test_inference.py, not here. Nothing asserts a time.
 - harness overhead: a zero-shot pass over the 5 synthetic detection tasks' test splits at the demo's scale
   (120 images each; the 30-image 'quick' splits overstate per-run fixed costs) (load, predict, save, score, with
   bench.runs.runner's own save and score steps): the share of wall time spent outside the model's calls
-  (ModelTimer). Pipelines, each adding one change of issue #9 to the one before: "plain" (the baseline, run_one
-  before issue #9: each batch decoded when the model asks for it; the predictions scored after a second JSON
-  encoding, with the garbage collector on), "file-scoring" (scored from the saved file with the collector
+  (ModelTimer). Pipelines, each adding one step to the one before: "plain" (the baseline: each batch
+  decoded when the model asks for it; the predictions scored after a second JSON encoding, with the
+  garbage collector on), "file-scoring" (scored from the saved file with the collector
   paused), "+prefetch" (the next batch decoded in a background thread: the default when torch leaves a core
   free, as here with one torch thread on 2 cores), "+gc-freeze" (the heap alive after the model build moved
   out of the collector's reach, as runner.ModelCache does) and "+orjson" (the predictions file written and
@@ -34,7 +34,7 @@ tests/bench/test_inference.py, not here. Nothing asserts a time.
   The rounds' own wall times (stats) say whether a lower harness share is time saved or time moved
   into the model's calls (a busy machine: a prefetch thread with no idle core slows the model).
 - postprocess: glip-synth's head outputs on synth-shapes test (batches of 8) post-processed image by image
-  (the baseline: one positive-map object per image, as before issue #9 every batch) and batched (one prompt
+  (the baseline: one positive-map object per image) and batched (one prompt
   for the batch: tensor ops over the images, one NMS call with images as groups); detections compared.
 - batching vs AP: AP of batch 1, batch 8 in data-set order (the official padding, which the fusion attends
   to), and batch 8 grouped by input size (the default), on synth-shapes test with a third of the images
@@ -252,8 +252,8 @@ def zero_shot_suite(model, data_root, out_dir, num_workers: int, prefetch: bool 
     """Every synthetic detection task's test split, as a zero-shot run does it: load, predict, save, score.
 
     Saving and scoring are bench.runs.runner's own steps: from_file scores the saved file (runner.score_saved,
-    what run_one does), False the predictions re-encoded in memory (runner.score, run_one before issue #9).
-    fast_json False: the same steps with the standard library's JSON instead of orjson (before issue #9).
+    what run_one does), False the predictions re-encoded in memory (runner.score, the baseline).
+    fast_json False: the same steps with the standard library's JSON instead of orjson (the baseline).
     """
     from bench.results import store
     from bench.runs import runner

@@ -13,8 +13,7 @@ import math
 import pytest
 
 from bench.metrics import evaluate
-from bench.metrics.coco import make_detection_fixture
-from bench.metrics.lvis import make_lvis_fixture
+from bench.testing.metrics import make_detection_fixture, make_lvis_fixture
 
 _MIN_SECONDS: dict[tuple[str, str], float] = {}
 _VALUES: dict[tuple[str, str], dict[str, float]] = {}

@@ -37,13 +37,13 @@ def main(args: argparse.Namespace) -> int:
 
     from bench.reports import ablation
     from bench.reports.curves import save_figure
-    from bench.reports.load import load_records
+    from bench.reports.load import load_record_frame
     from bench.util.errors import UserError
     from bench.util.io import atomic_write_text
     from bench.util.logs import get_logger
 
     log = get_logger("ablation")
-    df = load_records(args.results)
+    df = load_record_frame(args.results)
     if df.empty:
         raise UserError(f"no record.json found under {args.results}; run `glip-bench run` first or pass --results")
     a, b = ablation.parse_assignments(args.a), ablation.parse_assignments(args.b)

@@ -28,6 +28,7 @@ def main(args: argparse.Namespace) -> int:
 
     from bench.util.errors import UserError, unknown_name
     from bench.util.logs import get_logger
+    from glip import GLIP
     from glip.checkpoint import (
         convert_official,
         export_official,
@@ -38,7 +39,6 @@ def main(args: argparse.Namespace) -> int:
         strip_module_prefix,
     )
     from glip.config import PRESETS, GLIPConfig, get_preset
-    from glip.model import GLIP
 
     log = get_logger("convert")
     src, dst = Path(args.input), Path(args.output)

@@ -49,10 +49,10 @@ def main(args: argparse.Namespace) -> int:
 
     from bench.commands.leaderboard import parse_seeds
     from bench.reports import curves
-    from bench.reports.load import load_records
+    from bench.reports.load import load_record_frame
     from bench.util.logs import get_logger
 
-    df = load_records(args.results)
+    df = load_record_frame(args.results)
     if df.empty:
         raise UserError(f"no record.json found under {args.results}; run `glip-bench run` first or pass --results")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None

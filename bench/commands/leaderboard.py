@@ -19,6 +19,23 @@ def parse_seeds(text: str | None) -> list[int] | None:
         raise UserError(f"--seeds takes comma-separated integers such as 0,1,2 (got {text!r})") from e
 
 
+def registry_group_sizes() -> dict[str, int]:
+    """Group sizes from the task registry (tasks/*.yaml), which knows the tasks nobody has run yet.
+
+    Read here, not in bench.reports, which builds its tables from records alone. Optional: the tables
+    are still built when the registry cannot be read."""
+    from bench.util.logs import get_logger
+
+    try:
+        from bench.tasks.registry import all_groups
+
+        return {g: len(members) for g, members in all_groups().items()}
+    except Exception as e:  # noqa: BLE001 - any registry problem only costs the extra knowledge
+        get_logger("leaderboard").warning(
+            "task registry not readable (%s); group sizes come from the records and --group-size", e)
+        return {}
+
+
 def parse_group_sizes(items: list[str] | None) -> dict[str, int]:
     from bench.util.errors import UserError
 
@@ -53,14 +70,14 @@ def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bench.reports import leaderboard as lb
-    from bench.reports.load import load_records
+    from bench.reports.load import load_record_frame
     from bench.reports.reference import default_reference_dir, load_reference
     from bench.util.errors import UserError
     from bench.util.io import atomic_write_text
     from bench.util.logs import get_logger
 
     log = get_logger("leaderboard")
-    df = load_records(args.results)
+    df = load_record_frame(args.results)
     if df.empty:
         raise UserError(f"no record.json found under {args.results}; run `glip-bench run` first or pass --results")
     reference = None
@@ -73,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
                 log.warning("no reference numbers at %s; the table has reproduced rows only", default)
         reference = load_reference(paths) if paths else None
     seeds = parse_seeds(args.seeds)
-    sizes = {**lb.registry_group_sizes(), **parse_group_sizes(args.group_size)}
+    sizes = {**registry_group_sizes(), **parse_group_sizes(args.group_size)}
     table = lb.leaderboard_table(df, reference, seeds=seeds, group_sizes=sizes)
     values = lb.leaderboard_values(df, seeds=seeds, group_sizes=sizes)
     out = Path(args.out or args.results)

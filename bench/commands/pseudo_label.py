@@ -2,7 +2,7 @@
 
 Captions file: a JSON list or JSONL of {"file_name": path under --images, "caption": str, "id": optional
 positive int}. Output: the MDETR-style grounding json the training path reads (see
-bench/selftrain/pseudo_label.py). An interrupted run resumes from <out>.partial.jsonl when rerun.
+bench/studies/selftrain/pseudo_label.py). An interrupted run resumes from <out>.partial.jsonl when rerun.
 """
 
 from __future__ import annotations

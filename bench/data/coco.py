@@ -1,9 +1,9 @@
 """COCO-format detection json (COCO instances, Roboflow ODinW exports): read, validate, index.
 
-Every problem raises a UserError that names the file and the offending entry, so a broken download
-is found at load time, not as a crash (or a silently wrong AP) deep inside an evaluation.
-Category ids are kept as given in the file (ODinW's annotations_without_background.json starts at
-1); prompt order is category-id order (glip-official.md 3.1 step 1).
+Every problem raises a UserError that names the file and the offending entry, so a broken download is
+found at load time, not as a crash (or a silently wrong AP) deep inside an evaluation. Category ids are
+kept as given in the file (ODinW's annotations_without_background.json starts at 1); prompt order is
+category-id order (maskrcnn_benchmark/engine/inference.py, create_queries_and_maps: sorted keys).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def prompt_names_for(
 ) -> list[str]:
     """The plain prompted name of each category (id order).
 
-    With `classes` (the YAML list, the official OVERRIDE_CATEGORY of glip-official.md 4.1) the i-th
+    With `classes` (the YAML list, the official DATASETS.OVERRIDE_CATEGORY of configs/odinw_13) the i-th
     category by id takes classes[i], so the counts must match; otherwise the file's names are used,
     mapped through `renames` (file name -> prompted name).
     """
@@ -188,12 +188,17 @@ def load_coco(
     classes: Sequence[str] | None = None,
     renames: dict[str, str] | None = None,
     source: str = "",
+    validate: Callable[[Any, Path], None] = validate_coco,
+    file_name_of: Callable[[dict[str, Any]], str] | None = None,
 ) -> DetectionDataset:
-    """Load a COCO / Roboflow (ODinW) detection json. Images are opened lazily (load_image)."""
+    """Load a COCO / Roboflow (ODinW) detection json. Images are opened lazily (load_image).
+
+    `validate` and `file_name_of` let a COCO-based format (LVIS) reuse this path with its own checks."""
     ann_file, images_dir = Path(ann_file), Path(images_dir)
     data = read_ann_json(ann_file, source)
-    validate_coco(data, ann_file)
+    validate(data, ann_file)
     check_images_dir(images_dir, ann_file, source)
     return build_detection_dataset(
-        data, ann_file, images_dir, name=name, split=split, classes=classes, renames=renames
+        data, ann_file, images_dir, name=name, split=split, classes=classes, renames=renames,
+        file_name_of=file_name_of,
     )

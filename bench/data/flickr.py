@@ -1,12 +1,12 @@
 """Flickr30K Entities grounding: MDETR's final_flickr_separateGT_{val,test}.json + the Entities files.
 
-The MDETR json gives, per (image, sentence) entry, the caption and `tokens_positive_eval` (one list
-of char spans per phrase that has a box, in sentence order). The recall ground truth comes from
-the official Flickr30K Entities `Annotations/<image>.xml` (boxes per entity id) and
-`Sentences/<image>.txt` (phrases, entity ids, types), as the official evaluator reads them
-(glip-official.md 6, peers.md 5.3): phrases without a box (nobndbox / scene) are dropped and a
-sentence without any boxed phrase is not evaluated, so such entries are left out of the data set.
-Separate ground truth (ANY-BOX): every box of an entity stays a separate box.
+The MDETR json gives, per (image, sentence) entry, the caption and `tokens_positive_eval` (one list of
+char spans per phrase that has a box, in sentence order). The recall ground truth comes from the
+official Flickr30K Entities `Annotations/<image>.xml` (boxes per entity id) and `Sentences/<image>.txt`
+(phrases, entity ids, types), as the official evaluator reads them
+(maskrcnn_benchmark/data/datasets/evaluation/flickr/flickr_eval.py): phrases without a box (nobndbox /
+scene) are dropped and a sentence without any boxed phrase is not evaluated, so such entries are left
+out of the data set. Separate ground truth (ANY-BOX): every box of an entity stays a separate box.
 """
 
 from __future__ import annotations

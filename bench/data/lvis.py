@@ -2,18 +2,18 @@
 
 Per image: `neg_category_ids` (verified absent) and `not_exhaustive_category_ids`; per category:
 `frequency` in r/c/f (for APr/APc/APf). Images are COCO 2017 train/val files; as the official
-LvisDetection does, the file path is the last two parts of `coco_url` ("val2017/0000....jpg")
-under the images dir, falling back to `file_name` when a file has no coco_url. Class names come
-from the file (1203 for v1) in category-id order (glip-official.md 3.1 step 1).
+LvisDetection does, the file path is the last two parts of `coco_url` ("val2017/0000....jpg") under the
+images dir, falling back to `file_name` when a file has no coco_url. Class names come from the file
+(1203 for v1) in category-id order (maskrcnn_benchmark/engine/inference.py,
+create_queries_and_maps: sorted keys).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.data.coco import _is_int, build_detection_dataset, check_images_dir, read_ann_json, validate_coco
+from bench.data.coco import _is_int, load_coco, validate_coco
 from bench.data.types import DetectionDataset
 from bench.util.errors import UserError
 
@@ -51,22 +51,7 @@ def validate_lvis(data: Any, path: Path) -> None:
                 raise UserError(f"{path}: {where} {key} lists unknown category ids {unknown[:10]}")
 
 
-def load_lvis(
-    ann_file: Path,
-    images_dir: Path,
-    *,
-    name: str,
-    split: str,
-    classes: Sequence[str] | None = None,
-    renames: dict[str, str] | None = None,
-    source: str = "",
-) -> DetectionDataset:
-    """Load an LVIS v1 json; the returned `coco` dict keeps every LVIS field for the metric."""
-    ann_file, images_dir = Path(ann_file), Path(images_dir)
-    data = read_ann_json(ann_file, source)
-    validate_lvis(data, ann_file)
-    check_images_dir(images_dir, ann_file, source)
-    return build_detection_dataset(
-        data, ann_file, images_dir, name=name, split=split, classes=classes, renames=renames,
-        file_name_of=lvis_file_name,
-    )
+def load_lvis(ann_file: Path, images_dir: Path, **kwargs: Any) -> DetectionDataset:
+    """Load an LVIS v1 json (keyword arguments as `load_coco`); the returned `coco` dict keeps every
+    LVIS field for the metric."""
+    return load_coco(ann_file, images_dir, validate=validate_lvis, file_name_of=lvis_file_name, **kwargs)

@@ -6,10 +6,11 @@ box (the tokens of the box's phrase in the caption). `collate` pads a list of sa
 ImageBatch, the captions and TrainTargets that GLIP.forward takes.
 
 Detection data (fine-tuning): the caption holds every class of the task in category-id order with the
-task's prompt set, fixed order (official DISABLE_SHUFFLE True, glip-official.md section 5); at
-training the names pass through `clean_name` (glip-official.md 3.1 item 5). Grounding data
-(pre-training on the synthetic world): MDETR json entries, each image with its own caption and per-box
-`tokens_positive` character spans.
+task's prompt set, fixed order (official DATASETS.DISABLE_SHUFFLE True of the README fine-tuning
+command); at training the names pass through `clean_name` (CAPTION_PROMPT at training,
+maskrcnn_benchmark/engine/inference.py and maskrcnn_benchmark/data/datasets/od_to_grounding.py).
+Grounding data (pre-training on the synthetic world): MDETR json entries, each image with its own
+caption and per-box `tokens_positive` character spans.
 
 Boxes follow the official legacy convention (width = x2 - x1 + 1): flipping maps x to W - 1 - x
 (BoxList.transpose), resizing scales each coordinate by new/old size (BoxList.resize), and boxes left
@@ -163,7 +164,8 @@ def load_grounding_entries(json_path: str | Path, image_root: str | Path) -> lis
             if not tokens:
                 continue  # a box grounded to no words cannot be a positive for any token
             x, y, w, h = (float(v) for v in ann["bbox"])
-            boxes.append([x, y, x + w - 1, y + h - 1])  # legacy xywh -> xyxy (glip-official.md 1.9)
+            # legacy xywh -> xyxy (BoxList.convert in maskrcnn_benchmark/structures/bounding_box.py)
+            boxes.append([x, y, x + w - 1, y + h - 1])
             spans.append([(int(s), int(e)) for s, e in tokens])
         if boxes:
             entries.append(GroundingEntry(Path(image_root) / img["file_name"], img["caption"], boxes, spans))

@@ -1,9 +1,9 @@
 """Loaded data sets as plain values: detection (COCO / ODinW / LVIS json) and grounding (Flickr30K).
 
 A `DetectionDataset` keeps the validated COCO-format dict (`coco`) untouched for the metrics, plus
-indexed views for the runner: images in id order, categories in id order (with the name the plain
-prompt uses), annotations per image. Box convention: `bbox` in the json is COCO xywh; `boxes_xyxy`
-returns the official legacy corners (x2 = x + w - 1, glip-official.md 1.6 / 4.4 "+1 width").
+indexed views for the runner: images in id order, categories in id order (with the name the plain prompt
+uses), annotations per image. Box convention: `bbox` in the json is COCO xywh; `boxes_xyxy` returns the
+official legacy corners (x2 = x + w - 1, maskrcnn_benchmark/structures/bounding_box.py).
 """
 
 from __future__ import annotations
@@ -71,11 +71,6 @@ class DetectionDataset:
     def image_ids(self) -> list[int]:
         return [img.id for img in self.images]
 
-    @property
-    def category_id_list(self) -> list[int]:
-        """Category ids in prompt order (sorted by id, glip-official.md 3.1 step 1)."""
-        return [c["id"] for c in self.categories]
-
     def image(self, image_id: int) -> ImageInfo:
         try:
             return self._by_id[image_id]
@@ -88,8 +83,8 @@ class DetectionDataset:
 
     def _gt(self, image_id: int) -> list[dict[str, Any]]:
         self.image(image_id)  # raises for an unknown id
-        # the official COCODataset drops crowd boxes from the targets (glip-official.md 4.4); the
-        # `coco` dict keeps them for the metric
+        # the official COCODataset drops crowd boxes from the targets
+        # (maskrcnn_benchmark/data/datasets/coco.py); the `coco` dict keeps them for the metric
         return [a for a in self.annotations.get(image_id, []) if not a.get("iscrowd", 0)]
 
     def boxes_xyxy(self, image_id: int) -> torch.Tensor:
@@ -98,7 +93,7 @@ class DetectionDataset:
         if not anns:
             return torch.zeros(0, 4)
         xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32)  # [N, 4]
-        # official BoxList.convert("xyxy") with TO_REMOVE = 1 (glip-official.md 1.6)
+        # official BoxList.convert("xyxy") with TO_REMOVE = 1 (maskrcnn_benchmark/structures/bounding_box.py)
         return torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:] - 1], dim=1)
 
     def category_ids(self, image_id: int) -> list[int]:
@@ -171,7 +166,7 @@ class GroundingDataset:
 
     @property
     def entities(self) -> list[dict[str, Any]]:
-        """Ground truth for the flickr_recall metric (CONTRACTS.md 5): one entry per sample,
+        """Ground truth for the flickr_recall metric (docs/formats.md, section 2): one entry per sample,
         {"image_id": MDETR entry id, "phrases": [{"phrase_id", "boxes": [[x1,y1,x2,y2], ...], "types"}]}."""
         return [
             {

@@ -80,7 +80,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
 def evaluate(
     metric: str, gt: Any, predictions: Sequence[Mapping[str, Any]], backend: str = "faster", **options: Any
 ) -> MetricResult:
-    """Score `predictions` against `gt` with `metric` (see CONTRACTS.md section 5 for the formats).
+    """Score `predictions` against `gt` with `metric` (docs/formats.md, section 2, has the formats).
 
     gt: a COCO/LVIS-format dict (or an object with a `.coco` dict, e.g. DetectionDataset) for the
     detection metrics; a list of Flickr entries (or an object with `.entities`) for flickr_recall.

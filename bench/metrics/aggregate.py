@@ -1,9 +1,9 @@
 """Group aggregates (ODinW-13 / ODinW-35 mean and median of per-task AP).
 
-The official ODinW numbers are the plain mean (and the median) of the member tasks' AP
-(glip-official.md 4.4; peers.md 4.2). A mean over part of a group is a different number, so this
-module never averages an incomplete set silently: the caller names the expected members and the
-result says whether all of them were there.
+The official ODinW numbers are the plain mean (and the median) of the member tasks' AP (the ELEVATER
+benchmark's ODinW score; microsoft/GLIP writes only the per-task AP files). A mean over part of a group
+is a different number, so this module never averages an incomplete set silently: the caller names the
+expected members and the result says whether all of them were there.
 """
 
 from __future__ import annotations

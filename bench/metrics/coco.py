@@ -1,11 +1,11 @@
 """COCO box AP with pycocotools (the reference) or faster-coco-eval (the fast default).
 
-GLIP scores COCO and every ODinW task with pycocotools COCOeval, iouType bbox, maxDets 100, and
-reports stats[0] (glip-official.md 4.4). faster-coco-eval runs the same algorithm in C++ (it wraps
-detectron2's COCOeval_opt); tests/bench/test_metrics_coco.py checks that its 12 stats equal
-pycocotools' on a generated 1000-image fixture. Boxes are COCO xywh as exported by the runner
-(official +1 width); both libraries compute IoU on xywh without a +1, exactly as the official
-evaluation does.
+GLIP scores COCO and every ODinW task with pycocotools COCOeval, iouType bbox, maxDets 100, and reports
+stats[0] (maskrcnn_benchmark/data/datasets/evaluation/coco/coco_eval.py). faster-coco-eval runs the same
+algorithm in C++ (it wraps detectron2's COCOeval_opt); tests/bench/metrics/test_metrics_coco.py checks
+that its 12 stats equal pycocotools' on a generated 1000-image fixture (bench/testing/metrics.py). Boxes
+are COCO xywh as exported by the runner (official +1 width); both libraries compute IoU on xywh without
+a +1, exactly as the official evaluation does.
 """
 
 from __future__ import annotations
@@ -165,99 +165,3 @@ def _empty_results(coco_cls: type, gt: Mapping[str, Any]) -> Any:
     res.dataset = {"images": list(gt["images"]), "categories": list(gt["categories"]), "annotations": []}
     res.createIndex()
     return res
-
-
-# ----------------------------------------------------------------------------- generated fixtures
-
-
-def make_detection_fixture(
-    n_images: int = 1000,
-    n_categories: int = 8,
-    seed: int = 0,
-    crowd_fraction: float = 0.0,
-    score_decimals: int | None = None,
-    false_positives: int = 5,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A COCO ground truth and detections that look like a detector's, for tests and benchmarks.
-
-    Each image holds 0-9 objects whose sizes span the small/medium/large ranges. A detector finds
-    most of them with box noise that grows as its score falls, sometimes with the wrong label or a
-    duplicate, and adds low-scored false positives, so AP lands in a realistic 30-60 range.
-    score_decimals rounds scores (ties between detections); crowd_fraction marks objects iscrowd;
-    false_positives is the most false positives per image (uniform 0..n).
-    """
-    rng = np.random.default_rng(seed)
-    categories = [{"id": k + 1, "name": f"class_{k}", "supercategory": "thing"} for k in range(n_categories)]
-    images, annotations, dets = [], [], []
-    for image_id in range(1, n_images + 1):
-        width, height = int(rng.integers(320, 1024)), int(rng.integers(240, 800))
-        images.append({"id": image_id, "file_name": f"{image_id:06d}.jpg", "width": width, "height": height})
-        for _ in range(int(rng.integers(0, 10))):
-            box = _random_box(rng, width, height)
-            cat = int(rng.integers(1, n_categories + 1))
-            crowd = int(rng.random() < crowd_fraction)
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": cat,
-                    "bbox": box,
-                    "area": box[2] * box[3],
-                    "iscrowd": crowd,
-                }
-            )
-            if rng.random() < 0.85:  # found; quality q in (0, 1) decides box noise and score
-                for _copy in range(1 + int(rng.random() < 0.15)):  # sometimes a duplicate
-                    q = float(rng.beta(4, 2))
-                    label = cat if rng.random() < 0.9 else int(rng.integers(1, n_categories + 1))
-                    dets.append(
-                        _detection(
-                            image_id,
-                            label,
-                            _jitter(rng, box, 0.25 * (1 - q), width, height),
-                            6.0 * (q - 0.5) + rng.normal(),
-                        )
-                    )
-        for _ in range(int(rng.integers(0, false_positives + 1))):  # false positives
-            box = _random_box(rng, width, height)
-            dets.append(
-                _detection(image_id, int(rng.integers(1, n_categories + 1)), box, -2.0 + 1.5 * rng.normal())
-            )
-    if score_decimals is not None:
-        for d in dets:
-            d["score"] = round(d["score"], score_decimals)
-    gt = {
-        "info": {"description": "generated"},
-        "images": images,
-        "annotations": annotations,
-        "categories": categories,
-    }
-    return gt, dets
-
-
-def _random_box(rng: np.random.Generator, width: int, height: int) -> list[float]:
-    """xywh with a log-uniform side (4..400 px) so every COCO area range is populated."""
-    w = min(float(np.exp(rng.uniform(np.log(4), np.log(400)))), width - 1.0)
-    h = min(w * float(np.exp(rng.normal(0, 0.4))), height - 1.0)
-    x, y = float(rng.uniform(0, width - w)), float(rng.uniform(0, height - h))
-    return [round(x, 2), round(y, 2), round(w, 2), round(h, 2)]
-
-
-def _jitter(rng: np.random.Generator, box: list[float], scale: float, width: int, height: int) -> list[float]:
-    x, y, w, h = box
-    x2, y2 = x + w, y + h
-    x, x2 = (v + scale * w * float(rng.normal()) for v in (x, x2))
-    y, y2 = (v + scale * h * float(rng.normal()) for v in (y, y2))
-    x, x2 = sorted((min(max(x, 0.0), width), min(max(x2, 0.0), width)))
-    y, y2 = sorted((min(max(y, 0.0), height), min(max(y2, 0.0), height)))
-    return [round(x, 2), round(y, 2), round(max(x2 - x, 1.0), 2), round(max(y2 - y, 1.0), 2)]
-
-
-def _detection(image_id: int, cat: int, box: list[float], logit: float) -> dict[str, Any]:
-    """A detection whose score is sigmoid(logit), like a detector's (no ties unless rounded)."""
-    return {
-        "image_id": image_id,
-        "category_id": cat,
-        "bbox": box,
-        "score": float(1.0 / (1.0 + np.exp(-logit))),
-    }

@@ -1,8 +1,8 @@
 """Flickr30K Entities phrase grounding: Recall@1/5/10 and the upper bound, overall and per phrase type.
 
-The protocol is MDETR's `Flickr30kEntitiesRecallEvaluator` (datasets/flickr_eval.py), which GLIP
-copies (maskrcnn_benchmark/data/datasets/evaluation/flickr/flickr_eval.py; glip-official.md 6,
-peers.md 5.3). Written here from that definition, not from its code:
+The protocol is MDETR's `Flickr30kEntitiesRecallEvaluator` (datasets/flickr_eval.py), which GLIP copies
+(maskrcnn_benchmark/data/datasets/evaluation/flickr/flickr_eval.py). Written here from that definition,
+not from its code:
 
 - Phrases without a ground-truth box (Flickr's "nobndbox"/"scene" phrases) are not scored.
 - A phrase's predictions are its boxes ranked by score. The phrase is a hit at k when the best IoU
@@ -172,46 +172,3 @@ def _index_predictions(
                 )
         out[image_id] = pred
     return out
-
-
-# ----------------------------------------------------------------------------- generated fixtures
-
-
-def make_flickr_fixture(
-    n_entries: int = 400, seed: int = 0
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Flickr-style entries (1-5 phrases, 0-3 boxes each, 1-2 types) and ranked predictions.
-
-    A phrase's predictions (0-12 boxes) include, at a random rank, a box near one of its ground-truth
-    boxes or near their enclosing box, so any-box and merged-box recalls differ and R@1 < R@5 < R@10.
-    """
-    rng = np.random.default_rng(seed)
-    entries: list[dict[str, Any]] = []
-    preds: list[dict[str, Any]] = []
-    for image_id in range(1, n_entries + 1):
-        width, height = float(rng.integers(300, 640)), float(rng.integers(300, 640))
-        phrases, boxes, scores = [], [], []
-        for p in range(int(rng.integers(1, 6))):
-            n_gt = int(rng.choice([0, 1, 1, 1, 2, 3]))
-            gt = [_xyxy(rng, width, height) for _ in range(n_gt)]
-            types = list(rng.choice(PHRASE_TYPES, size=int(rng.integers(1, 3)), replace=False))
-            phrases.append({"phrase_id": f"{image_id}_{p}", "boxes": gt, "types": [str(t) for t in types]})
-            ranked = [_xyxy(rng, width, height) for _ in range(int(rng.integers(0, 13)))]
-            if gt and ranked and rng.random() < 0.8:
-                target = (
-                    gt[int(rng.integers(len(gt)))] if rng.random() < 0.7 else enclosing_box(np.asarray(gt))[0]
-                )
-                noise = rng.normal(0, 0.08, 4) * (target[2] - target[0] + target[3] - target[1]) / 2
-                x1, y1, x2, y2 = (float(v) for v in np.asarray(target) + noise)
-                ranked[int(rng.integers(len(ranked)))] = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
-            boxes.append(ranked)
-            scores.append(sorted((float(s) for s in rng.random(len(ranked))), reverse=True))
-        entries.append({"image_id": image_id, "phrases": phrases})
-        preds.append({"image_id": image_id, "boxes": boxes, "scores": scores})
-    return entries, preds
-
-
-def _xyxy(rng: np.random.Generator, width: float, height: float) -> list[float]:
-    w, h = float(rng.uniform(10, width / 2)), float(rng.uniform(10, height / 2))
-    x, y = float(rng.uniform(0, width - w)), float(rng.uniform(0, height - h))
-    return [round(x, 1), round(y, 1), round(x + w, 1), round(y + h, 1)]

@@ -1,9 +1,9 @@
 """LVIS box AP (standard, 300 detections per image) and Fixed AP (10k detections per class).
 
-Both run the federated LVIS evaluation: a detection of category c in an image is scored only when c
-is annotated there (positive) or listed in the image's neg_category_ids; unmatched detections of a
-category in not_exhaustive_category_ids are not false positives; APr/APc/APf average over the
-categories' frequency groups (peers.md 5.2).
+Both run the federated LVIS evaluation: a detection of category c in an image is scored only when c is
+annotated there (positive) or listed in the image's neg_category_ids; unmatched detections of a category
+in not_exhaustive_category_ids are not false positives; APr/APc/APf average over the categories'
+frequency groups (lvis-api, lvis/eval.py).
 
 - lvis_bbox: lvis-api's standard protocol, the top 300 detections per image by score.
 - lvis_fixed_ap: Fixed AP (Dave et al. 2021, "Evaluating Large-Vocabulary Object Detectors"), the
@@ -13,12 +13,13 @@ categories' frequency groups (peers.md 5.2).
   `sorted(..., reverse=True)[:topk]` does.
 
 Backends: "lvis" is lvis-api 0.5.3, the reference; "faster" is faster-coco-eval with
-lvis_style=True (same matching in C++), checked equal to lvis-api in tests/bench/test_metrics_lvis.py.
+lvis_style=True (same matching in C++), checked equal to lvis-api in tests/bench/metrics/test_metrics_lvis.py.
 lvis-api 0.5.3 calls `np.float`, which numpy >= 1.24 removed; `numpy_float_alias` restores it only
 while lvis-api runs.
 
-The official GLIP LVIS path scores only the first image of each per-GPU batch (glip-official.md 3.4);
-this module scores every image it is given, which is what the runner must pass.
+The official GLIP LVIS path scores only the first image of each per-GPU batch
+(maskrcnn_benchmark/engine/inference.py, inference: `output[0]`); this module scores every image it is
+given, which is what the runner must pass.
 """
 
 from __future__ import annotations
@@ -211,55 +212,3 @@ def _run_faster(
            s["APf"], s["AR_all"], s["AR_small"], s["AR_medium"], s["AR_large"]]  # fmt: skip
     values = {name: nan_if_negative(v) for name, v in zip(VALUE_NAMES, raw)}
     return values, evaluator.eval["precision"], list(evaluator.params.catIds)
-
-
-# ----------------------------------------------------------------------------- generated fixtures
-
-
-def make_lvis_fixture(
-    n_images: int = 1000, n_categories: int = 60, seed: int = 0
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """An LVIS-format ground truth (federated fields, r/c/f frequencies) and realistic detections.
-
-    Each image has 1-4 positive categories (1-3 objects each), 2-8 verified-absent categories
-    (neg_category_ids), some positives marked not exhaustive, and detections on positive, negative
-    and unverified categories (the last ones the evaluation must drop).
-    """
-    from bench.metrics.coco import _detection, _jitter, _random_box
-
-    rng = np.random.default_rng(seed)
-    freq = rng.choice(list(FREQUENCIES), size=n_categories, p=[0.25, 0.4, 0.35])
-    categories = [
-        {"id": k + 1, "name": f"lvis_{k}", "synset": f"lvis_{k}.n.01", "frequency": str(freq[k])}
-        for k in range(n_categories)
-    ]
-    all_ids = np.arange(1, n_categories + 1)
-    images, annotations, dets = [], [], []
-    for image_id in range(1, n_images + 1):
-        width, height = int(rng.integers(320, 1024)), int(rng.integers(240, 800))
-        shuffled = rng.permutation(all_ids)
-        n_pos, n_neg = int(rng.integers(1, 5)), int(rng.integers(2, 9))
-        pos, neg = shuffled[:n_pos], shuffled[n_pos : n_pos + n_neg]
-        unverified = shuffled[n_pos + n_neg : n_pos + n_neg + 3]
-        not_exhaustive = [int(c) for c in pos if rng.random() < 0.15]
-        images.append({
-            "id": image_id, "file_name": f"{image_id:012d}.jpg", "width": width, "height": height,
-            "neg_category_ids": [int(c) for c in neg], "not_exhaustive_category_ids": not_exhaustive,
-        })  # fmt: skip
-        for cat in pos:
-            for _ in range(int(rng.integers(1, 4))):
-                box = _random_box(rng, width, height)
-                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cat),
-                                    "bbox": box, "area": box[2] * box[3]})  # fmt: skip
-                if rng.random() < 0.8:
-                    q = float(rng.beta(4, 2))
-                    box_hat = _jitter(rng, box, 0.25 * (1 - q), width, height)
-                    dets.append(_detection(image_id, int(cat), box_hat, 6.0 * (q - 0.5) + rng.normal()))
-        for cat in np.concatenate([pos, neg, unverified]):  # false positives of every kind
-            for _ in range(int(rng.integers(0, 3))):
-                dets.append(
-                    _detection(image_id, int(cat), _random_box(rng, width, height), -2.0 + 1.5 * rng.normal())
-                )
-    gt = {"info": {"description": "generated LVIS-style"}, "images": images, "annotations": annotations,
-          "categories": categories}  # fmt: skip
-    return gt, dets

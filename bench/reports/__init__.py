@@ -1,6 +1,6 @@
 """Reports: tables and plots rebuilt from run records (and published reference numbers) alone.
 
-load_records(dir) -> DataFrame; leaderboard_table(df, reference) -> DataFrame; render_*; curve
+load_record_frame(dir) -> DataFrame; leaderboard_table(df, reference) -> DataFrame; render_*; curve
 figures; ablation tables. Heavy imports (matplotlib, scipy) stay in the modules that need them."""
 
 from bench.reports.leaderboard import (
@@ -12,10 +12,10 @@ from bench.reports.leaderboard import (
     render_latex,
     render_markdown,
 )
-from bench.reports.load import load_records, records_to_frame
+from bench.reports.load import load_record_frame, records_to_frame
 from bench.reports.reference import load_reference
 
 __all__ = [
-    "format_cell", "leaderboard_table", "leaderboard_values", "load_records", "load_reference",
+    "format_cell", "leaderboard_table", "leaderboard_values", "load_record_frame", "load_reference",
     "records_to_frame", "render_csv", "render_html", "render_latex", "render_markdown",
 ]

@@ -2,11 +2,10 @@
 
 A pair is two runs with the same model, checkpoint, task, regime, shots, seed, prompt set, split and
 every other override, one matching side a and one side b. Differences are b - a. Confidence intervals
-are 95% bootstrap intervals of the mean difference (scipy.stats.bootstrap, percentile method, fixed
-seed): the percentile interval stays defined for the tiny, sometimes tied samples an ablation has,
-where BCa returns NaN. The paired test is the Wilcoxon signed-rank test (scipy.stats.wilcoxon): AP
-differences across tasks are bounded and skewed, and with a handful of pairs normality (which
-ttest_rel needs) cannot be checked, while Wilcoxon assumes only a symmetric difference distribution.
+are bench.reports.stats.bootstrap_ci of the mean difference. The paired test is the Wilcoxon
+signed-rank test (scipy.stats.wilcoxon): AP differences across tasks are bounded and skewed, and
+with a handful of pairs normality (which ttest_rel needs) cannot be checked, while Wilcoxon assumes
+only a symmetric difference distribution.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from bench.reports.load import regime_order
+from bench.reports.stats import N_RESAMPLES, bootstrap_ci
 from bench.util.errors import UserError
 from bench.util.logs import get_logger
 
@@ -32,7 +32,6 @@ PAIR_KEYS = ["model", "checkpoint", "task", "task_version", "regime", "shots_lab
 RESULT_COLUMNS = ["task", "pooled_over", "metric", "pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
                   "wilcoxon_p"]
 OVERALL = "overall"
-N_RESAMPLES = 9999
 
 
 def parse_assignments(text: str) -> dict[str, Any]:
@@ -112,16 +111,6 @@ def pair_runs(df: pd.DataFrame, a: Mapping[str, Any], b: Mapping[str, Any], unse
 
 def _text(setting: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in setting.items())
-
-
-def bootstrap_ci(diffs: np.ndarray, seed: int, n_resamples: int = N_RESAMPLES) -> tuple[float, float]:
-    """95% percentile bootstrap CI of the mean; NaN when fewer than 2 values."""
-    diffs = np.asarray(diffs, dtype=float)
-    if len(diffs) < 2:
-        return math.nan, math.nan
-    res = stats.bootstrap((diffs,), np.mean, confidence_level=0.95, n_resamples=n_resamples, method="percentile",
-                          rng=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def wilcoxon_p(diffs: np.ndarray) -> float:

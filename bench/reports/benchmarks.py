@@ -7,7 +7,7 @@ why the summary never compares against numbers from another file.
 
     python -m bench.reports.benchmarks results/benchmarks/latest.json
 
-It ends with `headline`: the ratios issue #9 sets targets for, one line each.
+It ends with `headline`: the ratios the project sets speed targets for, one line each.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def summarise(data: dict) -> list[str]:
+def summary_lines(data: dict) -> list[str]:
+    """One line per benchmark, grouped, fastest first, with its ratio to the group's baseline."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for b in data.get("benchmarks", []):
         groups[b.get("group") or b["name"]].append(b)
@@ -46,8 +47,8 @@ def _info(data: dict, name: str, key: str) -> float | None:
 
 
 def headline(data: dict) -> list[str]:
-    """The ratios issue #9 sets targets for, one line each, from whichever benchmarks this run holds."""
-    lines = ["speed targets (issue #9), this run:"]
+    """The ratios the project sets speed targets for, one line each, from whichever benchmarks this run holds."""
+    lines = ["speed targets, this run:"]
     chunk = _info(data, "test_chunked_prompt_glip_t_parts[glip-t]", "cached_over_naive")
     if chunk is not None:
         official = _info(data, "test_chunked_prompt_glip_t_parts[glip-t]", "cached_over_official_naive")
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no benchmark file at {path}: run `nox -s bench` first", file=sys.stderr)
         return 2
     data = json.loads(path.read_text())
-    print("\n".join(summarise(data) + [""] + headline(data)))
+    print("\n".join(summary_lines(data) + [""] + headline(data)))
     return 0
 
 

@@ -214,19 +214,8 @@ def _scatter(ax, points: pd.DataFrame, x_col: str, styles: SeriesStyles) -> int:
 
 def ap_vs_params(df: pd.DataFrame, seeds: Iterable[int] | None = None) -> Figure:
     """AP against trainable parameters (log axis): what each regime buys per parameter it trains."""
-    points = series_points(df, seeds)
-    metric = df["primary"].iloc[0]
-    fig = _new_figure(9.0, 4.5)
-    ax = fig.add_subplot()
-    left_out = _scatter(ax, points, "trainable_params", SeriesStyles(df))
-    ax.set_xlabel("trainable parameters (count, log scale)")
-    ax.set_ylabel(f"{metric} ({_scope(df)}), %")
-    title = f"{metric} vs. trainable parameters (bars: ±1 std over seeds)"
-    if left_out:
-        title += f"\n{left_out} point(s) with no trainable parameters (zero-shot) not shown on the log axis"
-    ax.set_title(title, fontsize="medium")
-    _legend_or_note(fig, ax)
-    return fig
+    return _log_axis_figure(df, seeds, "trainable_params", "trainable parameters (count, log scale)",
+                            "trainable parameters", "with no trainable parameters (zero-shot)")
 
 
 def _legend_or_note(fig: Figure, ax) -> None:
@@ -243,16 +232,24 @@ def ap_vs_compute(df: pd.DataFrame, seeds: Iterable[int] | None = None) -> Figur
 
     Images seen, not wall-clock seconds: runs with the same iteration budget cost the same however
     long the machine took, and the count is comparable across devices."""
+    return _log_axis_figure(df, seeds, "images_seen",
+                            "training compute per run: images seen (iterations × batch size, log scale)",
+                            "training compute", "without training (zero-shot)")
+
+
+def _log_axis_figure(df: pd.DataFrame, seeds: Iterable[int] | None, key: str, xlabel: str, what: str,
+                     zero_points: str) -> Figure:
+    """The primary metric against a cost on a log x axis; points with a zero cost are counted in the title."""
     points = series_points(df, seeds)
     metric = df["primary"].iloc[0]
     fig = _new_figure(9.0, 4.5)
     ax = fig.add_subplot()
-    left_out = _scatter(ax, points, "images_seen", SeriesStyles(df))
-    ax.set_xlabel("training compute per run: images seen (iterations × batch size, log scale)")
+    left_out = _scatter(ax, points, key, SeriesStyles(df))
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{metric} ({_scope(df)}), %")
-    title = f"{metric} vs. training compute (bars: ±1 std over seeds)"
+    title = f"{metric} vs. {what} (bars: ±1 std over seeds)"
     if left_out:
-        title += f"\n{left_out} point(s) without training (zero-shot) not shown on the log axis"
+        title += f"\n{left_out} point(s) {zero_points} not shown on the log axis"
     ax.set_title(title, fontsize="medium")
     _legend_or_note(fig, ax)
     return fig

@@ -76,19 +76,6 @@ def group_sizes_from(df: pd.DataFrame, overrides: Mapping[str, int] | None = Non
     return sizes
 
 
-def registry_group_sizes() -> dict[str, int]:
-    """Group sizes from the task registry (tasks/*.yaml), which knows the tasks nobody has run yet.
-
-    Optional: the tables are still built from the records alone when the registry cannot be read."""
-    try:
-        from bench.tasks.registry import all_groups
-
-        return {g: len(members) for g, members in all_groups().items()}
-    except Exception as e:  # noqa: BLE001 - any registry problem only costs the extra knowledge
-        log.warning("task registry not readable (%s); group sizes come from the records and --group-size", e)
-        return {}
-
-
 def leaderboard_values(df: pd.DataFrame, seeds: Iterable[int] | None = None,
                        group_sizes: Mapping[str, int] | None = None) -> pd.DataFrame:
     """Long numeric table: one line per (row, column) with mean, std (n-1) over seeds, seed and task counts.

@@ -42,7 +42,7 @@ def find_record_files(results_dir: str | Path) -> list[Path]:
     return sorted(root.glob("**/record.json"))
 
 
-def load_records(results_dir: str | Path) -> pd.DataFrame:
+def load_record_frame(results_dir: str | Path) -> pd.DataFrame:
     """Read and validate every record under `results_dir` -> DataFrame (one row per record)."""
     files = find_record_files(results_dir)
     records = []

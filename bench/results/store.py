@@ -1,8 +1,8 @@
 """Where runs live on disk: one folder per run spec, holding predictions and, written last, the record.
 
-Layout (CONTRACTS.md section 6)::
+Layout (docs/formats.md, section 1)::
 
-    <results>/runs/<spec.run_name>/predictions.json.gz   raw predictions (CONTRACTS.md section 5)
+    <results>/runs/<spec.run_name>/predictions.json.gz   raw predictions (docs/formats.md, section 2)
     <results>/runs/<spec.run_name>/adapter.safetensors   a training run's stored tensors (the regime's
                                                         stored_names: the prompt offset, the probed layers,
                                                         or every weight for full-ft), on top of its checkpoint
@@ -157,13 +157,13 @@ def write_record(folder: str | os.PathLike, record: dict[str, Any]) -> Path:
 def write_predictions(folder: str | os.PathLike, predictions: list[dict[str, Any]]) -> Path:
     """Gzipped JSON, written atomically; mtime=0 so the same predictions give the same bytes.
 
-    Encoded with orjson, 15-20x faster than the standard library (10k detections: 2 ms vs 33-59 ms;
-    saving and reading predictions were a third of a zero-shot run's harness time, issue #9). Floats are
-    written as the shortest text that reads back to the same value, as `json.dumps` does, though not always
-    in the same characters (0.00001 vs 1e-05). JSON has no NaN: a NaN or infinite number is written as
-    null, which scoring rejects by name (bench.metrics.coco.clean_detections).
-    Level 1, not gzip's default 9: on 12,000 detections level 1 compressed in 14 ms and level 6 in 58 ms
-    for files 8% smaller. Reading is unaffected.
+    Encoded with orjson, 15-20x faster than the standard library (10k detections: 2 ms vs 33-59 ms; with
+    the standard library, saving and reading predictions were a third of a zero-shot run's harness
+    time). Floats are written as the shortest text that reads back to the same value, as `json.dumps`
+    does, though not always in the same characters (0.00001 vs 1e-05). JSON has no NaN: a NaN or
+    infinite number is written as null, which scoring rejects by name
+    (bench.metrics.coco.clean_detections). Level 1, not gzip's default 9: on 12,000 detections level 1
+    compressed in 14 ms and level 6 in 58 ms for files 8% smaller. Reading is unaffected.
     """
     path = predictions_path(folder)
     atomic_write_bytes(path, gzip.compress(orjson.dumps(predictions), compresslevel=COMPRESS_LEVEL, mtime=0))

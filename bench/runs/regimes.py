@@ -24,7 +24,6 @@ the model config's `flip_prob` (official AUGMENT.FLIP_PROB_TRAIN), so it is over
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -239,7 +238,3 @@ def resolve_hparams(regime: Regime, shots: int | None, overrides: Mapping[str, A
         hp["val_shots"] = shots
     return hp
 
-
-def describe_regimes() -> list[dict[str, Any]]:
-    """Plain rows for docs and `--help`: name, description and defaults of every regime."""
-    return [dataclasses.asdict(get_regime(n)) for n in regime_names()]

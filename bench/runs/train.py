@@ -7,7 +7,7 @@ when the val metric stops improving). The epoch loop itself is ~40 lines here be
 would need GLIP wrapped as an mmengine BaseModel with a data preprocessor, a work_dir, loggers and
 visualisers per run, and its CheckpointHook's save/load path trips over torch.load(weights_only=True)
 (environment.md); the best weights are instead kept in memory and restored, and weights on disk are
-safetensors (`save_weights` / `load_weights`).
+safetensors (`save_adapter` / `load_adapter`).
 
 Early stopping follows the official trainer (maskrcnn_benchmark/engine/trainer.py, AUTO_TERMINATE_PATIENCE):
 an evaluation below the best so far counts as a miss, an equal or better one resets the count and
@@ -362,7 +362,7 @@ def pretrain(
                  eval_ranks=eval_ranks, find_unused_parameters=find_unused_parameters, progress=progress)
 
 
-def save_weights(model: nn.Module, path: str | Path, names: Iterable[str] | None = None) -> Path:
+def save_adapter(model: nn.Module, path: str | Path, names: Iterable[str] | None = None) -> Path:
     """Write the state dict (or the tensors in `names`) as safetensors (cloned: tied tensors are fine)."""
     from safetensors.torch import save_file
 
@@ -375,7 +375,7 @@ def save_weights(model: nn.Module, path: str | Path, names: Iterable[str] | None
     return path
 
 
-def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> list[str]:
+def load_adapter(model: nn.Module, path: str | Path, strict: bool = True) -> list[str]:
     """Load safetensors weights; strict: every tensor must match a model key. Returns the keys loaded."""
     from safetensors.torch import load_file
 

@@ -46,7 +46,7 @@ class DemoPlan:
     shots: tuple[int, ...]
     seeds: tuple[int, ...]
     regimes: dict[str, tuple[str, ...]]  # fusion -> training regimes run for it
-    # regime settings: "*" for every training regime, then per regime (bench/regimes.py names)
+    # regime settings: "*" for every training regime, then per regime (bench/runs/regimes.py names)
     train_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     # parameter groups at pretrain_lang_lr: the head's text-side layers too; at the full LR their fresh BERT layers
     # pulled every word's feature together (deep fusion: class words at cosine 0.985) and synth-shapes sat at 13.6
@@ -111,7 +111,7 @@ def checkpoint_path(fusion: str, plan: DemoPlan, models_dir: Path, seed: int) ->
 def pretrained_checkpoint(fusion: str, plan: DemoPlan, data_root: Path, models_dir: Path, seed: int) -> Path:
     """Pretrain glip-synth with this fusion on the base concepts, or reuse the cached weights (same config hash)."""
     import glip
-    from bench.runs.train import pretrain, save_weights
+    from bench.runs.train import pretrain, save_adapter
     from bench.synthetic.generate import pretraining_paths
 
     cfg = glip.get_preset(PRESET, fusion=fusion)
@@ -131,7 +131,7 @@ def pretrained_checkpoint(fusion: str, plan: DemoPlan, data_root: Path, models_d
                    batch_size=plan.pretrain_batch, lr=plan.pretrain_lr, lang_lr=plan.pretrain_lang_lr,
                    lang_lr_groups=plan.pretrain_lang_lr_groups, final_decay=plan.pretrain_final_decay, eval_every=0,
                    progress=(f"pretrain {fusion}", FUSIONS.index(fusion)))
-    save_weights(model, path)
+    save_adapter(model, path)
     atomic_write_json(path.with_suffix(".json"), {**key, "result": res.to_dict()})
     log.info("pretrained %s fusion in %.0f s (loss %.3f -> %.3f)", fusion, res.train_seconds,
              res.epoch_losses[0], res.epoch_losses[-1])
@@ -368,11 +368,11 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
     timings["reports"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
 
-    from bench.studies.demo_extras import summarise
+    from bench.studies.demo_extras import demo_summary
 
     reused = {"runs": reused_runs, "of_runs": len(specs), "models": cached_models, "of_models": len(FUSIONS),
               "stages": [n for n, r in (("forgetting", reused_forgetting), ("self-training", reused_selftrain)) if r]}
-    summary = summarise(records, forgetting_table, selftrain, plan, timings, diagnosis, reused)
+    summary = demo_summary(records, forgetting_table, selftrain, plan, timings, diagnosis, reused)
     from bench.results.compare import attach_reproduction
 
     summary = attach_reproduction(summary, records, committed)

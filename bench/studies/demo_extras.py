@@ -38,7 +38,7 @@ def forgetting(records: list[dict], data_root: Path, results_dir: Path, infer_ba
     """
     from bench.results import store
     from bench.runs import runner
-    from bench.runs.train import load_weights
+    from bench.runs.train import load_adapter
     from bench.tasks.registry import get_task
 
     k = _max_shots(records)
@@ -53,7 +53,7 @@ def forgetting(records: list[dict], data_root: Path, results_dir: Path, infer_ba
         adapter = store.run_dir(results_dir, spec) / store.ADAPTER
         model_over, _ = runner.split_overrides(spec.overrides, spec.regime)
         model = runner.build_model(runner.model_config(spec.model, model_over), spec.checkpoint)
-        load_weights(model, adapter, strict=True)
+        load_adapter(model, adapter, strict=True)
         model.eval()
         chunks = runner.prompt_chunks(task, dataset, model.tokenizer, spec.prompt_set)
         preds, _ = runner.predict_detection(model, dataset, chunks, task.detections_per_image, infer_batch_size, "cpu",
@@ -107,7 +107,7 @@ def _diagnosis_lines(table: pd.DataFrame) -> list[str]:
          .mean().reset_index())
     lines = ["", "## What limits AP: finding objects or naming them", "",
              "Class-agnostic AP merges all classes (best box per location); label accuracy is the share of found "
-             "objects whose best box carries the right label (bench/reports/diagnosis.py; means over seeds).", "",
+             "objects whose best box carries the right label (bench/studies/diagnosis.py; means over seeds).", "",
              "| task | fusion | regime | shots | AP | class-agnostic AP | label accuracy | chance |",
              "|---|---|---|---|---|---|---|---|"]
     for _, row in g.iterrows():
@@ -158,7 +158,7 @@ def _mean_std(values: list[float]) -> str:
     return f"{s.mean():.1f}" if len(s) == 1 else f"{s.mean():.1f} ± {s.std():.1f} (n={len(s)})"
 
 
-def summarise(records: list[dict], forgetting_table: pd.DataFrame, selftrain: dict[str, Any], plan: Any,
+def demo_summary(records: list[dict], forgetting_table: pd.DataFrame, selftrain: dict[str, Any], plan: Any,
               timings: dict[str, float], diagnosis: pd.DataFrame | None = None,
               reused: dict[str, int] | None = None) -> dict[str, Any]:
     """The numbers a reader wants first, as Markdown (printed at the end of the demo) and as data."""
@@ -202,27 +202,8 @@ def summarise(records: list[dict], forgetting_table: pd.DataFrame, selftrain: di
     lines += _forgetting_lines(forgetting_table)
     if selftrain.get("summary") is not None:
         lines += ["", "## Self-training", "",
-                  "AP on the never-taught concept, mean and 95% CI over seeds (bench/selftrain/experiment.py).", "",
+                  "AP on the never-taught concept, mean and 95% CI over seeds "
+                  "(bench/studies/selftrain/experiment.py).", "",
                   *markdown_table(selftrain["summary"])]
     return {"markdown": "\n".join(lines) + "\n", "targets": checks, "timings": timings, "reused": reused or {},
             "zero_shot": zs.reset_index().to_dict(orient="records")}
-
-
-def rebuild_summary(out: str | Path, plan: Any) -> dict[str, Any]:
-    """The demo summary again from what a demo leaves in `out` (records, forgetting.csv, diagnosis.csv,
-    selftrain/selftrain_summary.csv and the timings in summary.json), without running anything."""
-    import json
-
-    from bench.results.store import load_record
-
-    out = Path(out)
-    records = [r for r in map(load_record, sorted((out / "runs").glob("*/record.json"))) if r is not None]
-    previous = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-
-    def csv(path: Path) -> pd.DataFrame:
-        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
-
-    selftrain_summary = out / "selftrain" / "selftrain_summary.csv"
-    selftrain = {"summary": pd.read_csv(selftrain_summary)} if selftrain_summary.is_file() else {}
-    return summarise(records, csv(out / "forgetting.csv"), selftrain, plan, previous["timings"],
-                     csv(out / "diagnosis.csv"), previous.get("reused"))

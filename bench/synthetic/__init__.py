@@ -19,11 +19,11 @@ Layout under <data_root>/synthetic/ (paths match tasks/synthetic/*.yaml):
     synth-{shapes,colours,compositions,novel,crowded}/     Roboflow / ODinW export
         {train,valid,test}/NNNNNN.png + annotations_without_background.json (COCO, category ids 1..K)
         train/fewshot_train_shot{k}_seed{s}.json, valid/fewshot_val_shot{k}_seed{s}.json
-            (k in 1,3,5,10; s in 3,30,300; the official greedy image-level quota, writers.fewshot_subset)
+            (k in 1,3,5,10; s in 3,30,300; the official greedy image-level quota, writers.fewshot_coco)
     synth-grounding/                                Flickr30K-style grounding
         flickr30k-images/<original_img_id>.png
         mdetr_annotations/final_flickr_separateGT_{train,val,test}.json   (MDETR json)
-        mdetr_annotations/flickr_recall_gt_{split}.json   (CONTRACTS.md section 5 flickr_recall gt)
+        mdetr_annotations/flickr_recall_gt_{split}.json   (docs/formats.md section 2)
         flickr30k_entities/{Sentences,Annotations}/<original_img_id>.{txt,xml}, {split}.txt
     synth-lvis/                                     LVIS-style federated set, 96 classes "red_circle"...
         images/{train,val,test}/NNNNNN.png, annotations/lvis_{train,val,test}.json
@@ -42,8 +42,8 @@ Pretraining json (MDETR style, one `images` record per (image, caption)):
     "grounding" records carry a caption ("a small red star left of a blue ring"); "detection" records
     carry GLIP's detection-as-grounding prompt: present class names plus sampled negatives, shuffled,
     joined with ". " ("star. heart. ring" or "red star. blue ring. ..."), each span on a name, negatives
-    without boxes (glip-official.md 1.10). Base concepts only: no held-out pair is ever drawn and no
-    novel-shape word ever appears.
+    without boxes (maskrcnn_benchmark/data/datasets/od_to_grounding.py). Base concepts only: no held-out
+    pair is ever drawn and no novel-shape word ever appears.
 
 Boxes everywhere are pixel-inclusive COCO xywh with the official +1 convention: an object covering pixel
 columns x1..x2 has w = x2 - x1 + 1 (legacy xyxy [x1, y1, x2, y2]); recall gt and Entities XML use that

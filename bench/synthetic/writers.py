@@ -12,7 +12,6 @@ pixel-inclusive integers), so one seed gives byte-identical files on any machine
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image
 
-FEWSHOT_SHOTS = (1, 3, 5, 10)
-FEWSHOT_SEEDS = (3, 30, 300)  # the official pre-sampled seeds (glip-official.md 4.3)
+from bench.tasks.fewshot import SEEDS, SHOTS, categories_by_image, sample_image_ids
 
 
 def dump_json(path: Path, obj: Any) -> None:
@@ -56,27 +54,10 @@ def coco_dict(
     }
 
 
-def fewshot_subset(coco: dict, shots: int, seed: int) -> dict:
-    """The official k-shot subset of a COCO dict (maskrcnn_benchmark COCODataset, glip-official.md 4.3).
-
-    Image ids (sorted) are shuffled with random.Random(seed); an image is kept when any of its
-    categories still has quota; each kept image lowers the quota of every category it contains by one
-    (image-level counting). So every category reaches `shots` images when the data allow, and each
-    kept image was needed when it was taken.
-    """
-    cats_of: dict[int, set[int]] = {img["id"]: set() for img in coco["images"]}
-    for ann in coco["annotations"]:
-        cats_of[ann["image_id"]].add(ann["category_id"])
-    quota = {c["id"]: shots for c in coco["categories"]}
-    ids = sorted(cats_of)
-    random.Random(seed).shuffle(ids)
-    keep: set[int] = set()
-    for img_id in ids:
-        cats = cats_of[img_id]
-        if any(quota[c] > 0 for c in cats):
-            keep.add(img_id)
-            for c in cats:
-                quota[c] -= 1
+def fewshot_coco(coco: dict, shots: int, seed: int) -> dict:
+    """The k-shot subset of a COCO dict, drawn by the sampler runs use (bench.tasks.fewshot), so a
+    shipped file and an on-the-fly sample of the same k and seed hold the same images."""
+    keep = set(sample_image_ids([img["id"] for img in coco["images"]], categories_by_image(coco), shots, seed))
     out = dict(coco)
     out["images"] = [img for img in coco["images"] if img["id"] in keep]
     out["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep]
@@ -86,10 +67,10 @@ def fewshot_subset(coco: dict, shots: int, seed: int) -> dict:
 def write_fewshot_files(split_dir: Path, coco: dict, which: str) -> list[Path]:
     """fewshot_{which}_shot{k}_seed{s}.json for every official k and seed, next to the split's json."""
     paths = []
-    for k in FEWSHOT_SHOTS:
-        for s in FEWSHOT_SEEDS:
+    for k in SHOTS:
+        for s in SEEDS:
             path = split_dir / f"fewshot_{which}_shot{k}_seed{s}.json"
-            dump_json(path, fewshot_subset(coco, k, s))
+            dump_json(path, fewshot_coco(coco, k, s))
             paths.append(path)
     return paths
 
@@ -133,7 +114,7 @@ def mdetr_dict(entries: Sequence[dict]) -> dict:
 
 
 def recall_gt(entries: Sequence[dict]) -> list[dict]:
-    """Ground truth of the flickr_recall metric (CONTRACTS.md section 5): legacy inclusive xyxy boxes."""
+    """Ground truth of the flickr_recall metric (docs/formats.md, section 2): legacy inclusive xyxy boxes."""
     out = []
     for e in entries:
         phrases = []

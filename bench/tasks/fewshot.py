@@ -1,9 +1,9 @@
 """k-shot subsets of a detection training (or validation) split, chosen by a seed.
 
-The ODinW image-level quota protocol (glip-official.md 4.3): start from the image ids in sorted order,
-shuffle them with `random.Random(seed)`, then walk the list and keep an image if any category on it
-still has quota (k per category, counted once per image), decrementing the quota of every category the
-kept image shows. Images without annotations are never kept.
+The ODinW image-level quota protocol (maskrcnn_benchmark/data/datasets/coco.py, COCODataset): start from
+the image ids in sorted order, shuffle them with `random.Random(seed)`, then walk the list and keep an
+image if any category on it still has quota (k per category, counted once per image), decrementing the
+quota of every category the kept image shows. Images without annotations are never kept.
 
 Differences from the official code, on purpose:
 - The official on-the-fly path (`CocoGrounding`, used by the README fine-tuning command) ignores the
@@ -19,7 +19,7 @@ When the data set ships pre-sampled split files (`Task.fewshot_path`), those are
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +28,8 @@ from bench.util.io import read_json
 
 SHOTS = (1, 3, 5, 10)
 SEEDS = (3, 30, 300)
-# official training-set copy factor per shot (README `--custom_shot_and_epoch_and_general_copy`
-# 1_200_8, 3_200_4, 5_200_2, 10_200_1; full data 0_200_1): glip-official.md section 5
+# official training-set copy factor per shot (README `--custom_shot_and_epoch_and_general_copy` 1_200_8,
+# 3_200_4, 5_200_2, 10_200_1; full data 0_200_1), read by tools/finetune.py
 COPY_FACTORS = {1: 8, 3: 4, 5: 2, 10: 1}
 
 
@@ -137,6 +137,3 @@ def fewshot_subset(
         raise UserError(f"the {which} split of task {task.name} has no annotated images to sample {shots} shots from")
     return FewShotSplit(full.subset(ids), ids, source)
 
-
-def describe(ids: Sequence[int]) -> str:
-    return f"{len(ids)} images: {', '.join(map(str, list(ids)[:8]))}{' ...' if len(ids) > 8 else ''}"

@@ -160,15 +160,6 @@ class Task:
         split = split or self.eval_split
         return self._load_file(split, self.ann_path(split, data_root), data_root, check_hash=True)
 
-    def load_fewshot(self, shots: int, seed: int, data_root: str | os.PathLike | None = None, which: str = "train"):
-        """A shipped few-shot split file as a DetectionDataset (images from split `which`)."""
-        path = self.fewshot_path(shots, seed, data_root, which)
-        if path is None:
-            pattern = self.fewshot.get(which)
-            where = (self.root_path(data_root) / pattern.format(shots=shots, seed=seed)) if pattern else "(none declared)"
-            raise UserError(f"task {self.name} ships no few-shot file for {which} shots={shots} seed={seed}: {where}")
-        return self._load_file(which, path, data_root, check_hash=False)
-
     def _load_file(self, split: str, ann: Path, data_root, check_hash: bool):
         from bench.data.coco import load_coco
         from bench.data.flickr import load_mdetr_flickr
@@ -224,8 +215,9 @@ class Task:
         """(names, prefixes, suffixes) in category-id order, exactly as they go into the caption.
 
         A name the prompt set does not override goes through the official clean_name (evaluation
-        path, glip-official.md 3.1 step 2); a name given by the set is used raw, as the official
-        CAPTION_PROMPT names are (3.1 step 5). Keys of a set's names/prefix/suffix are base names.
+        path: maskrcnn_benchmark/data/datasets/od_to_grounding.py); a name given by the set is used raw,
+        as the official CAPTION_PROMPT names are (create_queries_and_maps). Keys of a set's names/prefix/suffix are
+        base names.
         """
         from glip.prompts import clean_name
 
@@ -611,10 +603,6 @@ def load_registry(directory: str | os.PathLike | None = None, reload: bool = Fal
 
 def get_task(name: str, tasks_dir: str | os.PathLike | None = None) -> Task:
     return load_registry(tasks_dir).get(name)
-
-
-def list_tasks(group: str | None = None, tasks_dir: str | os.PathLike | None = None) -> list[Task]:
-    return load_registry(tasks_dir).list(group)
 
 
 def resolve_tasks(spec: str, tasks_dir: str | os.PathLike | None = None) -> list[Task]:

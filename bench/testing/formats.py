@@ -14,7 +14,8 @@ from typing import Any
 
 from PIL import Image
 
-# glip-official.md 4.1, the reference for tests: ODinW-13 task -> (classes in OVERRIDE_CATEGORY order, eval split)
+# configs/odinw_13/*.yaml, the reference for tests: ODinW-13 task -> (classes in OVERRIDE_CATEGORY
+# order, eval split)
 ODINW13 = {
     "odinw-aerial-maritime-drone-large": (["boat", "car", "dock", "jetski", "lift"], "val"),
     "odinw-aquarium": (["fish", "jellyfish", "penguin", "puffin", "shark", "starfish", "stingray"], "val"),

@@ -1,8 +1,8 @@
 """What produced a number: code version, library versions, hardware. Goes into every record.
 
 The git commit and dirty flag are those of the checkout the `bench` package was imported from (found
-from the package location, not the current directory: style-anchors.md habit 10); an installed copy
-outside any git checkout reports None for both.
+from the package location, not the current directory, which may be another checkout); an installed
+copy outside any git checkout reports None for both.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def provenance(
     extra: dict[str, Any] | None = None,
     results_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """The record's provenance section (bench/records.py REQUIRED_PROVENANCE, plus python/platform);
+    """The record's provenance section (bench/results/records.py REQUIRED_PROVENANCE, plus python/platform);
     results_dir: the folder the record goes to, left out of git_dirty."""
     import torch
 

@@ -27,12 +27,12 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 NOT_RUNNABLE = {
     "pip install nox && nox -s demo":
         "creates a virtualenv from PyPI and runs the full 14-minute demo; the `glip-bench demo --quick` it wraps "
-        "is tests/bench/test_demo.py::test_quick_demo_runs_every_stage",
+        "is tests/bench/studies/test_demo.py::test_quick_demo_runs_every_stage",
     "nox -s tests": "runs this test suite itself",
     "torchrun --nproc_per_node 8 -m bench.cli run --model glip-t --checkpoint glip-t.safetensors "
     "--text-encoder bert-base-uncased --tasks odinw13 --regime full-ft --device cuda --data-root /data":
         "needs 8 GPUs, the glip-t weights, BERT and the ODinW data; two CPU processes on the synthetic world are "
-        "tests/bench/test_run_torchrun.py",
+        "tests/bench/distributed/test_run_torchrun.py",
     "glip-bench run --model hf:gdino-t --tasks odinw13 --regime full-ft --shots 1,3,5,10 --seeds 3,30,300":
         "12 fine-tuning runs of a real Grounding DINO on the ODinW data; one shot of a tiny saved Grounding DINO "
         "on the synthetic world is tests/bench/models/test_hf_finetune.py",
@@ -97,7 +97,7 @@ def world(tmp_path_factory):
     import torch
 
     import glip
-    from bench.runs.train import save_weights
+    from bench.runs.train import save_adapter
     from bench.synthetic.generate import generate
     from bench.testing.hf import save_tiny
 
@@ -105,9 +105,9 @@ def world(tmp_path_factory):
     generate(root / "data", seed=0, scale="quick", tasks=["synth-shapes", "synth-grounding"])
     for fusion in ("deep", "late"):
         torch.manual_seed(0)
-        save_weights(glip.from_pretrained(glip.get_preset("glip-synth", fusion=fusion)), root / f"{fusion}.safetensors")
+        save_adapter(glip.from_pretrained(glip.get_preset("glip-synth", fusion=fusion)), root / f"{fusion}.safetensors")
     torch.manual_seed(0)
-    save_weights(glip.from_pretrained("glip-tiny"), root / "tiny.safetensors")
+    save_adapter(glip.from_pretrained("glip-tiny"), root / "tiny.safetensors")
     save_tiny("grounding-dino", root / "gdino-t")  # what the README's save_pretrained block writes, tiny
     return root
 

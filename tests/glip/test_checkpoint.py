@@ -1,5 +1,5 @@
-"""Official checkpoint <-> model: every official key (generated from glip-official.md §2) maps, tensors
-round-trip exactly, export reproduces the official file, and bad files fail with named keys."""
+"""Official checkpoint <-> model: every official key (the names the official constructors give) maps,
+tensors round-trip exactly, export reproduces the official file, and bad files fail with named keys."""
 
 from dataclasses import replace
 

@@ -30,11 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from bench.reports.stats import bootstrap_ci
 from bench.util.errors import UserError
 from bench.util.io import atomic_write_json, sha256_file
 from bench.util.logs import get_logger, progress
 
 log = get_logger("selftrain.experiment")
+# resamples of the seed CIs: the count results/ holds them for (another count moves the endpoints)
+CI_RESAMPLES = 2000
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,9 @@ class Budget:
     lr: float = 5e-4
     lang_lr: float = 5e-4  # the novel word's embedding must move within a few steps
     student_frozen_groups: tuple[str, ...] = ("backbone_stem", "backbone")
-    # below the CLI's 0.5: a phrase's score is the mean over its tokens (official, glip-official.md 1.8), so a
-    # box found through the context ("red") is diluted by the unknown word's token
+    # below the CLI's 0.5: a phrase's score is the mean over its tokens (official SCORE_AGG MEAN,
+    # maskrcnn_benchmark/modeling/rpn/inference.py), so a box found through the context ("red") is
+    # diluted by the unknown word's token
     threshold: float = 0.3
     control: bool = True  # also train a student on the human data alone (same steps)
     teacher_iters: int = 12  # only when no teacher checkpoint is given
@@ -243,7 +247,7 @@ def _teacher(preset: str, checkpoint: str | Path | None, budget: Budget, work: P
     """(teacher, its checkpoint file, trained here?). Without a checkpoint: a short base-concept pretraining."""
     import torch
 
-    from bench.runs.train import pretrain, save_weights
+    from bench.runs.train import pretrain, save_adapter
     from bench.studies.selftrain.pseudo_label import load_teacher
 
     if checkpoint is not None:
@@ -256,26 +260,12 @@ def _teacher(preset: str, checkpoint: str | Path | None, budget: Budget, work: P
     human, root = draw_human(budget.teacher_images, 10_000, work / "teacher_data")
     pretrain(model, [human], [root], max_iters=budget.teacher_iters, max_epochs=10**6, device=device,
              seed=budget.seeds[0], batch_size=budget.batch_size)
-    path = save_weights(model, work / "teacher.safetensors")
+    path = save_adapter(model, work / "teacher.safetensors")
     return model.eval(), path, True
 
 
 # ------------------------------------------------------------------------------------------ report
-def bootstrap_ci(values: list[float], seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean over seeds (scipy); NaN with fewer than two finite values."""
-    from scipy.stats import bootstrap
-
-    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
-    if len(v) < 2:
-        return float("nan"), float("nan")
-    if np.ptp(v) == 0:
-        return float(v[0]), float(v[0])
-    res = bootstrap((v,), np.mean, confidence_level=level, n_resamples=2000, method="percentile",
-                    random_state=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
-def summarise(table: Any) -> Any:
+def seed_summary(table: Any) -> Any:
     """One row per model (and the paired differences): mean and bootstrap CI over seeds."""
     import pandas as pd
 
@@ -284,7 +274,7 @@ def summarise(table: Any) -> Any:
             if c in table]
     for c in cols:
         values = table[c].astype(float).tolist()
-        low, high = bootstrap_ci(values)
+        low, high = bootstrap_ci([v for v in values if np.isfinite(v)], n_resamples=CI_RESAMPLES)
         rows.append({"quantity": c, "mean": float(np.nanmean(values)), "ci95_low": low, "ci95_high": high,
                      "seeds": len(values)})
     return pd.DataFrame(rows)
@@ -394,7 +384,7 @@ def run_experiment(
                  row["student_ap"], teacher_ap, quality["novel_precision"])
 
     table = pd.DataFrame(rows)
-    summ = summarise(table)
+    summ = seed_summary(table)
     results_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(results_dir / "selftrain.csv", index=False)
     summ.to_csv(results_dir / "selftrain_summary.csv", index=False)
@@ -408,4 +398,4 @@ def run_experiment(
     return {**out, "table": table, "summary": summ, "figure": figure}
 
 
-__all__ = ["BUDGETS", "Budget", "bootstrap_ci", "get_budget", "run_experiment"]
+__all__ = ["BUDGETS", "Budget", "get_budget", "run_experiment"]

@@ -16,7 +16,6 @@ The spaCy extractor uses a locally installed pipeline's `noun_chunks`; nothing i
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.util.errors import UserError
@@ -177,9 +176,6 @@ class RuleExtractor:
 
     def __call__(self, caption: str) -> list[NounPhrase]:
         return extract_rule(caption)
-
-
-Extractor = Callable[[str], list[NounPhrase]]
 
 
 def get_extractor(name: str = "rule") -> RuleExtractor | SpacyExtractor:

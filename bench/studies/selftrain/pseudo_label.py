@@ -102,7 +102,8 @@ def read_captions(path: str | os.PathLike) -> list[CaptionRecord]:
 
 # ----------------------------------------------------------------------------------------- labelling
 def _boxes_xywh(boxes_xyxy: Any) -> list[list[float]]:
-    """Legacy xyxy -> COCO xywh with the official +1 width (glip-official.md 1.9), 2 decimals."""
+    """Legacy xyxy -> COCO xywh with the official +1 width, 2 decimals (BoxList.convert in
+    maskrcnn_benchmark/structures/bounding_box.py)."""
     out = []
     for x1, y1, x2, y2 in boxes_xyxy.tolist():
         out.append([round(x1, 2), round(y1, 2), round(x2 - x1 + 1, 2), round(y2 - y1 + 1, 2)])
@@ -255,7 +256,7 @@ def pseudo_label(
         return {"finished": False, "labelled": len(done), "records": len(records)}
 
     data = build_grounding_json([done[r.id] for r in records])
-    summary = summarise(data, [done[r.id] for r in records])
+    summary = label_counts(data, [done[r.id] for r in records])
     summary.update(extractor=ext.name, threshold=threshold, resumed=resumed, out=str(out),
                    seconds=time.perf_counter() - start, finished=True)
     data["info"] = {"tool": TOOL, "version": FORMAT_VERSION, "teacher": teacher_info or {}, "threshold": threshold,
@@ -295,7 +296,8 @@ def build_grounding_json(entries: Sequence[dict]) -> dict[str, Any]:
             "categories": [{"id": 1, "name": "object", "supercategory": "object"}]}
 
 
-def summarise(data: dict[str, Any], entries: Sequence[dict]) -> dict[str, Any]:
+def label_counts(data: dict[str, Any], entries: Sequence[dict]) -> dict[str, Any]:
+    """How much the teacher labelled: the counts a reader checks before training on the file."""
     phrases = [p[0].lower() for e in entries for p in e["phrases"]]
     kept = [e["phrases"][lab][0].lower() for e in entries for lab in {b[0] for b in e["boxes"]}]
     return {
@@ -389,16 +391,7 @@ def load_teacher(preset: str, checkpoint: str | os.PathLike | None = None, token
         except (OSError, FileNotFoundError, ValueError) as e:
             raise UserError(f"cannot load the tokenizer from {tokenizer}: {e}") from e
     try:
-        if hasattr(glip, "from_pretrained"):
-            model = glip.from_pretrained(preset, checkpoint=None if checkpoint is None else str(checkpoint), tokenizer=tok)
-        else:  # the package API has not landed yet: build from the preset, load safetensors weights
-            from bench.runs.train import load_weights
-            from glip.config import get_preset
-            from glip.model import GLIP
-
-            model = GLIP(get_preset(preset), tokenizer=tok)
-            if checkpoint is not None:
-                load_weights(model, checkpoint)
+        model = glip.from_pretrained(preset, checkpoint=None if checkpoint is None else str(checkpoint), tokenizer=tok)
     except KeyError as e:
         raise UserError(str(e).strip("'\"")) from None
     info = {"preset": preset, "checkpoint": None if checkpoint is None else str(checkpoint),

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from bench.data import DetectionDataset
+from bench.tasks.fewshot import fewshot_subset
 from bench.tasks.registry import load_registry
 from bench.testing.formats import (
     coco_dict,
@@ -31,7 +32,7 @@ def test_coco_loads_with_names_from_the_file(reg, tmp_path):
     write_coco_split(task, "val", tmp_path, data)
     ds = task.load(data_root=tmp_path)
     assert isinstance(ds, DetectionDataset) and ds.split == "val" and len(ds) == 3
-    assert ds.category_id_list == [1, 3, 7]  # prompt order = category-id order
+    assert [c["id"] for c in ds.categories] == [1, 3, 7]  # prompt order = category-id order
     assert [c["prompt_name"] for c in ds.categories] == ["person", "hair_drier", "toothbrush"]
     assert ds.ann_file == tmp_path / "coco/annotations/instances_val2017.json"
     assert ds.images[0].path == tmp_path / "coco/val2017/img_0001.jpg"
@@ -57,7 +58,7 @@ def test_every_odinw13_task_loads_its_splits_at_the_official_paths(reg, tmp_path
         for split in {task.eval_split, task.finetune_split, "train"}:
             ds = task.load(split, tmp_path)
             assert [c["prompt_name"] for c in ds.categories] == list(task.classes), task.name
-            assert ds.category_id_list == list(range(1, len(task.classes) + 1))
+            assert [c["id"] for c in ds.categories] == list(range(1, len(task.classes) + 1))
             assert len(ds) == 2 and ds.load_image(ds.image_ids[0]).size == (8, 6)
     # PascalVOC's test split is its valid/ split (official quirk)
     voc = reg.get("odinw-pascal-voc")
@@ -73,10 +74,9 @@ def test_fewshot_files(reg, tmp_path):
     assert p == tmp_path / "odinw/Aquarium/Aquarium Combined.v2-raw-1024.coco/train/fewshot_train_shot1_seed3.json"
     assert aq.fewshot_path(5, 300, tmp_path) is None
     assert aq.fewshot_path(1, 3, tmp_path, which="val").name == "fewshot_val_shot1_seed3.json"
-    ds = aq.load_fewshot(1, 3, tmp_path)
-    assert len(ds) == 1 and ds.images[0].path.parent == aq.images_path("train", tmp_path)
-    with pytest.raises(UserError, match="ships no few-shot file"):
-        aq.load_fewshot(10, 30, tmp_path)
+    fs = fewshot_subset(aq, "train", 1, 3, tmp_path)
+    assert fs.source == p.name and len(fs.dataset) == 1
+    assert fs.dataset.images[0].path.parent == aq.images_path("train", tmp_path)
     ego = reg.get("odinw-egohands-generic")
     make_detection_task_data(ego, tmp_path, fewshot=(3, 30))
     assert ego.fewshot_path(3, 30, tmp_path, "minival").name == "fewshot_minival_shot3_seed30.json"

@@ -20,7 +20,7 @@ def test_lvis_minival_loads_with_federated_fields(reg, tmp_path):
     task = reg.get("lvis-minival")
     data = make_lvis_task_data(task, tmp_path, CATS)
     ds = task.load(data_root=tmp_path)
-    assert ds.category_id_list == [1, 3, 12]
+    assert [c["id"] for c in ds.categories] == [1, 3, 12]
     assert [c["prompt_name"] for c in ds.categories] == ["aerosol_can", "bow_(weapon)", "baseball_bat"]
     assert [c["frequency"] for c in ds.categories] == ["c", "r", "f"]
     # images come from COCO val2017 and train2017 through coco_url (official LvisDetection)
@@ -45,7 +45,7 @@ def test_lvis_file_is_readable_by_the_lvis_api(reg, tmp_path):
     make_lvis_task_data(task, tmp_path, CATS)
     api = LVIS(str(task.ann_path("val", tmp_path)))
     ds = task.load(data_root=tmp_path)
-    assert sorted(api.get_cat_ids()) == ds.category_id_list
+    assert sorted(api.get_cat_ids()) == [c["id"] for c in ds.categories]
     assert sorted(api.get_img_ids()) == ds.image_ids
     for iid in ds.image_ids:
         assert sorted(a["id"] for a in api.load_anns(api.get_ann_ids(img_ids=[iid]))) == \

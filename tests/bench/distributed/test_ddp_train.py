@@ -1,4 +1,4 @@
-"""Data-parallel fine-tuning (bench.runs.train under torch.distributed, bench/ddp.py).
+"""Data-parallel fine-tuning (bench.runs.train under torch.distributed, bench/dist/ddp.py).
 
 - 2 CPU processes (torchrun, gloo) fine-tune glip-tiny (full-ft, prompt-tuning, linear-probe): both ranks end
   with identical weights, the trained parameters moved and the frozen ones did not, both ranks followed

@@ -1,4 +1,4 @@
-"""Shard planning, merging and resume of bench/inference_dist.py, with ranks simulated in one process."""
+"""Shard planning, merging and resume of bench/dist/inference.py, with ranks simulated in one process."""
 
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from bench.metrics import evaluate
-from bench.metrics.coco import STAT_NAMES, make_detection_fixture
+from bench.metrics.coco import STAT_NAMES
+from bench.testing.metrics import make_detection_fixture
 from bench.util.errors import UserError
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from bench.metrics import evaluate
-from bench.metrics.flickr import make_flickr_fixture
+from bench.testing.metrics import make_flickr_fixture
 from bench.util.errors import UserError
 
 

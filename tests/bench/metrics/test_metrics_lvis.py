@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from bench.metrics import evaluate
-from bench.metrics.lvis import VALUE_NAMES, make_lvis_fixture, numpy_float_alias, top_per_class
+from bench.metrics.lvis import VALUE_NAMES, numpy_float_alias, top_per_class
+from bench.testing.metrics import make_lvis_fixture
 from bench.util.errors import UserError
 
 

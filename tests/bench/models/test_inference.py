@@ -1,4 +1,4 @@
-"""The inference engine (bench/inference.py) against the naive path: model.detect once per chunk and image."""
+"""The inference engine (bench/models/glip.py) against the naive path: model.detect once per chunk and image."""
 
 from __future__ import annotations
 

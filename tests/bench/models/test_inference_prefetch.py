@@ -1,4 +1,4 @@
-"""The background-thread prefetch of bench/inference.py (issue #9): same batches, errors surface, no hang."""
+"""The background-thread prefetch of bench/models/glip.py: same batches, errors surface, no hang."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-from bench.reports.benchmarks import summarise
+from bench.reports.benchmarks import summary_lines
 
 
 def _bench(name, group, mean, baseline=False):
@@ -8,7 +8,7 @@ def _bench(name, group, mean, baseline=False):
 def test_ratio_is_against_the_group_baseline():
     data = {"benchmarks": [_bench("slow", "g", 2.0, baseline=True), _bench("fast", "g", 0.5),
                            _bench("other", "h", 1.0)]}
-    lines = summarise(data)
+    lines = summary_lines(data)
     fast = next(line for line in lines if "fast" in line)
     assert "4.00x faster than baseline" in fast
     assert "(baseline)" in next(line for line in lines if "slow" in line)

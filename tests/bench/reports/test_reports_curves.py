@@ -8,7 +8,7 @@ from matplotlib.collections import PathCollection, PolyCollection
 
 from bench.cli import main as cli_main
 from bench.reports import curves
-from bench.reports.load import load_records
+from bench.reports.load import load_record_frame
 from bench.testing.reports import make_record, write_records
 from bench.util.errors import UserError
 
@@ -34,7 +34,7 @@ def df(tmp_path):
                                             train_seconds=36.0 * (shots or 20),
                                             device_hours=(36.0 * (shots or 20) + 7.0) / 3600))  # + inference
     write_records(tmp_path, recs)
-    return load_records(tmp_path)
+    return load_record_frame(tmp_path)
 
 
 def test_ap_vs_shots_lines_bands_and_labels(df):
@@ -103,7 +103,7 @@ def test_ap_vs_compute_counts_images_seen_not_seconds(tmp_path):
             recs.append(make_record(shots=None if shots == "all" else shots, seed=seed, train_seconds=seconds,
                                     images_seen=images, value=40.0 + seed))
     write_records(tmp_path, recs)
-    fig = curves.ap_vs_compute(load_records(tmp_path))
+    fig = curves.ap_vs_compute(load_record_frame(tmp_path))
     [ax] = fig.axes
     assert ax.get_xscale() == "log"
     assert ax.get_xlabel() == "training compute per run: images seen (iterations × batch size, log scale)"
@@ -147,7 +147,7 @@ def test_select_tasks_refuses_mixed_metrics(df, tmp_path):
         curves.select_tasks(df, group="odinw13")
     write_records(tmp_path / "mix", [make_record(), make_record(task="flickr", primary="R@1")])
     with pytest.raises(UserError, match="mix primary metrics"):
-        curves.select_tasks(load_records(tmp_path / "mix"))
+        curves.select_tasks(load_record_frame(tmp_path / "mix"))
 
 
 def test_save_and_cli_write_png_and_svg(df, tmp_path):
@@ -183,7 +183,7 @@ def test_legend_names_only_what_tells_series_apart(tmp_path):
                                     overrides={"fusion": fusion, "infer_batch_size": 8, "max_iters": 40},
                                     value=40.0 + seed))
     write_records(tmp_path, recs)
-    ax = curves.ap_vs_shots(load_records(tmp_path)).axes[0]
+    ax = curves.ap_vs_shots(load_record_frame(tmp_path)).axes[0]
     labels = [t.get_text() for t in ax.figure.legends[0].get_texts()]
     assert labels == ["zero-shot · glip-synth · fusion=deep", "full-ft · glip-synth · fusion=deep",
                       "zero-shot · glip-synth · fusion=late", "full-ft · glip-synth · fusion=late"]
@@ -198,7 +198,7 @@ def test_per_task_for_a_wide_group_keeps_the_legend_off_every_panel(tmp_path):
     recs = [make_record(task=t, regime=r, shots=s, seed=k, value=20.0 + i + (s or 0) + k, groups=("odinw13",))
             for i, t in enumerate(tasks) for r in ("prompt-tuning", "full-ft") for s in (1, 5) for k in (0, 1)]
     write_records(tmp_path, recs)
-    df = load_records(tmp_path)
+    df = load_record_frame(tmp_path)
     for shown in (tasks, tasks[:1]):  # a wide group, and one narrow panel under a long title
         fig = curves.per_task(df[df["task"].isin(shown)])
         assert [ax.get_title() for ax in fig.axes] == shown

@@ -12,7 +12,7 @@ import pytest
 
 from bench.reports import browser
 from bench.reports import leaderboard as lb
-from bench.reports.load import load_records
+from bench.reports.load import load_record_frame
 from bench.testing.reports import make_record, write_records
 
 pytestmark = pytest.mark.skipif(browser.find_chromium() is None,
@@ -92,7 +92,7 @@ def page(tmp_path):
                     recs.append(make_record(task=task, regime=regime, seed=seed, checkpoint=ckpt, overrides=over,
                                             value=base + i + seed + shift, trainable_params=123_456))
     write_records(tmp_path / "res", recs)
-    df = load_records(tmp_path / "res")
+    df = load_record_frame(tmp_path / "res")
     table = lb.leaderboard_table(df)
     html = lb.render_html(table, len(df))
     (tmp_path / "leaderboard.html").write_text(html, encoding="utf-8")
@@ -137,7 +137,7 @@ def test_kind_filter_hides_columns_only_reported_rows_fill(page, tmp_path):
     from bench.reports.reference import default_reference_dir, load_reference
 
     reference = load_reference([default_reference_dir() / "reported-numbers.csv"])
-    df = load_records(page[0] / "res")
+    df = load_record_frame(page[0] / "res")
     html = lb.render_html(lb.leaderboard_table(df, reference), len(df))
     (tmp_path / "kind.html").write_text(html.replace("</body>", PROBE_KIND + "</body>"), encoding="utf-8")
     seen = _probe(tmp_path / "kind.html")

@@ -9,7 +9,7 @@ import pytest
 
 from bench.cli import main as cli_main
 from bench.reports import leaderboard as lb
-from bench.reports.load import COLUMNS, load_records
+from bench.reports.load import COLUMNS, load_record_frame
 from bench.reports.reference import default_reference_dir, load_reference
 from bench.testing.reports import make_record, write_records
 from bench.util.errors import UserError
@@ -30,7 +30,7 @@ def test_task_cells_mean_std_and_missing_seeds(tmp_path):
     recs += [make_record(task="synth-b", seed=s, value=v) for s, v in zip([0, 1], [30.0, 31.0])]
     recs += [make_record(task="synth-a", regime="zero-shot", value=20.0)]
     write_records(tmp_path, recs)
-    df = load_records(tmp_path)
+    df = load_record_frame(tmp_path)
     assert len(df) == 6
     table = lb.leaderboard_table(df)
     full = _row(table, regime="full-ft", shots="5")
@@ -52,7 +52,7 @@ def test_task_cells_mean_std_and_missing_seeds(tmp_path):
 
 def test_expected_seeds_can_be_given(tmp_path):
     write_records(tmp_path, [make_record(seed=s, value=40.0 + s) for s in range(3)] + [make_record(seed=9)])
-    table = lb.leaderboard_table(load_records(tmp_path), seeds=[0, 1, 2, 3])
+    table = lb.leaderboard_table(load_record_frame(tmp_path), seeds=[0, 1, 2, 3])
     # seed 9 is not among --seeds, so it is left out; 3 of the 4 expected seeds are there
     assert _row(table, regime="full-ft")["synth-a (AP)"] == "41.0 ± 1.0 (3/4 seeds)"
 
@@ -62,7 +62,7 @@ def test_odinw_mean_over_fewer_than_13_tasks_is_marked(tmp_path):
     recs = [make_record(task=t, regime="zero-shot", value=v, groups=("odinw13", "odinw35"))
             for t, v in zip(ODINW[:9], values)]
     write_records(tmp_path, recs)
-    row = _row(lb.leaderboard_table(load_records(tmp_path)), regime="zero-shot")
+    row = _row(lb.leaderboard_table(load_record_frame(tmp_path)), regime="zero-shot")
     assert row["odinw13 mean"] == f"{statistics.mean(values):.1f}* (9/13)" == "22.0* (9/13)"
     assert row["odinw13 median"] == f"{statistics.median(values):.1f}* (9/13)"
     assert row["odinw35 mean"].endswith("* (9/35)")
@@ -76,7 +76,7 @@ def test_complete_odinw13_has_no_marker_and_a_seed_std(tmp_path):
             per_seed[s].append(v)
             recs.append(make_record(task=task, seed=s, value=v, groups=("odinw13",)))
     write_records(tmp_path, recs)
-    df = load_records(tmp_path)
+    df = load_record_frame(tmp_path)
     row = _row(lb.leaderboard_table(df), regime="full-ft")
     task_means = [statistics.mean(per_seed[s][i] for s in range(3)) for i in range(13)]
     seed_means = [statistics.mean(per_seed[s]) for s in range(3)]
@@ -93,7 +93,7 @@ def test_overrides_and_checkpoints_make_separate_rows(tmp_path):
         make_record(value=40.0), make_record(value=30.0, overrides={"fusion": "late"}),
         make_record(value=35.0, checkpoint="other.pth"), make_record(value=33.0, prompt_set="official"),
     ])
-    table = lb.leaderboard_table(load_records(tmp_path))
+    table = lb.leaderboard_table(load_record_frame(tmp_path))
     assert len(table) == 4
     assert _row(table, variant="fusion=late")["synth-a (AP)"] == "30.0"
     assert _row(table, checkpoint="other.pth")["synth-a (AP)"] == "35.0"
@@ -104,7 +104,7 @@ def test_overrides_and_checkpoints_make_separate_rows(tmp_path):
 def test_task_versions_get_separate_columns(tmp_path):
     write_records(tmp_path, [make_record(value=40.0, task_version=1), make_record(value=45.0, task_version=2,
                                                                                   seed=1)])
-    row = lb.leaderboard_table(load_records(tmp_path)).iloc[0]
+    row = lb.leaderboard_table(load_record_frame(tmp_path)).iloc[0]
     assert row["synth-a@v1 (AP)"].startswith("40.0") and row["synth-a@v2 (AP)"].startswith("45.0")
 
 
@@ -116,15 +116,15 @@ def test_invalid_record_is_an_error_naming_the_file(tmp_path):
     record["metrics"]["values"]["AP"] = 140.0
     bad.write_text(json.dumps(record))
     with pytest.raises(UserError, match=r"invalid record .*elsewhere/deep/record.json.*0-100"):
-        load_records(tmp_path)
+        load_record_frame(tmp_path)
     bad.write_text("[1, 2]")
     with pytest.raises(UserError, match="elsewhere/deep/record.json"):
-        load_records(tmp_path)
+        load_record_frame(tmp_path)
     bad.write_text(good.read_text())  # the same run twice
     with pytest.raises(UserError, match="has two records"):
-        load_records(tmp_path)
+        load_record_frame(tmp_path)
     with pytest.raises(UserError, match="results folder not found"):
-        load_records(tmp_path / "nope")
+        load_record_frame(tmp_path / "nope")
 
 
 def _reference_csv(path):
@@ -143,7 +143,7 @@ def test_reference_rows_stand_beside_reproduced_rows(tmp_path):
                                      for t in ODINW[:2]] + [make_record(task="coco", regime="zero-shot",
                                                                         value=12.5, groups=())])
     reference = load_reference([_reference_csv(tmp_path / "ref.csv")])
-    table = lb.leaderboard_table(load_records(tmp_path / "res"), reference)
+    table = lb.leaderboard_table(load_record_frame(tmp_path / "res"), reference)
     assert list(table["kind"]) == [lb.REPRODUCED, lb.REPORTED, lb.REPORTED]
     zs = _row(table, kind=lb.REPORTED, regime="zero-shot")
     assert (zs["model"], zs["variant"], zs["pretrain data"], zs["source"]) == ("GLIP-X", "O365", "O365", "some README")
@@ -178,7 +178,7 @@ def test_shipped_reference_csvs_load():
 def test_renderers_carry_the_header_and_every_cell(tmp_path):
     write_records(tmp_path, [make_record(seed=s, value=40.0 + s) for s in range(2)]
                   + [make_record(task="x|y", seed=0, value=10.0)])
-    df = load_records(tmp_path)
+    df = load_record_frame(tmp_path)
     table = lb.leaderboard_table(df)
     md = lb.render_markdown(table, len(df))
     assert md.splitlines()[0] == lb.header_line(3)
@@ -209,7 +209,7 @@ def test_variant_label_is_what_differs_and_details_keep_the_rest(tmp_path):
                                 overrides={"fusion": fusion, "max_iters": 40, "lang_lr": 0.001}))
         recs.append(make_record(regime="prompt-tuning", checkpoint=ckpt, overrides={"fusion": fusion, "max_iters": 40}))
     write_records(tmp_path, recs)
-    df = load_records(tmp_path)
+    df = load_record_frame(tmp_path)
     table = lb.leaderboard_table(df)
     assert sorted(set(table["variant"])) == ["fusion=deep", "fusion=late"]
     ft = _row(table, variant="fusion=late", regime="full-ft")
@@ -226,14 +226,14 @@ def test_variant_label_is_what_differs_and_details_keep_the_rest(tmp_path):
     assert "<dt>hparams</dt><dd>fusion=late, lang_lr=0.001, max_iters=40</dd>" in html
     # only the checkpoint differs: its file name becomes the label
     write_records(tmp_path / "ck", [make_record(checkpoint="a/one.pth"), make_record(checkpoint="b/two.pth")])
-    assert sorted(lb.leaderboard_table(load_records(tmp_path / "ck"))["variant"]) == ["one", "two"]
+    assert sorted(lb.leaderboard_table(load_record_frame(tmp_path / "ck"))["variant"]) == ["one", "two"]
 
 
 def test_wide_group_headers_are_abbreviated_with_a_key(tmp_path):
     tasks = [f"odinw-set{i}" for i in range(7)]
     write_records(tmp_path, [make_record(task=t, groups=("odinw13",), value=10.0 + i) for i, t in enumerate(tasks)]
                   + [make_record(task="coco", groups=(), value=5.0)])
-    df = load_records(tmp_path)
+    df = load_record_frame(tmp_path)
     table = lb.leaderboard_table(df)
     md = lb.render_markdown(table, len(df))
     header = next(line for line in md.splitlines() if line.startswith("| kind"))
@@ -248,7 +248,7 @@ def test_html_marks_the_best_complete_value_and_reported_rows(tmp_path):
     write_records(tmp_path / "res", [make_record(value=40.0), make_record(value=50.0, overrides={"fusion": "late"}),
                                      make_record(task="coco", groups=(), value=30.0, regime="zero-shot")])
     reference = load_reference([_reference_csv(tmp_path / "ref.csv")])
-    df = load_records(tmp_path / "res")
+    df = load_record_frame(tmp_path / "res")
     table = lb.leaderboard_table(df, reference)
     html = lb.render_html(table, len(df))
     assert html.count('class="num best"') == len(re.findall(r'class="num best" data-v="(50|42\.9|50\.1)"', html))

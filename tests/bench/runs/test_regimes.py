@@ -33,7 +33,7 @@ def test_selected_parameters(tiny):
     assert get_regime("zero-shot").trainable_names(groups) == []
     assert get_regime("prompt-tuning").trainable_names(groups) == ["prompt_offset"]
     probe = get_regime("linear-probe").trainable_names(groups)
-    # official LINEAR_PROB list (glip-official.md 5): the head's prediction layers minus cls_logits and scales
+    # official LINEAR_PROB list (tools/finetune.py): the head's prediction layers minus cls_logits and scales
     expected = sorted(n for n in groups["head"] if n.split(".")[1] in
                       ("bbox_pred", "centerness", "dot_product_projection_text", "log_scale", "bias_lang", "bias0"))
     assert probe == expected and len(probe) == 9

@@ -167,7 +167,7 @@ def test_bert_presets_need_a_text_encoder_before_any_compute(tmp_path):
 
 
 def test_scoring_the_saved_file_equals_scoring_the_predictions(world, tmp_path):
-    """run_one scores its predictions file (issue #9: one JSON encoding per run); the numbers are those of
+    """run_one scores its predictions file (one JSON encoding per run); the numbers are those of
     scoring the predictions in memory."""
     import json
     import random

@@ -102,7 +102,7 @@ def test_adapter_reproduces_the_run(tmp_path, monkeypatch):
     import torch
 
     from bench.runs.runner import ModelCache, predict_detection, prompt_chunks, split_overrides
-    from bench.runs.train import load_weights
+    from bench.runs.train import load_adapter
 
     _, data_root = make_world(tmp_path, monkeypatch)
     specs = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a", regimes=["prompt-tuning"], shots=[1],
@@ -123,7 +123,7 @@ def test_adapter_reproduces_the_run(tmp_path, monkeypatch):
     test = task.load("test", data_root)
     chunks = prompt_chunks(task, test, model.tokenizer, "plain")
     before, _ = predict_detection(model, test, chunks, 100, 4, "cpu", num_workers=0)
-    load_weights(model, folder / store.ADAPTER)
+    load_adapter(model, folder / store.ADAPTER)
     after, _ = predict_detection(model, test, chunks, 100, 4, "cpu", num_workers=0)
     saved = store.read_predictions(folder)
     assert len(saved) > 0 and len(after) == len(saved) and before != saved

@@ -10,7 +10,7 @@ from torch import nn
 
 from bench.data.training import TrainSample
 from bench.runs.regimes import TRAIN_DEFAULTS
-from bench.runs.train import build_optimizer, load_weights, save_weights, train
+from bench.runs.train import build_optimizer, load_adapter, save_adapter, train
 from glip.structures import TrainTarget
 
 
@@ -132,9 +132,9 @@ def test_safetensors_round_trip(tmp_path):
     a, b = Toy(), Toy()
     with torch.no_grad():
         a.head.w.add_(3.0)
-    save_weights(a, tmp_path / "w.safetensors")
-    assert "head.w" in load_weights(b, tmp_path / "w.safetensors")
+    save_adapter(a, tmp_path / "w.safetensors")
+    assert "head.w" in load_adapter(b, tmp_path / "w.safetensors")
     assert torch.equal(a.head.w, b.head.w)
-    save_weights(a, tmp_path / "part.safetensors", names=["head.w"])
+    save_adapter(a, tmp_path / "part.safetensors", names=["head.w"])
     with pytest.raises(KeyError):
-        load_weights(nn.Linear(1, 1), tmp_path / "part.safetensors")
+        load_adapter(nn.Linear(1, 1), tmp_path / "part.safetensors")

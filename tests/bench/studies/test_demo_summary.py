@@ -19,7 +19,7 @@ def test_summary_tables_are_markdown_tables():
 
     import pandas as pd
 
-    from bench.studies.demo_extras import summarise
+    from bench.studies.demo_extras import demo_summary
     from bench.testing.reports import make_record
 
     records = [make_record(task="synth-colours", regime="zero-shot", value=60.0, overrides={"fusion": "deep"}),
@@ -29,7 +29,7 @@ def test_summary_tables_are_markdown_tables():
                                for s, v in ((3, 40.0), (30, 42.0))])
     selftrain = {"summary": pd.DataFrame([{"quantity": "student_ap", "mean": 49.218, "ci95_low": 47.2,
                                            "ci95_high": 50.79, "seeds": 3}])}
-    md = summarise(records, forgetting, selftrain, SimpleNamespace(shots=(10,)), {"total": 1.0})["markdown"]
+    md = demo_summary(records, forgetting, selftrain, SimpleNamespace(shots=(10,)), {"total": 1.0})["markdown"]
     assert "| fusion | regime | AP lost (mean) | std | seeds |\n|---|---|---|---|---|\n| deep | full-ft | 41.0 | 1.4 | 2 |" \
         in md
     assert "| quantity | mean | ci95_low | ci95_high | seeds |\n|---|---|---|---|---|\n| student_ap | 49.2 | 47.2 | 50.8 | 3 |" \

@@ -11,7 +11,6 @@ from PIL import Image
 from bench.studies.selftrain.experiment import (
     BUDGETS,
     Budget,
-    bootstrap_ci,
     draw_eval,
     draw_unlabelled,
     get_budget,
@@ -56,13 +55,6 @@ def test_pseudo_quality_hand_case(tmp_path):
     path.write_text(json.dumps(data))
     q = pseudo_quality(path, {1: [10, 10, 19, 19], 2: [50, 50, 60, 60]})
     assert q == {"novel_boxes": 3, "novel_precision": pytest.approx(1 / 3), "novel_recall": 0.5}
-
-
-def test_bootstrap_ci():
-    low, high = bootstrap_ci([1.0, 2.0, 3.0, 4.0, 5.0])
-    assert 1.0 <= low < 3.0 < high <= 5.0
-    assert bootstrap_ci([2.0, 2.0]) == (2.0, 2.0)
-    assert all(np.isnan(bootstrap_ci([1.0])))
 
 
 def test_budgets():

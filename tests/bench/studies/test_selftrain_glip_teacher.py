@@ -30,14 +30,14 @@ def _images(tmp_path):
 
 def test_glip_tiny_teacher_end_to_end(tmp_path):
     from bench.cli import main as cli_main
-    from bench.runs.train import save_weights
+    from bench.runs.train import save_adapter
     from glip.config import get_preset
     from glip.model import GLIP
     from glip.prompts import positive_map
 
     img_dir, captions = _images(tmp_path)
     torch.manual_seed(0)
-    ckpt = save_weights(GLIP(get_preset("glip-tiny")), tmp_path / "teacher.safetensors")
+    ckpt = save_adapter(GLIP(get_preset("glip-tiny")), tmp_path / "teacher.safetensors")
 
     # the command line: runs, writes a loadable json, records the teacher checkpoint hash
     out_cli = tmp_path / "cli.json"

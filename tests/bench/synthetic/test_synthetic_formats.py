@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from bench.synthetic import generate
-from bench.synthetic.writers import FEWSHOT_SEEDS, FEWSHOT_SHOTS
+from bench.tasks.fewshot import SEEDS as FEWSHOT_SEEDS
+from bench.tasks.fewshot import SHOTS as FEWSHOT_SHOTS
+from bench.tasks.fewshot import fewshot_subset
 
 DETECTION = ["synth-shapes", "synth-colours", "synth-compositions", "synth-novel", "synth-crowded"]
 SYNTH_TASKS = DETECTION + ["synth-grounding", "synth-lvis"]
@@ -61,7 +63,8 @@ def test_odinw_exports_are_valid_coco(data_root: Path, task: str) -> None:
 
 def _shuffled_ids(ids: list[int], seed: int) -> list[int]:
     order = sorted(ids)
-    random.Random(seed).shuffle(order)  # the official COCODataset order (glip-official.md 4.3)
+    # the official order (COCODataset in maskrcnn_benchmark/data/datasets/coco.py)
+    random.Random(seed).shuffle(order)
     return order
 
 
@@ -105,7 +108,7 @@ def test_fewshot_files_meet_the_quota_greedily_and_differ_across_seeds(data_root
 def test_lvis_files_are_valid_lvis_and_score_perfectly(data_root: Path) -> None:
     from lvis import LVIS, LVISEval, LVISResults
 
-    if not hasattr(np, "float"):  # lvis 0.5.3 uses np.float, removed in numpy >= 1.24 (environment.md)
+    if not hasattr(np, "float"):  # lvis 0.5.3 uses np.float, removed in numpy >= 1.24
         np.float = float  # type: ignore[attr-defined]
     root = data_root / "synthetic" / "synth-lvis"
     for split in ("train", "val", "test"):
@@ -151,7 +154,7 @@ def test_mdetr_grounding_json_and_entities_agree(data_root: Path) -> None:
 
 def test_every_synthetic_task_loads_through_the_registry(data_root: Path) -> None:
     registry = pytest.importorskip("bench.tasks.registry")
-    tasks = {t.name: t for t in registry.list_tasks() if t.root.startswith("synthetic/")}
+    tasks = {t.name: t for t in registry.load_registry().list() if t.root.startswith("synthetic/")}
     assert sorted(tasks) == sorted(SYNTH_TASKS)
     assert sorted(t.name for t in registry.resolve_tasks("synth")) == sorted(DETECTION)
     for name, task in tasks.items():
@@ -174,6 +177,7 @@ def test_every_synthetic_task_loads_through_the_registry(data_root: Path) -> Non
             else:
                 assert names == list(task.classes)
         if task.fewshot:
-            fs = task.load_fewshot(1, 3, data_root)
+            fs = fewshot_subset(task, "train", 1, 3, data_root)
+            assert fs.source == "fewshot_train_shot1_seed3.json"
             assert task.fewshot_path(10, 300, data_root, which="val") is not None
-            assert 0 < len(fs.images) <= len(task.load("train", data_root).images)
+            assert 0 < len(fs.dataset.images) <= len(task.load("train", data_root).images)

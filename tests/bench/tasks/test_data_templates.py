@@ -5,17 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.data.types import DetectionDataset
-from bench.tasks.prompts import chunk_labels_to_category_ids, merge_chunk_detections, task_prompt_chunks
+from bench.tasks.prompts import task_prompt_chunks
 from bench.tasks.registry import _validate, load_registry
 from bench.testing.formats import coco_dict, make_detection_task_data, write_coco_split
 from bench.util.errors import UserError
 from glip.language import build_wordpiece_tokenizer
-from glip.structures import Detections
 
 WORDS = ["red", "cat", "big", "dog", "traffic", "light", "hair", "drier", "fish", "penguin", "which", "is",
          "black", "and", "white", "there", "are", "some", "holes", "on", "the", "road", "a", "package", "porch"]
@@ -43,9 +41,8 @@ name_st = st.lists(st.sampled_from(WORDS), min_size=1, max_size=3).map(" ".join)
     data=st.lists(st.tuples(st.integers(1, 5000), name_st), min_size=1, max_size=40, unique_by=lambda t: t[0]),
     chunk_size=st.one_of(st.none(), st.integers(1, 12)),
     max_len=st.integers(12, 64),
-    seed=st.integers(0, 2**16),
 )
-def test_chunking_and_merging_keep_every_class_id(data, chunk_size, max_len, seed):
+def test_chunking_keeps_every_class_id(data, chunk_size, max_len):
     ids, names = [d[0] for d in data], [d[1] for d in data]
     ds = _dataset(ids, names)
     chunks = task_prompt_chunks(_task(chunk_size), ds, TOKENIZER, "plain", max_len=max_len)
@@ -57,22 +54,6 @@ def test_chunking_and_merging_keep_every_class_id(data, chunk_size, max_len, see
         assert chunk_size is None or len(cids) <= chunk_size
         for (span,), cid in zip(chunk.spans, cids):
             assert chunk.caption[span[0]:span[1]] == by_id[cid]
-    # per-chunk detections whose labels are 0-based phrase indices, in a random order
-    g = torch.Generator().manual_seed(seed)
-    per_chunk, expected = [], []
-    for _, cids in chunks:
-        labels = torch.randperm(len(cids), generator=g)
-        per_chunk.append(Detections(torch.rand(len(cids), 4, generator=g), torch.rand(len(cids), generator=g), labels))
-        expected += [cids[j] for j in labels.tolist()]
-    boxes, scores, cats = merge_chunk_detections(per_chunk, [c for _, c in chunks])
-    assert sorted(cats.tolist()) == sorted(ids) and sorted(expected) == sorted(ids)
-    assert torch.all(scores[:-1] >= scores[1:])
-    # each merged detection keeps its own box, score and the id of its phrase
-    all_scores = torch.cat([d.scores for d in per_chunk])
-    all_boxes = torch.cat([d.boxes_xyxy for d in per_chunk])
-    for b, s, c in zip(boxes, scores, cats):
-        k = int(torch.nonzero(all_scores == s)[0])
-        assert torch.equal(all_boxes[k], b) and expected[k] == int(c)
 
 
 def test_lvis_style_chunks_of_40():
@@ -105,9 +86,6 @@ def test_coco_names_from_file_are_cleaned_and_keep_their_ids(tmp_path):
     assert chunk.caption == "traffic light. hair drier" and cids == [10, 90]
 
 
-def test_label_mapping_errors():
-    assert chunk_labels_to_category_ids([2, 0], [5, 9, 11]).tolist() == [11, 5]
-    with pytest.raises(ValueError, match="phrase indices"):
-        chunk_labels_to_category_ids([3], [5, 9, 11])
+def test_grounding_task_has_no_prompt_chunks():
     with pytest.raises(UserError, match="grounding task"):
         task_prompt_chunks(load_registry().get("flickr30k-val"), None, TOKENIZER)

@@ -111,3 +111,26 @@ def test_fewshot_subset_prefers_shipped_files(tmp_path, monkeypatch):
         fewshot_subset(task, "train", 1, 30, data_root)
     everything = fewshot_subset(task, "train", None, 30, data_root)
     assert everything.source == "full" and everything.image_ids == full.image_ids
+
+
+def _coco_world(seed: int, n_images: int = 80, n_cats: int = 6) -> dict:
+    """A COCO dict with crowded, empty and single-class images, in a shuffled image order."""
+    rng = random.Random(seed)
+    images = [{"id": i, "file_name": f"{i}.png"} for i in rng.sample(range(1, 10 * n_images), n_images)]
+    anns = [{"id": len(images) * 10 + j, "image_id": img["id"], "category_id": rng.randrange(1, n_cats + 1)}
+            for img in images for j in range(rng.choice([0, 1, 1, 2, 5]))]
+    return {"images": images, "annotations": anns, "categories": [{"id": c} for c in range(1, n_cats + 1)]}
+
+
+@pytest.mark.parametrize("world_seed", [0, 1, 2])
+def test_synthetic_fewshot_files_hold_the_protocols_sample(world_seed):
+    from bench.synthetic.writers import fewshot_coco
+
+    coco = _coco_world(world_seed)
+    for k in (1, 3, 5, 10):
+        for seed in (3, 30, 300):
+            drawn = _reference([im["id"] for im in coco["images"]], categories_by_image(coco), k, seed)
+            assert drawn == sample_image_ids([im["id"] for im in coco["images"]], categories_by_image(coco), k, seed)
+            written = fewshot_coco(coco, k, seed)
+            assert {im["id"] for im in written["images"]} == set(drawn), (k, seed)
+            assert written["annotations"] == [a for a in coco["annotations"] if a["image_id"] in set(drawn)]

@@ -93,7 +93,7 @@ def test_coco_and_lvis_take_names_from_the_file(reg):
     assert lvis.ann_path("minival", "D") == Path("D/coco/annotations/lvis_v1_minival_inserted_image_name.json")
     with pytest.raises(UserError, match="annotation file"):
         coco.prompt_names("plain")
-    # official clean_name on file names (glip-official.md 3.1 step 2)
+    # official clean_name on file names (maskrcnn_benchmark/data/datasets/od_to_grounding.py)
     assert lvis.prompt_names("plain", ["bow_(weapon)", "baseball_bat"])[0] == ["bow ", "baseball bat"]
 
 
