@@ -10,7 +10,7 @@ import pytest
 
 from bench.cli import main as cli_main
 from bench.reports import leaderboard as lb
-from bench.reports.load import load_records
+from bench.reports.load import load_record_frame
 from bench.results import external, store
 from bench.runs.runner import expand_grid, run_grid
 from bench.testing.world import make_world
@@ -202,7 +202,7 @@ def test_leaderboard_shows_external_rows_beside_reproduced_and_reported(one_run,
                          "GLIP-T,O365,coco_det,val2017,zero-shot,0,AP,46.6,,paper,\n")
     from bench.reports.reference import load_reference
 
-    table = lb.leaderboard_table(load_records(results), load_reference([reference]))
+    table = lb.leaderboard_table(load_record_frame(results), load_reference([reference]))
     kinds = dict(zip(table["model"], table["kind"]))
     assert kinds == {"glip-tiny": "reproduced", "grounding-dino-t": "external", "GLIP-T": "reported"}
     ext = table[table["model"] == "grounding-dino-t"].iloc[0]
