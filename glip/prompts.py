@@ -146,6 +146,23 @@ def positive_map(
     return out
 
 
+def fit_positive_map(pm: torch.Tensor, num_tokens: int, what: str = "positive map") -> torch.Tensor:
+    """[P, T'] positive map -> [P, num_tokens]: zero-pad, or drop trailing columns that must be all zero.
+
+    Why: maps are built at max_query_len while inference trims the text to the longest caption; the
+    model and the cached inference engine both fit maps with this one rule so their scores agree.
+    """
+    if pm.dim() != 2:
+        raise ValueError(f"{what} must be [P, T], got shape {tuple(pm.shape)}")
+    if pm.shape[1] > num_tokens:
+        if pm[:, num_tokens:].any():
+            raise ValueError(f"{what} marks token positions >= {num_tokens} (max_query_len); chunk the prompt")
+        return pm[:, :num_tokens]
+    if pm.shape[1] < num_tokens:
+        return torch.nn.functional.pad(pm, (0, num_tokens - pm.shape[1]))
+    return pm
+
+
 def _n_tokens(tokenizer: PreTrainedTokenizerBase, caption: str) -> int:
     """Tokens of a caption including [CLS] and [SEP]."""
     return len(tokenizer(caption, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])

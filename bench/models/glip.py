@@ -36,10 +36,10 @@ from functools import partial
 from typing import Any, TypeVar
 
 import torch
-import torch.nn.functional as F
 
 from bench.util.errors import UserError
 from glip.language import TextFeatures
+from glip.prompts import fit_positive_map, positive_map
 from glip.structures import Detections, ImageBatch
 from glip.transforms import resize_and_pad, resized_size
 
@@ -138,68 +138,42 @@ def _device(model: Any) -> torch.device:
     return model.prompt_offset.device
 
 
-def _fit_map(pm: torch.Tensor, t: int, device: torch.device) -> torch.Tensor:
-    """[P, T'] -> [P, T] float on the model's device, as model.detect does (zero columns padded or dropped)."""
-    from glip.model import _fit_map as fit  # the model's own rule, so both paths agree exactly
-
-    return fit(pm.to(device, torch.float32), t, "positive map")
-
-
-class _LateFusionHead:
-    """Late fusion (GLIP-T (A), fusion="late"): the head's tower is DyConv only and never sees the text, so
-    the tower and the box / centerness branches run once per image and each chunk costs only its token
-    logits. `outputs` is the tail of VLDyHead.forward for late fusion, step for step (kept equal to
-    model.detect by tests/bench/test_inference.py)."""
-
-    def __init__(self, head: Any, features: list[torch.Tensor]) -> None:
-        from glip.head import flatten_level
-
-        self.head = head
-        self.feats, _ = head.run_tower(features, None, None)  # DyConv blocks only: the text is unused
-        self.bbox_reg = [flatten_level(head.scales[lv](head.bbox_pred(f))) for lv, f in enumerate(self.feats)]
-        self.centerness = [flatten_level(head.centerness(f)).squeeze(-1) for f in self.feats]  # [B, A_l]
-
-    def outputs(self, text: TextFeatures) -> Any:
-        from glip.head import HeadOutputs
-
-        head = self.head
-        t = F.normalize(text.embedded, p=2, dim=-1)  # late fusion scores against BERT's masked output (§1.5)
-        proj_tokens = head.dot_product_projection_text(t / 2.0)  # [B, T, C]
-        tok_bias = torch.matmul(t, head.bias_lang) + head.bias0  # [B, T]
-        logits = [head.token_logits(f, proj_tokens, tok_bias) for f in self.feats]  # [B, A_l, T]
-        return HeadOutputs(logits=logits, bbox_reg=self.bbox_reg, centerness=self.centerness)
-
-
 def detect_chunks(model: Any, images: ImageBatch, texts: Sequence[TextFeatures], maps: Sequence[torch.Tensor],
-                  timer: ModelTimer | None = None) -> list[list[Detections]]:
+                  timer: ModelTimer | None = None, *, cap: int | None = None) -> list[list[Detections]]:
     """Detections [chunk][image] of every chunk's caption in every image of the batch.
 
     The backbone + FPN run once for the batch; per chunk only fusion + head + postprocess (the text
-    features come from `encode_prompts`). Late fusion also runs the (text-free) tower once per batch and
-    only the token logits per chunk. maps: one positive map [P_k, T] per chunk.
+    features come from `encode_prompts`). Late fusion's tower never sees the text, so it and the box
+    branches also run once per batch and each chunk costs only its token logits; both paths are the
+    head's own `tower` / `predict`, so they cannot drift from `model.forward`. maps: one positive map
+    [P_k, T] per chunk. cap: detections kept per image and chunk (None: the model's detections_per_img).
     """
     if len(texts) != len(maps):
         raise ValueError(f"{len(texts)} encoded captions but {len(maps)} positive maps (one per chunk)")
     timer = timer or _NO_TIMER
     device = _device(model)
+    head = model.head
     b = len(images)
     out: list[list[Detections]] = []
     with _eval(model):
         with timer.time("backbone", device):
             features = model.encode_images(images.to(device))  # P3..P7 [B, C, H_l, W_l]
             anchors = model.anchors(features)
-        late = None
-        if model.config.fusion == "late":
+        if head.text_free_tower:
             with timer.time("head_tower", device):
-                late = _LateFusionHead(model.head, features)
+                tower_feats, _ = head.tower(features)
+                boxes = head.box_branches(tower_feats)
         for text, pm in zip(texts, maps):
-            fitted = _fit_map(pm, text.input_ids.shape[1], device)
+            fitted = fit_positive_map(pm.to(device, torch.float32), text.input_ids.shape[1])
             with timer.time("head", device):
                 text_b = _expand(text, b)
-                outputs = model.forward_head(features, text_b) if late is None else late.outputs(text_b)
+                if head.text_free_tower:
+                    outputs = head.predict(tower_feats, None, text_b.embedded, boxes)
+                else:
+                    outputs = model.forward_head(features, text_b)
             with timer.time("postprocess", device):
                 out.append(model.postprocessor(outputs, anchors, [fitted] * b, images.image_sizes,
-                                               images.original_sizes))
+                                               images.original_sizes, detections_per_img=cap))
     return out
 
 
@@ -410,26 +384,21 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
     lookups = [cat_ids[torch.as_tensor(list(ch.phrase_indices), dtype=torch.long)] for ch in chunks]
     cfg = model.config
     model.to(device)
-    old_cap = model.postprocessor.detections_per_img
-    model.postprocessor.detections_per_img = cap
     by_image: dict[int, list[dict[str, Any]]] = {}
-    try:
+    with _autocast(device, autocast_dtype):
+        texts = encode_prompts(model, [ch.caption for ch in chunks], timer)
+    maps = [ch.positive_map for ch in chunks]
+    sizes = [(dataset.image(i).width, dataset.image(i).height) for i in ids]
+    plan = plan_batches(sizes, batch_size, cfg.min_size, cfg.max_size, cfg.size_divisibility, group_by_size)
+    workers = auto_workers(device) if num_workers is None else num_workers
+    ahead = auto_prefetch(device) if prefetch is None else prefetch
+    for batch_ids, images in image_batches(dataset.load_image, ids, plan, cfg, workers, ahead):
         with _autocast(device, autocast_dtype):
-            texts = encode_prompts(model, [ch.caption for ch in chunks], timer)
-        maps = [ch.positive_map for ch in chunks]
-        sizes = [(dataset.image(i).width, dataset.image(i).height) for i in ids]
-        plan = plan_batches(sizes, batch_size, cfg.min_size, cfg.max_size, cfg.size_divisibility, group_by_size)
-        workers = auto_workers(device) if num_workers is None else num_workers
-        ahead = auto_prefetch(device) if prefetch is None else prefetch
-        for batch_ids, images in image_batches(dataset.load_image, ids, plan, cfg, workers, ahead):
-            with _autocast(device, autocast_dtype):
-                per_chunk = detect_chunks(model, images, texts, maps, timer)  # [chunk][image]
-            for j, image_id in enumerate(batch_ids):
-                parts = [(d[j].boxes_xyxy.cpu(), d[j].scores.cpu(), lookup[d[j].labels.cpu()])
-                         for d, lookup in zip(per_chunk, lookups)]
-                by_image[image_id] = to_coco_detections(image_id, parts, cap if merge_cap else None)
-    finally:
-        model.postprocessor.detections_per_img = old_cap
+            per_chunk = detect_chunks(model, images, texts, maps, timer, cap=cap)  # [chunk][image]
+        for j, image_id in enumerate(batch_ids):
+            parts = [(d[j].boxes_xyxy.cpu(), d[j].scores.cpu(), lookup[d[j].labels.cpu()])
+                     for d, lookup in zip(per_chunk, lookups)]
+            by_image[image_id] = to_coco_detections(image_id, parts, cap if merge_cap else None)
     preds = [p for i in ids for p in by_image[i]]
     timer.total += time.perf_counter() - start
     return preds, time.perf_counter() - start
@@ -445,8 +414,6 @@ def predict_grounding(model: Any, dataset: Any, device: str = "cpu", *, sample_i
     captions (Flickr30K has about 5 per image), text + head once per caption. num_workers / prefetch /
     autocast_dtype: as in `predict_detection`.
     """
-    from glip.prompts import positive_map
-
     timer = timer if timer is not None else ModelTimer()
     start = time.perf_counter()
     samples = [dataset.sample(i) for i in (sample_ids if sample_ids is not None else [s.id for s in dataset.samples])]
