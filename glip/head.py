@@ -1,4 +1,4 @@
-"""The VL DyHead (official `VLDyHead`, §1.5): a tower of fusion / BERT layer / DyConv blocks, then the
+"""The VL DyHead (official `VLDyHead`, maskrcnn_benchmark/modeling/rpn/vldyhead.py): a tower of fusion / BERT layer / DyConv blocks, then the
 official prediction layers: box regression, centerness and the dot-product token alignment logits.
 
 Shapes: B images, C channels, H_l x W_l level sizes, A_l = H_l*W_l anchors of level l (one per location),
@@ -54,7 +54,7 @@ class VLDyHead(nn.Module):
                 tower.append(VLFuse(c, d, cfg.fusion_embed_dim, cfg.fusion_heads, cfg.fusion_dropout,
                                     cfg.layer_scale_init, cfg.fusion_text_gamma_init))
                 # official: BertEncoderLayer when i < NUM_CONVS-1 or USE_FUSED_FEATURES_DOT_PRODUCT, which
-                # deep fusion always sets, so every block has one (§1.5)
+                # deep fusion always sets, so every block has one (VLDyHead.__init__)
                 tower.append(BertEncoderLayer(d, cfg.text_heads, cfg.text_intermediate, cfg.text_dropout))
             tower.append(DyConv(c, cfg.group_norm_groups, cfg.dyrelu_reduction, cfg.dcn_offset_init,
                                 cfg.dcn_coarse_offsets))
@@ -62,7 +62,7 @@ class VLDyHead(nn.Module):
 
         bias_value = -math.log((1 - cfg.prior_prob) / cfg.prior_prob)  # -4.595 for prior 0.01
         # cls_logits: frozen and unused under the dot-product loss; only its channel count matters in the
-        # official inference (§1.5), kept so official checkpoints map key for key.
+        # official inference (convert_grounding_to_od_logits), kept so official checkpoints map key for key.
         self.cls_logits = nn.Conv2d(c, cfg.num_legacy_classes, kernel_size=1)
         self.bbox_pred = nn.Conv2d(c, 4, kernel_size=1)
         self.centerness = nn.Conv2d(c, 1, kernel_size=1)

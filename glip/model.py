@@ -1,5 +1,6 @@
 """GLIP: Swin + FPN image encoder, BERT text encoder, VL DyHead with deep (or late) fusion, ATSS loss,
-official post-processing (glip-official.md §1). Images + prompt in, boxes or losses out.
+official post-processing (official: maskrcnn_benchmark/modeling/detector/generalized_vl_rcnn.py,
+GeneralizedVLRCNN). Images + prompt in, boxes or losses out.
 
 Shapes: B images, L levels, A_l anchors of level l, T tokens (max_query_len), P phrases, C channels,
 D text width.
@@ -73,7 +74,8 @@ class GLIP(nn.Module):
             language = LanguageBackbone.from_config(bert_config(config), max_len=config.max_query_len)
         self.language = language
         self.head = VLDyHead(config)
-        # official rpn.tunable_linear.weight: zero-init per-position offset added to the BERT output (§5)
+        # official rpn.tunable_linear.weight: zero-init per-position offset added to the BERT output
+        # (maskrcnn_benchmark/modeling/rpn/vldyhead.py, VLDyHeadModule: prompt tuning)
         self.prompt_offset = nn.Parameter(torch.zeros(config.prompt_offset_len, config.text_hidden))
         self.anchor_generator = AnchorGenerator(config.anchor_strides, config.anchor_sizes)
         self.postprocessor = PostProcessor(config.pre_nms_thresh, config.pre_nms_top_n, config.nms_thresh,
@@ -104,7 +106,8 @@ class GLIP(nn.Module):
         return tokenize(self.tokenizer, list(captions), self.config.max_query_len)
 
     def encode_text(self, captions: Sequence[str], trim_padding: bool | None = None) -> TextFeatures:
-        """captions -> TextFeatures (hidden, embedded [B,T,D]) with prompt_offset[:T] added to both (§5).
+        """captions -> TextFeatures (hidden, embedded [B,T,D]) with prompt_offset[:T] added to both (official
+        tunable_linear, maskrcnn_benchmark/modeling/rpn/vldyhead.py, VLDyHeadModule).
 
         trim_padding: pad only to the longest caption instead of max_query_len; None = the config's
         choice (not pad_to_max_query). Inference always trims: padded tokens are masked everywhere, so
@@ -179,7 +182,10 @@ class GLIP(nn.Module):
                                       images.original_sizes, detections_per_img=detections_per_img)
 
     def preprocess(self, images: Sequence[ImageLike]) -> ImageBatch:
-        """PIL images / arrays (any of RGB, grayscale, RGBA) -> ImageBatch (official §1.9)."""
+        """PIL images / arrays (any of RGB, grayscale, RGBA) -> ImageBatch.
+
+        official: maskrcnn_benchmark/data/transforms/build.py (resize, normalise) and
+        maskrcnn_benchmark/structures/image_list.py, to_image_list (padding to size_divisibility)."""
         if isinstance(images, ImageLike):
             images = [images]
         c = self.config

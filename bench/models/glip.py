@@ -10,11 +10,15 @@ on the other input: image features depend only on the image, text features only 
     for batch in loader:                                       # decode + resize + normalise + pad, ahead
         features = model.encode_images(batch)                  # Swin + FPN once per image
         for text, map in zip(texts, maps):                     # only fusion + head + postprocess per chunk
-            model.forward_head(features, text) -> model.postprocessor(...)
+            model.forward_head(features, text) -> model.postprocessor(..., detections_per_img=cap)
 
-which gives the same detections as `model.detect` chunk by chunk (tests/bench/test_inference.py).
+which gives the same detections as `model.detect` chunk by chunk (tests/bench/models/test_inference.py).
+Late fusion goes one step further: its head tower never sees the text, so `head.tower` and
+`head.box_branches` run once per image and only `head.predict` (the token logits) per chunk. Both paths
+are the head's own public methods, so a change to the head reaches this engine and `model.forward` alike.
 
-Batches: the official model lets the text->image attention see padded pixels (glip-official.md 1.9), and
+Batches: the official model lets the text->image attention see padded pixels (official
+maskrcnn_benchmark/structures/image_list.py, to_image_list, pads the batch), and
 DyConv's GroupNorm / global pooling see them too, so an image's detections depend on what it is batched
 with. `plan_batches` therefore groups images by their padded model-input size: within a batch no image is
 padded beyond what batch 1 pads it to, and batch > 1 gives the batch-1 detections (up to float rounding).
@@ -39,6 +43,7 @@ import torch
 
 from bench.util.errors import UserError
 from glip.language import TextFeatures
+from glip.ops.boxes import xyxy_to_xywh
 from glip.prompts import fit_positive_map, positive_map
 from glip.structures import Detections, ImageBatch
 from glip.transforms import resize_and_pad, resized_size
@@ -181,17 +186,16 @@ def to_coco_detections(image_id: int, parts: Sequence[tuple[torch.Tensor, torch.
                        cap: int | None) -> list[dict[str, Any]]:
     """One image's chunk outputs (boxes xyxy, scores, data-set category ids), concatenated in chunk order,
     sorted by score (stable) and capped at `cap` (None: every chunk's detections are kept) -> COCO
-    prediction dicts (CONTRACTS.md 5, official +1 width)."""
+    prediction dicts (docs/formats.md section 2, official +1 width)."""
     boxes = torch.cat([p[0] for p in parts]).reshape(-1, 4)
     scores = torch.cat([p[1] for p in parts])
     labels = torch.cat([p[2] for p in parts])
     keep = torch.argsort(scores, descending=True, stable=True)
     if cap is not None:
         keep = keep[:cap]
-    wh = boxes[keep, 2:] - boxes[keep, :2] + 1  # COCO xywh with the legacy +1 (glip-official.md 1.9)
-    return [{"image_id": int(image_id), "category_id": int(c), "bbox": [x, y, w, h], "score": s}
-            for (x, y), (w, h), s, c in zip(boxes[keep, :2].tolist(), wh.tolist(), scores[keep].tolist(),
-                                            labels[keep].tolist())]
+    xywh = xyxy_to_xywh(boxes[keep])  # the official COCO export's legacy +1 width
+    return [{"image_id": int(image_id), "category_id": int(c), "bbox": box, "score": s}
+            for box, s, c in zip(xywh.tolist(), scores[keep].tolist(), labels[keep].tolist())]
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -202,7 +206,7 @@ def plan_batches(sizes: Sequence[tuple[int, int]], batch_size: int, min_size: in
     group_by_size: images in one batch share their padded model-input size (resize to min/max_size, round
     up to `divisibility`), so batching adds no padding and batch > 1 reproduces batch 1. Within a size the
     data-set order is kept; sizes come in order of first appearance. False: consecutive runs of the
-    data-set order (the official loader, whose padding the fusion attends to, glip-official.md 1.9).
+    data-set order (the official loader, whose padding the fusion attends to: maskrcnn_benchmark/data/collate_batch.py).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -370,7 +374,8 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
     Each chunk's detections are labelled with data-set category ids; per image the chunks' detections are
     concatenated in chunk order, sorted by score and capped at `cap` (the task's detections_per_image),
     exactly as running model.detect once per chunk does. The postprocessor's own per-chunk cap is `cap` too
-    (official DETECTIONS_PER_IMG, applied per chunk, glip-official.md 3.3). merge_cap=False keeps every
+    (official MODEL.ATSS.DETECTIONS_PER_IMG, applied per chunk by
+    TEST.CHUNKED_EVALUATION in maskrcnn_benchmark/engine/inference.py). merge_cap=False keeps every
     chunk's detections after the merge: the official chunked LVIS evaluation, whose Fixed AP caps per class. Predictions come in the order
     of `image_ids`. num_workers: image-decoding processes (None: `auto_workers`); without them, prefetch
     decodes the next batch in a background thread (None: `auto_prefetch`). Neither changes any number.
@@ -408,9 +413,9 @@ def predict_grounding(model: Any, dataset: Any, device: str = "cpu", *, sample_i
                       num_workers: int | None = None, timer: ModelTimer | None = None, prefetch: bool | None = None,
                       autocast_dtype: torch.dtype | None = None, merge_cap: bool = True
                       ) -> tuple[list[dict[str, Any]], float]:
-    """Flickr-style predictions (CONTRACTS.md 5) of `sample_ids` (default all), and the seconds it took.
+    """Flickr-style predictions (docs/formats.md section 2) of `sample_ids` (default all), and the seconds it took.
 
-    One image per pass (official, glip-official.md 3.4); the backbone runs once per image for all of its
+    One image per pass (official: maskrcnn_benchmark/engine/inference.py asserts it for Flickr); the backbone runs once per image for all of its
     captions (Flickr30K has about 5 per image), text + head once per caption. num_workers / prefetch /
     autocast_dtype: as in `predict_detection`.
     """

@@ -6,6 +6,7 @@ colour-shape COMPOSITIONS and NOVEL shapes (concepts.py has the split). Everythi
 real formats so the real loaders and metrics run on it.
 
 Public API:
+    glip-synth                         the world's model preset (preset.py; bench/__init__.py registers it)
     generate(data_root, seed=0, scale=1.0 | "quick", tasks=None) -> dict   (idempotent; see generate.py)
     vocabulary() -> list[str]          every word a caption or prompt can use (offline tokenizer)
     pretraining_entries(seed=0, scale=1.0) -> list[dict]
@@ -23,7 +24,7 @@ Layout under <data_root>/synthetic/ (paths match tasks/synthetic/*.yaml):
     synth-grounding/                                Flickr30K-style grounding
         flickr30k-images/<original_img_id>.png
         mdetr_annotations/final_flickr_separateGT_{train,val,test}.json   (MDETR json)
-        mdetr_annotations/flickr_recall_gt_{split}.json   (CONTRACTS.md section 5 flickr_recall gt)
+        mdetr_annotations/flickr_recall_gt_{split}.json   (docs/formats.md section 2 flickr_recall gt)
         flickr30k_entities/{Sentences,Annotations}/<original_img_id>.{txt,xml}, {split}.txt
     synth-lvis/                                     LVIS-style federated set, 96 classes "red_circle"...
         images/{train,val,test}/NNNNNN.png, annotations/lvis_{train,val,test}.json
@@ -42,7 +43,7 @@ Pretraining json (MDETR style, one `images` record per (image, caption)):
     "grounding" records carry a caption ("a small red star left of a blue ring"); "detection" records
     carry GLIP's detection-as-grounding prompt: present class names plus sampled negatives, shuffled,
     joined with ". " ("star. heart. ring" or "red star. blue ring. ..."), each span on a name, negatives
-    without boxes (glip-official.md 1.10). Base concepts only: no held-out pair is ever drawn and no
+    without boxes (official maskrcnn_benchmark/data/datasets/od_to_grounding.py). Base concepts only: no held-out pair is ever drawn and no
     novel-shape word ever appears.
 
 Boxes everywhere are pixel-inclusive COCO xywh with the official +1 convention: an object covering pixel

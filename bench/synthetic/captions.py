@@ -5,7 +5,7 @@ Grounding captions mention some of a scene's objects with attributes and relatio
 phrase (article or numeral included, as Flickr30K Entities phrases do) and refers to every object in
 the scene that matches its description, so the ground truth is never ambiguous.
 
-Detection prompts follow GLIP's detection-to-grounding conversion (glip-official.md 1.10, "O365
+Detection prompts follow GLIP's detection-to-grounding conversion (official maskrcnn_benchmark/data/datasets/od_to_grounding.py, "O365
 detection -> grounding"): every positive class name plus sampled negatives, shuffled, joined with ". ",
 each span covering the name only.
 """
@@ -20,8 +20,8 @@ import numpy as np
 from bench.synthetic.concepts import ARTICLES, CONNECTIVE, NUMERALS, OPENERS, PLURALS
 from bench.synthetic.scenes import SceneObject
 
-SEPARATOR = ". "  # DATASETS.SEPARATION_TOKENS of every GLIP pretrain config (glip-official.md 3.1)
-MAX_NEGATIVES = 85  # DATASETS.RANDOM_SAMPLE_NEG (glip-official.md 1.10)
+SEPARATOR = ". "  # DATASETS.SEPARATION_TOKENS of every GLIP pretrain config (configs/pretrain/*.yaml)
+MAX_NEGATIVES = 85  # DATASETS.RANDOM_SAMPLE_NEG (configs/pretrain/*.yaml)
 # GLIP draws at most 85 negatives from Objects365's 365 names (23%); the synthetic world has 56 colour-shape
 # names, so it caps at 16: a prompt of every other name (~170 tokens) made deep-fusion pretraining steps ~25%
 # slower and learned no faster (README "The synthetic world")
@@ -127,7 +127,7 @@ def detection_prompt(
 ) -> tuple[str, dict[str, tuple[int, int]]]:
     """A detection-as-grounding prompt: the present class names plus sampled negatives, shuffled.
 
-    GLIP's rule (glip-official.md 1.10): with probability 0.5 all negatives (up to max_negatives) are
+    GLIP's rule (official od_to_grounding.py, convert_object_detection_to_grounding_optimized_for_od): with probability 0.5 all negatives (up to max_negatives) are
     used, otherwise a uniform number in 1..N. Returns the caption and each used name's span.
     """
     positives = sorted(set(present))

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 FEWSHOT_SHOTS = (1, 3, 5, 10)
-FEWSHOT_SEEDS = (3, 30, 300)  # the official pre-sampled seeds (glip-official.md 4.3)
+FEWSHOT_SEEDS = (3, 30, 300)  # the official pre-sampled seeds (official tools/finetune.py --shuffle_seeds)
 
 
 def dump_json(path: Path, obj: Any) -> None:
@@ -57,7 +57,7 @@ def coco_dict(
 
 
 def fewshot_subset(coco: dict, shots: int, seed: int) -> dict:
-    """The official k-shot subset of a COCO dict (maskrcnn_benchmark COCODataset, glip-official.md 4.3).
+    """The official k-shot subset of a COCO dict (official maskrcnn_benchmark/data/datasets/coco.py, COCODataset).
 
     Image ids (sorted) are shuffled with random.Random(seed); an image is kept when any of its
     categories still has quota; each kept image lowers the quota of every category it contains by one
@@ -133,7 +133,7 @@ def mdetr_dict(entries: Sequence[dict]) -> dict:
 
 
 def recall_gt(entries: Sequence[dict]) -> list[dict]:
-    """Ground truth of the flickr_recall metric (CONTRACTS.md section 5): legacy inclusive xyxy boxes."""
+    """Ground truth of the flickr_recall metric (docs/formats.md section 2): legacy inclusive xyxy boxes."""
     out = []
     for e in entries:
         phrases = []

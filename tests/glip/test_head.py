@@ -1,5 +1,6 @@
 """VLDyHead: tower layout for deep and late fusion, official module names, and the dot-product logits
-exactly as official §1.5 "Logits" (normalise, /2, project, bias from bias_lang and bias0, / exp(log_scale))."""
+exactly as the official VLDyHead.forward (maskrcnn_benchmark/modeling/rpn/vldyhead.py): normalise, /2,
+project, bias from bias_lang and bias0, / exp(log_scale)."""
 
 from dataclasses import replace
 
@@ -42,7 +43,7 @@ def test_tower_layout_deep_and_late():
     cfg = get_preset("glip-tiny", num_blocks=3)
     deep = VLDyHead(cfg)
     kinds = [type(m) for m in deep.dyhead_tower]
-    assert kinds == [VLFuse, BertEncoderLayer, DyConv] * 3  # indices 3i, 3i+1, 3i+2 (official §1.5)
+    assert kinds == [VLFuse, BertEncoderLayer, DyConv] * 3  # indices 3i, 3i+1, 3i+2 (official VLDyHead.__init__)
     late = VLDyHead(replace(cfg, fusion="late"))
     assert [type(m) for m in late.dyhead_tower] == [DyConv] * 3
 

@@ -1,4 +1,4 @@
-"""The offline WordPiece tokenizer, tokenize() and the BERT language backbone (glip-official.md 1.4)."""
+"""The offline WordPiece tokenizer, tokenize() and the BERT language backbone (official maskrcnn_benchmark/modeling/language_backbone/bert_model.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Captions, spans, positive maps and chunking (glip-official.md 3.1-3.3)."""
+"""Captions, spans, positive maps and chunking (official maskrcnn_benchmark/engine/inference.py, create_queries_and_maps)."""
 
 from __future__ import annotations
 
@@ -247,7 +247,7 @@ def test_long_vocabulary_chunks_at_256():
     short = [f"{rng.choice(WORDS)} {i}" for i in range(1203)]
     lvis = chunk_phrases(TOK, short, chunk_size=40)
     assert lvis == [list(range(s, min(s + 40, 1203))) for s in range(0, 1203, 40)]
-    assert len(lvis) == 31  # as the official LVIS evaluation (glip-official.md 3.3)
+    assert len(lvis) == 31  # as the official LVIS evaluation (TEST.CHUNKED_EVALUATION 40)
 
 
 @pytest.mark.parametrize("chunk_size", [None, 5])
