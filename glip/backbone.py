@@ -104,7 +104,8 @@ class FPN(nn.Module):
                                    (feats[0], self.fpn_inner2, self.fpn_layer2)):
             lateral = inner(feat)
             last = lateral + F.interpolate(last, size=lateral.shape[-2:], mode="nearest")
-            # official maskrcnn_benchmark/modeling/backbone/fpn.py, FPN.forward: DropBlock on the merged map before fpn_layer{2,3}, never on the top level
+            # official maskrcnn_benchmark/modeling/backbone/fpn.py, FPN.forward: DropBlock on the merged map
+            # before fpn_layer{2,3}, never on the top level
             merged = self.drop_block(last) if self.drop_block is not None else last
             results.insert(0, layer(merged))
         return results + self.top_blocks(results[-1])

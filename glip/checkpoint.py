@@ -23,13 +23,15 @@ from glip.config import PRESETS, GLIPConfig, get_preset
 
 Shape = tuple[int, ...]
 
-# official keys that a checkpoint may or may not hold (BERT's position_ids buffer; rpn.tunable_linear, prompt tuning only)
+# official keys that a checkpoint may or may not hold (BERT's position_ids buffer; rpn.tunable_linear, prompt
+# tuning only)
 OPTIONAL_SUFFIXES = ("embeddings.position_ids", "rpn.tunable_linear.weight")
 
 
 # ------------------------------------------------------------------------------------ official key list
 def official_key_shapes(cfg: GLIPConfig) -> dict[str, Shape]:
-    """Every key of an official checkpoint of this architecture with its shape, written from the official constructors
+    """Every key of an official checkpoint of this architecture with its shape, written from the official
+    constructors
     independently of this package's modules (the reference the mapping is tested against)."""
     k: dict[str, Shape] = {}
     e, ws = cfg.swin_embed_dim, cfg.swin_window_size

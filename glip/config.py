@@ -25,7 +25,8 @@ TOY_WORDS: tuple[str, ...] = (
 )
 VOCAB_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"-()/&+_"
 
-BGR_MEAN = (103.530, 116.280, 123.675)  # official defaults.py INPUT.PIXEL_MEAN: ImageNet RGB mean reversed, x255
+# official defaults.py INPUT.PIXEL_MEAN: ImageNet RGB mean reversed, x255
+BGR_MEAN = (103.530, 116.280, 123.675)
 BGR_STD = (57.375, 57.120, 58.395)
 
 
@@ -33,7 +34,8 @@ BGR_STD = (57.375, 57.120, 58.395)
 class GLIPConfig:
     """Every number that decides a GLIP model's structure and outputs.
 
-    Defaults are GLIP-T (deep fusion, configs/pretrain/glip_Swin_T_O365_GoldG.yaml); presets below override what differs.
+    Defaults are GLIP-T (deep fusion, configs/pretrain/glip_Swin_T_O365_GoldG.yaml); presets below override
+    what differs.
     """
 
     name: str = "custom"
@@ -91,7 +93,8 @@ class GLIPConfig:
     # initial text-side layer scale (gamma_l) of the fusion; None = official 1/num_blocks. From scratch, the
     # image context it adds (nearly the same for every token) drowned the words' differences
     fusion_text_gamma_init: float | None = None
-    prompt_offset_len: int = 1000  # official rpn.tunable_linear.weight rows (maskrcnn_benchmark/modeling/rpn/vldyhead.py)
+    # official rpn.tunable_linear.weight rows (maskrcnn_benchmark/modeling/rpn/vldyhead.py)
+    prompt_offset_len: int = 1000
     # anchors (official maskrcnn_benchmark/modeling/rpn/anchor_generator.py, make_anchor_generator_complex)
     anchor_strides: tuple[int, ...] = (8, 16, 32, 64, 128)
     anchor_sizes: tuple[int, ...] = (64, 128, 256, 512, 1024)
@@ -169,7 +172,8 @@ def _glip_t_a() -> GLIPConfig:
 
 
 def _glip_l() -> GLIPConfig:
-    # official configs/pretrain/glip_Swin_L.yaml: Swin-L 192/(2,2,18,2)/(6,12,24,48)/window 12, drop path 0.4, 8 blocks, frozen_stages 2
+    # official configs/pretrain/glip_Swin_L.yaml: Swin-L 192/(2,2,18,2)/(6,12,24,48)/window 12, drop path 0.4,
+    # 8 blocks, frozen_stages 2
     return replace(_glip_t(), name="glip-l", swin_embed_dim=192, swin_depths=(2, 2, 18, 2),
                    swin_num_heads=(6, 12, 24, 48), swin_window_size=12, swin_drop_path_rate=0.4,
                    num_blocks=8, frozen_stages=2)

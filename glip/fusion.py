@@ -72,7 +72,8 @@ class BiMultiHeadAttention(nn.Module):
         return attend(v, text, mask_l)
 
     def _probs(self, attn: torch.Tensor, mask_l: torch.Tensor | None, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores [B*h, N, T] -> (image->text probs [B*h, N, T], text->image probs [B*h, T, N]) (official fuse_helper.py,
+        """Scores [B*h, N, T] -> (image->text probs [B*h, N, T], text->image probs [B*h, T, N]) (official
+        fuse_helper.py,
         BiMultiHeadAttention.forward)."""
         attn = attn.clamp(-CLAMP, CLAMP)
         n = attn.shape[1]
@@ -198,7 +199,8 @@ class BertSelfAttention(nn.Module):
 
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)  # [B,h,T,T]
-        scores = scores.clamp(-CLAMP, CLAMP) + ext_mask  # official CLAMP_BERTATTN_* before the mask (modeling_bert.py)
+        # official CLAMP_BERTATTN_* before the mask (modeling_bert.py)
+        scores = scores.clamp(-CLAMP, CLAMP) + ext_mask
         probs = self.dropout(scores.softmax(dim=-1))
         return torch.matmul(probs, v).transpose(1, 2).reshape(b, t, d)
 

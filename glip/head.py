@@ -1,4 +1,5 @@
-"""The VL DyHead (official `VLDyHead`, maskrcnn_benchmark/modeling/rpn/vldyhead.py): a tower of fusion / BERT layer / DyConv blocks, then the
+"""The VL DyHead (official `VLDyHead`, maskrcnn_benchmark/modeling/rpn/vldyhead.py): a tower of fusion / BERT
+layer / DyConv blocks, then the
 official prediction layers: box regression, centerness and the dot-product token alignment logits.
 
 Shapes: B images, C channels, H_l x W_l level sizes, A_l = H_l*W_l anchors of level l (one per location),

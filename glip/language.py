@@ -1,6 +1,7 @@
 """The language side of GLIP: a BERT encoder and its WordPiece tokenizer.
 
-Follows the official maskrcnn_benchmark/modeling/language_backbone/bert_model.py: HuggingFace `BertModel(add_pooling_layer=False)`, the last layer only,
+Follows the official maskrcnn_benchmark/modeling/language_backbone/bert_model.py: HuggingFace
+`BertModel(add_pooling_layer=False)`, the last layer only,
 captions padded to exactly 256 tokens, `[CLS]`/`[SEP]` kept valid in the attention mask.
 
 Real users bring a local `bert-base-uncased` directory. No weights can be downloaded here, so the

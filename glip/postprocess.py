@@ -46,7 +46,8 @@ def phrase_scores(token_probs: Tensor, positive_map: Tensor, score_agg: str = "m
 class PostProcessor(nn.Module):
     """Per level: phrase scores, threshold, top-k, decode and clip; then class-aware NMS and a cap.
 
-    Official order (ATSSPostProcessor.forward_for_single_feature_map and select_over_all_levels): candidates are phrase scores > pre_nms_thresh *before*
+    Official order (ATSSPostProcessor.forward_for_single_feature_map and select_over_all_levels): candidates
+    are phrase scores > pre_nms_thresh *before*
     centerness; the top pre_nms_top_n per level and image are ranked by score * sigmoid(centerness);
     the reported score is sqrt(score * sigmoid(centerness)). Boxes are clipped to the model-input
     image (x in [0, w-1]), then scaled to original_sizes as the official BoxList.resize (no second

@@ -1,6 +1,7 @@
 """Detection prompts: class names -> caption, character spans, token positive maps, chunks.
 
-Follows the official maskrcnn_benchmark/engine/inference.py (create_queries_and_maps, chunks): names joined by ". " with no trailing separator, one span per
+Follows the official maskrcnn_benchmark/engine/inference.py (create_queries_and_maps, chunks): names joined by
+". " with no trailing separator, one span per
 class covering the name only (not its caption-prompt prefix/suffix), spans mapped to tokens with
 `char_to_token` and the official fallbacks, `[CLS]` at token 0 so class tokens start at 1, and
 prompts longer than 256 tokens split into consecutive chunks of classes.
@@ -181,7 +182,8 @@ def chunk_phrases(
     """Split the class list into consecutive chunks whose captions fit `max_len` tokens.
 
     With `chunk_size` the official TEST.CHUNKED_EVALUATION blocks of `chunk_size` consecutive
-    classes come first (official TEST.CHUNKED_EVALUATION, engine/inference.py; 40 for LVIS); a block whose caption would still
+    classes come first (official TEST.CHUNKED_EVALUATION, engine/inference.py; 40 for LVIS); a block whose
+    caption would still
     exceed `max_len` (the official code would index past 256 there) is split further, greedily.
     Without `chunk_size`, classes are packed greedily. Every index appears once, in order.
     """

@@ -206,7 +206,8 @@ def plan_batches(sizes: Sequence[tuple[int, int]], batch_size: int, min_size: in
     group_by_size: images in one batch share their padded model-input size (resize to min/max_size, round
     up to `divisibility`), so batching adds no padding and batch > 1 reproduces batch 1. Within a size the
     data-set order is kept; sizes come in order of first appearance. False: consecutive runs of the
-    data-set order (the official loader, whose padding the fusion attends to: maskrcnn_benchmark/data/collate_batch.py).
+    data-set order (the official loader, whose padding the fusion attends to:
+    maskrcnn_benchmark/data/collate_batch.py).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -413,9 +414,11 @@ def predict_grounding(model: Any, dataset: Any, device: str = "cpu", *, sample_i
                       num_workers: int | None = None, timer: ModelTimer | None = None, prefetch: bool | None = None,
                       autocast_dtype: torch.dtype | None = None, merge_cap: bool = True
                       ) -> tuple[list[dict[str, Any]], float]:
-    """Flickr-style predictions (docs/formats.md section 2) of `sample_ids` (default all), and the seconds it took.
+    """Flickr-style predictions (docs/formats.md section 2) of `sample_ids` (default all), and the seconds it
+    took.
 
-    One image per pass (official: maskrcnn_benchmark/engine/inference.py asserts it for Flickr); the backbone runs once per image for all of its
+    One image per pass (official: maskrcnn_benchmark/engine/inference.py asserts it for Flickr); the backbone
+    runs once per image for all of its
     captions (Flickr30K has about 5 per image), text + head once per caption. num_workers / prefetch /
     autocast_dtype: as in `predict_detection`.
     """

@@ -43,7 +43,8 @@ Pretraining json (MDETR style, one `images` record per (image, caption)):
     "grounding" records carry a caption ("a small red star left of a blue ring"); "detection" records
     carry GLIP's detection-as-grounding prompt: present class names plus sampled negatives, shuffled,
     joined with ". " ("star. heart. ring" or "red star. blue ring. ..."), each span on a name, negatives
-    without boxes (official maskrcnn_benchmark/data/datasets/od_to_grounding.py). Base concepts only: no held-out pair is ever drawn and no
+    without boxes (official maskrcnn_benchmark/data/datasets/od_to_grounding.py). Base concepts only: no
+    held-out pair is ever drawn and no
     novel-shape word ever appears.
 
 Boxes everywhere are pixel-inclusive COCO xywh with the official +1 convention: an object covering pixel

@@ -5,7 +5,8 @@ Grounding captions mention some of a scene's objects with attributes and relatio
 phrase (article or numeral included, as Flickr30K Entities phrases do) and refers to every object in
 the scene that matches its description, so the ground truth is never ambiguous.
 
-Detection prompts follow GLIP's detection-to-grounding conversion (official maskrcnn_benchmark/data/datasets/od_to_grounding.py, "O365
+Detection prompts follow GLIP's detection-to-grounding conversion (official
+maskrcnn_benchmark/data/datasets/od_to_grounding.py, "O365
 detection -> grounding"): every positive class name plus sampled negatives, shuffled, joined with ". ",
 each span covering the name only.
 """
@@ -127,7 +128,8 @@ def detection_prompt(
 ) -> tuple[str, dict[str, tuple[int, int]]]:
     """A detection-as-grounding prompt: the present class names plus sampled negatives, shuffled.
 
-    GLIP's rule (official od_to_grounding.py, convert_object_detection_to_grounding_optimized_for_od): with probability 0.5 all negatives (up to max_negatives) are
+    GLIP's rule (official od_to_grounding.py, convert_object_detection_to_grounding_optimized_for_od): with
+    probability 0.5 all negatives (up to max_negatives) are
     used, otherwise a uniform number in 1..N. Returns the caption and each used name's span.
     """
     positives = sorted(set(present))

@@ -4,7 +4,8 @@ Every shape is drawn as a binary mask (PIL, no anti-aliasing) and the object's b
 from the mask, so boxes are exact by construction. Objects are flat colours from concepts.COLOURS;
 backgrounds are muted (low saturation, mid brightness) so no background pixel equals an object colour.
 
-Box convention: pixel-inclusive, the official GLIP +1 convention (official maskrcnn_benchmark/structures/bounding_box.py, TO_REMOVE). An object
+Box convention: pixel-inclusive, the official GLIP +1 convention (official
+maskrcnn_benchmark/structures/bounding_box.py, TO_REMOVE). An object
 covering pixel columns x1..x2 and rows y1..y2 (inclusive) gets COCO xywh [x1, y1, x2 - x1 + 1,
 y2 - y1 + 1]; its legacy xyxy is [x1, y1, x2, y2].
 """

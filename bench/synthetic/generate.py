@@ -224,7 +224,8 @@ def _iter_pretraining(seed: int, scale: float) -> Iterator[tuple[int, np.ndarray
     """(index, image, objects, entries) per pretraining image: one grounding caption and one detection prompt.
 
     Detection prompts name objects either by shape ("star") or by colour-shape ("red star"), from the
-    base vocabulary only, with GLIP's sampled negatives (official maskrcnn_benchmark/data/datasets/od_to_grounding.py).
+    base vocabulary only, with GLIP's sampled negatives (official
+    maskrcnn_benchmark/data/datasets/od_to_grounding.py).
     """
     shape_vocab = list(BASE_SHAPES)
     pair_vocab = [pair_name(c, s) for c, s in BASE_PAIRS]

@@ -57,7 +57,8 @@ def coco_dict(
 
 
 def fewshot_subset(coco: dict, shots: int, seed: int) -> dict:
-    """The official k-shot subset of a COCO dict (official maskrcnn_benchmark/data/datasets/coco.py, COCODataset).
+    """The official k-shot subset of a COCO dict (official maskrcnn_benchmark/data/datasets/coco.py,
+    COCODataset).
 
     Image ids (sorted) are shuffled with random.Random(seed); an image is kept when any of its
     categories still has quota; each kept image lowers the quota of every category it contains by one

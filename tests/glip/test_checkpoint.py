@@ -1,4 +1,5 @@
-"""Official checkpoint <-> model: every official key (generated from the official constructors' shapes) maps, tensors
+"""Official checkpoint <-> model: every official key (generated from the official constructors' shapes) maps,
+tensors
 round-trip exactly, export reproduces the official file, and bad files fail with named keys."""
 
 from dataclasses import replace

@@ -43,7 +43,8 @@ def test_tower_layout_deep_and_late():
     cfg = get_preset("glip-tiny", num_blocks=3)
     deep = VLDyHead(cfg)
     kinds = [type(m) for m in deep.dyhead_tower]
-    assert kinds == [VLFuse, BertEncoderLayer, DyConv] * 3  # indices 3i, 3i+1, 3i+2 (official VLDyHead.__init__)
+    # indices 3i, 3i+1, 3i+2 (official VLDyHead.__init__)
+    assert kinds == [VLFuse, BertEncoderLayer, DyConv] * 3
     late = VLDyHead(replace(cfg, fusion="late"))
     assert [type(m) for m in late.dyhead_tower] == [DyConv] * 3
 

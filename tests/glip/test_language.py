@@ -1,4 +1,5 @@
-"""The offline WordPiece tokenizer, tokenize() and the BERT language backbone (official maskrcnn_benchmark/modeling/language_backbone/bert_model.py)."""
+"""The offline WordPiece tokenizer, tokenize() and the BERT language backbone (official
+maskrcnn_benchmark/modeling/language_backbone/bert_model.py)."""
 
 from __future__ import annotations
 

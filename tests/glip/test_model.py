@@ -29,7 +29,8 @@ def image(h=50, w=70, seed=0):
 
 @pytest.mark.parametrize("preset,expected", [("glip-t-a", 151.4e6), ("glip-t", 231.8e6), ("glip-l", 430.4e6)])
 def test_parameter_counts(preset, expected):
-    """Counts from the official constructors' shapes (language backbone included; they exclude prompt tuning's tunable_linear)."""
+    """Counts from the official constructors' shapes (language backbone included; they exclude prompt tuning's
+    tunable_linear)."""
     with torch.device("meta"):
         m = GLIP(get_preset(preset))
     total = sum(p.numel() for p in m.parameters())

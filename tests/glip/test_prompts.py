@@ -1,4 +1,5 @@
-"""Captions, spans, positive maps and chunking (official maskrcnn_benchmark/engine/inference.py, create_queries_and_maps)."""
+"""Captions, spans, positive maps and chunking (official maskrcnn_benchmark/engine/inference.py,
+create_queries_and_maps)."""
 
 from __future__ import annotations
 

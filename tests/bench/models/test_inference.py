@@ -1,4 +1,5 @@
-"""The inference engine (bench/models/glip.py) against the naive path: model.detect once per chunk and image."""
+"""The inference engine (bench/models/glip.py) against the naive path: model.detect once per chunk and
+image."""
 
 from __future__ import annotations
 
@@ -95,7 +96,8 @@ def test_chunked_cached_path_equals_naive(model, world):
     timer = ModelTimer()
     preds, seconds = predict_detection(model, dataset, chunks, cap=30, batch_size=1, num_workers=0, timer=timer)
     assert preds == naive  # batch 1: the same numbers, bit for bit
-    assert seconds > 0 and model.postprocessor.detections_per_img == 100  # the task cap is an argument, not state
+    # the task cap is an argument, not state
+    assert seconds > 0 and model.postprocessor.detections_per_img == 100
     n = len(dataset)
     assert timer.calls == {"text": 5, "backbone": n, "head": 5 * n, "postprocess": 5 * n}
     assert 0.0 <= timer.harness_fraction < 1.0

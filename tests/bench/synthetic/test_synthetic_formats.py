@@ -61,7 +61,8 @@ def test_odinw_exports_are_valid_coco(data_root: Path, task: str) -> None:
 
 def _shuffled_ids(ids: list[int], seed: int) -> list[int]:
     order = sorted(ids)
-    random.Random(seed).shuffle(order)  # the official COCODataset order (maskrcnn_benchmark/data/datasets/coco.py)
+    # the official COCODataset order (maskrcnn_benchmark/data/datasets/coco.py)
+    random.Random(seed).shuffle(order)
     return order
 
 
