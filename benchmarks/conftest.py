@@ -38,14 +38,14 @@ def random_model(preset: str, lift: bool = False, **overrides):
     """A GLIP with seeded random weights. lift: token scores lifted from the 0.01 prior to about 0.5, so
     every anchor is a candidate (at the prior nothing passes the 0.05 threshold and the postprocess is timed
     on empty inputs; lifted, it is timed at its worst: 1000 candidates per level into NMS)."""
-    from glip.config import BUILTIN_WORDS, VOCAB_CHARS, get_preset
+    from glip.config import TOY_WORDS, VOCAB_CHARS, get_preset
     from glip.language import build_wordpiece_tokenizer
     from glip.model import GLIP
 
     torch.manual_seed(0)
     cfg = get_preset(preset, **overrides)
     # bert-base-uncased is not available offline: a small WordPiece vocabulary stands in for the real presets
-    tok = None if cfg.vocab_words else build_wordpiece_tokenizer(list(BUILTIN_WORDS) + list(VOCAB_CHARS))
+    tok = None if cfg.vocab_words else build_wordpiece_tokenizer(list(TOY_WORDS) + list(VOCAB_CHARS))
     model = GLIP(cfg, tokenizer=tok).eval()
     if lift:
         with torch.no_grad():

@@ -31,7 +31,7 @@ def measure(preset: str, runs: int, threads: int, height: int, width: int, batch
     import torch
 
     torch.set_num_threads(threads)
-    from glip.config import BUILTIN_WORDS, VOCAB_CHARS, get_preset
+    from glip.config import TOY_WORDS, VOCAB_CHARS, get_preset
     from glip.language import build_wordpiece_tokenizer
     from glip.model import GLIP
     from glip.structures import ImageBatch, TrainTarget
@@ -41,7 +41,7 @@ def measure(preset: str, runs: int, threads: int, height: int, width: int, batch
     t0 = time.perf_counter()
     # bert-base-uncased is not available offline: a small WordPiece vocabulary stands in (timing and memory
     # do not depend on which ids the 256 tokens carry)
-    tok = None if cfg.vocab_words else build_wordpiece_tokenizer(list(BUILTIN_WORDS) + list(VOCAB_CHARS))
+    tok = None if cfg.vocab_words else build_wordpiece_tokenizer(list(TOY_WORDS) + list(VOCAB_CHARS))
     model = GLIP(cfg, tokenizer=tok)
     build_s = time.perf_counter() - t0
     n_params = sum(p.numel() for p in model.parameters())

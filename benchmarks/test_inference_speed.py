@@ -128,14 +128,14 @@ def test_chunked_prompt_glip_t_parts_full_size(benchmark, random_model, lvis_lik
 
 
 def _chunk_parts(benchmark, model, chunks, size: tuple[int, int], rounds: int, warmup_rounds: int) -> None:
-    from bench.models.glip import _fit_map, _LateFusionHead
+    from glip.prompts import fit_positive_map
 
     batch = model.preprocess([_image(size)])
     ch = chunks[len(chunks) // 2]
     text = encode_prompts(model, [ch.caption])[0]  # padding dropped, as inference does
-    pm = _fit_map(ch.positive_map, text.input_ids.shape[1], torch.device("cpu"))
-    pm_padded = _fit_map(ch.positive_map, model.config.max_query_len, torch.device("cpu"))
-    late = model.config.fusion == "late"
+    pm = fit_positive_map(ch.positive_map.float(), text.input_ids.shape[1])
+    pm_padded = fit_positive_map(ch.positive_map.float(), model.config.max_query_len)
+    late = model.head.text_free_tower
     parts: dict[str, list[float]] = {"full_padded": [], "full": [], "once": [], "chunk": []}
 
     def one_round() -> None:
@@ -148,9 +148,12 @@ def _chunk_parts(benchmark, model, chunks, size: tuple[int, int], rounds: int, w
         t2 = time.perf_counter()
         features = model.encode_images(batch)
         anchors = model.anchors(features)
-        tower = _LateFusionHead(model.head, features) if late else None
+        if late:  # the text-free tower and box branches once per image, as the engine does
+            tower_feats, _ = model.head.tower(features)
+            boxes = model.head.box_branches(tower_feats)
         t3 = time.perf_counter()
-        out = tower.outputs(text) if late else model.forward_head(features, text)
+        out = (model.head.predict(tower_feats, None, text.embedded, boxes) if late
+               else model.forward_head(features, text))
         model.postprocessor(out, anchors, [pm], batch.image_sizes, batch.original_sizes)
         t4 = time.perf_counter()
         for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
@@ -449,15 +452,15 @@ def test_batching_effect_on_ap(benchmark, trained_synth, batch_size, group_by_si
 def synth_head_outputs(trained_synth, synth_root):
     """glip-synth's head outputs on synth-shapes test in batches of 8 of equal-size images (what the
     inference engine hands the postprocessor), with the anchors, the prompt's positive map and the sizes."""
-    from bench.models.glip import _expand, _fit_map
+    from bench.models.glip import _expand
     from bench.tasks.registry import get_task
-    from glip.prompts import build_prompt_chunks
+    from glip.prompts import build_prompt_chunks, fit_positive_map
 
     model = trained_synth[0]
     ds = get_task("synth-shapes").load("test", synth_root)
     ch = build_prompt_chunks(model.tokenizer, [c["name"] for c in ds.categories])[0]
     text = encode_prompts(model, [ch.caption])[0]
-    pm = _fit_map(ch.positive_map, text.input_ids.shape[1], torch.device("cpu"))
+    pm = fit_positive_map(ch.positive_map.float(), text.input_ids.shape[1])
     cases = []
     with torch.no_grad():
         for k in range(0, len(ds), 8):

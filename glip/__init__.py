@@ -13,22 +13,27 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glip.config import PRESETS, GLIPConfig, get_preset
-from glip.structures import Detections, ImageBatch, TrainTarget
+from glip.config import PRESETS, GLIPConfig, get_preset, register_preset
 
 if TYPE_CHECKING:
     from glip.model import GLIP
+    from glip.structures import Detections, ImageBatch, TrainTarget
 
 __all__ = ["GLIP", "PRESETS", "Detections", "GLIPConfig", "ImageBatch", "TrainTarget", "from_pretrained",
-           "get_preset"]
+           "get_preset", "register_preset"]
 
 
 def __getattr__(name: str) -> Any:
-    # GLIP is imported lazily so that `import glip.ops...` does not pull in transformers
+    # imported on first use, so that `import glip.config` (a preset lookup) loads neither torch nor
+    # transformers, and `import glip.ops...` not transformers
     if name == "GLIP":
         from glip.model import GLIP
 
         return GLIP
+    if name in ("Detections", "ImageBatch", "TrainTarget"):
+        from glip import structures
+
+        return getattr(structures, name)
     raise AttributeError(f"module 'glip' has no attribute {name!r}")
 
 
@@ -61,7 +66,8 @@ def from_pretrained(preset: str | GLIPConfig, checkpoint: str | Path | None = No
         official = strip_module_prefix(load_official_file(checkpoint, ema=ema))
         cls = official.get("rpn.head.cls_logits.weight")
         if cls is not None and cls.shape[0] != cfg.num_legacy_classes and "num_legacy_classes" not in overrides:
-            # only the (unused) channel count of cls_logits differs between releases (official §2 notes)
+            # only the (unused) channel count of cls_logits differs between releases (the official
+            # loader skips mis-shaped keys: maskrcnn_benchmark/utils/model_serialization.py)
             cfg = replace(cfg, num_legacy_classes=int(cls.shape[0]))
     elif checkpoint is not None:
         _, meta = read_weights(checkpoint)

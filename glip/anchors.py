@@ -1,4 +1,5 @@
-"""One square anchor per feature-map location, detectron style (glip-official.md 1.7)."""
+"""One square anchor per feature-map location, detectron style (official
+maskrcnn_benchmark/modeling/rpn/anchor_generator.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""ATSS anchor assignment (Zhang et al. 2020), as the official ATSSLossComputation (glip-official.md 1.6)."""
+"""ATSS anchor assignment (Zhang et al. 2020), as the official ATSSLossComputation
+(maskrcnn_benchmark/modeling/rpn/loss.py)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 Module names keep the official layout where it matters for checkpoints: `body` (Swin; its per-stage output
 LayerNorms are transformers' `hidden_states_norms.stage{2,3,4}` = official `norm{1,2,3}`) and `fpn`
-(`fpn_inner{2,3,4}`, `fpn_layer{2,3,4}`, `top_blocks.p6/p7`), official §1.2-1.3 and §2.1-2.2.
+(`fpn_inner{2,3,4}`, `fpn_layer{2,3,4}`, `top_blocks.p6/p7`), official
+maskrcnn_benchmark/modeling/backbone/swint.py and fpn.py (key names: their state dicts).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from transformers import SwinBackbone, SwinConfig
 from glip.config import GLIPConfig
 from glip.conv_body import ConvBody
 
-# transformers' stage names of the three Swin stages that reach the FPN (strides 8, 16, 32; official §1.2)
+# transformers' stage names of the three Swin stages that reach the FPN (strides 8, 16, 32;
+# official maskrcnn_benchmark/modeling/backbone/__init__.py, build_retinanet_swint_fpn_backbone)
 OUT_STAGES = ("stage2", "stage3", "stage4")
 
 
@@ -39,7 +41,7 @@ def build_swin(cfg: GLIPConfig) -> SwinBackbone:
 
 
 class DropBlock2D(nn.Module):
-    """DropBlock (official §1.3, maskrcnn_benchmark/layers/dropblock.py): zero random size x size blocks,
+    """DropBlock (official maskrcnn_benchmark/layers/dropblock.py): zero random size x size blocks,
     rescale by kept fraction. Parameter-free and a no-op in eval mode or with prob 0."""
 
     def __init__(self, drop_prob: float, block_size: int) -> None:
@@ -102,7 +104,8 @@ class FPN(nn.Module):
                                    (feats[0], self.fpn_inner2, self.fpn_layer2)):
             lateral = inner(feat)
             last = lateral + F.interpolate(last, size=lateral.shape[-2:], mode="nearest")
-            # official §1.3: DropBlock on the merged map before fpn_layer{2,3}, never on the top level
+            # official maskrcnn_benchmark/modeling/backbone/fpn.py, FPN.forward: DropBlock on the merged map
+            # before fpn_layer{2,3}, never on the top level
             merged = self.drop_block(last) if self.drop_block is not None else last
             results.insert(0, layer(merged))
         return results + self.top_blocks(results[-1])

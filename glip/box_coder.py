@@ -1,4 +1,4 @@
-"""Anchor-relative box deltas, the official GLIP BoxCoder (glip-official.md 1.6)."""
+"""Anchor-relative box deltas, the official GLIP BoxCoder (maskrcnn_benchmark/modeling/rpn/vldyhead.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Official GLIP checkpoints (maskrcnn_benchmark layout, glip-official.md §2) <-> this model.
+"""Official GLIP checkpoints (maskrcnn_benchmark layout; official loader
+maskrcnn_benchmark/utils/checkpoint.py and model_serialization.py) <-> this model.
 
 Every official key maps to exactly one place in this model: a tensor of the same shape (renamed), the
 three q/k/v projections of a split Swin `qkv`, or a derived buffer that is checked for equality
@@ -22,13 +23,15 @@ from glip.config import PRESETS, GLIPConfig, get_preset
 
 Shape = tuple[int, ...]
 
-# official keys that a checkpoint may or may not hold (§2.3 position_ids; §2.4 tunable_linear)
+# official keys that a checkpoint may or may not hold (BERT's position_ids buffer; rpn.tunable_linear, prompt
+# tuning only)
 OPTIONAL_SUFFIXES = ("embeddings.position_ids", "rpn.tunable_linear.weight")
 
 
 # ------------------------------------------------------------------------------------ official key list
 def official_key_shapes(cfg: GLIPConfig) -> dict[str, Shape]:
-    """Every key of an official checkpoint of this architecture with its shape, written from §2
+    """Every key of an official checkpoint of this architecture with its shape, written from the official
+    constructors
     independently of this package's modules (the reference the mapping is tested against)."""
     k: dict[str, Shape] = {}
     e, ws = cfg.swin_embed_dim, cfg.swin_window_size

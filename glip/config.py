@@ -1,40 +1,32 @@
 """Model configuration as data: one frozen dataclass holding every architecture number, and presets.
 
 An ablation is a one-line `dataclasses.replace`: `replace(get_preset("glip-t"), fusion="late")` is the late
-fusion variant (GLIP-T (A) layout) of GLIP-T. Numbers follow the project reference glip-official.md (shared/reference; cited
-as "official §x.y").
+fusion variant (GLIP-T (A) layout) of GLIP-T. Numbers follow the official configs
+(configs/pretrain/glip_Swin_T_O365_GoldG.yaml, glip_A_Swin_T_O365.yaml, glip_Swin_L.yaml, and the defaults in
+maskrcnn_benchmark/config/defaults.py); comments name the official file a number comes from.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-# Words of the small built-in vocabulary used by presets that do not load bert-base-uncased (glip-tiny,
-# glip-synth). Every single character listed in VOCAB_CHARS is also in the vocabulary (with its '##' form),
-# so any lower-case ASCII caption tokenizes, unknown words falling back to characters.
-BUILTIN_WORDS: tuple[str, ...] = (
-    # colours
-    "red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray", "grey",
-    "cyan", "magenta",
-    # shapes (the synthetic world's, with plurals)
-    "square", "circle", "triangle", "rectangle", "star", "cross", "ring", "diamond", "ellipse", "hexagon",
-    "heart", "crescent", "arrow", "hourglass", "disk", "bar", "shape", "object", "box",
-    "squares", "circles", "triangles", "rectangles", "stars", "crosses", "rings", "diamonds", "hexagons",
-    "hearts", "crescents", "arrows", "hourglasses", "shapes", "objects",
-    # sizes, positions
-    "small", "large", "big", "tiny", "left", "right", "top", "bottom", "center", "middle", "near", "far",
-    "above", "below", "next", "beside", "under", "over", "image", "picture", "photo", "see", "we", "can",
-    # common detection nouns
+# The test toy's offline vocabulary (glip-tiny): a few English words so that simple prompts ("red square.
+# cat") are whole-word tokens. Every character of VOCAB_CHARS is in any built-in vocabulary as well (with
+# its '##' form), so any lower-case ASCII caption tokenizes, unknown words falling back to characters.
+TOY_WORDS: tuple[str, ...] = (
+    "red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray",
+    "square", "circle", "triangle", "rectangle", "star", "ring", "cross", "diamond", "heart", "shape", "box",
+    "small", "large", "big", "left", "right", "top", "bottom", "next", "above", "below",
     "person", "cat", "dog", "car", "bird", "horse", "bicycle", "boat", "bus", "truck", "fish", "hand",
-    # function words
-    "a", "an", "the", "and", "of", "on", "in", "with", "there", "is", "are", "some", "this", "that", "which",
-    "to", "at", "by", "it", "its", "one", "two", "three", "four", "five",
+    "a", "an", "the", "and", "of", "on", "in", "with", "there", "is", "are", "to", "at", "by", "it",
 )
 VOCAB_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"-()/&+_"
 
-BGR_MEAN = (103.530, 116.280, 123.675)  # official §1.9: ImageNet RGB mean reversed, x255
+# official defaults.py INPUT.PIXEL_MEAN: ImageNet RGB mean reversed, x255
+BGR_MEAN = (103.530, 116.280, 123.675)
 BGR_STD = (57.375, 57.120, 58.395)
 
 
@@ -42,11 +34,12 @@ BGR_STD = (57.375, 57.120, 58.395)
 class GLIPConfig:
     """Every number that decides a GLIP model's structure and outputs.
 
-    Defaults are GLIP-T (deep fusion, official §1.1); presets below override what differs.
+    Defaults are GLIP-T (deep fusion, configs/pretrain/glip_Swin_T_O365_GoldG.yaml); presets below override
+    what differs.
     """
 
     name: str = "custom"
-    # Swin body (official §1.2)
+    # Swin body (official maskrcnn_benchmark/modeling/backbone/swint.py)
     swin_embed_dim: int = 96
     swin_depths: tuple[int, ...] = (2, 2, 6, 2)
     swin_num_heads: tuple[int, ...] = (3, 6, 12, 24)
@@ -58,11 +51,11 @@ class GLIPConfig:
     # world (Swin from scratch does not learn shapes in a CPU budget; README "The synthetic world")
     backbone: Literal["swin", "conv"] = "swin"
     frozen_stages: int = -1  # official FREEZE_CONV_BODY_AT: 2 = patch embed + stage 1 frozen
-    # FPN (official §1.3)
+    # FPN (official maskrcnn_benchmark/modeling/backbone/fpn.py)
     fpn_channels: int = 256
     fpn_drop_block_prob: float = 0.3  # DropBlock before fpn_layer{2,3} in training; 0 disables
     fpn_drop_block_size: int = 3
-    # language backbone (official §1.4): BERT-base
+    # language backbone (official maskrcnn_benchmark/modeling/language_backbone/bert_model.py): BERT-base
     text_hidden: int = 768
     text_layers: int = 12
     text_heads: int = 12
@@ -79,7 +72,7 @@ class GLIPConfig:
     # None: the bert-base-uncased tokenizer (a local directory must be given); a tuple: build an offline
     # WordPiece vocabulary from these words plus VOCAB_CHARS.
     vocab_words: tuple[str, ...] | None = None
-    # head (official §1.5)
+    # head (official maskrcnn_benchmark/modeling/rpn/vldyhead.py)
     num_blocks: int = 6
     fusion: Literal["deep", "late"] = "deep"
     fusion_embed_dim: int = 2048
@@ -87,7 +80,7 @@ class GLIPConfig:
     fusion_dropout: float = 0.1
     group_norm_groups: int = 16
     dyrelu_reduction: int = 4
-    num_legacy_classes: int = 80  # cls_logits out channels (DYHEAD.NUM_CLASSES - 1, official §2.4)
+    num_legacy_classes: int = 80  # cls_logits out channels (DYHEAD.NUM_CLASSES - 1)
     prior_prob: float = 0.01
     log_scale_init: float = 0.0
     # From-scratch training aids, all off (= official GLIP) in the released presets; glip-synth turns them on
@@ -95,16 +88,17 @@ class GLIPConfig:
     soft_token_loss_weight: float = 0.0  # MDETR-style soft-token CE at positive anchors (glip.losses)
     dcn_offset_init: Literal["default", "zero"] = "default"  # "zero": DCN starts as a plain 3x3 conv
     # "flat": the official kernel's reinterpretation of the finer level's offsets for the coarser input
-    # (§1.5 quirk); "pooled": average-pool them to the coarser size instead
+    # (csrc/cuda/deform_conv_kernel_cuda.cu); "pooled": average-pool them to the coarser size instead
     dcn_coarse_offsets: Literal["flat", "pooled"] = "flat"
     # initial text-side layer scale (gamma_l) of the fusion; None = official 1/num_blocks. From scratch, the
     # image context it adds (nearly the same for every token) drowned the words' differences
     fusion_text_gamma_init: float | None = None
-    prompt_offset_len: int = 1000  # official rpn.tunable_linear.weight rows (§5)
-    # anchors (official §1.7)
+    # official rpn.tunable_linear.weight rows (maskrcnn_benchmark/modeling/rpn/vldyhead.py)
+    prompt_offset_len: int = 1000
+    # anchors (official maskrcnn_benchmark/modeling/rpn/anchor_generator.py, make_anchor_generator_complex)
     anchor_strides: tuple[int, ...] = (8, 16, 32, 64, 128)
     anchor_sizes: tuple[int, ...] = (64, 128, 256, 512, 1024)
-    # input (official §1.9)
+    # input (official maskrcnn_benchmark/data/transforms/build.py, build_transforms)
     min_size: int = 800
     max_size: int = 1333
     train_min_sizes: tuple[int, ...] = (480, 560, 640, 720, 800)
@@ -113,7 +107,7 @@ class GLIPConfig:
     size_divisibility: int = 32
     pixel_mean: tuple[float, float, float] = BGR_MEAN
     pixel_std: tuple[float, float, float] = BGR_STD
-    # inference (official §1.8)
+    # inference (official maskrcnn_benchmark/modeling/rpn/inference.py, ATSSPostProcessor)
     pre_nms_thresh: float = 0.05
     pre_nms_top_n: int = 1000
     nms_thresh: float = 0.6
@@ -158,12 +152,14 @@ class GLIPConfig:
     @property
     def dot_product_uses_fused_text(self) -> bool:
         """Deep fusion scores against the fused text after the last tower module; late fusion against
-        BERT's masked 'embedded' output (official §1.5 "Logits", USE_FUSED_FEATURES_DOT_PRODUCT)."""
+        BERT's masked 'embedded' output (official maskrcnn_benchmark/modeling/rpn/vldyhead.py,
+        VLDyHead.forward, USE_FUSED_FEATURES_DOT_PRODUCT)."""
         return self.fusion == "deep"
 
     @property
     def layer_scale_init(self) -> float:
-        """gamma_v (and, unless fusion_text_gamma_init is set, gamma_l) init = 1/NUM_CONVS (official §1.5)."""
+        """gamma_v (and, unless fusion_text_gamma_init is set, gamma_l) init = 1/NUM_CONVS
+        (official maskrcnn_benchmark/utils/fuse_helper.py, BiAttentionBlockForCheckpoint)."""
         return 1.0 / self.num_blocks
 
 
@@ -176,7 +172,8 @@ def _glip_t_a() -> GLIPConfig:
 
 
 def _glip_l() -> GLIPConfig:
-    # official §1.1-1.2: Swin-L 192/(2,2,18,2)/(6,12,24,48)/window 12, drop path 0.4, 8 blocks, frozen_stages 2
+    # official configs/pretrain/glip_Swin_L.yaml: Swin-L 192/(2,2,18,2)/(6,12,24,48)/window 12, drop path 0.4,
+    # 8 blocks, frozen_stages 2
     return replace(_glip_t(), name="glip-l", swin_embed_dim=192, swin_depths=(2, 2, 18, 2),
                    swin_num_heads=(6, 12, 24, 48), swin_window_size=12, swin_drop_path_rate=0.4,
                    num_blocks=8, frozen_stages=2)
@@ -188,30 +185,9 @@ def _glip_tiny() -> GLIPConfig:
         name="glip-tiny", swin_embed_dim=16, swin_depths=(1, 1, 1, 1), swin_num_heads=(1, 1, 2, 2),
         swin_window_size=4, swin_drop_path_rate=0.0, fpn_channels=32, fpn_drop_block_prob=0.0,
         text_hidden=32, text_layers=1, text_heads=2, text_intermediate=64, text_vocab_size=512,
-        text_max_positions=256, text_dropout=0.0, vocab_words=BUILTIN_WORDS,
+        text_max_positions=256, text_dropout=0.0, vocab_words=TOY_WORDS,
         num_blocks=2, fusion_embed_dim=64, fusion_heads=4, fusion_dropout=0.0, group_norm_groups=8,
         num_legacy_classes=8, min_size=64, max_size=96, train_min_sizes=(64,), train_max_size=96,
-    )
-
-
-def _glip_synth() -> GLIPConfig:
-    """The synthetic world's model: 128-px images, ~1-2 M parameters, trains on 2 CPU cores.
-
-    It learns from scratch, so it turns on the from-scratch aids (conv body, soft-token loss, zero-init
-    DCN offsets pooled for the coarser input, text-side fusion layer scale 0.01); each was measured to
-    help (README "The synthetic world"). swin_embed_dim is the conv body's base width here.
-    """
-    return GLIPConfig(
-        name="glip-synth", backbone="conv", soft_token_loss_weight=1.0, dcn_offset_init="zero",
-        dcn_coarse_offsets="pooled", fusion_text_gamma_init=0.01,
-        swin_embed_dim=24, swin_depths=(1, 1, 2, 1), swin_num_heads=(1, 2, 3, 6),
-        swin_window_size=4, swin_drop_path_rate=0.0, fpn_channels=64, fpn_drop_block_prob=0.0,
-        text_hidden=64, text_layers=2, text_heads=2, text_intermediate=128, text_vocab_size=512,
-        text_max_positions=256, text_dropout=0.0, vocab_words=BUILTIN_WORDS, pad_to_max_query=False,
-        num_blocks=2, fusion_embed_dim=128, fusion_heads=4, fusion_dropout=0.0, group_norm_groups=16,
-        num_legacy_classes=8, min_size=128, max_size=128, train_min_sizes=(128,), train_max_size=128,
-        # objects are 10-60 px in 128-px images: anchors of 4 x stride instead of the official 8 x stride
-        anchor_sizes=(32, 64, 128, 256, 512),
     )
 
 
@@ -220,8 +196,18 @@ PRESETS = {
     "glip-t": _glip_t,
     "glip-l": _glip_l,
     "glip-tiny": _glip_tiny,
-    "glip-synth": _glip_synth,
 }
+
+
+def register_preset(name: str, factory: Callable[[], GLIPConfig]) -> None:
+    """Add a preset that lives outside this package (a harness's own model), so that `get_preset`,
+    `glip.from_pretrained` and checkpoint tools resolve it by name like a built-in one.
+
+    Registering the same factory again is a no-op; another factory under a taken name is a ValueError.
+    """
+    if PRESETS.get(name, factory) is not factory:
+        raise ValueError(f"GLIP preset {name!r} is already registered")
+    PRESETS[name] = factory
 
 
 def get_preset(name: str, **overrides: object) -> GLIPConfig:

@@ -1,4 +1,5 @@
-"""DyHead block (official `DyConv`, §1.5): scale-aware attention over three deformable convs that read
+"""DyHead block (official `DyConv`, maskrcnn_benchmark/modeling/rpn/vldyhead.py): scale-aware attention over
+three deformable convs that read
 the level above, the same level and the level below, then DyReLU (task-aware activation).
 
 Shapes: B images, C channels, H_l x W_l the size of level l (5 levels P3..P7).
@@ -69,7 +70,8 @@ class DyConv(nn.Module):
     DyConv.0 (stride 1) reads level l+1 and is upsampled to level l, DyConv.1 (stride 1) reads level l,
     DyConv.2 (stride 2) reads level l-1. All three use the offsets/mask computed on level l by `offset`
     (27 channels: 18 interleaved (dy, dx) offsets + 9 mask logits); for the coarser level l+1 the level-l
-    buffer is reinterpreted flat as the CUDA kernel does (official §1.5 "DCN offset/shape quirk",
+    buffer is reinterpreted flat as the CUDA kernel does (official
+    maskrcnn_benchmark/csrc/cuda/deform_conv_kernel_cuda.cu,
     handled inside glip.ops.dcn.ModulatedDeformConv2d).
     """
 

@@ -1,5 +1,6 @@
 """Deep fusion: bi-directional image-text cross-attention (X-MHA, official `VLFuse` type MHA-B) and the new
-BERT layers the head adds on the text side (official §1.5).
+BERT layers the head adds on the text side (official maskrcnn_benchmark/utils/fuse_helper.py and
+maskrcnn_benchmark/modeling/rpn/modeling_bert.py).
 
 Shapes: B images, N = sum over the 5 levels of H_l*W_l visual positions, T text tokens, C visual channels,
 D text width, E fusion embed dim, h heads.
@@ -13,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CLAMP = 50000.0  # official CLAMP_*_FOR_UNDERFLOW/OVERFLOW: keep fp16 finite (§1.5)
-MASK_FILL = -9e15  # official image->text fill value for masked tokens (§1.5)
+CLAMP = 50000.0  # official CLAMP_*_FOR_UNDERFLOW/OVERFLOW: keep fp16 finite (fuse_helper.py)
+MASK_FILL = -9e15  # official image->text fill value for masked tokens (fuse_helper.py, BiMultiHeadAttention)
 
 
 class BiMultiHeadAttention(nn.Module):
@@ -71,7 +72,9 @@ class BiMultiHeadAttention(nn.Module):
         return attend(v, text, mask_l)
 
     def _probs(self, attn: torch.Tensor, mask_l: torch.Tensor | None, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores [B*h, N, T] -> (image->text probs [B*h, N, T], text->image probs [B*h, T, N]) (§1.5)."""
+        """Scores [B*h, N, T] -> (image->text probs [B*h, N, T], text->image probs [B*h, T, N]) (official
+        fuse_helper.py,
+        BiMultiHeadAttention.forward)."""
         attn = attn.clamp(-CLAMP, CLAMP)
         n = attn.shape[1]
         # text -> image: A^T minus its row max, clamped, softmax over image positions, no image mask.
@@ -133,7 +136,7 @@ class BiMultiHeadAttention(nn.Module):
 
 class BiAttentionBlock(nn.Module):
     """LayerNorm both inputs, attend, residual on the NORMALISED inputs with layer scale (official
-    BiAttentionBlockForCheckpoint, §1.5)."""
+    BiAttentionBlockForCheckpoint, maskrcnn_benchmark/utils/fuse_helper.py)."""
 
     def __init__(self, v_dim: int, l_dim: int, embed_dim: int, num_heads: int, dropout: float,
                  init_values: float, text_init_values: float | None = None) -> None:
@@ -155,7 +158,8 @@ class BiAttentionBlock(nn.Module):
 
 
 class VLFuse(nn.Module):
-    """Fuse all 5 levels at once: flatten P3..P7 row-major, concatenate, attend, split back (§1.5)."""
+    """Fuse all 5 levels at once: flatten P3..P7 row-major, concatenate, attend, split back
+    (official maskrcnn_benchmark/modeling/rpn/vldyhead.py, VLFuse.forward)."""
 
     def __init__(self, v_dim: int, l_dim: int, embed_dim: int, num_heads: int, dropout: float,
                  init_values: float, text_init_values: float | None = None) -> None:
@@ -195,7 +199,8 @@ class BertSelfAttention(nn.Module):
 
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)  # [B,h,T,T]
-        scores = scores.clamp(-CLAMP, CLAMP) + ext_mask  # official CLAMP_BERTATTN_* before the mask (§1.5)
+        # official CLAMP_BERTATTN_* before the mask (modeling_bert.py)
+        scores = scores.clamp(-CLAMP, CLAMP) + ext_mask
         probs = self.dropout(scores.softmax(dim=-1))
         return torch.matmul(probs, v).transpose(1, 2).reshape(b, t, d)
 
@@ -227,7 +232,7 @@ class BertIntermediate(nn.Module):
         self.dense = nn.Linear(hidden, intermediate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # official modeling_bert.BertIntermediate clamps before and after the activation (§1.5)
+        # official modeling_bert.BertIntermediate clamps before and after the activation
         return F.gelu(self.dense(x).clamp(-CLAMP, CLAMP)).clamp(-CLAMP, CLAMP)
 
 

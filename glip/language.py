@@ -1,6 +1,7 @@
 """The language side of GLIP: a BERT encoder and its WordPiece tokenizer.
 
-Follows glip-official.md 1.4: HuggingFace `BertModel(add_pooling_layer=False)`, the last layer only,
+Follows the official maskrcnn_benchmark/modeling/language_backbone/bert_model.py: HuggingFace
+`BertModel(add_pooling_layer=False)`, the last layer only,
 captions padded to exactly 256 tokens, `[CLS]`/`[SEP]` kept valid in the attention mask.
 
 Real users bring a local `bert-base-uncased` directory. No weights can be downloaded here, so the
@@ -19,7 +20,7 @@ from tokenizers import normalizers, pre_tokenizers
 from torch import nn
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
-MAX_QUERY_LEN = 256  # glip-official.md 1.4: MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN
+MAX_QUERY_LEN = 256  # official MODEL.LANGUAGE_BACKBONE.MAX_QUERY_LEN
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4; [PAD] = 0 as in bert-base
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
@@ -115,7 +116,7 @@ def tokenize(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and attention mask [B, max_len] for `captions`, padded to exactly `max_len`.
 
-    The official detector truncates at 256 tokens (glip-official.md 1.4), which silently drops
+    The official detector truncates at 256 tokens (bert_model.py), which silently drops
     the classes at the end of a long prompt (3.3); here an over-long caption is an error instead,
     and the caller chunks the prompt (glip.prompts.build_prompt_chunks).
     """
@@ -142,7 +143,7 @@ def tokenize(
 
 @dataclass
 class TextFeatures:
-    """What the language backbone hands to the head (glip-official.md 1.4).
+    """What the language backbone hands to the head (official bert_model.py, BertEncoder.forward).
 
     input_ids, attention_mask: [B, T]; hidden: [B, T, D] last BERT layer (pads not zeroed);
     embedded: [B, T, D] = hidden * attention_mask (pads zeroed).
@@ -157,7 +158,7 @@ class TextFeatures:
 class LanguageBackbone(nn.Module):
     """BERT without pooler as `.model`; state-dict names `model.embeddings...`, `model.encoder.layer.N...`.
 
-    The official names are `language_backbone.body.model.*` (glip-official.md 2.3), so a checkpoint
+    The official names are `language_backbone.body.model.*` (their state-dict prefix), so a checkpoint
     maps by replacing the prefix `language_backbone.body.` with this module's prefix.
     """
 

@@ -1,4 +1,5 @@
-"""The GLIP grounding losses: token focal loss, GIoU box loss, centerness BCE (glip-official.md 1.6)."""
+"""The GLIP grounding losses: token focal loss, GIoU box loss, centerness BCE (official
+maskrcnn_benchmark/modeling/rpn/loss.py, ATSSLossComputation)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """GLIP: Swin + FPN image encoder, BERT text encoder, VL DyHead with deep (or late) fusion, ATSS loss,
-official post-processing (glip-official.md §1). Images + prompt in, boxes or losses out.
+official post-processing (official: maskrcnn_benchmark/modeling/detector/generalized_vl_rcnn.py,
+GeneralizedVLRCNN). Images + prompt in, boxes or losses out.
 
 Shapes: B images, L levels, A_l anchors of level l, T tokens (max_query_len), P phrases, C channels,
 D text width.
@@ -23,7 +24,7 @@ from glip.head import HeadOutputs, VLDyHead
 from glip.language import LanguageBackbone, TextFeatures, build_wordpiece_tokenizer, tokenize
 from glip.losses import GLIPLoss
 from glip.postprocess import PostProcessor
-from glip.prompts import build_prompt_chunks, positive_map
+from glip.prompts import build_prompt_chunks, fit_positive_map, positive_map
 from glip.structures import Detections, ImageBatch, TrainTarget
 from glip.transforms import ImageLike, resize_and_pad
 
@@ -47,19 +48,6 @@ def builtin_tokenizer(cfg: GLIPConfig) -> PreTrainedTokenizerBase:
     if cfg.vocab_words is None:
         raise ValueError(f"preset {cfg.name!r} uses the bert-base-uncased tokenizer; give a local directory")
     return build_wordpiece_tokenizer(list(cfg.vocab_words) + list(VOCAB_CHARS))
-
-
-def _fit_map(pm: torch.Tensor, t: int, what: str) -> torch.Tensor:
-    """[P, T'] positive map -> [P, T]: zero-pad or drop trailing columns that must be all zero."""
-    if pm.dim() != 2:
-        raise ValueError(f"{what} must be [P, T], got shape {tuple(pm.shape)}")
-    if pm.shape[1] > t:
-        if pm[:, t:].any():
-            raise ValueError(f"{what} marks token positions >= {t} (max_query_len); chunk the prompt")
-        return pm[:, :t]
-    if pm.shape[1] < t:
-        return torch.nn.functional.pad(pm, (0, t - pm.shape[1]))
-    return pm
 
 
 def phrase_spans(caption: str) -> list[tuple[int, int]]:
@@ -86,7 +74,8 @@ class GLIP(nn.Module):
             language = LanguageBackbone.from_config(bert_config(config), max_len=config.max_query_len)
         self.language = language
         self.head = VLDyHead(config)
-        # official rpn.tunable_linear.weight: zero-init per-position offset added to the BERT output (§5)
+        # official rpn.tunable_linear.weight: zero-init per-position offset added to the BERT output
+        # (maskrcnn_benchmark/modeling/rpn/vldyhead.py, VLDyHeadModule: prompt tuning)
         self.prompt_offset = nn.Parameter(torch.zeros(config.prompt_offset_len, config.text_hidden))
         self.anchor_generator = AnchorGenerator(config.anchor_strides, config.anchor_sizes)
         self.postprocessor = PostProcessor(config.pre_nms_thresh, config.pre_nms_top_n, config.nms_thresh,
@@ -117,7 +106,8 @@ class GLIP(nn.Module):
         return tokenize(self.tokenizer, list(captions), self.config.max_query_len)
 
     def encode_text(self, captions: Sequence[str], trim_padding: bool | None = None) -> TextFeatures:
-        """captions -> TextFeatures (hidden, embedded [B,T,D]) with prompt_offset[:T] added to both (§5).
+        """captions -> TextFeatures (hidden, embedded [B,T,D]) with prompt_offset[:T] added to both (official
+        tunable_linear, maskrcnn_benchmark/modeling/rpn/vldyhead.py, VLDyHeadModule).
 
         trim_padding: pad only to the longest caption instead of max_query_len; None = the config's
         choice (not pad_to_max_query). Inference always trims: padded tokens are masked everywhere, so
@@ -159,7 +149,7 @@ class GLIP(nn.Module):
         t = text.input_ids.shape[1]
         device = self.prompt_offset.device
         fitted = [TrainTarget(tg.boxes_xyxy.to(device, torch.float32),
-                              _fit_map(tg.positive_map.to(device, torch.float32), t, f"targets[{i}].positive_map"))
+                              fit_positive_map(tg.positive_map.to(device, torch.float32), t, f"targets[{i}].positive_map"))
                   for i, tg in enumerate(targets)]
         return self.loss(outputs, self.anchors(features), fitted, text.attention_mask)
 
@@ -172,10 +162,12 @@ class GLIP(nn.Module):
         finally:
             self.train(was_training)
 
-    def detect(self, images: ImageBatch, captions: Sequence[str], positive_maps: Sequence[torch.Tensor]
-               ) -> list[Detections]:
+    def detect(self, images: ImageBatch, captions: Sequence[str], positive_maps: Sequence[torch.Tensor],
+               detections_per_img: int | None = None) -> list[Detections]:
         """One caption and one positive map [P, T] per image -> Detections in original image pixels,
-        labels = phrase index (row of the positive map). Eval mode, no gradients."""
+        labels = phrase index (row of the positive map). Eval mode, no gradients.
+
+        detections_per_img: the cap per image for this call (None: the config's detections_per_img)."""
         if not (len(images) == len(captions) == len(positive_maps)):
             raise ValueError(f"need one caption and one positive map per image: {len(images)} images, "
                              f"{len(captions)} captions, {len(positive_maps)} maps")
@@ -184,13 +176,16 @@ class GLIP(nn.Module):
             text = self.encode_text(captions, trim_padding=True)
             outputs = self.forward_head(features, text)
             t = text.input_ids.shape[1]
-            maps = [_fit_map(pm.to(self.prompt_offset.device, torch.float32), t, f"positive_maps[{i}]")
+            maps = [fit_positive_map(pm.to(self.prompt_offset.device, torch.float32), t, f"positive_maps[{i}]")
                     for i, pm in enumerate(positive_maps)]
             return self.postprocessor(outputs, self.anchors(features), maps, images.image_sizes,
-                                      images.original_sizes)
+                                      images.original_sizes, detections_per_img=detections_per_img)
 
     def preprocess(self, images: Sequence[ImageLike]) -> ImageBatch:
-        """PIL images / arrays (any of RGB, grayscale, RGBA) -> ImageBatch (official §1.9)."""
+        """PIL images / arrays (any of RGB, grayscale, RGBA) -> ImageBatch.
+
+        official: maskrcnn_benchmark/data/transforms/build.py (resize, normalise) and
+        maskrcnn_benchmark/structures/image_list.py, to_image_list (padding to size_divisibility)."""
         if isinstance(images, ImageLike):
             images = [images]
         c = self.config

@@ -1,4 +1,5 @@
-"""Head outputs -> per-image detections, as the official ATSSPostProcessor (glip-official.md 1.8)."""
+"""Head outputs -> per-image detections, as the official ATSSPostProcessor
+(maskrcnn_benchmark/modeling/rpn/inference.py)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def phrase_scores(token_probs: Tensor, positive_map: Tensor, score_agg: str = "m
 class PostProcessor(nn.Module):
     """Per level: phrase scores, threshold, top-k, decode and clip; then class-aware NMS and a cap.
 
-    Official order (glip-official.md 1.8): candidates are phrase scores > pre_nms_thresh *before*
+    Official order (ATSSPostProcessor.forward_for_single_feature_map and select_over_all_levels): candidates
+    are phrase scores > pre_nms_thresh *before*
     centerness; the top pre_nms_top_n per level and image are ranked by score * sigmoid(centerness);
     the reported score is sqrt(score * sigmoid(centerness)). Boxes are clipped to the model-input
     image (x in [0, w-1]), then scaled to original_sizes as the official BoxList.resize (no second
@@ -70,12 +72,16 @@ class PostProcessor(nn.Module):
     @torch.no_grad()
     def forward(self, head_outputs: HeadOutputs, anchors_per_level: Sequence[Tensor],
                 positive_map: Tensor | Sequence[Tensor], image_sizes: Sequence[tuple[int, int]],
-                original_sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+                original_sizes: Sequence[tuple[int, int]], detections_per_img: int | None = None
+                ) -> list[Detections]:
         """positive_map: one [P, T] for the whole batch, or one per image (each image its own prompt).
 
         image_sizes / original_sizes: (h, w) per image, after resizing (before padding) / as given.
+        detections_per_img: this call's cap per image (<= 0: no cap); None: the one given at construction.
+        A task's cap is a per-call choice, so callers pass it rather than change this module's state.
         Images that share a positive map are processed together: tensor ops over the batch, one NMS call.
         """
+        cap = self.detections_per_img if detections_per_img is None else int(detections_per_img)
         batch = head_outputs.logits[0].shape[0]
         maps = [positive_map] * batch if isinstance(positive_map, Tensor) else list(positive_map)
         if len(maps) != batch or len(image_sizes) != batch or len(original_sizes) != batch:
@@ -84,13 +90,13 @@ class PostProcessor(nn.Module):
         if len(anchors_per_level) != head_outputs.num_levels:
             raise ValueError(f"{len(anchors_per_level)} anchor levels for {head_outputs.num_levels} head levels")
         if all(m is maps[0] for m in maps):
-            return self._same_prompt(head_outputs, anchors_per_level, maps[0], image_sizes, original_sizes)
+            return self._same_prompt(head_outputs, anchors_per_level, maps[0], image_sizes, original_sizes, cap)
         return [self._same_prompt(_image_outputs(head_outputs, i), anchors_per_level, maps[i], image_sizes[i:i + 1],
-                                  original_sizes[i:i + 1])[0]
+                                  original_sizes[i:i + 1], cap)[0]
                 for i in range(batch)]  # a loop over images only when their prompts differ
 
     def _same_prompt(self, outputs: HeadOutputs, anchors_per_level: Sequence[Tensor], positive_map: Tensor,
-                     image_sizes: Sequence[tuple[int, int]], original_sizes: Sequence[tuple[int, int]]
+                     image_sizes: Sequence[tuple[int, int]], original_sizes: Sequence[tuple[int, int]], cap: int
                      ) -> list[Detections]:
         """A batch of images scored against one positive map."""
         per_level = [
@@ -102,7 +108,7 @@ class PostProcessor(nn.Module):
         scores = torch.cat([p[1] for p in per_level], dim=1)  # [B, K]
         labels = torch.cat([p[2] for p in per_level], dim=1)  # [B, K]
         valid = torch.cat([p[3] for p in per_level], dim=1)  # [B, K] False: filler of an image with fewer
-        return self._select(boxes, scores, labels, valid, image_sizes, original_sizes)
+        return self._select(boxes, scores, labels, valid, image_sizes, original_sizes, cap)
 
     def _level_candidates(self, logits: Tensor, bbox_reg: Tensor, centerness: Tensor, anchors: Tensor,
                           positive_map: Tensor, image_sizes: Sequence[tuple[int, int]]
@@ -129,7 +135,7 @@ class PostProcessor(nn.Module):
         return boxes, torch.sqrt(top.clamp(min=0)), label, top >= 0
 
     def _select(self, boxes: Tensor, scores: Tensor, labels: Tensor, valid: Tensor,
-                image_sizes: Sequence[tuple[int, int]], original_sizes: Sequence[tuple[int, int]]
+                image_sizes: Sequence[tuple[int, int]], original_sizes: Sequence[tuple[int, int]], cap: int
                 ) -> list[Detections]:
         """Class-aware NMS of every image at once (an image is its own group, as a label is), the cap, and
         the official BoxList.resize to each original image (x scaled by w0/w, y by h0/h)."""
@@ -147,8 +153,8 @@ class PostProcessor(nn.Module):
                                   for (h, w), (h0, w0) in zip(image_sizes, original_sizes)])  # [B, 4]
         out = []
         for ids in keep.split(counts):  # a loop over images
-            if self.detections_per_img > 0:
-                ids = ids[: self.detections_per_img]
+            if cap > 0:
+                ids = ids[:cap]
             out.append(Detections(boxes_xyxy=boxes[ids] * scale[image[ids]], scores=scores[ids],
                                   labels=labels[ids].long()))
         return out

@@ -1,6 +1,7 @@
 """Detection prompts: class names -> caption, character spans, token positive maps, chunks.
 
-Follows glip-official.md 3.1-3.3: names joined by ". " with no trailing separator, one span per
+Follows the official maskrcnn_benchmark/engine/inference.py (create_queries_and_maps, chunks): names joined by
+". " with no trailing separator, one span per
 class covering the name only (not its caption-prompt prefix/suffix), spans mapped to tokens with
 `char_to_token` and the official fallbacks, `[CLS]` at token 0 so class tokens start at 1, and
 prompts longer than 256 tokens split into consecutive chunks of classes.
@@ -21,7 +22,7 @@ Span = tuple[int, int]
 
 
 def clean_name(name: str) -> str:
-    """The official clean_name (glip-official.md 3.1 step 2), quirks included.
+    """The official clean_name (maskrcnn_benchmark/engine/inference.py), quirks included.
 
     Removes a (greedy) "(...)", turns "_" into " " and replaces each non-overlapping double space
     by one space; "bow_(weapon)" becomes "bow " with its trailing space, as in the official code.
@@ -51,7 +52,7 @@ def build_caption(
     prefixes: Sequence[str] | None = None,
     suffixes: Sequence[str] | None = None,
 ) -> tuple[str, list[Span]]:
-    """Caption and one (start, end) char span per name (glip-official.md 3.1 steps 3-5).
+    """Caption and one (start, end) char span per name (official create_queries_and_maps).
 
     Entry i is `prefixes[i] + names[i] + suffixes[i]`; entries are joined by `separator` with no
     trailing separator; span i covers names[i] only. Names are used as given (call clean_name first
@@ -85,7 +86,8 @@ def _char_to_token(encoding: BatchEncoding, char: int, n_chars: int) -> int | No
 
 
 def _span_tokens(encoding: BatchEncoding, span: Span, n_chars: int) -> tuple[int, int] | None:
-    """First and last token of a char span, with the official fallbacks (glip-official.md 3.1/3.2).
+    """First and last token of a char span, with the official fallbacks (official create_queries_and_maps and
+    maskrcnn_benchmark/data/datasets/modulated_coco.py, create_positive_map).
 
     char_to_token(beg), else beg+1, else beg+2; char_to_token(end-1), else end-2, else end-3.
     """
@@ -115,7 +117,7 @@ def positive_map(
 
     The caption is tokenised without truncation, as the official create_positive_map; where the
     official code silently skips a span it cannot map and indexes past 256 for long prompts
-    (glip-official.md 3.3), this raises a ValueError naming the phrase.
+    (official TEST.CHUNKED_EVALUATION), this raises a ValueError naming the phrase.
     """
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError(
@@ -146,6 +148,23 @@ def positive_map(
     return out
 
 
+def fit_positive_map(pm: torch.Tensor, num_tokens: int, what: str = "positive map") -> torch.Tensor:
+    """[P, T'] positive map -> [P, num_tokens]: zero-pad, or drop trailing columns that must be all zero.
+
+    Why: maps are built at max_query_len while inference trims the text to the longest caption; the
+    model and the cached inference engine both fit maps with this one rule so their scores agree.
+    """
+    if pm.dim() != 2:
+        raise ValueError(f"{what} must be [P, T], got shape {tuple(pm.shape)}")
+    if pm.shape[1] > num_tokens:
+        if pm[:, num_tokens:].any():
+            raise ValueError(f"{what} marks token positions >= {num_tokens} (max_query_len); chunk the prompt")
+        return pm[:, :num_tokens]
+    if pm.shape[1] < num_tokens:
+        return torch.nn.functional.pad(pm, (0, num_tokens - pm.shape[1]))
+    return pm
+
+
 def _n_tokens(tokenizer: PreTrainedTokenizerBase, caption: str) -> int:
     """Tokens of a caption including [CLS] and [SEP]."""
     return len(tokenizer(caption, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
@@ -163,7 +182,8 @@ def chunk_phrases(
     """Split the class list into consecutive chunks whose captions fit `max_len` tokens.
 
     With `chunk_size` the official TEST.CHUNKED_EVALUATION blocks of `chunk_size` consecutive
-    classes come first (glip-official.md 3.3; 40 for LVIS); a block whose caption would still
+    classes come first (official TEST.CHUNKED_EVALUATION, engine/inference.py; 40 for LVIS); a block whose
+    caption would still
     exceed `max_len` (the official code would index past 256 there) is split further, greedily.
     Without `chunk_size`, classes are packed greedily. Every index appears once, in order.
     """

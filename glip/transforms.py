@@ -1,4 +1,5 @@
-"""Image preprocessing (official §1.9): RGB PIL -> resize (shorter side min_size, longer <= max_size, PIL
+"""Image preprocessing (official maskrcnn_benchmark/data/transforms/build.py): RGB PIL -> resize (shorter side
+min_size, longer <= max_size, PIL
 bilinear) -> BGR x255 -> normalise with BGR mean/std -> zero-pad bottom/right to a multiple of 32.
 Training adds a random shorter-side size and a horizontal flip that moves the boxes with the image.
 """
@@ -62,7 +63,8 @@ def resize(image: Image.Image, min_size: int, max_size: int) -> Image.Image:
 
 
 def normalize(image: Image.Image, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """RGB PIL -> [3,H,W] float: channels reversed to BGR, x255, (x - mean) / std (TO_BGR255, §1.9)."""
+    """RGB PIL -> [3,H,W] float: channels reversed to BGR, x255, (x - mean) / std (TO_BGR255; official
+    transforms.py, Normalize)."""
     arr = np.asarray(image, dtype=np.float32)[:, :, ::-1].copy()  # [H,W,3] BGR in 0..255
     t = torch.from_numpy(arr).permute(2, 0, 1)  # [3,H,W]
     return (t - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
@@ -106,7 +108,8 @@ def train_transform(image: ImageLike, boxes_xyxy: torch.Tensor, min_sizes: Seque
                     flip_prob: float, mean: Sequence[float], std: Sequence[float],
                     rng: random.Random | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """One training image: random shorter side from `min_sizes`, boxes scaled with the image, horizontal
-    flip with probability `flip_prob` (the caption is not changed, official §1.9).
+    flip with probability `flip_prob` (the caption is not changed, official transforms.py,
+    RandomHorizontalFlip).
 
     Returns (image [3,h,w] normalised, boxes [N,4] legacy xyxy in the resized image, original (H, W)).
     Batch the images with pad_batch.

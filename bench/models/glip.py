@@ -10,11 +10,15 @@ on the other input: image features depend only on the image, text features only 
     for batch in loader:                                       # decode + resize + normalise + pad, ahead
         features = model.encode_images(batch)                  # Swin + FPN once per image
         for text, map in zip(texts, maps):                     # only fusion + head + postprocess per chunk
-            model.forward_head(features, text) -> model.postprocessor(...)
+            model.forward_head(features, text) -> model.postprocessor(..., detections_per_img=cap)
 
-which gives the same detections as `model.detect` chunk by chunk (tests/bench/test_inference.py).
+which gives the same detections as `model.detect` chunk by chunk (tests/bench/models/test_inference.py).
+Late fusion goes one step further: its head tower never sees the text, so `head.tower` and
+`head.box_branches` run once per image and only `head.predict` (the token logits) per chunk. Both paths
+are the head's own public methods, so a change to the head reaches this engine and `model.forward` alike.
 
-Batches: the official model lets the text->image attention see padded pixels (glip-official.md 1.9), and
+Batches: the official model lets the text->image attention see padded pixels (official
+maskrcnn_benchmark/structures/image_list.py, to_image_list, pads the batch), and
 DyConv's GroupNorm / global pooling see them too, so an image's detections depend on what it is batched
 with. `plan_batches` therefore groups images by their padded model-input size: within a batch no image is
 padded beyond what batch 1 pads it to, and batch > 1 gives the batch-1 detections (up to float rounding).
@@ -36,10 +40,11 @@ from functools import partial
 from typing import Any, TypeVar
 
 import torch
-import torch.nn.functional as F
 
 from bench.util.errors import UserError
 from glip.language import TextFeatures
+from glip.ops.boxes import xyxy_to_xywh
+from glip.prompts import fit_positive_map, positive_map
 from glip.structures import Detections, ImageBatch
 from glip.transforms import resize_and_pad, resized_size
 
@@ -138,68 +143,42 @@ def _device(model: Any) -> torch.device:
     return model.prompt_offset.device
 
 
-def _fit_map(pm: torch.Tensor, t: int, device: torch.device) -> torch.Tensor:
-    """[P, T'] -> [P, T] float on the model's device, as model.detect does (zero columns padded or dropped)."""
-    from glip.model import _fit_map as fit  # the model's own rule, so both paths agree exactly
-
-    return fit(pm.to(device, torch.float32), t, "positive map")
-
-
-class _LateFusionHead:
-    """Late fusion (GLIP-T (A), fusion="late"): the head's tower is DyConv only and never sees the text, so
-    the tower and the box / centerness branches run once per image and each chunk costs only its token
-    logits. `outputs` is the tail of VLDyHead.forward for late fusion, step for step (kept equal to
-    model.detect by tests/bench/test_inference.py)."""
-
-    def __init__(self, head: Any, features: list[torch.Tensor]) -> None:
-        from glip.head import flatten_level
-
-        self.head = head
-        self.feats, _ = head.run_tower(features, None, None)  # DyConv blocks only: the text is unused
-        self.bbox_reg = [flatten_level(head.scales[lv](head.bbox_pred(f))) for lv, f in enumerate(self.feats)]
-        self.centerness = [flatten_level(head.centerness(f)).squeeze(-1) for f in self.feats]  # [B, A_l]
-
-    def outputs(self, text: TextFeatures) -> Any:
-        from glip.head import HeadOutputs
-
-        head = self.head
-        t = F.normalize(text.embedded, p=2, dim=-1)  # late fusion scores against BERT's masked output (§1.5)
-        proj_tokens = head.dot_product_projection_text(t / 2.0)  # [B, T, C]
-        tok_bias = torch.matmul(t, head.bias_lang) + head.bias0  # [B, T]
-        logits = [head.token_logits(f, proj_tokens, tok_bias) for f in self.feats]  # [B, A_l, T]
-        return HeadOutputs(logits=logits, bbox_reg=self.bbox_reg, centerness=self.centerness)
-
-
 def detect_chunks(model: Any, images: ImageBatch, texts: Sequence[TextFeatures], maps: Sequence[torch.Tensor],
-                  timer: ModelTimer | None = None) -> list[list[Detections]]:
+                  timer: ModelTimer | None = None, *, cap: int | None = None) -> list[list[Detections]]:
     """Detections [chunk][image] of every chunk's caption in every image of the batch.
 
     The backbone + FPN run once for the batch; per chunk only fusion + head + postprocess (the text
-    features come from `encode_prompts`). Late fusion also runs the (text-free) tower once per batch and
-    only the token logits per chunk. maps: one positive map [P_k, T] per chunk.
+    features come from `encode_prompts`). Late fusion's tower never sees the text, so it and the box
+    branches also run once per batch and each chunk costs only its token logits; both paths are the
+    head's own `tower` / `predict`, so they cannot drift from `model.forward`. maps: one positive map
+    [P_k, T] per chunk. cap: detections kept per image and chunk (None: the model's detections_per_img).
     """
     if len(texts) != len(maps):
         raise ValueError(f"{len(texts)} encoded captions but {len(maps)} positive maps (one per chunk)")
     timer = timer or _NO_TIMER
     device = _device(model)
+    head = model.head
     b = len(images)
     out: list[list[Detections]] = []
     with _eval(model):
         with timer.time("backbone", device):
             features = model.encode_images(images.to(device))  # P3..P7 [B, C, H_l, W_l]
             anchors = model.anchors(features)
-        late = None
-        if model.config.fusion == "late":
+        if head.text_free_tower:
             with timer.time("head_tower", device):
-                late = _LateFusionHead(model.head, features)
+                tower_feats, _ = head.tower(features)
+                boxes = head.box_branches(tower_feats)
         for text, pm in zip(texts, maps):
-            fitted = _fit_map(pm, text.input_ids.shape[1], device)
+            fitted = fit_positive_map(pm.to(device, torch.float32), text.input_ids.shape[1])
             with timer.time("head", device):
                 text_b = _expand(text, b)
-                outputs = model.forward_head(features, text_b) if late is None else late.outputs(text_b)
+                if head.text_free_tower:
+                    outputs = head.predict(tower_feats, None, text_b.embedded, boxes)
+                else:
+                    outputs = model.forward_head(features, text_b)
             with timer.time("postprocess", device):
                 out.append(model.postprocessor(outputs, anchors, [fitted] * b, images.image_sizes,
-                                               images.original_sizes))
+                                               images.original_sizes, detections_per_img=cap))
     return out
 
 
@@ -207,17 +186,16 @@ def to_coco_detections(image_id: int, parts: Sequence[tuple[torch.Tensor, torch.
                        cap: int | None) -> list[dict[str, Any]]:
     """One image's chunk outputs (boxes xyxy, scores, data-set category ids), concatenated in chunk order,
     sorted by score (stable) and capped at `cap` (None: every chunk's detections are kept) -> COCO
-    prediction dicts (CONTRACTS.md 5, official +1 width)."""
+    prediction dicts (docs/formats.md section 2, official +1 width)."""
     boxes = torch.cat([p[0] for p in parts]).reshape(-1, 4)
     scores = torch.cat([p[1] for p in parts])
     labels = torch.cat([p[2] for p in parts])
     keep = torch.argsort(scores, descending=True, stable=True)
     if cap is not None:
         keep = keep[:cap]
-    wh = boxes[keep, 2:] - boxes[keep, :2] + 1  # COCO xywh with the legacy +1 (glip-official.md 1.9)
-    return [{"image_id": int(image_id), "category_id": int(c), "bbox": [x, y, w, h], "score": s}
-            for (x, y), (w, h), s, c in zip(boxes[keep, :2].tolist(), wh.tolist(), scores[keep].tolist(),
-                                            labels[keep].tolist())]
+    xywh = xyxy_to_xywh(boxes[keep])  # the official COCO export's legacy +1 width
+    return [{"image_id": int(image_id), "category_id": int(c), "bbox": box, "score": s}
+            for box, s, c in zip(xywh.tolist(), scores[keep].tolist(), labels[keep].tolist())]
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -228,7 +206,8 @@ def plan_batches(sizes: Sequence[tuple[int, int]], batch_size: int, min_size: in
     group_by_size: images in one batch share their padded model-input size (resize to min/max_size, round
     up to `divisibility`), so batching adds no padding and batch > 1 reproduces batch 1. Within a size the
     data-set order is kept; sizes come in order of first appearance. False: consecutive runs of the
-    data-set order (the official loader, whose padding the fusion attends to, glip-official.md 1.9).
+    data-set order (the official loader, whose padding the fusion attends to:
+    maskrcnn_benchmark/data/collate_batch.py).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -396,7 +375,8 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
     Each chunk's detections are labelled with data-set category ids; per image the chunks' detections are
     concatenated in chunk order, sorted by score and capped at `cap` (the task's detections_per_image),
     exactly as running model.detect once per chunk does. The postprocessor's own per-chunk cap is `cap` too
-    (official DETECTIONS_PER_IMG, applied per chunk, glip-official.md 3.3). merge_cap=False keeps every
+    (official MODEL.ATSS.DETECTIONS_PER_IMG, applied per chunk by
+    TEST.CHUNKED_EVALUATION in maskrcnn_benchmark/engine/inference.py). merge_cap=False keeps every
     chunk's detections after the merge: the official chunked LVIS evaluation, whose Fixed AP caps per class. Predictions come in the order
     of `image_ids`. num_workers: image-decoding processes (None: `auto_workers`); without them, prefetch
     decodes the next batch in a background thread (None: `auto_prefetch`). Neither changes any number.
@@ -410,26 +390,21 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
     lookups = [cat_ids[torch.as_tensor(list(ch.phrase_indices), dtype=torch.long)] for ch in chunks]
     cfg = model.config
     model.to(device)
-    old_cap = model.postprocessor.detections_per_img
-    model.postprocessor.detections_per_img = cap
     by_image: dict[int, list[dict[str, Any]]] = {}
-    try:
+    with _autocast(device, autocast_dtype):
+        texts = encode_prompts(model, [ch.caption for ch in chunks], timer)
+    maps = [ch.positive_map for ch in chunks]
+    sizes = [(dataset.image(i).width, dataset.image(i).height) for i in ids]
+    plan = plan_batches(sizes, batch_size, cfg.min_size, cfg.max_size, cfg.size_divisibility, group_by_size)
+    workers = auto_workers(device) if num_workers is None else num_workers
+    ahead = auto_prefetch(device) if prefetch is None else prefetch
+    for batch_ids, images in image_batches(dataset.load_image, ids, plan, cfg, workers, ahead):
         with _autocast(device, autocast_dtype):
-            texts = encode_prompts(model, [ch.caption for ch in chunks], timer)
-        maps = [ch.positive_map for ch in chunks]
-        sizes = [(dataset.image(i).width, dataset.image(i).height) for i in ids]
-        plan = plan_batches(sizes, batch_size, cfg.min_size, cfg.max_size, cfg.size_divisibility, group_by_size)
-        workers = auto_workers(device) if num_workers is None else num_workers
-        ahead = auto_prefetch(device) if prefetch is None else prefetch
-        for batch_ids, images in image_batches(dataset.load_image, ids, plan, cfg, workers, ahead):
-            with _autocast(device, autocast_dtype):
-                per_chunk = detect_chunks(model, images, texts, maps, timer)  # [chunk][image]
-            for j, image_id in enumerate(batch_ids):
-                parts = [(d[j].boxes_xyxy.cpu(), d[j].scores.cpu(), lookup[d[j].labels.cpu()])
-                         for d, lookup in zip(per_chunk, lookups)]
-                by_image[image_id] = to_coco_detections(image_id, parts, cap if merge_cap else None)
-    finally:
-        model.postprocessor.detections_per_img = old_cap
+            per_chunk = detect_chunks(model, images, texts, maps, timer, cap=cap)  # [chunk][image]
+        for j, image_id in enumerate(batch_ids):
+            parts = [(d[j].boxes_xyxy.cpu(), d[j].scores.cpu(), lookup[d[j].labels.cpu()])
+                     for d, lookup in zip(per_chunk, lookups)]
+            by_image[image_id] = to_coco_detections(image_id, parts, cap if merge_cap else None)
     preds = [p for i in ids for p in by_image[i]]
     timer.total += time.perf_counter() - start
     return preds, time.perf_counter() - start
@@ -439,14 +414,14 @@ def predict_grounding(model: Any, dataset: Any, device: str = "cpu", *, sample_i
                       num_workers: int | None = None, timer: ModelTimer | None = None, prefetch: bool | None = None,
                       autocast_dtype: torch.dtype | None = None, merge_cap: bool = True
                       ) -> tuple[list[dict[str, Any]], float]:
-    """Flickr-style predictions (CONTRACTS.md 5) of `sample_ids` (default all), and the seconds it took.
+    """Flickr-style predictions (docs/formats.md section 2) of `sample_ids` (default all), and the seconds it
+    took.
 
-    One image per pass (official, glip-official.md 3.4); the backbone runs once per image for all of its
+    One image per pass (official: maskrcnn_benchmark/engine/inference.py asserts it for Flickr); the backbone
+    runs once per image for all of its
     captions (Flickr30K has about 5 per image), text + head once per caption. num_workers / prefetch /
     autocast_dtype: as in `predict_detection`.
     """
-    from glip.prompts import positive_map
-
     timer = timer if timer is not None else ModelTimer()
     start = time.perf_counter()
     samples = [dataset.sample(i) for i in (sample_ids if sample_ids is not None else [s.id for s in dataset.samples])]

@@ -6,6 +6,7 @@ colour-shape COMPOSITIONS and NOVEL shapes (concepts.py has the split). Everythi
 real formats so the real loaders and metrics run on it.
 
 Public API:
+    glip-synth                         the world's model preset (preset.py; bench/__init__.py registers it)
     generate(data_root, seed=0, scale=1.0 | "quick", tasks=None) -> dict   (idempotent; see generate.py)
     vocabulary() -> list[str]          every word a caption or prompt can use (offline tokenizer)
     pretraining_entries(seed=0, scale=1.0) -> list[dict]

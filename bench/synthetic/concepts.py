@@ -79,6 +79,29 @@ CONNECTIVE = "and"
 PUNCTUATION = (".", ",")
 
 
+# The glip-synth tokenizer's words in token-id order (bench/synthetic/preset.py). The order fixes which
+# embedding row each word gets, so the pretrained synthetic checkpoints depend on it: append, never
+# reorder. Every word of `vocabulary()` is here (tests/bench/synthetic/test_preset.py), so the world's
+# text never falls back to characters; the rest are spare English words a user's prompt may use.
+TOKENIZER_WORDS: tuple[str, ...] = (
+    # colours
+    "red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray", "grey",
+    "cyan", "magenta",
+    # shapes, with plurals
+    "square", "circle", "triangle", "rectangle", "star", "cross", "ring", "diamond", "ellipse", "hexagon",
+    "heart", "crescent", "arrow", "hourglass", "disk", "bar", "shape", "object", "box",
+    "squares", "circles", "triangles", "rectangles", "stars", "crosses", "rings", "diamonds", "hexagons",
+    "hearts", "crescents", "arrows", "hourglasses", "shapes", "objects",
+    # sizes, positions
+    "small", "large", "big", "tiny", "left", "right", "top", "bottom", "center", "middle", "near", "far",
+    "above", "below", "next", "beside", "under", "over", "image", "picture", "photo", "see", "we", "can",
+    # common detection nouns
+    "person", "cat", "dog", "car", "bird", "horse", "bicycle", "boat", "bus", "truck", "fish", "hand",
+    # function words
+    "a", "an", "the", "and", "of", "on", "in", "with", "there", "is", "are", "some", "this", "that", "which",
+    "to", "at", "by", "it", "its", "one", "two", "three", "four", "five",
+)
+
 def pair_name(colour: str, shape: str) -> str:
     """The prompt name of a colour-shape class: 'red star'."""
     return f"{colour} {shape}"

@@ -1,7 +1,8 @@
 """Box formats, areas, IoU and GIoU in pure torch.
 
 Every function takes `legacy`: True (the default) is the official maskrcnn_benchmark convention
-(glip-official.md 1.9), where a box covering pixels x1..x2 has width x2 - x1 + 1 (`TO_REMOVE = 1`).
+(maskrcnn_benchmark/structures/bounding_box.py, BoxList), where a box covering pixels x1..x2 has width x2 - x1
++ 1 (`TO_REMOVE = 1`).
 `legacy=False` is the continuous convention (width x2 - x1) used by torchvision and COCO tools.
 All functions are differentiable and work on any device and float dtype.
 """

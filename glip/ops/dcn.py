@@ -1,7 +1,8 @@
 """Modulated deformable convolution (DCNv2) in pure torch: one grid_sample + one matmul.
 
 The official DyHead uses the compiled `ModulatedDeformConv` of maskrcnn_benchmark (CUDA only,
-glip-official.md 8). This module computes the same function: for every output pixel and kernel tap
+official maskrcnn_benchmark/csrc/cuda/deform_conv_cuda.cu). This module computes the same function: for every
+output pixel and kernel tap
 k, sample the input bilinearly at (y0 + i_k*dilation + dy_k, x0 + j_k*dilation + dx_k), zero outside
 the image, multiply by the tap's mask and sum with the weights. Offsets are interleaved (dy, dx)
 per tap (channel 2k = dy, 2k+1 = dx), as in the official kernel and torchvision.
@@ -73,7 +74,8 @@ def modulated_deform_conv2d(
 def reinterpret_offset_plane(t: Tensor, out_h: int, out_w: int) -> Tensor:
     """[B, K, H, W] -> [B, K, out_h, out_w]: the official flat reuse of a larger offset/mask buffer.
 
-    glip-official.md 1.5 "DCN offset/shape quirk": the CUDA kernel indexes the level-l offset
+    official maskrcnn_benchmark/csrc/cuda/deform_conv_kernel_cuda.cu (the im2col kernel): it indexes the
+    level-l offset
     buffer with the (smaller) output size, so it reads the first K*out_h*out_w values of each
     image's plane, i.e. t[b].reshape(-1)[:K*out_h*out_w].view(K, out_h, out_w). Identity when the
     shapes already match.
@@ -119,7 +121,7 @@ class ModulatedDeformConv2d(nn.Module):
         """x [B, Cin, H, W], offset [B, 2K, h, w], mask [B, K, h, w] -> [B, Cout, Ho, Wo].
 
         When offset/mask come from a finer level than the output (the DyHead "high" branch), they
-        are reinterpreted as the official kernel does (glip-official.md 1.5).
+        are reinterpreted as the official kernel does (csrc/cuda/deform_conv_kernel_cuda.cu).
         """
         ho = _out_size(x.shape[-2], self.kernel_size, self.stride, self.padding, self.dilation)
         wo = _out_size(x.shape[-1], self.kernel_size, self.stride, self.padding, self.dilation)

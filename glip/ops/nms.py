@@ -1,9 +1,11 @@
 """Greedy non-maximum suppression, plain and class-aware, in pure torch.
 
-The official ops (`nms`, and `ml_nms` for the class-aware final NMS, glip-official.md 8) suppress a
+The official ops (`nms`, and `ml_nms` for the class-aware final NMS, maskrcnn_benchmark/csrc/cuda/nms.cu and
+ml_nms.cu) suppress a
 box when its IoU with a higher-scoring kept box is strictly greater than the threshold, with the
 legacy +1 IoU. The official CPU fallback of `boxlist_ml_nms` returns per-class *local* indices
-without mapping them back (glip-official.md 8); here every index refers to the input.
+without mapping them back (maskrcnn_benchmark/structures/boxlist_ops.py, boxlist_ml_nms); here every index
+refers to the input.
 
 Greedy NMS is sequential by nature (a box's fate depends on the fate of every better box), so the
 sorted boxes are processed in blocks of `_BLOCK`: the greedy order inside a block is resolved on

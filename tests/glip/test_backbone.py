@@ -32,7 +32,8 @@ def test_official_parameter_counts(preset, body, fpn):
         m = SwinFPN(get_preset(preset))
     n_body = sum(p.numel() for p in m.body.parameters())
     n_fpn = sum(p.numel() for p in m.fpn.parameters())
-    assert n_body == pytest.approx(body, rel=2e-3)  # official §1.11: Swin-T 27.52 M, Swin-L 195.2 M
+    # counted from the official shapes: Swin-T 27.52 M, Swin-L 195.2 M
+    assert n_body == pytest.approx(body, rel=2e-3)
     assert n_fpn == pytest.approx(fpn, rel=2e-3)  # FPN (T) 3.30 M
 
 

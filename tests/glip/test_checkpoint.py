@@ -64,7 +64,7 @@ def test_every_official_key_maps_at_full_size(preset, n_params):
     assert set(state) == set(model.state_dict())
     n_qkv = sum(1 for k in official if ".attn.qkv." in k)
     assert report.mapped == len(official) + 2 * n_qkv
-    # official §1.11 totals (prompt tuning's tunable_linear excluded) from the official shapes alone
+    # official totals (prompt tuning's tunable_linear excluded) from the official shapes alone
     n = sum(torch.Size(s).numel() for k, s in official_key_shapes(cfg).items()
             if not k.endswith(DERIVED) and "cell_anchors" not in k and "tunable_linear" not in k)
     assert n == pytest.approx(n_params, rel=5e-3)

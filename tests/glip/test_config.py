@@ -1,10 +1,12 @@
 """GLIPConfig presets: lookup, overrides, validation, and the late/deep ablation as one replace()."""
 
+import subprocess
+import sys
 from dataclasses import FrozenInstanceError, replace
 
 import pytest
 
-from glip.config import PRESETS, GLIPConfig, get_preset
+from glip.config import PRESETS, GLIPConfig, get_preset, register_preset
 
 
 def test_all_presets_build_and_are_named():
@@ -48,7 +50,7 @@ def test_unknown_preset_names_the_closest_and_all_valid():
     with pytest.raises(KeyError) as e:
         get_preset("glip-tt")
     msg = str(e.value)
-    assert "glip-t" in msg and "Did you mean" in msg and "glip-synth" in msg
+    assert "glip-t" in msg and "Did you mean" in msg and "glip-tiny" in msg
 
 
 def test_overrides_and_unknown_field():
@@ -76,3 +78,26 @@ def test_frozen():
     cfg = GLIPConfig()
     with pytest.raises(FrozenInstanceError):
         cfg.num_blocks = 3  # type: ignore[misc]
+
+
+def test_glip_alone_ships_the_real_presets_and_the_test_toy():
+    """glip knows no harness: a fresh interpreter that imports only glip sees no glip-synth."""
+    out = subprocess.run([sys.executable, "-c", "import glip; print(sorted(glip.PRESETS))"], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "['glip-l', 'glip-t', 'glip-t-a', 'glip-tiny']"
+
+
+def test_a_registered_preset_resolves_like_a_built_in_one():
+    def factory():
+        return replace(get_preset("glip-tiny"), name="test-registered")
+
+    try:
+        register_preset("test-registered", factory)
+        register_preset("test-registered", factory)  # the same factory again: a no-op
+        assert get_preset("test-registered", num_blocks=3).num_blocks == 3
+        with pytest.raises(ValueError, match="already registered"):
+            register_preset("test-registered", lambda: get_preset("glip-t"))
+        with pytest.raises(ValueError, match="already registered"):
+            register_preset("glip-t", factory)
+    finally:
+        PRESETS.pop("test-registered", None)

@@ -113,7 +113,8 @@ def test_upsampling_uses_align_corners_true():
 def test_official_parameter_count_of_one_block():
     with torch.device("meta"):
         m = DyConv(256, 16)
-    assert sum(p.numel() for p in m.parameters()) == pytest.approx(1.92e6, rel=3e-3)  # official §1.11
+    # counted from the official shapes
+    assert sum(p.numel() for p in m.parameters()) == pytest.approx(1.92e6, rel=3e-3)
     names = {n for n, _ in m.named_parameters()}
     assert {"DyConv.0.conv.weight", "DyConv.2.bn.bias", "AttnConv.1.weight", "relu.fc.0.weight", "relu.fc.2.bias",
             "offset.weight"} <= names

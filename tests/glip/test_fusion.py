@@ -12,7 +12,8 @@ from glip.fusion import MASK_FILL, BertEncoderLayer, BiAttentionBlock, BiMultiHe
 
 
 def reference_bi_attention(m: BiMultiHeadAttention, v, txt, mask):
-    """Loop over images and heads, written from official §1.5 with plain matrix ops."""
+    """Loop over images and heads, written from the official fuse_helper.py BiMultiHeadAttention with plain
+    matrix ops."""
     h, dh = m.num_heads, m.head_dim
     out_v, out_l = [], []
     for b in range(v.shape[0]):

@@ -1,5 +1,6 @@
 """VLDyHead: tower layout for deep and late fusion, official module names, and the dot-product logits
-exactly as official §1.5 "Logits" (normalise, /2, project, bias from bias_lang and bias0, / exp(log_scale))."""
+exactly as the official VLDyHead.forward (maskrcnn_benchmark/modeling/rpn/vldyhead.py): normalise, /2,
+project, bias from bias_lang and bias0, / exp(log_scale)."""
 
 from dataclasses import replace
 
@@ -42,7 +43,8 @@ def test_tower_layout_deep_and_late():
     cfg = get_preset("glip-tiny", num_blocks=3)
     deep = VLDyHead(cfg)
     kinds = [type(m) for m in deep.dyhead_tower]
-    assert kinds == [VLFuse, BertEncoderLayer, DyConv] * 3  # indices 3i, 3i+1, 3i+2 (official §1.5)
+    # indices 3i, 3i+1, 3i+2 (official VLDyHead.__init__)
+    assert kinds == [VLFuse, BertEncoderLayer, DyConv] * 3
     late = VLDyHead(replace(cfg, fusion="late"))
     assert [type(m) for m in late.dyhead_tower] == [DyConv] * 3
 
@@ -65,7 +67,7 @@ def test_logits_formula(deep):
     cfg = get_preset("glip-tiny")
     feats, hidden, embedded, mask = make_inputs(cfg)
     out = deep(feats, hidden, embedded, mask)
-    fused_feats, fused_text = deep.run_tower(feats, hidden, mask)
+    fused_feats, fused_text = deep.tower(feats, hidden, mask)
     e = F.normalize(fused_text, dim=-1)
     proj = (e / 2.0) @ deep.dot_product_projection_text.weight.T + deep.dot_product_projection_text.bias
     bias = e @ deep.bias_lang + deep.bias0
@@ -101,7 +103,7 @@ def test_late_fusion_scores_against_embedded_and_ignores_hidden():
     e = F.normalize(embedded, dim=-1)  # padded tokens: zero vector stays zero, bias = bias0
     tok_bias = e @ head.bias_lang + head.bias0
     proj = head.dot_product_projection_text(e / 2)
-    q = head.run_tower(feats, hidden, mask)[0][2].flatten(2).transpose(1, 2)
+    q = head.tower(feats, hidden, mask)[0][2].flatten(2).transpose(1, 2)
     torch.testing.assert_close(a.logits[2], q @ proj.transpose(1, 2) + tok_bias[:, None])
 
 
@@ -113,3 +115,41 @@ def test_logits_are_clamped():
         head.log_scale.fill_(-30.0)  # divide by exp(-30): would overflow fp16 ranges
     out = head(feats, hidden, embedded, mask)
     assert max(x.abs().max().item() for x in out.logits) <= 50000.0
+
+
+@pytest.mark.parametrize("fusion", ["deep", "late"])
+def test_tower_then_predict_is_forward(fusion):
+    """forward = predict(tower(...)); late fusion's text-free tower and box branches can be computed once and
+    reused for another prompt with the same outputs as a fresh forward."""
+    torch.manual_seed(0)
+    head = VLDyHead(get_preset("glip-tiny", fusion=fusion)).eval()
+    feats, hidden, embedded, mask = make_inputs(get_preset("glip-tiny"))
+    _, hidden2, embedded2, _ = make_inputs(get_preset("glip-tiny"), seed=1)
+    with torch.no_grad():
+        head.bias_lang.normal_()
+        out = head(feats, hidden, embedded, mask)
+        tower_feats, fused = head.tower(feats, hidden, mask)
+        split = head.predict(tower_feats, fused, embedded)
+        for field in ("logits", "bbox_reg", "centerness"):
+            for a, b in zip(getattr(out, field), getattr(split, field)):
+                assert torch.equal(a, b), field
+        assert head.text_free_tower == (fusion == "late") and (fused is None) == (fusion == "late")
+        if fusion == "late":  # one tower + box branches for two prompts
+            cached, _ = head.tower(feats)
+            boxes = head.box_branches(cached)
+            other = head.predict(cached, None, embedded2, boxes)
+            fresh = head(feats, hidden2, embedded2, mask)
+            for a, b in zip(other.logits + other.bbox_reg, fresh.logits + fresh.bbox_reg):
+                assert torch.equal(a, b)
+            assert not torch.equal(other.logits[0], out.logits[0])
+
+
+def test_deep_tower_needs_the_text():
+    head = VLDyHead(get_preset("glip-tiny"))
+    feats, _, embedded, _ = make_inputs(get_preset("glip-tiny"))
+    with pytest.raises(ValueError, match="needs the text"):
+        head.tower(feats)
+    with pytest.raises(ValueError, match="fused hidden"):
+        head.predict(feats, None, embedded)
+    with pytest.raises(ValueError, match="feature levels"):
+        head.tower(feats[:4])

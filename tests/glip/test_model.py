@@ -29,7 +29,8 @@ def image(h=50, w=70, seed=0):
 
 @pytest.mark.parametrize("preset,expected", [("glip-t-a", 151.4e6), ("glip-t", 231.8e6), ("glip-l", 430.4e6)])
 def test_parameter_counts(preset, expected):
-    """Official §1.11 counts (language backbone included; they exclude prompt tuning's tunable_linear)."""
+    """Counts from the official constructors' shapes (language backbone included; they exclude prompt tuning's
+    tunable_linear)."""
     with torch.device("meta"):
         m = GLIP(get_preset(preset))
     total = sum(p.numel() for p in m.parameters())
@@ -58,7 +59,7 @@ def test_late_variant_has_no_fusion_parameters():
     with torch.device("meta"):
         t, ta = GLIP(get_preset("glip-t")), GLIP(replace(get_preset("glip-t"), fusion="late"))
     diff = sum(p.numel() for p in t.parameters()) - sum(p.numel() for p in ta.parameters())
-    assert diff == pytest.approx(6 * (6.30e6 + 7.09e6), rel=5e-3)  # 6 x (VLFuse + BertEncoderLayer), §1.11
+    assert diff == pytest.approx(6 * (6.30e6 + 7.09e6), rel=5e-3)  # 6 x (VLFuse + BertEncoderLayer)
 
 
 def test_prompt_offset_is_added_to_hidden_and_embedded():
@@ -173,7 +174,7 @@ def test_caption_with_explicit_spans(model):
 
 
 def test_builtin_tokenizer_fits_the_embedding_table():
-    m = GLIP(get_preset("glip-synth"))
+    m = GLIP(get_preset("glip-tiny"))
     assert len(m.tokenizer) <= m.config.text_vocab_size
     with pytest.raises(ValueError, match="text_vocab_size"):
         GLIP(get_preset("glip-tiny", text_vocab_size=50))

@@ -96,6 +96,20 @@ def test_class_aware_nms_and_cap():
     assert det.boxes_xyxy[:, 0].tolist() == [30.0, 90.0, 120.0]
 
 
+
+def test_cap_per_call_overrides_the_constructed_one():
+    probs = [[p, p, 0.01, 0] for p in (0.3, 0.9, 0.5, 0.7, 0.6)]
+    logits, reg, ctr = _head(probs, [0.5] * 5)
+    anchors = torch.tensor([[30.0 * i, 0.0, 30.0 * i + 9, 9.0] for i in range(5)], dtype=torch.float64)
+    heads = HeadOutputs([logits], [reg], [ctr])
+    post = PostProcessor(detections_per_img=4)
+    (four,) = post(heads, [anchors], POS_MAP, [(200, 200)], [(200, 200)])
+    (two,) = post(heads, [anchors], POS_MAP, [(200, 200)], [(200, 200)], detections_per_img=2)
+    (every,) = post(heads, [anchors], POS_MAP, [(200, 200)], [(200, 200)], detections_per_img=0)
+    assert (len(four), len(two), len(every)) == (4, 2, 5)  # 0: no cap
+    torch.testing.assert_close(two.scores, four.scores[:2])
+    assert post.detections_per_img == 4  # the call's cap is not state
+
 def test_phrase_score_aggregation():
     probs = torch.tensor([[[0.2, 0.4, 0.9, 0.1]]])
     pmap = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0]])

@@ -102,12 +102,13 @@ def read_captions(path: str | os.PathLike) -> list[CaptionRecord]:
 
 # ----------------------------------------------------------------------------------------- labelling
 def _boxes_xywh(boxes_xyxy: Any) -> list[list[float]]:
-    """Legacy xyxy -> COCO xywh with the official +1 width, 2 decimals (BoxList.convert in
-    maskrcnn_benchmark/structures/bounding_box.py)."""
-    out = []
-    for x1, y1, x2, y2 in boxes_xyxy.tolist():
-        out.append([round(x1, 2), round(y1, 2), round(x2 - x1 + 1, 2), round(y2 - y1 + 1, 2)])
-    return out
+    """Legacy xyxy [N, 4] -> COCO xywh with the official +1 width, 2 decimals (computed in float64)."""
+    import torch
+
+    from glip.ops.boxes import xyxy_to_xywh
+
+    xywh = xyxy_to_xywh(torch.as_tensor(boxes_xyxy, dtype=torch.float64).reshape(-1, 4))
+    return [[round(v, 2) for v in row] for row in xywh.tolist()]
 
 
 def _label_batch(teacher: Teacher, batch: list[tuple[CaptionRecord, Any, list[NounPhrase]]], threshold: float,

@@ -14,12 +14,15 @@ from PIL import Image
 from bench.data.types import DetectionDataset, GroundingDataset, GroundingSample, ImageInfo, Phrase
 from bench.models.glip import (
     ModelTimer,
+    detect_chunks,
+    encode_prompts,
     plan_batches,
     predict_detection,
     predict_grounding,
     to_coco_detections,
 )
 from glip.config import get_preset
+from glip.head import HeadOutputs, VLDyHead
 from glip.model import GLIP
 from glip.prompts import build_prompt_chunks, positive_map
 
@@ -60,17 +63,14 @@ def _dataset(root: Path, sizes=SIZES, n_classes: int = len(NAMES)) -> DetectionD
 def _naive(model: GLIP, dataset: DetectionDataset, chunks, cap: int) -> list[dict]:
     """Reference: the whole model per chunk and image (model.detect), merged by score and capped."""
     cat_ids = torch.tensor([c["id"] for c in dataset.categories])
-    old = model.postprocessor.detections_per_img
-    model.postprocessor.detections_per_img = cap
     preds = []
     for image_id in dataset.image_ids:
         batch = model.preprocess([dataset.load_image(image_id)])
         parts = []
         for ch in chunks:
-            d = model.detect(batch, [ch.caption], [ch.positive_map])[0]
+            d = model.detect(batch, [ch.caption], [ch.positive_map], detections_per_img=cap)[0]
             parts.append((d.boxes_xyxy, d.scores, cat_ids[torch.tensor(ch.phrase_indices)][d.labels]))
         preds += to_coco_detections(image_id, parts, cap)
-    model.postprocessor.detections_per_img = old
     return preds
 
 
@@ -95,7 +95,8 @@ def test_chunked_cached_path_equals_naive(model, world):
     timer = ModelTimer()
     preds, seconds = predict_detection(model, dataset, chunks, cap=30, batch_size=1, num_workers=0, timer=timer)
     assert preds == naive  # batch 1: the same numbers, bit for bit
-    assert seconds > 0 and model.postprocessor.detections_per_img == 100  # the task cap was restored
+    # the task cap is an argument, not state
+    assert seconds > 0 and model.postprocessor.detections_per_img == 100
     n = len(dataset)
     assert timer.calls == {"text": 5, "backbone": n, "head": 5 * n, "postprocess": 5 * n}
     assert 0.0 <= timer.harness_fraction < 1.0
@@ -201,3 +202,40 @@ def test_bf16_autocast_runs_the_model_in_bf16_and_stays_close(model, world):
         b = max((p for p in bf16 if p["image_id"] == image_id), key=lambda p: p["score"])
         assert a["category_id"] == b["category_id"] and abs(a["score"] - b["score"]) < 0.01
         assert np.allclose(a["bbox"], b["bbox"], atol=0.5)
+
+
+def test_detect_chunks_caps_per_call_without_touching_the_model(model, world):
+    """cap=k keeps each image's k best of what the model's own cap (100) keeps, chunk by chunk."""
+    dataset, chunks, _ = world
+    images = model.preprocess([dataset.load_image(i) for i in dataset.image_ids[:2]])
+    texts = encode_prompts(model, [ch.caption for ch in chunks[:2]])
+    maps = [ch.positive_map for ch in chunks[:2]]
+    full = detect_chunks(model, images, texts, maps)
+    capped = detect_chunks(model, images, texts, maps, cap=3)
+    assert all(len(d) > 3 for per_image in full for d in per_image)  # the cap really cuts something
+    for per_full, per_capped in zip(full, capped):
+        for f, c in zip(per_full, per_capped):
+            assert len(c) == 3 and torch.equal(c.scores, f.scores[:3]) and torch.equal(c.boxes_xyxy, f.boxes_xyxy[:3])
+    assert model.postprocessor.detections_per_img == 100
+
+
+@pytest.mark.parametrize("fusion", ["deep", "late"])
+def test_engine_runs_the_heads_own_prediction_layers(world, monkeypatch, fusion):
+    """A change to VLDyHead.predict reaches the cached engine and model.detect alike: there is no second copy
+    of the head's tail to fork (deep and late fusion)."""
+    dataset, chunks, _ = world
+    torch.manual_seed(2)
+    m = GLIP(get_preset("glip-tiny", fusion=fusion)).eval()
+    with torch.no_grad():
+        m.head.bias0.fill_(0.0)
+    before, _ = predict_detection(m, dataset, chunks[:2], cap=30, num_workers=0)
+    predict = VLDyHead.predict
+
+    def halved(self, *args, **kwargs):
+        out = predict(self, *args, **kwargs)
+        return HeadOutputs([x * 0.5 for x in out.logits], out.bbox_reg, out.centerness)
+
+    monkeypatch.setattr(VLDyHead, "predict", halved)
+    after, _ = predict_detection(m, dataset, chunks[:2], cap=30, num_workers=0)
+    assert len(after) > 50 and after == _naive(m, dataset, chunks[:2], cap=30)
+    assert [p["score"] for p in after] != [p["score"] for p in before]

@@ -14,6 +14,7 @@ from PIL import Image
 from bench.data.training import load_grounding_entries
 from bench.studies.selftrain.phrases import extract_rule
 from bench.studies.selftrain.pseudo_label import (
+    _boxes_xywh,
     merge_grounding,
     pseudo_label,
     read_captions,
@@ -232,3 +233,9 @@ def test_merge_human_and_pseudo_for_the_student(world, tmp_path):
     from bench.util.io import sha256_file
 
     assert prov["pseudo_labels_sha256"] == sha256_file(pseudo) and prov["extractor"] == "rule"
+
+
+def test_pseudo_label_boxes_are_coco_xywh_with_the_legacy_width():
+    boxes = torch.tensor([[10.0, 20.0, 19.0, 24.5], [0.123, 1.0, 0.123, 1.0]])  # a 10 x 5.5 box, a 1-pixel box
+    assert _boxes_xywh(boxes) == [[10.0, 20.0, 10.0, 5.5], [0.12, 1.0, 1.0, 1.0]]
+    assert _boxes_xywh(torch.zeros(0, 4)) == []

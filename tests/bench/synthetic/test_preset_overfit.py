@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from glip.config import get_preset
+from bench.synthetic.preset import glip_synth
 from glip.model import GLIP
 from glip.ops.boxes import box_iou
 from glip.prompts import positive_map
@@ -46,7 +46,7 @@ def draw_scenes(n: int, size: int, seed: int = 0) -> tuple[list[Image.Image], li
 @pytest.mark.slow
 def test_glip_synth_overfits_a_handful_of_drawn_images():
     torch.manual_seed(0)
-    model = GLIP(get_preset("glip-synth"))
+    model = GLIP(glip_synth())
     images, boxes = draw_scenes(4, model.config.min_size)
     pm = positive_map(model.tokenizer, CAPTION, SPANS, max_len=model.config.max_query_len)  # [2, 256]
     targets = [TrainTarget(torch.tensor(b, dtype=torch.float), pm.clone()) for b in boxes]  # row p = phrase p
