@@ -8,7 +8,6 @@ D text width.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from contextlib import contextmanager
 
@@ -24,7 +23,7 @@ from glip.head import HeadOutputs, VLDyHead
 from glip.language import LanguageBackbone, TextFeatures, build_wordpiece_tokenizer, tokenize
 from glip.losses import GLIPLoss
 from glip.postprocess import PostProcessor
-from glip.prompts import build_prompt_chunks, fit_positive_map, positive_map
+from glip.prompts import build_prompt_chunks, fit_positive_map, phrase_spans, positive_map
 from glip.structures import Detections, ImageBatch, TrainTarget
 from glip.transforms import ImageLike, resize_and_pad
 
@@ -48,18 +47,6 @@ def builtin_tokenizer(cfg: GLIPConfig) -> PreTrainedTokenizerBase:
     if cfg.vocab_words is None:
         raise ValueError(f"preset {cfg.name!r} uses the bert-base-uncased tokenizer; give a local directory")
     return build_wordpiece_tokenizer(list(cfg.vocab_words) + list(VOCAB_CHARS))
-
-
-def phrase_spans(caption: str) -> list[tuple[int, int]]:
-    """Character spans of the '.'-separated phrases of a caption, surrounding spaces excluded:
-    "cat. big dog" -> [(0, 3), (5, 12)]."""
-    spans = []
-    for m in re.finditer(r"[^.]+", caption):
-        text = m.group()
-        if text.strip():
-            lead, trail = len(text) - len(text.lstrip()), len(text) - len(text.rstrip())
-            spans.append((m.start() + lead, m.end() - trail))
-    return spans
 
 
 class GLIP(nn.Module):

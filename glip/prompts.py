@@ -223,6 +223,19 @@ def chunk_phrases(
     return chunks
 
 
+
+def phrase_spans(caption: str) -> list[tuple[int, int]]:
+    """Character spans of the '.'-separated phrases of a caption, surrounding spaces excluded:
+    "cat. big dog" -> [(0, 3), (5, 12)]."""
+    spans = []
+    for m in re.finditer(r"[^.]+", caption):
+        text = m.group()
+        if text.strip():
+            lead, trail = len(text) - len(text.lstrip()), len(text) - len(text.rstrip())
+            spans.append((m.start() + lead, m.end() - trail))
+    return spans
+
+
 @dataclass
 class PromptChunk:
     """One forward pass worth of prompt: a caption and the map from its phrases to tokens.

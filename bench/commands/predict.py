@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     from bench.util.errors import UserError, unknown_name
     from bench.util.logs import get_logger
     from glip.config import PRESETS
-    from glip.model import phrase_spans
+    from glip.prompts import phrase_spans
 
     log = get_logger("predict")
     if args.model not in PRESETS:
