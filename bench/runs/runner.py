@@ -25,7 +25,8 @@ from typing import Any
 
 from bench.results import store
 from bench.results.records import RunSpec
-from bench.runs.regimes import get_regime, regime_names, resolve_hparams
+from bench.runs.hparams import resolve_hparams
+from bench.runs.regimes import get_regime, regime_names
 from bench.util.errors import UserError, unknown_name
 from bench.util.logs import get_logger, progress
 
@@ -346,7 +347,7 @@ def check_world(specs: Iterable[RunSpec]) -> None:
     for s in specs:  # the global batch is split over the processes: refuse an uneven split before any compute
         if get_regime(s.regime).trains:
             _, reg_over = split_overrides(s.overrides, s.regime)
-            ddp.check_batch_size(resolve_hparams(get_regime(s.regime), s.shots, reg_over)["batch_size"], world)
+            ddp.check_batch_size(resolve_hparams(get_regime(s.regime), s.shots, reg_over).train.batch_size, world)
 
 
 def ground_truth(task: Any, dataset: Any) -> Any:
@@ -461,9 +462,9 @@ def run_one(
 
     def predict(dataset: Any, timer: Any = None) -> tuple[list[dict[str, Any]], float]:
         if grounding:
-            return predict_grounding(model, dataset, device, num_workers, timer, amp=hp["infer_amp"])
-        return predict_detection(model, dataset, chunks, task.detections_per_image, hp["infer_batch_size"], device,
-                                 num_workers, timer, amp=hp["infer_amp"], merge_cap=merges_capped(task))
+            return predict_grounding(model, dataset, device, num_workers, timer, amp=hp.infer.infer_amp)
+        return predict_detection(model, dataset, chunks, task.detections_per_image, hp.infer.infer_batch_size, device,
+                                 num_workers, timer, amp=hp.infer.infer_amp, merge_cap=merges_capped(task))
 
     trained: dict[str, Any] | None = None
     fewshot: dict[str, Any] | None = None
@@ -471,7 +472,7 @@ def run_one(
     if regime.trains:
         train_split, val_split = train_val_splits(task)
         tr = fewshot_subset(task, train_split, spec.shots, spec.seed, data_root, which="train")
-        va = fewshot_subset(task, val_split, hp["val_shots"], spec.seed, data_root, which="val")
+        va = fewshot_subset(task, val_split, hp.train.val_shots, spec.seed, data_root, which="val")
         if len(chunks) != 1:
             raise UserError(f"task {task.name}: the class prompt needs {len(chunks)} captions; training needs one")
         ch = chunks[0][0]
@@ -485,7 +486,7 @@ def run_one(
             return float(result.values[result.primary])
 
         trainable = regime.trainable_names(groups)
-        res = train(model, dataset, trainable=trainable, hp=hp, device=device, seed=spec.seed, evaluate=val_metric,
+        res = train(model, dataset, trainable=trainable, hp=hp.train, device=device, seed=spec.seed, evaluate=val_metric,
                     eval_modules=regime.eval_modules, size_divisibility=size_div)
         trained = res.to_dict()
         fewshot = {"train_image_ids": sorted(tr.image_ids), "train_source": tr.source,
@@ -501,9 +502,9 @@ def run_one(
         def part(ids: list[int]) -> list[dict[str, Any]]:
             if grounding:
                 return predict_grounding(model, eval_set, device, num_workers, timer, sample_ids=ids,
-                                         amp=hp["infer_amp"])[0]
-            return predict_detection(model, eval_set, chunks, task.detections_per_image, hp["infer_batch_size"],
-                                     device, num_workers, timer, image_ids=ids, amp=hp["infer_amp"],
+                                         amp=hp.infer.infer_amp)[0]
+            return predict_detection(model, eval_set, chunks, task.detections_per_image, hp.infer.infer_batch_size,
+                                     device, num_workers, timer, image_ids=ids, amp=hp.infer.infer_amp,
                                      merge_cap=merges_capped(task))[0]
 
         trained_digest = _weights_digest(model, regime.stored_names(groups)) if regime.trains else None
@@ -557,7 +558,7 @@ def run_one(
             results_dir=results_dir,
         ),
         "model": {"preset": spec.model, "overrides": model_over, "checkpoint": spec.checkpoint},
-        "hparams": hp,
+        "hparams": hp.as_dict(),
         "training": trained,
         "fewshot": fewshot,
         "files": [store.PREDICTIONS, *([store.ADAPTER] if regime.trains and save_adapter else [])],

@@ -235,11 +235,12 @@ def test_model_cache_freezes_the_heap_once_per_build(monkeypatch):
 def test_infer_amp_is_bf16_autocast_on_cuda_only():
     import torch
 
-    from bench.runs.regimes import get_regime, resolve_hparams
+    from bench.runs.hparams import resolve_hparams
+    from bench.runs.regimes import get_regime
     from bench.runs.runner import inference_autocast
 
-    assert resolve_hparams(get_regime("zero-shot"), None)["infer_amp"] is False  # official float32 by default
-    assert resolve_hparams(get_regime("zero-shot"), None, {"infer_amp": True})["infer_amp"] is True
+    assert resolve_hparams(get_regime("zero-shot"), None).infer.infer_amp is False  # official float32 by default
+    assert resolve_hparams(get_regime("zero-shot"), None, {"infer_amp": True}).infer.infer_amp is True
     with pytest.raises(UserError, match="infer_amp"):
         resolve_hparams(get_regime("zero-shot"), None, {"infer_amp": "yes"})
     assert inference_autocast(True, "cuda") is torch.bfloat16 and inference_autocast(True, "cuda:1") is torch.bfloat16
