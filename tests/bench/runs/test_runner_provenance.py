@@ -31,7 +31,7 @@ def test_git_state_of_a_checkout(tmp_path):
 def test_package_checkout_found_from_package_location(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # the working directory does not matter
     root = provenance.package_root()
-    assert (root / "bench" / "provenance.py").is_file()
+    assert (root / "bench" / "util" / "provenance.py").is_file()
     commit, dirty = provenance.git_state()
     if commit is not None:  # a git checkout (the development layout)
         assert len(commit) == 40 and isinstance(dirty, bool)
