@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.util.errors import UserError
+from bench.util.errors import UserError, unknown_name
 from bench.util.io import sha256_json
 
 SCHEMA_VERSION = 1
@@ -42,8 +42,6 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         if self.regime not in REGIMES:
-            from bench.util.errors import unknown_name
-
             raise unknown_name("regime", self.regime, REGIMES)
         if self.regime == "zero-shot" and self.shots not in (0,):
             raise UserError(

@@ -2,7 +2,8 @@
 
 Each regime is registered in an mmengine Registry ("regime") by a small function returning a frozen
 `Regime`; every default can be overridden per run (`--set key=value`, RunSpec.overrides). The numbers
-follow the official fine-tuning flow (glip-official.md section 5, `tools/finetune.py` + README):
+follow the official fine-tuning flow (microsoft/GLIP `tools/finetune.py`, `tuning_highlevel_override`, and
+the README's fine-tuning commands):
 
 - zero-shot: nothing trains.
 - linear-probe: only the head's prediction layers named in the official LINEAR_PROB list (bbox_pred,
@@ -109,7 +110,7 @@ def linear_probe() -> Regime:
         name="linear-probe",
         description="only the head's prediction layers (official LINEAR_PROB list)",
         train_groups=("head",),
-        # glip-official.md section 5, linear probing: cosine_scale has no counterpart in this model
+        # microsoft/GLIP tools/finetune.py + GeneralizedVLRCNN.train (LINEAR_PROB): cosine_scale has no counterpart here
         name_contains=("bbox_pred", "centerness", "dot_product_projection_text", "log_scale", "bias_lang",
                        "bias0"),
         name_excludes=("cls_logits", "scales"),

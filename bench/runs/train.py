@@ -34,7 +34,7 @@ from mmengine.optim import DefaultOptimWrapperConstructor, LinearLR, ReduceOnPla
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
-from bench.data.training import collate
+from bench.data.training import GroundingTrainSet, collate, load_grounding_entries
 from bench.dist import comm as bench_dist
 from bench.dist import ddp
 from bench.runs.hparams import TrainHParams, as_train_hparams, coerce, names
@@ -335,8 +335,6 @@ def pretrain(
     overridden by keyword (lr=..., batch_size=..., weight_decay=...). Budget: max_iters and/or max_epochs.
     Data-parallel under torchrun exactly as `train` (batch_size is then the global batch).
     """
-    from bench.data.training import GroundingTrainSet, load_grounding_entries
-
     if len(grounding_json_paths) != len(image_roots):
         raise ValueError(f"{len(grounding_json_paths)} grounding files but {len(image_roots)} image roots")
     unknown = sorted(set(hp_overrides) - set(names(TrainHParams)))
