@@ -42,7 +42,7 @@ class TrainHParams:
     weight_decay: float = 0.05
     bias_lr_factor: float = 2.0
     bias_weight_decay: float = 0.0
-    clip_grad: float = 1.0
+    clip_grad: float | None = 1.0  # full-model gradient norm cap; None or 0 = no clipping
     batch_size: int = 4
     max_epochs: int = 200
     max_iters: int | None = None  # optional cap on optimiser steps (demo budgets)
@@ -70,6 +70,7 @@ class RunHParams:
 
 H = TypeVar("H", InferenceHParams, TrainHParams)
 _NON_NEGATIVE_OR_NONE = ("max_iters", "val_shots", "step_patience", "stop_patience", "copy_factor")
+_NONE_MEANS_OFF = ("clip_grad",)
 _AT_LEAST_ONE = ("batch_size", "max_epochs", "infer_batch_size")
 
 
@@ -89,6 +90,8 @@ def _value(key: str, value: Any, default: Any) -> Any:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise UserError(f"override {key}={value!r} must be a non-negative integer (or none)")
         return value
+    if value is None and key in _NONE_MEANS_OFF:
+        return None
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
