@@ -100,7 +100,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def build_specs(args: argparse.Namespace) -> list:
-    from bench.runs.runner import expand_grid
+    from bench.runs.spec import expand_grid
 
     regimes = [r.strip() for r in args.regime.split(",") if r.strip()]
     shots = parse_int_list(args.shots, "shots", allow_all=True)
@@ -119,7 +119,8 @@ def main(args: argparse.Namespace) -> int:
 
     from bench.dist import comm as dist
     from bench.results.records import primary_value
-    from bench.runs.runner import run_grid, shard_specs, validate_specs
+    from bench.runs.runner import run_grid
+    from bench.runs.spec import RunContext, shard_specs, validate_specs
     from bench.util.logs import get_logger
 
     log = get_logger("run")
@@ -141,10 +142,10 @@ def main(args: argparse.Namespace) -> int:
     dist.init_from_env("nccl" if args.device == "cuda" else "gloo")  # a no-op outside torchrun
     main_rank = dist.is_main()
     try:
-        records = run_grid(specs, args.data_root, args.results, device=dist.local_device(args.device),
-                           rescore=args.rescore, shard=shard, metric_backend=args.metric_backend,
-                           num_workers=args.workers, save_adapter=not args.no_adapter,
-                           text_encoder=args.text_encoder)
+        ctx = RunContext(data_root=args.data_root, results_dir=args.results, device=dist.local_device(args.device),
+                         metric_backend=args.metric_backend, num_workers=args.workers,
+                         text_encoder=args.text_encoder, save_adapter=not args.no_adapter)
+        records = run_grid(specs, ctx, rescore=args.rescore, shard=shard)
     finally:
         dist.destroy()
     if not main_rank:  # the records live on rank 0

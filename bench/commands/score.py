@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bench.results.records import REGIMES, REQUIRED_COST
+from bench.results.records import REGIMES
+from bench.runs.external import REQUIRED_COST
 from bench.util.errors import UserError
 
 HELP = ("recompute runs' metrics from their saved predictions, or score another detector's predictions file "
@@ -155,9 +156,9 @@ def score_task_main(args: argparse.Namespace) -> int:
     import math
     from pathlib import Path
 
-    from bench.results import external
     from bench.results.records import RunSpec
     from bench.results.store import RECORD
+    from bench.runs import external
     from bench.tasks.registry import get_task
 
     if args.metric is not None or args.json:
@@ -198,7 +199,7 @@ def score_pair_main(args: argparse.Namespace) -> int:
     import json
     import math
 
-    from bench.results import external
+    from bench.runs import external
 
     if args.metric is None:
         raise UserError("--annotations needs --metric coco, lvis, lvis-fixed or flickr")

@@ -23,7 +23,7 @@ COST_FIELDS = (
     "total_params", "trainable_params", "stored_params", "train_seconds", "images_seen",
     "infer_images_per_s", "peak_memory_mb", "device_hours",
 )
-# a row's record_kind: the record's "kind" where it has one ("external": bench.results.external), else this
+# a row's record_kind: the record's "kind" where it has one ("external": bench.runs.external), else this
 # (the runner's own records carry none)
 REPRODUCED = "reproduced"
 # one row per record; key columns are plain strings so groupby never drops a None checkpoint

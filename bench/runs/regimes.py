@@ -2,7 +2,8 @@
 
 Each regime is registered in an mmengine Registry ("regime") by a small function returning a frozen
 `Regime`; every default can be overridden per run (`--set key=value`, RunSpec.overrides). The numbers
-follow the official fine-tuning flow (glip-official.md section 5, `tools/finetune.py` + README):
+follow the official fine-tuning flow (microsoft/GLIP `tools/finetune.py`, `tuning_highlevel_override`, and
+the README's fine-tuning commands):
 
 - zero-shot: nothing trains.
 - linear-probe: only the head's prediction layers named in the official LINEAR_PROB list (bbox_pred,
@@ -24,47 +25,20 @@ the model config's `flip_prob` (official AUGMENT.FLIP_PROB_TRAIN), so it is over
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mmengine.registry import Registry
 
-from bench.util.errors import UserError, unknown_name
+from bench.runs.hparams import TrainHParams, resolve_hparams
+from bench.util.errors import unknown_name
 
 REGIMES = Registry("regime")
 
-# Hyper-parameters every regime understands (inference only)
-INFERENCE_DEFAULTS: dict[str, Any] = {
-    # official TEST.IMS_PER_BATCH 1 for LVIS/Flickr; fusion attends over padding, so batch size moves numbers
-    "infer_batch_size": 1,
-    # bf16 autocast for the model's calls at inference on CUDA (issue #9: the GPU speed setting); ignored on
-    # CPU. Off by default: official evaluation runs in float32, and bf16 rounding moves scores slightly
-    "infer_amp": False,
-}
-
-# Defaults of every training regime; None = resolved per run by `resolve_hparams` (documented there)
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "optimizer": "AdamW",
-    "lr": 1e-4,
-    "lang_lr": 1e-5,
-    "lang_lr_groups": ("language",),  # parameter groups (GLIP.parameter_groups) that take lang_lr
-    "weight_decay": 0.05,
-    "bias_lr_factor": 2.0,
-    "bias_weight_decay": 0.0,
-    "clip_grad": 1.0,
-    "batch_size": 4,
-    "max_epochs": 200,
-    "max_iters": None,  # optional cap on optimiser steps (demo budgets)
-    "eval_every": 1,  # epochs between evaluations on the val split (official CHECKPOINT_PER_EPOCH 1.0); 0 = none
-    "val_shots": None,  # few-shot val split size: the training shots (official val_{shot}_{seed})
-    "lr_factor": 0.1,  # official SOLVER.GAMMA for the auto-step schedule
-    "final_decay": 0.0,  # > 0: LR falls linearly to lr_factor x over this last share of max_iters (not official)
-    "step_patience": None,  # 3 few-shot, 2 full data (official STEP_PATIENCE)
-    "stop_patience": None,  # 8 few-shot, 4 full data (official AUTO_TERMINATE_PATIENCE)
-    "copy_factor": None,  # 8/4/2/1 for 1/3/5/10 shots, 1 for full data (official GENERAL_COPY)
-    "amp": True,  # bf16 autocast on CUDA; ignored on CPU
-}
+# A plain view of the training defaults (bench.runs.hparams.TrainHParams), for callers that build mappings
+TRAIN_DEFAULTS: dict[str, Any] = dataclasses.asdict(TrainHParams())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,7 +58,12 @@ class Regime:
     name_excludes: tuple[str, ...] = ()
     eval_modules: tuple[str, ...] = ()
     stores: str = "trained"  # what a task needs to store: "nothing", "trained" tensors, or "all" weights
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)  # departures from TrainHParams' defaults
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Every setting a run of this regime may override, with its default before per-shot resolution."""
+        return resolve_hparams(self, shots=None, resolve_per_shot=False).as_dict()
 
     @property
     def trains(self) -> bool:
@@ -122,7 +101,7 @@ class Regime:
 @REGIMES.register_module(name="zero-shot")
 def zero_shot() -> Regime:
     return Regime(name="zero-shot", description="no training: the pre-trained model on the task's prompt",
-                  stores="nothing", defaults=dict(INFERENCE_DEFAULTS))
+                  stores="nothing")
 
 
 @REGIMES.register_module(name="linear-probe")
@@ -131,13 +110,12 @@ def linear_probe() -> Regime:
         name="linear-probe",
         description="only the head's prediction layers (official LINEAR_PROB list)",
         train_groups=("head",),
-        # glip-official.md section 5, linear probing: cosine_scale has no counterpart in this model
+        # microsoft/GLIP tools/finetune.py + GeneralizedVLRCNN.train (LINEAR_PROB): cosine_scale has no counterpart here
         name_contains=("bbox_pred", "centerness", "dot_product_projection_text", "log_scale", "bias_lang",
                        "bias0"),
         name_excludes=("cls_logits", "scales"),
         # official linear_prob freezes and evals the backbone and language backbone; the head stays in train mode
         eval_modules=("backbone", "language"),
-        defaults={**TRAIN_DEFAULTS, **INFERENCE_DEFAULTS},
     )
 
 
@@ -149,7 +127,7 @@ def prompt_tuning() -> Regime:
         train_groups=("prompt",),
         # official language_prompt_v2 puts the whole RPN head in eval mode (fusion dropout off)
         eval_modules=("backbone", "language", "head"),
-        defaults={**TRAIN_DEFAULTS, **INFERENCE_DEFAULTS, "lr": 0.05, "weight_decay": 0.25},
+        train_defaults={"lr": 0.05, "weight_decay": 0.25},
     )
 
 
@@ -164,7 +142,6 @@ def full_ft() -> Regime:
         # the official Swin _freeze_stages also keeps the frozen patch embedding and first stage in eval mode
         eval_modules=("backbone_stem",),
         stores="all",
-        defaults={**TRAIN_DEFAULTS, **INFERENCE_DEFAULTS},
     )
 
 
@@ -177,64 +154,3 @@ def get_regime(name: str) -> Regime:
     if name not in REGIMES.module_dict:
         raise unknown_name("regime", name, regime_names())
     return REGIMES.get(name)()
-
-
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """Match an override's type to its default's (ints become floats where a float is expected)."""
-    if default is None or value is None:
-        return value
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        raise UserError(f"override {key}={value!r} must be true or false")
-    if isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(default, int) and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(default, str) and isinstance(value, str):
-        return value
-    raise UserError(f"override {key}={value!r} must be a {type(default).__name__} like the default {default!r}")
-
-
-_INT_OR_NONE = ("max_iters", "val_shots", "step_patience", "stop_patience", "copy_factor")
-
-
-def check_overrides(regime: Regime, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate regime overrides (keys and types); returns them coerced. Unknown key -> UserError."""
-    out = {}
-    for key, value in overrides.items():
-        if key not in regime.defaults:
-            raise unknown_name(f"{regime.name} setting", key, regime.defaults)
-        if key in _INT_OR_NONE:
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise UserError(f"override {key}={value!r} must be a non-negative integer (or none)")
-            out[key] = value
-        else:
-            out[key] = _coerce(key, value, regime.defaults[key])
-    if out.get("eval_every", 0) < 0:
-        raise UserError(f"override eval_every={out['eval_every']} must be >= 0 (0 = no evaluation while training)")
-    for key in ("batch_size", "max_epochs", "infer_batch_size"):
-        if key in out and out[key] < 1:
-            raise UserError(f"override {key}={out[key]} must be >= 1")
-    return out
-
-
-def resolve_hparams(regime: Regime, shots: int | None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The hyper-parameters one run uses: defaults, then overrides, then the per-shot official values."""
-    from bench.tasks.fewshot import copy_factor
-
-    hp = dict(regime.defaults)
-    hp.update(check_overrides(regime, overrides or {}))
-    if not regime.trains:
-        return hp
-    full = shots is None
-    if hp["step_patience"] is None:
-        hp["step_patience"] = 2 if full else 3
-    if hp["stop_patience"] is None:
-        hp["stop_patience"] = 4 if full else 8
-    if hp["copy_factor"] is None:
-        hp["copy_factor"] = copy_factor(shots)
-    if hp["val_shots"] is None and not full:
-        hp["val_shots"] = shots
-    return hp
-

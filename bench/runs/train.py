@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,10 @@ from mmengine.optim import DefaultOptimWrapperConstructor, LinearLR, ReduceOnPla
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
-from bench.data.training import collate
+from bench.data.training import GroundingTrainSet, collate, load_grounding_entries
 from bench.dist import comm as bench_dist
 from bench.dist import ddp
+from bench.runs.hparams import TrainHParams, as_train_hparams, coerce, names
 from bench.util.logs import get_logger, progress_bar
 
 log = get_logger("train")
@@ -117,34 +118,34 @@ def _set_modes(model: nn.Module, eval_modules: Sequence[str]) -> None:
         sub.eval()
 
 
-def final_decay(optim: Any, hp: dict[str, Any]) -> LinearLR | None:
-    """hp["final_decay"] = f > 0: over the last f x max_iters optimiser steps every group's LR falls linearly
+def final_decay(optim: Any, hp: TrainHParams | Mapping[str, Any]) -> LinearLR | None:
+    """hp.final_decay = f > 0: over the last f x max_iters optimiser steps every group's LR falls linearly
     to lr_factor x its own (mmengine LinearLR, stepped once per iteration). Not official: a fixed-budget run
     with no validation to drive the plateau schedule (the demo's pretraining: +7.4 AP on synth-colours for
     a 1200-step late-fusion run, README "The synthetic world")."""
-    f = float(hp.get("final_decay") or 0.0)
+    hp = as_train_hparams(hp)
+    f = float(hp.final_decay or 0.0)
     if f == 0.0:
         return None
-    max_iters = hp.get("max_iters")
+    max_iters = hp.max_iters
     if not 0.0 < f <= 1.0 or not max_iters:
         raise ValueError(f"final_decay must be in (0, 1] and needs max_iters; got {f} with max_iters={max_iters}")
     begin = int(max_iters) - max(1, round(f * int(max_iters)))
-    return LinearLR(optim, start_factor=1.0, end_factor=hp.get("lr_factor", 0.1), begin=begin, end=int(max_iters),
+    return LinearLR(optim, start_factor=1.0, end_factor=hp.lr_factor, begin=begin, end=int(max_iters),
                     by_epoch=False)
 
 
-def build_optimizer(model: nn.Module, hp: dict[str, Any], device: str) -> Any:
-    """An mmengine OptimWrapper (AmpOptimWrapper with bf16 autocast on CUDA when hp['amp'])."""
-    use_amp = bool(hp.get("amp")) and str(device).startswith("cuda") and torch.cuda.is_available()
+def build_optimizer(model: nn.Module, hp: TrainHParams | Mapping[str, Any], device: str) -> Any:
+    """An mmengine OptimWrapper (AmpOptimWrapper with bf16 autocast on CUDA when hp.amp)."""
+    hp = as_train_hparams(hp)
+    use_amp = hp.amp and str(device).startswith("cuda") and torch.cuda.is_available()
     cfg: dict[str, Any] = dict(
         type="AmpOptimWrapper" if use_amp else "OptimWrapper",
-        optimizer=dict(type=hp.get("optimizer", "AdamW"), lr=hp["lr"], weight_decay=hp["weight_decay"]),
-        clip_grad=dict(max_norm=hp["clip_grad"]) if hp.get("clip_grad") else None,
+        optimizer=dict(type=hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay),
+        clip_grad=dict(max_norm=hp.clip_grad) if hp.clip_grad else None,
         constructor="GLIPOptimWrapperConstructor",
-        paramwise_cfg=dict(lang_lr=hp.get("lang_lr", hp["lr"]),
-                           lang_lr_groups=tuple(hp.get("lang_lr_groups", ("language",))),
-                           bias_lr_factor=hp.get("bias_lr_factor", 1.0),
-                           bias_weight_decay=hp.get("bias_weight_decay", hp["weight_decay"])),
+        paramwise_cfg=dict(lang_lr=hp.lang_lr, lang_lr_groups=hp.lang_lr_groups, bias_lr_factor=hp.bias_lr_factor,
+                           bias_weight_decay=hp.bias_weight_decay),
     )
     if use_amp:
         # bf16 keeps fp32's exponent range, so no dynamic loss scaling is needed (a static scale of 1)
@@ -162,7 +163,7 @@ def train(
     dataset: torch.utils.data.Dataset,
     *,
     trainable: Iterable[str],
-    hp: dict[str, Any],
+    hp: TrainHParams | Mapping[str, Any],
     device: str = "cpu",
     seed: int = 0,
     evaluate: Callable[[nn.Module], float] | None = None,
@@ -174,9 +175,8 @@ def train(
 ) -> TrainResult:
     """Train `trainable` parameters of `model` on `dataset` (TrainSamples).
 
-    hp: lr, weight_decay, lang_lr, bias_lr_factor, bias_weight_decay, clip_grad, batch_size,
-    max_epochs, max_iters (None = no cap), copy_factor, eval_every, lr_factor, step_patience,
-    stop_patience, amp. `evaluate(model) -> metric` (higher is better, model already in eval mode
+    hp: the training settings (bench.runs.hparams.TrainHParams, or a mapping of its fields; max_iters None =
+    no cap, stop_patience None = no early stop). `evaluate(model) -> metric` (higher is better, model already in eval mode
     under no_grad) drives the LR schedule, early stopping and the best-weights choice.
 
     Data-parallel (torch.distributed initialised): batch_size is the global batch, split over the ranks;
@@ -197,23 +197,23 @@ def train(
     rank, world = (bench_dist.rank(), bench_dist.world_size()) if distributed else (0, 1)
     torch.manual_seed(seed + rank)  # per-rank random augmentation inside the model (dropout, drop path)
     gen = torch.Generator().manual_seed(seed)  # the epoch order: the same on every rank
+    hp = as_train_hparams(hp)
     optim = build_optimizer(model, hp, device)
     sched = None
-    eval_every = int(hp.get("eval_every", 1) or 0)
+    eval_every = hp.eval_every
     if eval_every == 0:
         evaluate = None  # no evaluation while training: the final weights are kept
     if evaluate is not None:
-        sched = ReduceOnPlateauLR(optim, monitor="metric", rule="greater", factor=hp.get("lr_factor", 0.1),
-                                  patience=hp.get("step_patience", 3))
+        sched = ReduceOnPlateauLR(optim, monitor="metric", rule="greater", factor=hp.lr_factor,
+                                  patience=hp.step_patience if hp.step_patience is not None else 3)
     decay = final_decay(optim, hp)
-    copies = int(hp.get("copy_factor") or 1)
-    batch_size, max_epochs = int(hp["batch_size"]), int(hp["max_epochs"])
+    copies = hp.copy_factor or 1
+    batch_size, max_epochs = hp.batch_size, hp.max_epochs
     if distributed:
         ddp.check_batch_size(batch_size, world)
     net = ddp.wrap(model, find_unused_parameters) if distributed else model  # forward/backward through `net`
     coverage = ddp.GradCoverage(model, names) if distributed and not find_unused_parameters else None
-    max_iters = hp.get("max_iters")
-    stop_patience = hp.get("stop_patience")
+    max_iters, stop_patience = hp.max_iters, hp.stop_patience
     res = TrainResult(world_size=world)
     best_state: dict[str, torch.Tensor] | None = None
     previous_best, misses = 0.0, 0  # official: previous_best starts at 0.0
@@ -336,20 +336,17 @@ def pretrain(
     """Pre-train on MDETR-style grounding json files (one image root per file); the synthetic world's path.
 
     Same optimisation path as fine-tuning (official pre-training solver: AdamW, LR 1e-4, language LR
-    1e-5, bias x2 without decay, clip 1.0); every hyper-parameter of regimes.TRAIN_DEFAULTS can be
+    1e-5, bias x2 without decay, clip 1.0); every field of bench.runs.hparams.TrainHParams can be
     overridden by keyword (lr=..., batch_size=..., weight_decay=...). Budget: max_iters and/or max_epochs.
     Data-parallel under torchrun exactly as `train` (batch_size is then the global batch).
     """
-    from bench.data.training import GroundingTrainSet, load_grounding_entries
-    from bench.runs.regimes import TRAIN_DEFAULTS
-
     if len(grounding_json_paths) != len(image_roots):
         raise ValueError(f"{len(grounding_json_paths)} grounding files but {len(image_roots)} image roots")
-    unknown = sorted(set(hp_overrides) - set(TRAIN_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown pre-training settings {unknown}; valid: {sorted(TRAIN_DEFAULTS)}")
-    hp = {**TRAIN_DEFAULTS, "weight_decay": 1e-4, "copy_factor": 1, "step_patience": 3, "stop_patience": None,
-          **hp_overrides, "max_iters": max_iters, "max_epochs": max_epochs}
+    unknown = sorted(set(hp_overrides) - set(names(TrainHParams)))
+    if unknown:  # a programming error in the caller, not user input
+        raise ValueError(f"unknown pre-training settings {unknown}; valid: {sorted(names(TrainHParams))}")
+    hp = coerce(TrainHParams, {"weight_decay": 1e-4, "copy_factor": 1, "step_patience": 3, **hp_overrides,
+                               "max_iters": max_iters, "max_epochs": max_epochs}, what="pre-training setting")
     entries = []
     for path, root in zip(grounding_json_paths, image_roots):
         entries.extend(load_grounding_entries(path, root))

@@ -181,7 +181,7 @@ def _pretrain_worker(args: tuple) -> str:
 # ------------------------------------------------------------------------------------ run grids
 def demo_specs(plan: DemoPlan, checkpoints: dict[str, Path]) -> list:
     """Zero-shot on the suite for both fusions, then the few-shot grid of each fusion's regimes."""
-    from bench.runs.runner import expand_grid
+    from bench.runs.spec import expand_grid
 
     specs = []
     for fusion, ckpt in checkpoints.items():
@@ -198,17 +198,19 @@ def demo_specs(plan: DemoPlan, checkpoints: dict[str, Path]) -> list:
 
 def _grid_worker(args: tuple) -> int:
     from bench.runs.runner import run_grid
+    from bench.runs.spec import RunContext
 
     specs, data_root, results_dir, shard = args
     _worker_setup()
     # num_workers=0: the demo already runs one process per core, and pool workers may not fork loaders
-    return len(run_grid(specs, data_root, results_dir, device="cpu", shard=shard, validate=False, num_workers=0))
+    ctx = RunContext(data_root=data_root, results_dir=results_dir, device="cpu", num_workers=0)
+    return len(run_grid(specs, ctx, shard=shard, validate=False))
 
 
 def run_specs(specs: list, data_root: Path, results_dir: Path, workers: int) -> list[dict]:
-    """Run the grid in `workers` processes, each a disjoint shard (bench.runs.runner.shard_specs); finished runs skip."""
+    """Run the grid in `workers` processes, each a disjoint shard (bench.runs.spec.shard_specs); finished runs skip."""
     from bench.results import store
-    from bench.runs.runner import validate_specs
+    from bench.runs.spec import validate_specs
 
     validate_specs(specs, data_root)
     if workers <= 1:

@@ -8,7 +8,15 @@ from typing import Any
 
 import pandas as pd
 
+from bench.models import build_adapter
+from bench.results import store
 from bench.results.records import RunSpec, primary_value
+from bench.runs.hparams import InferenceHParams
+from bench.runs.predict import detect_settings, evaluate_split
+from bench.runs.scoring import DEFAULT_BACKEND
+from bench.runs.spec import resolve
+from bench.runs.train import load_adapter
+from bench.tasks.registry import get_task
 from bench.util.io import atomic_write_text
 from bench.util.logs import get_logger, progress
 
@@ -30,36 +38,29 @@ def _max_shots(records: list[dict]) -> int | None:
     return max(shots) if shots else None
 
 
-def forgetting(records: list[dict], data_root: Path, results_dir: Path, infer_batch_size: int = 8) -> pd.DataFrame:
+def forgetting(records: list[dict], data_root: Path, results_dir: Path, infer_batch_size: int = 8,
+               device: str = "cpu") -> pd.DataFrame:
     """AP on the base task before (zero-shot) and after each largest-shot fine-tuning run.
 
     Needs the run's trained tensors (runs/<run>/adapter.safetensors, written by the runner) on top of the
-    pretrained checkpoint; the base task's test split is scored exactly as a zero-shot run would be.
+    pretrained checkpoint; the base task's test split is scored by `evaluate_split`, as a zero-shot run's is.
     """
-    from bench.results import store
-    from bench.runs import runner
-    from bench.runs.train import load_adapter
-    from bench.tasks.registry import get_task
-
     k = _max_shots(records)
     before = {(r["spec"]["checkpoint"], _fusion(r)): primary_value(r) for r in records
               if r["spec"]["task"] == BASE_TASK and r["spec"]["regime"] == "zero-shot"}
     task = get_task(BASE_TASK)
     dataset = task.load(task.eval_split, data_root)
+    settings = detect_settings(task, InferenceHParams(infer_batch_size=infer_batch_size), device)
     rows = []
     tuned = [r for r in records if r["spec"]["regime"] != "zero-shot" and r["spec"]["shots"] == k]
     for r in progress(tuned, desc="forgetting", total=len(tuned), leave=True):
         spec = RunSpec.from_dict(r["spec"])
-        adapter = store.run_dir(results_dir, spec) / store.ADAPTER
-        model_over, _ = runner.split_overrides(spec.overrides, spec.regime)
-        model = runner.build_model(runner.model_config(spec.model, model_over), spec.checkpoint)
-        load_adapter(model, adapter, strict=True)
-        model.eval()
-        chunks = runner.prompt_chunks(task, dataset, model.tokenizer, spec.prompt_set)
-        preds, _ = runner.predict_detection(model, dataset, chunks, task.detections_per_image, infer_batch_size, "cpu",
-                                            merge_cap=runner.merges_capped(task))
-        result = runner.score(task, dataset, preds, runner.DEFAULT_BACKEND)
-        after = float(result.values[result.primary])
+        run = resolve(spec, data_root, check_data=False)
+        adapter = build_adapter(spec.model, run.model_overrides, spec.checkpoint, device=device)
+        load_adapter(adapter.module, store.run_dir(results_dir, spec) / store.ADAPTER, strict=True)
+        adapter.module.eval()
+        after = evaluate_split(adapter, task, dataset, settings, backend=DEFAULT_BACKEND,
+                               prompt_set=spec.prompt_set).primary
         base = before.get((spec.checkpoint, _fusion(r)), math.nan)
         rows.append({"fusion": _fusion(r), "regime": spec.regime, "shots": spec.shots, "seed": spec.seed,
                      "fine-tuned on": spec.task, "novel AP": primary_value(r), f"{BASE_TASK} AP before": base,
@@ -74,9 +75,7 @@ def forgetting(records: list[dict], data_root: Path, results_dir: Path, infer_ba
 def diagnose_runs(records: list[dict], data_root: Path, results_dir: Path) -> pd.DataFrame:
     """Class-agnostic AP and label accuracy (bench.studies.diagnosis) of the zero-shot and largest-shot
     detection runs, from their saved predictions: does low AP come from finding objects or from naming them?"""
-    from bench.results import store
     from bench.studies.diagnosis import diagnose
-    from bench.tasks.registry import get_task
 
     k = _max_shots(records)
     rows, truth = [], {}

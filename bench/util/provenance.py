@@ -142,7 +142,7 @@ def provenance(
     extra: dict[str, Any] | None = None,
     results_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """The record's provenance section (bench/results/records.py REQUIRED_PROVENANCE, plus python/platform);
+    """The record's provenance section (bench/results/records.py PROVENANCE_KEYS, plus python/platform);
     results_dir: the folder the record goes to, left out of git_dirty."""
     import torch
 

@@ -8,7 +8,8 @@ import pytest
 
 from bench.cli import main as cli_main
 from bench.results import store
-from bench.runs.runner import expand_grid, run_grid
+from bench.runs.runner import run_grid
+from bench.runs.spec import RunContext, expand_grid
 from bench.testing.world import make_world
 
 
@@ -17,7 +18,7 @@ def one_run(tmp_path, monkeypatch):
     _, data_root = make_world(tmp_path, monkeypatch)
     specs = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a", regimes=["zero-shot"], shots=None, seeds=None,
                         overrides={"infer_batch_size": 4})
-    (record,) = run_grid(specs, data_root, tmp_path / "results")
+    (record,) = run_grid(specs, RunContext(data_root=data_root, results_dir=tmp_path / "results"))
     return data_root, tmp_path / "results", store.run_dir(tmp_path / "results", specs[0]), record
 
 
@@ -96,7 +97,7 @@ def test_score_results_rescores_every_good_run_and_lists_the_bad(tmp_path, monke
     specs = expand_grid(models=["glip-tiny"], tasks="runner-world", regimes=["zero-shot"], shots=None, seeds=None,
                         overrides={"infer_batch_size": 4})
     results = tmp_path / "results"
-    run_grid(specs, data_root, results)
+    run_grid(specs, RunContext(data_root=data_root, results_dir=results))
     bad, good = (store.run_dir(results, s) for s in sorted(specs, key=lambda s: s.run_name))
     _write_raw_predictions(bad, [{"image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1], "score": 0.5}])
     tampered = store.load_record(good / "record.json")

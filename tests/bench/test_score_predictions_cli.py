@@ -11,8 +11,10 @@ import pytest
 from bench.cli import main as cli_main
 from bench.reports import leaderboard as lb
 from bench.reports.load import load_record_frame
-from bench.results import external, store
-from bench.runs.runner import expand_grid, run_grid
+from bench.results import store
+from bench.runs import external
+from bench.runs.runner import run_grid
+from bench.runs.spec import RunContext, expand_grid
 from bench.testing.world import make_world
 from bench.util.io import sha256_file
 
@@ -29,7 +31,7 @@ def one_run(tmp_path_factory):
         # pre_nms_thresh 0: the untrained model's low scores still make detections (at the default it keeps none)
         specs = expand_grid(models=["glip-tiny"], tasks=TASK, regimes=["zero-shot"], shots=None, seeds=None,
                             overrides={"infer_batch_size": 4, "pre_nms_thresh": 0.0})
-        (record,) = run_grid(specs, data_root, tmp / "results")
+        (record,) = run_grid(specs, RunContext(data_root=data_root, results_dir=tmp / "results"))
         yield data_root, tmp / "results", store.run_dir(tmp / "results", specs[0]), record
 
 
@@ -226,7 +228,7 @@ def test_leaderboard_shows_external_rows_beside_reproduced_and_reported(one_run,
 
 def test_bare_pair_prints_metrics_and_writes_nothing(tmp_path, capsys):
     from bench.metrics import evaluate
-    from bench.metrics.coco import make_detection_fixture
+    from bench.testing.metrics import make_detection_fixture
 
     gt, dets = make_detection_fixture(n_images=30, seed=1)
     gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
@@ -259,7 +261,7 @@ def test_bare_pair_prints_metrics_and_writes_nothing(tmp_path, capsys):
 
 def test_bare_pair_lvis_and_fixed_ap(tmp_path, capsys):
     from bench.metrics import evaluate
-    from bench.metrics.lvis import make_lvis_fixture
+    from bench.testing.metrics import make_lvis_fixture
 
     gt, dets = make_lvis_fixture()
     gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
@@ -290,7 +292,7 @@ def test_mode_errors(argv, match, capsys):
 
 def test_bare_pair_flickr_recall(tmp_path, capsys):
     from bench.metrics import evaluate
-    from bench.metrics.flickr import make_flickr_fixture
+    from bench.testing.metrics import make_flickr_fixture
 
     entries, preds = make_flickr_fixture(n_entries=40, seed=2)
     gt_path, dt_path = tmp_path / "flickr_recall_gt_val.json", tmp_path / "grounding.json"

@@ -17,7 +17,7 @@ from torch import nn
 from bench.models.base import DetectSettings
 from bench.models.hf import outputs, prompts
 from bench.models.hf.families import WHY_NO_GROUNDING, WHY_NO_TRAINING
-from bench.models.hf.loading import Loaded
+from bench.models.hf.loading import Loaded, weights_file
 
 # parameter groups by name: the first group whose marker occurs in a parameter's name; the rest is "fusion"
 GROUP_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -28,6 +28,9 @@ GROUP_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("head", ("class_embed", "bbox_embed", "class_head", "box_head", "objectness_head", "enc_output",
               "decoder.class", "decoder.bbox")),
 )
+
+
+TRAIN_FLIP_PROB = 0.5  # horizontal flips while fine-tuning, as GLIP's default flip_prob
 
 
 class HFDetector(nn.Module):
@@ -60,6 +63,7 @@ class HFAdapter:
         self.family = loaded.family.name
         self.module = HFDetector(loaded.model)
         self.truncated: list[str] = []  # queries cut at the model's text length
+        self.size_divisibility = 0  # unused: the train view batches itself (collate_inputs)
 
     # ------------------------------------------------------------------ protocol
     def refuses(self, regime: str) -> str | None:
@@ -124,6 +128,16 @@ class HFAdapter:
                 "max_text_len": self.max_text_len(), "score_threshold": 0.0, "scoring": "top (query, class) pairs",
                 "nms_iou": fam.nms_iou, "box_frame": fam.box_frame, "infer_batch_size": 1,
                 "truncated_queries": sorted(set(self.truncated))}
+
+    def training_set(self, dataset: Any, chunk: tuple[Any, list[int]], seed: int) -> Any:
+        """The protocol's training view: `train_view` under the class prompt's one chunk, flipping as GLIP."""
+        return self.train_view(dataset, chunk[0], chunk[1], seed=seed, flip_prob=TRAIN_FLIP_PROB)
+
+    def record_fields(self, trains: bool) -> dict[str, Any]:
+        """What a record says of this model beyond GLIP's fields: its family, limits and weights file."""
+        return {"model": {"family": self.family, "checkpoint": str(weights_file(self.loaded.folder))},
+                "provenance": {"model_limits": self.limits(),
+                               "train_flip_prob": TRAIN_FLIP_PROB if trains else None}}
 
     def train_view(self, dataset: Any, chunk: Any, category_ids: Sequence[int], seed: int, flip_prob: float) -> Any:
         """The training samples of a detection split under one caption chunk (caption families only)."""

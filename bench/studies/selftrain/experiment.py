@@ -30,10 +30,16 @@ from typing import Any
 
 import numpy as np
 
+from bench.data.coco import build_detection_dataset
+from bench.models import GLIPAdapter
 from bench.reports.stats import bootstrap_ci
+from bench.runs.hparams import InferenceHParams
+from bench.runs.predict import EvalTask, detect_settings, evaluate_split
+from bench.runs.scoring import DEFAULT_BACKEND
 from bench.util.errors import UserError
 from bench.util.io import atomic_write_json, sha256_file
 from bench.util.logs import get_logger, progress
+from glip.prompts import PromptChunk, positive_map
 
 log = get_logger("selftrain.experiment")
 # resamples of the seed CIs: the count results/ holds them for (another count moves the endpoints)
@@ -175,23 +181,20 @@ def draw_eval(concept: str, n: int, seed: int, out_dir: Path) -> tuple[dict, lis
 
 # ----------------------------------------------------------------------------------------- models
 def zero_shot_ap(model: Any, concept: str, coco: dict, paths: list[Path], batch_size: int, device: str) -> float:
-    """COCO AP (0-100) of the one-phrase prompt `concept` on the evaluation scenes."""
-    from PIL import Image
+    """COCO AP (0-100) of the one-phrase prompt `concept` on the evaluation scenes, scored as the benchmark scores.
 
-    from bench.metrics import evaluate
-    from glip.prompts import positive_map
-
-    pm = positive_map(model.tokenizer, concept, [[(0, len(concept))]], max_len=model.config.max_query_len)
-    preds = []
-    for b in range(0, len(paths), batch_size):
-        chunk = paths[b: b + batch_size]
-        images = model.preprocess([Image.open(p).convert("RGB") for p in chunk]).to(device)
-        for k, det in enumerate(model.detect(images, [concept] * len(chunk), [pm] * len(chunk))):
-            for (x1, y1, x2, y2), s in zip(det.boxes_xyxy.cpu().tolist(), det.scores.cpu().tolist()):
-                preds.append({"image_id": b + k + 1, "category_id": 1, "bbox": [x1, y1, x2 - x1 + 1, y2 - y1 + 1],
-                              "score": s})
-    result = evaluate("coco_bbox", coco, preds)
-    return float(result.values["AP"])
+    The caption is the bare concept (one phrase spanning it); detections are capped at the model's own
+    per-image cap, one class, so no chunk merging happens.
+    """
+    images_dir = paths[0].parent
+    dataset = build_detection_dataset(coco, images_dir / "coco.json", images_dir, name="selftrain-eval", split="eval")
+    spans = [[(0, len(concept))]]
+    chunk = PromptChunk(caption=concept, spans=spans, phrase_indices=[0],
+                        positive_map=positive_map(model.tokenizer, concept, spans, max_len=model.config.max_query_len))
+    task = EvalTask(metric="coco_bbox", format="coco", detections_per_image=model.postprocessor.detections_per_img)
+    settings = detect_settings(task, InferenceHParams(infer_batch_size=batch_size), device)
+    return evaluate_split(GLIPAdapter(model), task, dataset, settings, backend=DEFAULT_BACKEND,
+                          chunks=[(chunk, [1])]).primary
 
 
 def pseudo_quality(pseudo_json: Path, truth: dict[int, list[float]]) -> dict[str, float]:

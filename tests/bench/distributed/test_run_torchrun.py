@@ -22,7 +22,9 @@ from bench.cli import main as cli_main
 from bench.dist import comm as dist
 from bench.dist.inference import SHARD_DIR
 from bench.results import store
-from bench.runs.runner import expand_grid, run_grid, run_one
+from bench.runs.runner import run_grid
+from bench.runs.spec import RunContext, expand_grid
+from bench.runs.stages import run_one
 from bench.testing.world import make_world
 from bench.util.errors import UserError
 
@@ -112,10 +114,6 @@ def test_torchrun_linear_probe_trains_data_parallel(tmp_path, monkeypatch):
     """A training regime under torchrun: DDP training (bench.runs.train), then sharded inference of the trained model."""
     from safetensors.torch import load_file
 
-    import bench.runs.runner
-
-    if not bench.runs.runner.train_is_data_parallel():
-        pytest.skip("bench.runs.train has no data-parallel training")
     tasks_dir, data_root = make_world(tmp_path, monkeypatch)
     weights = _weights(tmp_path / "w.safetensors")
     common = ["-m", "bench.cli", "run", "--model", "glip-tiny", "--checkpoint", str(weights), "--tasks", TASK_A,
@@ -155,48 +153,47 @@ def _fake_world(monkeypatch, rank: int, world: int) -> None:
 
 def test_crashed_data_parallel_run_resumes_in_one_process(tmp_path, monkeypatch):
     """Rank 1 of 2 wrote its shards, rank 0 died: a 1-process rerun predicts only rank 0's images and merges."""
-    import bench.runs.runner
+    import bench.models.glip
 
     _, data_root = make_world(tmp_path, monkeypatch)
     weights = _weights(tmp_path / "w.safetensors")
     (spec,) = expand_grid(models=["glip-tiny"], tasks=[TASK_A], regimes=["zero-shot"], shots=None, seeds=None,
                           checkpoint=str(weights))
-    clean = run_one(spec, data_root=data_root, results_dir=tmp_path / "clean", num_workers=0)
+    clean = run_one(spec, RunContext(data_root=data_root, results_dir=tmp_path / "clean", num_workers=0))
     expected = store.read_predictions(store.run_dir(tmp_path / "clean", spec))
     assert len(expected) > 20 and clean["provenance"]["world_size"] == 1
 
     asked: list[list[int]] = []
-    real = bench.runs.runner.predict_detection
+    real = bench.models.glip.predict_detection
 
     def spy(*a, image_ids=None, **k):
         asked.append(list(image_ids) if image_ids is not None else None)
         return real(*a, image_ids=image_ids, **k)
 
-    monkeypatch.setattr(bench.runs.runner, "predict_detection", spy)
+    monkeypatch.setattr(bench.models.glip, "predict_detection", spy)
     results = tmp_path / "results"
     folder = store.run_dir(results, spec)
     with monkeypatch.context() as m:
         _fake_world(m, rank=1, world=2)
-        assert run_one(spec, data_root=data_root, results_dir=results, num_workers=0) is None
+        assert run_one(spec, RunContext(data_root=data_root, results_dir=results, num_workers=0)) is None
     assert asked == [[2], [4]]  # 4 val images (ids 1-4), one per piece; rank 1 owns pieces 1 and 3
     assert len(list((folder / SHARD_DIR).glob("piece-*.json"))) == 2 and not (folder / store.RECORD).exists()
 
     asked.clear()
-    record = run_one(spec, data_root=data_root, results_dir=results, num_workers=0)
+    record = run_one(spec, RunContext(data_root=data_root, results_dir=results, num_workers=0))
     assert asked == [[1], [3]]  # only the missing pieces
     assert store.read_predictions(folder) == expected
     assert record["metrics"] == clean["metrics"]
     assert not (folder / SHARD_DIR).exists()
 
 
-def test_training_regimes_are_refused_under_torchrun_without_ddp_training(tmp_path, monkeypatch):
-    import bench.runs.runner
+def test_an_uneven_global_batch_is_refused_under_torchrun_before_compute(tmp_path, monkeypatch):
+    import bench.models.cache
 
     _, data_root = make_world(tmp_path, monkeypatch)
-    monkeypatch.setattr(bench.runs.runner, "build_model", lambda *a, **k: pytest.fail("built a model"))
-    monkeypatch.setattr(bench.runs.runner, "train_is_data_parallel", lambda: False)  # a bench.runs.train without DDP
+    monkeypatch.setattr(bench.models.cache, "build_adapter", lambda *a, **k: pytest.fail("built a model"))
     specs = expand_grid(models=["glip-tiny"], tasks=[TASK_A], regimes=["zero-shot", "linear-probe"], shots=[1],
-                        seeds=[3])
+                        seeds=[3], overrides={"batch_size": 3})
     _fake_world(monkeypatch, rank=0, world=2)
-    with pytest.raises(UserError, match="linear-probe: training runs cannot run under torchrun"):
-        run_grid(specs, data_root, tmp_path / "results")
+    with pytest.raises(UserError, match="batch_size 3 is the global batch .* divisible by the 2 processes"):
+        run_grid(specs, RunContext(data_root=data_root, results_dir=tmp_path / "results"))

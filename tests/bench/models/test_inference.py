@@ -197,11 +197,14 @@ def test_bf16_autocast_runs_the_model_in_bf16_and_stays_close(model, world):
         hook.remove()
     assert set(seen) == {torch.bfloat16}
     assert len(bf16) > 50 and all(isinstance(v, float) for p in bf16 for v in (*p["bbox"], p["score"]))
-    for image_id in dataset.image_ids:  # each image's best detection: same class, score and box nearly equal
-        a = max((p for p in fp32 if p["image_id"] == image_id), key=lambda p: p["score"])
+    for image_id in dataset.image_ids:  # each image's best bf16 detection is one of float32's best ones
+        ours = [p for p in fp32 if p["image_id"] == image_id]
+        a = max(ours, key=lambda p: p["score"])
         b = max((p for p in bf16 if p["image_id"] == image_id), key=lambda p: p["score"])
-        assert a["category_id"] == b["category_id"] and abs(a["score"] - b["score"]) < 0.01
-        assert np.allclose(a["bbox"], b["bbox"], atol=0.5)
+        assert abs(a["score"] - b["score"]) < 0.01
+        # within bf16's precision of the top score two classes can swap places; their boxes must agree
+        near_top = [p for p in ours if p["score"] > a["score"] - 0.01 and p["category_id"] == b["category_id"]]
+        assert any(np.allclose(p["bbox"], b["bbox"], atol=0.5) for p in near_top)
 
 
 def test_detect_chunks_caps_per_call_without_touching_the_model(model, world):

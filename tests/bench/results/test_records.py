@@ -57,3 +57,26 @@ def test_validate_record_accepts_valid_and_rejects_broken():
     del missing["cost"]["device"]
     with pytest.raises(ValueError, match="cost lacks"):
         validate_record(missing)
+
+
+def test_build_record_declares_the_schema_once():
+    """build_record's object passes validate_record; the required fields are those without a default."""
+    from bench.results.records import Cost, Metrics, TaskInfo, build_record
+
+    spec = RunSpec(model="tiny", task="t", regime="zero-shot")
+    base = _record(spec)
+    cost = Cost(total_params=3, trainable_params=0, stored_params=0, train_seconds=0.0, images_seen=0,
+                infer_images_per_s=1.0, peak_memory_mb=1.0, device="cpu", device_hours=0.0)
+    record = build_record(spec, task=TaskInfo(**base["task"]), metrics=Metrics(primary="AP", values={"AP": 41.5}),
+                          cost=cost, provenance=base["provenance"], started_at="a", finished_at="b", wall_seconds=1.0)
+    assert list(record)[:3] == ["schema_version", "spec", "spec_hash"] and record["spec_hash"] == spec.hash
+    assert record["cost"]["infer_seconds"] is None and record["task"]["ann_sha256"] is None  # optional, kept
+    for section, key in (("task", "num_images"), ("cost", "device_hours"), ("provenance", "metric_backend")):
+        broken = {**record, section: {k: v for k, v in record[section].items() if k != key}}
+        with pytest.raises(ValueError, match=f"record {section} lacks \\['{key}'\\]"):
+            validate_record(broken)
+    with pytest.raises(ValueError, match="'wall_seconds' missing"):
+        validate_record({**record, "wall_seconds": "1"})
+    with pytest.raises(ValueError, match="AP=140"):
+        build_record(spec, task=TaskInfo(**base["task"]), metrics=Metrics(primary="AP", values={"AP": 140.0}),
+                     cost=cost, provenance=base["provenance"], started_at="a", finished_at="b", wall_seconds=1.0)

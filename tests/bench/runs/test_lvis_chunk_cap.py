@@ -67,12 +67,13 @@ def _lvis_world(tmp_path, monkeypatch):
 def test_a_chunked_fixed_ap_run_keeps_every_chunks_detections_and_records_the_caps(tmp_path, monkeypatch):
     from bench.results import store
     from bench.results.records import RunSpec
-    from bench.runs.runner import run_one
+    from bench.runs.spec import RunContext
+    from bench.runs.stages import run_one
 
     data_root = _lvis_world(tmp_path, monkeypatch)
     spec = RunSpec(model="glip-tiny", task="runner-shapes-b", regime="zero-shot",
                    overrides={"pre_nms_thresh": 0.0, "pre_nms_top_n": 5})
-    record = run_one(spec, data_root=data_root, results_dir=tmp_path / "results", num_workers=0)
+    record = run_one(spec, RunContext(data_root=data_root, results_dir=tmp_path / "results", num_workers=0))
     assert record["provenance"]["detection_caps"] == {"per_chunk": 2, "per_image_after_merge": None}
     preds = store.read_predictions(store.run_dir(tmp_path / "results", spec))
     per_image = {}

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from bench.results.records import REGIMES as RECORD_REGIMES
-from bench.runs.regimes import REGIMES, check_overrides, get_regime, regime_names, resolve_hparams
+from bench.runs.hparams import resolve_hparams
+from bench.runs.regimes import REGIMES, get_regime, regime_names
 from bench.runs.train import _set_modes
 from bench.util.errors import UserError
 from glip.config import get_preset
@@ -44,15 +45,14 @@ def test_selected_parameters(tiny):
 
 
 def test_defaults_and_resolution():
-    pt = resolve_hparams(get_regime("prompt-tuning"), 1)
-    assert (pt["lr"], pt["weight_decay"], pt["copy_factor"], pt["step_patience"], pt["stop_patience"]) == (
-        0.05, 0.25, 8, 3, 8)
-    ft = resolve_hparams(get_regime("full-ft"), None)
-    assert (ft["lr"], ft["lang_lr"], ft["weight_decay"], ft["bias_lr_factor"], ft["clip_grad"]) == (
-        1e-4, 1e-5, 0.05, 2.0, 1.0)
-    assert (ft["step_patience"], ft["stop_patience"], ft["copy_factor"], ft["val_shots"]) == (2, 4, 1, None)
-    assert resolve_hparams(get_regime("linear-probe"), 5, {"lr": 1, "max_iters": 3})["lr"] == 1.0  # int -> float
-    assert resolve_hparams(get_regime("linear-probe"), 10)["copy_factor"] == 1
+    pt = resolve_hparams(get_regime("prompt-tuning"), 1).train
+    assert (pt.lr, pt.weight_decay, pt.copy_factor, pt.step_patience, pt.stop_patience) == (0.05, 0.25, 8, 3, 8)
+    ft = resolve_hparams(get_regime("full-ft"), None).train
+    assert (ft.lr, ft.lang_lr, ft.weight_decay, ft.bias_lr_factor, ft.clip_grad) == (1e-4, 1e-5, 0.05, 2.0, 1.0)
+    assert (ft.step_patience, ft.stop_patience, ft.copy_factor, ft.val_shots) == (2, 4, 1, None)
+    lr = resolve_hparams(get_regime("linear-probe"), 5, {"lr": 1, "max_iters": 3}).train.lr
+    assert lr == 1.0 and isinstance(lr, float)  # int -> float
+    assert resolve_hparams(get_regime("linear-probe"), 10).train.copy_factor == 1
 
 
 @pytest.mark.parametrize("overrides, match", [
@@ -64,9 +64,9 @@ def test_defaults_and_resolution():
 ])
 def test_bad_overrides(overrides, match):
     with pytest.raises(UserError, match=match):
-        check_overrides(get_regime("full-ft"), overrides)
+        resolve_hparams(get_regime("full-ft"), 1, overrides)
     with pytest.raises(UserError):
-        check_overrides(get_regime("zero-shot"), {"lr": 0.1})  # zero-shot trains nothing
+        resolve_hparams(get_regime("zero-shot"), 0, {"lr": 0.1})  # zero-shot trains nothing
 
 
 @pytest.mark.parametrize("regime", ["linear-probe", "prompt-tuning", "full-ft"])
@@ -82,7 +82,7 @@ def test_training_changes_exactly_the_regime_parameters(tiny, regime):
     trainable = set(reg.trainable_names(groups))
     hp = resolve_hparams(reg, 1, {"max_iters": 1, "batch_size": 1, "lr": 0.01, "eval_every": 0})
     try:
-        train(model, tiny_detection_samples(model, n=1), trainable=trainable, hp=hp, seed=0, eval_modules=reg.eval_modules)
+        train(model, tiny_detection_samples(model, n=1), trainable=trainable, hp=hp.train, seed=0, eval_modules=reg.eval_modules)
         after = dict(model.named_parameters())
         changed = {n for n in before if not torch.equal(before[n], after[n])}
     finally:

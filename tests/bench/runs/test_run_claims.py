@@ -10,7 +10,8 @@ import threading
 
 import bench.runs.runner
 from bench.results import store
-from bench.runs.runner import expand_grid, run_grid
+from bench.runs.runner import run_grid
+from bench.runs.spec import RunContext, expand_grid
 from bench.testing.world import make_world
 
 
@@ -23,9 +24,9 @@ def test_a_run_held_by_another_process_is_left_to_it_and_reused(tmp_path, monkey
     ran: list[str] = []
     other_done = threading.Event()
 
-    def counting_run_one(spec, **kw):
-        ran.append(spec.run_name)
-        record = real_run_one(spec, **kw)
+    def counting_run_one(run, ctx):
+        ran.append(run.spec.run_name)
+        record = real_run_one(run, ctx)
         other_done.set()
         return record
 
@@ -44,14 +45,14 @@ def test_a_run_held_by_another_process_is_left_to_it_and_reused(tmp_path, monkey
         assert other_done.wait(timeout=300), "the sweep never finished"
         seen["temp file intact"] = in_flight.is_file()
         in_flight.unlink()
-        seen["record"] = real_run_one(held, data_root=data_root, results_dir=results, num_workers=0)
+        seen["record"] = real_run_one(held, RunContext(data_root=data_root, results_dir=results, num_workers=0))
         lock.release()
 
     t = threading.Thread(target=holder)
     t.start()
     assert holding.wait(timeout=60), "the holder never took its claim"
     monkeypatch.setattr(bench.runs.runner, "run_one", counting_run_one)
-    records = run_grid(specs, data_root, results, num_workers=0)
+    records = run_grid(specs, RunContext(data_root=data_root, results_dir=results, num_workers=0))
     t.join(timeout=300)
     assert ran == [other.run_name]  # the held run was computed once, by its holder
     assert seen["temp file intact"]

@@ -6,7 +6,7 @@ import pytest
 
 from bench.cli import main as cli_main
 from bench.results.records import RunSpec
-from bench.runs.runner import expand_grid, shard_specs, split_overrides, validate_specs
+from bench.runs.spec import RunContext, expand_grid, shard_specs, split_overrides, validate_specs
 from bench.testing.world import make_world
 from bench.util.errors import UserError
 
@@ -21,12 +21,12 @@ def world(tmp_path, monkeypatch):
 @pytest.fixture
 def no_compute(monkeypatch):
     """Any attempt to build a model fails the test: validation must come first."""
-    import bench.runs.runner
+    import bench.models.cache
 
     def boom(*a, **k):
         raise AssertionError("a model was built before the specs were validated")
 
-    monkeypatch.setattr(bench.runs.runner, "build_model", boom)
+    monkeypatch.setattr(bench.models.cache, "build_adapter", boom)
 
 
 def test_grid_expansion(world):
@@ -91,7 +91,7 @@ def test_missing_data_fails_before_compute(world, no_compute, tmp_path):
     specs = expand_grid(models=["glip-tiny"], tasks="runner-world", regimes=["zero-shot", "linear-probe"],
                         shots=[1], seeds=[3])
     with pytest.raises(UserError, match=r"runner-shapes-b.*split 'train' is missing"):
-        run_grid(specs, data_root, tmp_path / "results")
+        run_grid(specs, RunContext(data_root=data_root, results_dir=tmp_path / "results"))
     assert not (tmp_path / "results").exists()
     validate_specs([s for s in specs if s.regime == "zero-shot"], data_root)  # zero-shot does not need train
 
@@ -123,7 +123,8 @@ def test_chunked_prompt_merge_matches_per_chunk_detection(world):
     """One forward pass per chunk, labels -> category ids, merged by score under the per-image cap."""
     import torch
 
-    from bench.runs.runner import ModelCache, predict_detection, prompt_chunks
+    from bench.models.base import DetectSettings
+    from bench.models.cache import ModelCache
     from bench.tasks.registry import get_task
 
     tasks_dir, data_root = world
@@ -137,12 +138,13 @@ def test_chunked_prompt_merge_matches_per_chunk_detection(world):
     data = task.load("val", data_root)
     data = data.subset(data.image_ids[:2])
     torch.manual_seed(0)
-    model = ModelCache("cpu").get(RunSpec(model="glip-tiny", task=task.name, regime="zero-shot"), {})
+    adapter = ModelCache("cpu").get("glip-tiny", None, {})
+    model = adapter.module
     model.postprocessor.pre_nms_thresh = 0.0  # an untrained model: let candidates through, but few (fast NMS)
     model.postprocessor.pre_nms_top_n = 5
-    chunks = prompt_chunks(task, data, model.tokenizer, "plain")
+    chunks = adapter.prompt_chunks(task, data, "plain")
     assert [ids for _, ids in chunks] == [[1], [2], [3]]
-    preds, _ = predict_detection(model, data, chunks, cap=4, batch_size=1, device="cpu")
+    preds = adapter.detect(data, chunks, DetectSettings(per_chunk_cap=4, per_image_cap=4))
     for image_id in data.image_ids:
         got = [p for p in preds if p["image_id"] == image_id]
         images = model.preprocess([data.load_image(image_id)])
@@ -156,7 +158,7 @@ def test_chunked_prompt_merge_matches_per_chunk_detection(world):
 
 def test_bert_presets_need_a_text_encoder_before_any_compute(tmp_path):
     from bench.results.records import RunSpec
-    from bench.runs.runner import validate_specs
+    from bench.runs.spec import validate_specs
     from bench.util.errors import UserError
 
     spec = RunSpec(model="glip-t", task="synth-shapes", regime="zero-shot", split="test")
@@ -171,9 +173,11 @@ def test_scoring_the_saved_file_equals_scoring_the_predictions(world, tmp_path):
     scoring the predictions in memory."""
     import json
     import random
+    from dataclasses import asdict
 
     from bench.results import store
-    from bench.runs.runner import metrics_section, score, score_saved
+    from bench.results.records import Metrics
+    from bench.runs.scoring import score, score_saved
     from bench.tasks.registry import get_task
 
     _, data_root = world
@@ -184,15 +188,15 @@ def test_scoring_the_saved_file_equals_scoring_the_predictions(world, tmp_path):
               "bbox": [v + rng.uniform(-3, 3) for v in a["bbox"]], "score": rng.random()}
              for a in data.coco["annotations"] for _ in range(3)]
     store.write_predictions(tmp_path / "run", preds)
-    saved = metrics_section(score_saved(task, data, tmp_path / "run", "faster"))
-    assert json.dumps(saved) == json.dumps(metrics_section(score(task, data, preds, "faster")))  # NaN-safe equality
+    saved = asdict(Metrics.from_result(score_saved(task, data, tmp_path / "run", "faster")))
+    assert json.dumps(saved) == json.dumps(asdict(Metrics.from_result(score(task, data, preds, "faster"))))  # NaN-safe equality
     assert 0 < saved["values"]["AP50"] <= 100
 
 
 def test_gc_paused_restores_the_collector():
     import gc
 
-    from bench.runs.runner import gc_paused
+    from bench.runs.scoring import gc_paused
 
     assert gc.isenabled()
     with pytest.raises(RuntimeError), gc_paused():
@@ -209,11 +213,11 @@ def test_gc_paused_restores_the_collector():
 
 
 def test_model_cache_freezes_the_heap_once_per_build(monkeypatch):
-    """Full collections skip what existed at the build (bench.runs.runner.freeze_gc_heap); a rebuild unfreezes first,
+    """Full collections skip what existed at the build (bench.models.cache.freeze_gc_heap); a rebuild unfreezes first,
     so a replaced model's objects can be collected again."""
     import gc
 
-    from bench.runs.runner import ModelCache
+    from bench.models.cache import ModelCache
 
     gc.unfreeze()
     events: list[str] = []
@@ -222,11 +226,11 @@ def test_model_cache_freezes_the_heap_once_per_build(monkeypatch):
     monkeypatch.setattr(gc, "freeze", lambda: (events.append("freeze"), real_freeze())[1])
     cache = ModelCache("cpu")
     try:
-        cache.get(RunSpec(model="glip-tiny", task="synth-shapes", regime="zero-shot"), {})
+        cache.get("glip-tiny", None, {})
         assert events == ["unfreeze", "freeze"] and gc.get_freeze_count() > 1000
-        cache.get(RunSpec(model="glip-tiny", task="synth-colours", regime="zero-shot"), {})  # same model: no rebuild
+        cache.get("glip-tiny", None, {})  # same model: no rebuild
         assert events == ["unfreeze", "freeze"]
-        cache.get(RunSpec(model="glip-tiny", task="synth-shapes", regime="zero-shot"), {"num_blocks": 1})
+        cache.get("glip-tiny", None, {"num_blocks": 1})
         assert events == ["unfreeze", "freeze", "unfreeze", "freeze"]
     finally:
         real_unfreeze()
@@ -235,11 +239,12 @@ def test_model_cache_freezes_the_heap_once_per_build(monkeypatch):
 def test_infer_amp_is_bf16_autocast_on_cuda_only():
     import torch
 
-    from bench.runs.regimes import get_regime, resolve_hparams
-    from bench.runs.runner import inference_autocast
+    from bench.runs.hparams import resolve_hparams
+    from bench.runs.predict import inference_autocast
+    from bench.runs.regimes import get_regime
 
-    assert resolve_hparams(get_regime("zero-shot"), None)["infer_amp"] is False  # official float32 by default
-    assert resolve_hparams(get_regime("zero-shot"), None, {"infer_amp": True})["infer_amp"] is True
+    assert resolve_hparams(get_regime("zero-shot"), None).infer.infer_amp is False  # official float32 by default
+    assert resolve_hparams(get_regime("zero-shot"), None, {"infer_amp": True}).infer.infer_amp is True
     with pytest.raises(UserError, match="infer_amp"):
         resolve_hparams(get_regime("zero-shot"), None, {"infer_amp": "yes"})
     assert inference_autocast(True, "cuda") is torch.bfloat16 and inference_autocast(True, "cuda:1") is torch.bfloat16

@@ -13,7 +13,8 @@ import pytest
 
 from bench.results import store
 from bench.results.records import validate_record
-from bench.runs.runner import expand_grid, run_grid
+from bench.runs.runner import run_grid
+from bench.runs.spec import RunContext, expand_grid
 from bench.testing.world import make_world
 
 FAST = {"max_iters": 1, "batch_size": 1, "eval_every": 0, "infer_batch_size": 4}
@@ -45,7 +46,7 @@ def test_exception_mid_run_leaves_no_finished_record(tmp_path, monkeypatch):
 
     monkeypatch.setattr(store, "write_record", failing_write)
     with pytest.raises(RuntimeError, match="injected"):
-        run_grid(specs, data_root, results)
+        run_grid(specs, RunContext(data_root=data_root, results_dir=results))
     first, second = sorted(specs, key=lambda s: s.hash)
     assert store.finished_record(results, first) is not None
     assert store.finished_record(results, second) is None  # its predictions exist, but it is not finished
@@ -53,7 +54,7 @@ def test_exception_mid_run_leaves_no_finished_record(tmp_path, monkeypatch):
     started = store.finished_record(results, first)["started_at"]
 
     monkeypatch.setattr(store, "write_record", real_write)
-    records = run_grid(specs, data_root, results)
+    records = run_grid(specs, RunContext(data_root=data_root, results_dir=results))
     assert [r["spec_hash"] for r in records] == [first.hash, second.hash]
     assert records[0]["started_at"] == started  # the finished run was not redone
     assert _state(results) == {s.run_name: ["predictions.json.gz", "record.json"] for s in specs}
@@ -88,7 +89,7 @@ def test_sigkill_then_rerun(tmp_path, monkeypatch):
     specs = expand_grid(models=["glip-tiny"], tasks="runner-world", regimes=["zero-shot", "linear-probe"], shots=[1],
                         seeds=[3], overrides=FAST)
     before = {s.hash: r["started_at"] for s in specs if (r := store.finished_record(results, s))}
-    records = run_grid(specs, data_root, results)
+    records = run_grid(specs, RunContext(data_root=data_root, results_dir=results))
     assert sorted(r["spec_hash"] for r in records) == sorted(s.hash for s in specs)
     assert all(r["started_at"] == before[r["spec_hash"]] for r in records if r["spec_hash"] in before)
     assert _state(results) == {s.run_name: (["adapter.safetensors"] if s.regime != "zero-shot" else [])
@@ -102,11 +103,11 @@ def test_records_without_their_predictions_are_run_again(tmp_path, monkeypatch):
     results = tmp_path / "results"
     specs = expand_grid(models=["glip-tiny"], tasks="runner-world", regimes=["zero-shot"], shots=None, seeds=None,
                         overrides={"infer_batch_size": 4})
-    first = run_grid(specs, data_root, results)
+    first = run_grid(specs, RunContext(data_root=data_root, results_dir=results))
     assert all(r["files"] == [store.PREDICTIONS] for r in first)
     for spec in specs:
         store.predictions_path(store.run_dir(results, spec)).unlink()
-    again = run_grid(specs, data_root, results)
+    again = run_grid(specs, RunContext(data_root=data_root, results_dir=results))
     assert all(a["started_at"] != b["started_at"] for a, b in zip(again, first))  # redone, not skipped
     assert [r["metrics"] for r in again] == [r["metrics"] for r in first]
     assert _state(results) == {s.run_name: ["predictions.json.gz", "record.json"] for s in specs}

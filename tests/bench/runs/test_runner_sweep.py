@@ -10,7 +10,8 @@ import pytest
 from bench.cli import main as cli_main
 from bench.results import store
 from bench.results.records import validate_record
-from bench.runs.runner import expand_grid, run_grid
+from bench.runs.runner import run_grid
+from bench.runs.spec import RunContext, expand_grid
 from bench.testing.world import make_world
 
 FAST = {"max_iters": 1, "batch_size": 1, "eval_every": 0, "infer_batch_size": 4}
@@ -24,7 +25,7 @@ def test_sweep_end_to_end(tmp_path, monkeypatch):
                         regimes=["zero-shot", "linear-probe", "prompt-tuning", "full-ft"], shots=[1, 5], seeds=[3, 30],
                         overrides=FAST)
     assert len(specs) == 26
-    records = run_grid(specs, data_root, results)
+    records = run_grid(specs, RunContext(data_root=data_root, results_dir=results))
     assert sorted(r["spec_hash"] for r in records) == sorted(s.hash for s in specs)
     for r in records:
         validate_record(r)
@@ -53,12 +54,12 @@ def test_sweep_end_to_end(tmp_path, monkeypatch):
     assert samples[("runner-shapes-a", 1, 3)] != samples[("runner-shapes-a", 1, 30)]
 
     # rerun: everything is skipped, records untouched
-    again = run_grid(specs, data_root, results)
+    again = run_grid(specs, RunContext(data_root=data_root, results_dir=results))
     assert [r["started_at"] for r in again] == [r["started_at"] for r in records]
 
     # rescoring from the saved predictions reproduces every stored metric exactly
     before = {r["spec_hash"]: json.dumps(r["metrics"]) for r in records}
-    rescored = run_grid(specs, data_root, results, rescore=True)
+    rescored = run_grid(specs, RunContext(data_root=data_root, results_dir=results), rescore=True)
     assert {r["spec_hash"]: json.dumps(r["metrics"]) for r in rescored} == before
     assert cli_main(["score", "--results", str(results), "--data-root", str(data_root)]) == 0
     assert {r["spec_hash"]: json.dumps(r["metrics"]) for r in store.load_records(results)} == before
@@ -77,7 +78,7 @@ def test_validation_drives_early_stopping(tmp_path, monkeypatch):
     specs = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a", regimes=["prompt-tuning"], shots=[1],
                         seeds=[3], overrides={"batch_size": 4, "max_epochs": 3, "copy_factor": 1, "stop_patience": 2,
                                               "infer_batch_size": 4})
-    (r,) = run_grid(specs, data_root, tmp_path / "results")
+    (r,) = run_grid(specs, RunContext(data_root=data_root, results_dir=tmp_path / "results"))
     hist = r["training"]["history"]
     assert 1 <= len(hist) <= 3 and [h["epoch"] for h in hist] == list(range(1, len(hist) + 1))
     assert all(math.isfinite(h["metric"]) for h in hist) and r["training"]["best_epoch"] is not None
@@ -88,7 +89,7 @@ def test_full_data_run_uses_official_full_data_schedule(tmp_path, monkeypatch):
     _, data_root = make_world(tmp_path, monkeypatch)
     specs = expand_grid(models=["glip-tiny"], tasks="runner-shapes-b", regimes=["linear-probe"], shots=[None],
                         seeds=[3], overrides=FAST)
-    (r,) = run_grid(specs, data_root, tmp_path / "results", num_workers=0)
+    (r,) = run_grid(specs, RunContext(data_root=data_root, results_dir=tmp_path / "results", num_workers=0))
     assert r["spec"]["shots"] is None and "__allshot__" in specs[0].run_name
     assert r["fewshot"]["train_source"] == "full" and len(r["fewshot"]["train_image_ids"]) == 10
     assert r["fewshot"]["val_source"] == "full" and len(r["fewshot"]["val_image_ids"]) == 4
@@ -101,13 +102,15 @@ def test_adapter_reproduces_the_run(tmp_path, monkeypatch):
     """The stored tensors on top of the checkpoint give back the run's model: same predictions."""
     import torch
 
-    from bench.runs.runner import ModelCache, predict_detection, prompt_chunks, split_overrides
+    from bench.models.base import DetectSettings
+    from bench.models.cache import ModelCache
+    from bench.runs.spec import split_overrides
     from bench.runs.train import load_adapter
 
     _, data_root = make_world(tmp_path, monkeypatch)
     specs = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a", regimes=["prompt-tuning"], shots=[1],
                         seeds=[3], overrides={**FAST, "lr": 0.5, "pre_nms_thresh": 0.0, "pre_nms_top_n": 5})
-    (r,) = run_grid(specs, data_root, tmp_path / "results", num_workers=0)
+    (r,) = run_grid(specs, RunContext(data_root=data_root, results_dir=tmp_path / "results", num_workers=0))
     folder = store.run_dir(tmp_path / "results", specs[0])
     from safetensors.torch import load_file
 
@@ -116,15 +119,16 @@ def test_adapter_reproduces_the_run(tmp_path, monkeypatch):
     torch.manual_seed(123)  # the global RNG state does not matter: the runner builds models from a fixed seed
     model_over, _ = split_overrides(specs[0].overrides, "prompt-tuning")
     assert model_over == {"pre_nms_thresh": 0.0, "pre_nms_top_n": 5}  # untrained: let some boxes through
-    model = ModelCache("cpu").get(specs[0], model_over)  # a fresh base model, as the run started from
+    model = ModelCache("cpu").get("glip-tiny", None, model_over)  # a fresh base model, as the run started from
     from bench.tasks.registry import get_task
 
     task = get_task("runner-shapes-a")
     test = task.load("test", data_root)
-    chunks = prompt_chunks(task, test, model.tokenizer, "plain")
-    before, _ = predict_detection(model, test, chunks, 100, 4, "cpu", num_workers=0)
-    load_adapter(model, folder / store.ADAPTER)
-    after, _ = predict_detection(model, test, chunks, 100, 4, "cpu", num_workers=0)
+    chunks = model.prompt_chunks(task, test, "plain")
+    settings = DetectSettings(per_chunk_cap=100, per_image_cap=100, batch_size=4, num_workers=0)
+    before = model.detect(test, chunks, settings)
+    load_adapter(model.module, folder / store.ADAPTER)
+    after = model.detect(test, chunks, settings)
     saved = store.read_predictions(folder)
     assert len(saved) > 0 and len(after) == len(saved) and before != saved
 
@@ -141,9 +145,9 @@ def test_three_shards_give_exactly_the_records_of_the_unsharded_grid(tmp_path, m
     _, data_root = make_world(tmp_path, monkeypatch)
     specs = expand_grid(models=["glip-tiny"], tasks="runner-world", regimes=["zero-shot", "linear-probe"],
                         shots=[1], seeds=[3, 30], overrides=FAST)
-    whole = run_grid(specs, data_root, tmp_path / "whole")
+    whole = run_grid(specs, RunContext(data_root=data_root, results_dir=tmp_path / "whole"))
     for i in range(3):
-        run_grid(specs, data_root, tmp_path / "sharded", shard=(i, 3))
+        run_grid(specs, RunContext(data_root=data_root, results_dir=tmp_path / "sharded"), shard=(i, 3))
     sharded = [store.finished_record(tmp_path / "sharded", s) for s in specs]
     assert all(r is not None for r in sharded)
     key = lambda r: r["spec_hash"]  # noqa: E731

@@ -9,7 +9,8 @@ import pytest
 
 from bench.cli import main as cli_main
 from bench.metrics import evaluate
-from bench.results import external, store
+from bench.results import store
+from bench.runs import external
 from bench.tasks.registry import get_task
 from bench.testing.formats import make_flickr_task_data, make_lvis_task_data
 from bench.util.errors import UserError

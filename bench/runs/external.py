@@ -13,6 +13,7 @@ is null in the record, not guessed.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections import defaultdict
@@ -22,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.results import store
-from bench.results.records import REQUIRED_COST, RunSpec
+from bench.results.records import Cost, Metrics, RunSpec
 from bench.util.errors import UserError, unknown_name
+
+REQUIRED_COST = tuple(f.name for f in dataclasses.fields(Cost))  # every cost field of a record
 
 KIND = "external"  # record["kind"] of a scored predictions file; runner records have no "kind" (reproduced)
 FOLDER = "external"  # <results>/external/<run name>/: apart from runs/, so no harness run is ever overwritten
@@ -143,8 +146,8 @@ def _matching_key(data: Mapping[str, Any], task: Any | None, path: str | Path) -
 # ----------------------------------------------------------------------------------------- protocol
 def per_image_cap(task: Any) -> int | None:
     """The most detections per image the harness keeps for this task (None: no per-image cut: grounding,
-    and Fixed AP, whose cap is per class over the split; bench.runs.runner.merges_capped)."""
-    from bench.runs.runner import merges_capped
+    and Fixed AP, whose cap is per class over the split; bench.runs.predict.merges_capped)."""
+    from bench.runs.predict import merges_capped
 
     if task.format == "mdetr_flickr" or not merges_capped(task):
         return None
@@ -215,7 +218,8 @@ def score_external(task: Any, selection: Selection, *, model_name: str, source: 
 
     cost: what the caller knows of the model's cost (REQUIRED_COST keys); every other cost field is null.
     """
-    from bench.runs.runner import metrics_section, now, score
+    from bench.runs.scoring import score
+    from bench.runs.stages import now
     from bench.util.provenance import file_sha256, provenance
 
     started, t0 = now(), time.perf_counter()
@@ -245,7 +249,7 @@ def score_external(task: Any, selection: Selection, *, model_name: str, source: 
         "spec_hash": spec.hash,
         "task": {"name": task.name, "version": task.version, "groups": list(task.groups), "metric": task.metric,
                  "split": split, "num_images": len(dataset), "ann_sha256": file_sha256(ann)},
-        "metrics": metrics_section(result),
+        "metrics": dataclasses.asdict(Metrics.from_result(result)),
         "cost": {**dict.fromkeys(REQUIRED_COST), **(cost or {})},
         "provenance": provenance(
             seeds={"fewshot": spec.seed} if regime != "zero-shot" else {},

@@ -1,0 +1,127 @@
+"""GLIP behind the DetectorAdapter seam: configs from presets, weights, prompts, and the cached chunk engine.
+
+The engine (bench.models.glip) does the predicting; this class only maps the harness's settings
+(DetectSettings, docs/formats.md "Predictions") onto its arguments, so the runner never calls glip directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import glip
+from bench.data.training import DetectionTrainSet
+from bench.models import glip as engine
+from bench.models.base import DetectSettings
+from bench.tasks.prompts import task_prompt_chunks
+from bench.util.errors import UserError
+from glip.config import GLIPConfig, get_preset
+
+INIT_SEED = 0  # torch seed for building models (their random init, where no checkpoint sets the weights)
+
+
+def model_fields() -> set[str]:
+    """GLIPConfig fields a run may override (`--set fusion=late`)."""
+    return {f.name for f in dataclasses.fields(GLIPConfig)} - {"name"}
+
+
+def model_config(preset: str, model_overrides: Mapping[str, Any]) -> GLIPConfig:
+    """The GLIPConfig of a preset with overrides (lists become tuples); bad name or value -> UserError."""
+    fields = model_fields()
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in model_overrides.items() if k in fields}
+    try:
+        return get_preset(preset, **fixed)
+    except KeyError as e:
+        raise UserError(str(e).strip("'\"")) from None
+    except (TypeError, ValueError) as e:
+        raise UserError(f"model {preset} with overrides {dict(model_overrides)}: {e}") from None
+
+
+def check_glip_inputs(preset: str, overrides: Mapping[str, Any], text_encoder: str | Path | None) -> None:
+    """A preset without a built-in vocabulary needs a local bert-base-uncased directory."""
+    if model_config(preset, overrides).vocab_words is None and text_encoder is None:
+        raise UserError(f"model {preset} uses bert-base-uncased: pass --text-encoder DIR (a local "
+                        "bert-base-uncased directory; `huggingface-cli download bert-base-uncased --local-dir DIR` "
+                        "on a machine with internet)")
+    if text_encoder is not None and not Path(text_encoder).is_dir():
+        raise UserError(f"--text-encoder {text_encoder}: no such directory")
+
+
+def build_model(cfg: GLIPConfig, checkpoint: str | None, text_encoder: str | Path | None = None) -> nn.Module:
+    """A GLIP from a config, with weights from `checkpoint` (official .pth or our safetensors) if given.
+
+    text_encoder: a local bert-base-uncased directory, for the presets without a built-in vocabulary
+    (glip-t, glip-l); it is not part of the run spec, since a checkpoint carries BERT's weights too.
+
+    The random init (every weight when there is no checkpoint) comes from a fixed seed, so one spec gives
+    one base model in every process and a run's adapter can be re-applied to it later; the caller's
+    global RNG state is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED)
+        try:
+            return glip.from_pretrained(cfg, checkpoint=checkpoint, text_encoder=text_encoder)
+        except (ValueError, FileNotFoundError, KeyError) as e:  # glip's loaders name the file and the fix
+            raise UserError(str(e)) from e
+
+
+class GLIPAdapter:
+    """A GLIP model (`module`) run through the cached chunk engine; it can run every regime."""
+
+    family = "glip"
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    @property
+    def config(self) -> GLIPConfig:
+        return self.module.config
+
+    def refuses(self, regime: str) -> str | None:
+        return None
+
+    def prompt_chunks(self, task: Any, dataset: Any, prompt_set: str) -> list[tuple[Any, list[int]]]:
+        return task_prompt_chunks(task, dataset, self.module.tokenizer, prompt_set)
+
+    def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
+               image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
+        """The engine's detections; its per-image cap after the merge is either the per-chunk cap or none."""
+        if settings.per_image_cap not in (None, settings.per_chunk_cap):
+            raise ValueError(f"the GLIP engine caps merged detections at the per-chunk cap ({settings.per_chunk_cap}) "
+                             f"or not at all, not at {settings.per_image_cap}")
+        preds, _ = engine.predict_detection(
+            self.module, dataset, [ch for ch, _ in chunks], settings.per_chunk_cap, settings.batch_size,
+            settings.device, num_workers=settings.num_workers, timer=timer, image_ids=image_ids,
+            autocast_dtype=settings.autocast_dtype, merge_cap=settings.per_image_cap is not None)
+        return preds
+
+    def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,
+               timer: Any = None) -> list[dict[str, Any]]:
+        preds, _ = engine.predict_grounding(self.module, dataset, settings.device, sample_ids=sample_ids,
+                                            num_workers=settings.num_workers, timer=timer,
+                                            autocast_dtype=settings.autocast_dtype)
+        return preds
+
+    def parameter_groups(self) -> Mapping[str, list[str]]:
+        return self.module.parameter_groups()
+
+    # --- training (beyond the protocol: what bench.runs.train_stage needs of a model that trains)
+    @property
+    def size_divisibility(self) -> int:
+        return self.config.size_divisibility
+
+    def record_fields(self, trains: bool) -> dict[str, Any]:
+        """Nothing beyond the record's own model and provenance fields."""
+        return {}
+
+    def training_set(self, dataset: Any, chunk: tuple[Any, list[int]], seed: int) -> DetectionTrainSet:
+        """TrainSamples of a detection data set under a one-caption class prompt (targets in category order)."""
+        chunk = chunk[0]  # (PromptChunk, category ids): the positive map already orders the phrases
+        class_map = chunk.positive_map[torch.tensor(chunk.phrase_indices).argsort()]  # rows in category order
+        return DetectionTrainSet(dataset, chunk.caption, class_map, self.module.preprocess,
+                                 flip_prob=self.config.flip_prob, seed=seed)

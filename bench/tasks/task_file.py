@@ -1,0 +1,243 @@
+"""Task files: the YAML schema of a task and its checks; every problem names the file and the key.
+
+Tasks are data (tasks/**/*.yaml, read with mmengine's Config so `_base_` inheritance works). Every file is
+checked against `SCHEMA`: unknown keys, missing keys, wrong types, and duplicate keys raise a UserError
+naming the file, the key and, where it helps, the line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from bench.tasks.task import PROMPT_SET_KEYS, SplitFiles, Task
+from bench.util.errors import UserError
+
+FORMATS = ("coco", "lvis", "mdetr_flickr")
+METRICS = ("coco_bbox", "lvis_fixed_ap", "lvis_bbox", "flickr_recall")
+METRICS_BY_FORMAT = {"coco": ("coco_bbox",), "lvis": ("lvis_fixed_ap", "lvis_bbox"), "mdetr_flickr": ("flickr_recall",)}
+NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+SPLIT_RE = re.compile(r"^[a-z0-9_]+$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+# key -> (required, default). Types and value rules are checked in _validate.
+SCHEMA: dict[str, tuple[bool, Any]] = {
+    "name": (True, None),
+    "version": (True, None),
+    "description": (True, None),
+    "source": (True, None),
+    "groups": (False, []),
+    "format": (True, None),
+    "root": (True, None),
+    "splits": (True, None),
+    "eval_split": (True, None),
+    "finetune_split": (False, None),  # default: eval_split
+    "fewshot": (False, {}),
+    "classes": (False, None),  # None: names come from the annotation file (COCO, LVIS)
+    "renames": (False, {}),
+    "prompt_sets": (True, None),
+    "separator": (False, ". "),
+    "chunk_size": (False, None),
+    "detections_per_image": (False, 100),
+    "metric": (True, None),
+    "ann_sha256": (False, {}),
+}
+
+
+# ---- validation -------------------------------------------------------------------------------
+def key_error(path: Path, key: str, msg: str) -> UserError:
+    return UserError(f"{path}: key {key!r}: {msg}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def str_map(value: Any, path: Path, key: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise key_error(path, key, f"must be a mapping, got {type(value).__name__}")
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise key_error(path, key, f"entries must map strings to strings; got {k!r}: {v!r} (quote numbers/yes/no in YAML)")
+    return dict(value)
+
+
+def _validate(cfg: dict[str, Any], path: Path) -> Task:
+    """Check one merged task dict against SCHEMA; every problem names the file and key."""
+    unknown = sorted(set(cfg) - set(SCHEMA))
+    if unknown:
+        raise UserError(f"{path}: unknown keys {unknown}; valid keys: {', '.join(SCHEMA)}")
+    missing = [k for k, (req, _) in SCHEMA.items() if req and k not in cfg]
+    if missing:
+        raise UserError(f"{path}: missing required keys {missing}")
+    c = {k: cfg.get(k, default) for k, (_, default) in SCHEMA.items()}
+
+    for key in ("name", "description", "source", "format", "root", "eval_split", "metric", "separator"):
+        if not isinstance(c[key], str) or (key != "separator" and not c[key].strip()):
+            raise key_error(path, key, f"must be a non-empty string, got {c[key]!r}")
+    if not NAME_RE.match(c["name"]):
+        raise key_error(path, "name", f"{c['name']!r} must be lower-case words joined by dashes (e.g. odinw-aquarium)")
+    if not _is_int(c["version"]) or c["version"] < 1:
+        raise key_error(path, "version", f"must be an integer >= 1, got {c['version']!r}")
+    if c["format"] not in FORMATS:
+        raise key_error(path, "format", f"{c['format']!r} is not one of {FORMATS}")
+    if c["metric"] not in METRICS_BY_FORMAT[c["format"]]:
+        raise key_error(path, "metric", f"{c['metric']!r} does not fit format {c['format']!r}; use one of {METRICS_BY_FORMAT[c['format']]}")
+    if os.path.isabs(c["root"]):
+        raise key_error(path, "root", f"must be relative to the data root, got {c['root']!r}")
+    if not isinstance(c["groups"], list) or not all(isinstance(g, str) and NAME_RE.match(g) for g in c["groups"]):
+        raise key_error(path, "groups", f"must be a list of lower-case names, got {c['groups']!r}")
+
+    if not isinstance(c["splits"], dict) or not c["splits"]:
+        raise key_error(path, "splits", "must be a non-empty mapping split -> {ann, images}")
+    splits: dict[str, SplitFiles] = {}
+    for split, files in c["splits"].items():
+        k = f"splits.{split}"
+        if not isinstance(split, str) or not SPLIT_RE.match(split):
+            raise key_error(path, k, "split names are lower-case letters, digits and _")
+        if not isinstance(files, dict):
+            raise key_error(path, k, f"must be a mapping with ann and images, got {files!r}")
+        allowed = {"ann", "images", "entities"} if c["format"] == "mdetr_flickr" else {"ann", "images"}
+        bad = sorted(set(files) - allowed)
+        if bad:
+            raise key_error(path, k, f"unknown keys {bad}; valid: {sorted(allowed)}")
+        need = ["ann", "images"] + (["entities"] if c["format"] == "mdetr_flickr" else [])
+        for n in need:
+            if not isinstance(files.get(n), str) or not files[n]:
+                raise key_error(path, f"{k}.{n}", "missing or not a string (a path relative to root)")
+        splits[split] = SplitFiles(files["ann"], files["images"], files.get("entities"))
+    c["finetune_split"] = c["finetune_split"] if c["finetune_split"] is not None else c["eval_split"]
+    for key in ("eval_split", "finetune_split"):
+        if c[key] not in splits:
+            raise key_error(path, key, f"{c[key]!r} is not one of the splits {list(splits)}")
+
+    fewshot = str_map(c["fewshot"], path, "fewshot")
+    for which, pattern in fewshot.items():
+        if which not in splits:
+            raise key_error(path, f"fewshot.{which}", f"is not one of the splits {list(splits)}")
+        if "{shots}" not in pattern or "{seed}" not in pattern:
+            raise key_error(path, f"fewshot.{which}", f"{pattern!r} must contain {{shots}} and {{seed}}")
+
+    classes = c["classes"]
+    if classes is not None:
+        if not isinstance(classes, list) or not classes or not all(isinstance(x, str) and x for x in classes):
+            raise key_error(path, "classes", "must be a non-empty list of strings (quote names such as '0' or 'no'), or null")
+        dup = sorted({x for x in classes if classes.count(x) > 1})
+        if dup:
+            raise key_error(path, "classes", f"duplicate names {dup}")
+        _check_prompt_collisions(classes, path)
+    renames = str_map(c["renames"], path, "renames")
+
+    psets = c["prompt_sets"]
+    if not isinstance(psets, dict) or "plain" not in psets:
+        raise key_error(path, "prompt_sets", "must be a mapping that includes 'plain' (the class names as they are)")
+    prompt_sets: dict[str, dict[str, dict[str, str]]] = {}
+    for pname, pset in psets.items():
+        k = f"prompt_sets.{pname}"
+        if not isinstance(pname, str) or not NAME_RE.match(pname):
+            raise key_error(path, k, "prompt set names are lower-case words joined by dashes")
+        pset = {} if pset is None else pset
+        if not isinstance(pset, dict):
+            raise key_error(path, k, f"must be a mapping with keys {PROMPT_SET_KEYS}, got {pset!r}")
+        bad = sorted(set(pset) - set(PROMPT_SET_KEYS))
+        if bad:
+            raise key_error(path, k, f"unknown keys {bad}; valid: {PROMPT_SET_KEYS}")
+        prompt_sets[pname] = {pk: str_map(pv or {}, path, f"{k}.{pk}") for pk, pv in pset.items()}
+        if classes is not None:
+            known = set(classes)
+            for pk, mapping in prompt_sets[pname].items():
+                stray = sorted(set(mapping) - known)
+                if stray:
+                    raise key_error(path, f"{k}.{pk}", f"names {stray} are not in classes {classes}")
+
+    if c["chunk_size"] is not None and (not _is_int(c["chunk_size"]) or c["chunk_size"] < 1):
+        raise key_error(path, "chunk_size", f"must be a positive integer or null, got {c['chunk_size']!r}")
+    if not _is_int(c["detections_per_image"]) or c["detections_per_image"] < 1:
+        raise key_error(path, "detections_per_image", f"must be a positive integer, got {c['detections_per_image']!r}")
+    sha = str_map(c["ann_sha256"], path, "ann_sha256")
+    for split, h in sha.items():
+        if split not in splits or not SHA256_RE.match(h):
+            raise key_error(path, f"ann_sha256.{split}", "keys are split names, values 64 lower-case hex digits")
+
+    return Task(
+        name=c["name"], version=c["version"], description=c["description"], source=c["source"],
+        groups=tuple(c["groups"]), format=c["format"], root=c["root"], splits=splits,
+        eval_split=c["eval_split"], finetune_split=c["finetune_split"], fewshot=fewshot,
+        classes=None if classes is None else tuple(classes), renames=renames, prompt_sets=prompt_sets,
+        separator=c["separator"], chunk_size=c["chunk_size"], detections_per_image=c["detections_per_image"],
+        metric=c["metric"], ann_sha256=sha, file=path,
+    )
+
+
+def prompt_key(name: str) -> str:
+    """What a class name becomes in the uncased caption: clean_name, lower-cased, spaces collapsed."""
+    from glip.prompts import clean_name
+
+    return " ".join(clean_name(name).lower().split())
+
+
+def _check_prompt_collisions(classes: list[str], path: Path) -> None:
+    """Two classes whose prompts are the same words cannot be told apart by the model: an error."""
+    seen: dict[str, int] = {}
+    lines = _yaml_item_lines(path, "classes")
+    for i, name in enumerate(classes):
+        key = prompt_key(name)
+        if key in seen:
+            j = seen[key]
+            where = f"{path}:{lines[i]}" if len(lines) == len(classes) else str(path)
+            raise UserError(f"{where}: key 'classes': {classes[j]!r} and {name!r} give the same prompt {key!r} "
+                            "(BERT is uncased and clean_name maps '_' to ' '); rename one of them")
+        seen[key] = i
+
+
+def _yaml_item_lines(path: Path, key: str) -> list[int]:
+    """1-based line of each item of the top-level sequence `key` of a YAML file ([] if not there)."""
+    import yaml
+
+    if not path.is_file():
+        return []
+    node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    for k, v in node.value:
+        if k.value == key and isinstance(v, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in v.value]
+    return []
+
+
+def check_duplicate_keys(path: Path) -> None:
+    """A key given twice in one mapping is an error naming the file and both lines (PyYAML keeps the last)."""
+    import yaml
+
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        raise UserError(f"cannot read task file {path}: {e}") from e
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for k, v in node.value:
+                line = k.start_mark.line + 1
+                if isinstance(k, yaml.ScalarNode) and k.value in first:
+                    raise UserError(f"{path}:{line}: key {k.value!r} is given twice (first on line "
+                                    f"{first[k.value]}); YAML would keep only the last value: remove one")
+                first.setdefault(k.value, line)
+                stack.append(v)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
+def read_task_yaml(path: Path) -> dict[str, Any]:
+    from mmengine.config import Config
+
+    try:
+        cfg = Config.fromfile(str(path)).to_dict()
+    except Exception as e:  # mmengine raises many kinds (yaml, io, base resolution)
+        raise UserError(f"cannot read task file {path}: {type(e).__name__}: {e}") from e
+    if not isinstance(cfg, dict):
+        raise UserError(f"{path}: a task file must hold a mapping")
+    return cfg
