@@ -546,7 +546,7 @@ def run_one(
             "device_hours": (train_seconds + infer_seconds) * world / 3600.0,  # every process holds a device
         },
         "provenance": provenance(
-            seeds={"fewshot": spec.seed, "train": spec.seed},
+            seeds=run_seeds(spec),
             ann_sha256={s: file_sha256(task.ann_path(s, data_root)) for s in dict.fromkeys(
                 [split, *(train_val_splits(task) if regime.trains else ())])},
             checkpoint=spec.checkpoint, prompt_set=spec.prompt_set,
@@ -569,6 +569,14 @@ def run_one(
     remove_shards(folder)  # merged into the predictions file
     log.info("%s: %s = %.2f", spec.run_name, result.primary, result.values[result.primary])
     return record
+
+
+def run_seeds(spec: RunSpec) -> dict[str, int]:
+    """The seeds a run's numbers depend on: its own, and the pretraining seed of its checkpoint when known."""
+    from bench.util.provenance import checkpoint_pretrain_seed
+
+    pretrain_seed = checkpoint_pretrain_seed(spec.checkpoint)
+    return {"fewshot": spec.seed, "train": spec.seed, **({} if pretrain_seed is None else {"pretrain": pretrain_seed})}
 
 
 def _weights_digest(model: Any, names: Iterable[str]) -> str:
