@@ -31,3 +31,14 @@ def test_records_carry_the_pretraining_seed_of_their_checkpoint(tmp_path: Path) 
     ckpt.with_suffix(".json").write_text("not json", encoding="utf-8")
     assert checkpoint_pretrain_seed(ckpt) is None
     assert checkpoint_pretrain_seed(None) is None
+
+
+def test_demo_summary_says_it_is_one_pretraining_sample() -> None:
+    import pandas as pd
+
+    from bench.studies.demo_extras import summarise
+
+    record = {"spec": {"task": "synth-novel", "regime": "full-ft", "shots": 10, "seed": 3, "overrides": {}},
+              "metrics": {"primary": "AP", "values": {"AP": 40.0}}}
+    text = summarise([record], pd.DataFrame(), {}, PLANS["quick"], {"total": 1.0})["markdown"]
+    assert "one sample" in text and "glip-bench claims" in text
