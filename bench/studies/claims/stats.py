@@ -91,10 +91,10 @@ def hierarchical_bootstrap(design: Design, n_resamples: int = N_RESAMPLES, seed:
 def independent_difference(a: Design, b: Design, n_resamples: int = N_RESAMPLES, seed: int = 0,
                            level: float = LEVEL) -> Estimate:
     """mean(a) - mean(b) for designs with nothing to pair (e.g. a pretrained model against one trained from
-    scratch): each side is resampled on its own, two levels each, and the draws are subtracted."""
+    scratch): each side is resampled on its own, two levels each, and the draws are subtracted. The seed
+    counts are a's (the side with pretraining seeds)."""
     va, vb = as_array(a), as_array(b)
     rng = np.random.default_rng(seed)
     draws = resample_means(va, n_resamples, rng) - resample_means(vb, n_resamples, rng)
     low, high = _interval(draws, level)
-    return Estimate(float(va.mean() - vb.mean()), low, high, min(va.shape[0], vb.shape[0]),
-                    min(va.shape[1], vb.shape[1]))
+    return Estimate(float(va.mean() - vb.mean()), low, high, va.shape[0], va.shape[1])
