@@ -145,12 +145,19 @@ def run_claims(out: str | Path = "results/claims", quick: bool = False, pretrain
     log.info("2/5 pretraining %s: %d models (%s fusion x pretraining seeds %s)", PRESET, n_models,
              "/".join(FUSIONS), ",".join(map(str, plan.pretrain_seeds)))
     t = time.perf_counter()
+    from bench.studies.demo import checkpoint_path
+
+    reused = {"models": sum(checkpoint_path(f, plan.demo, out / "models", plan.world_seed, seed)[0].is_file()
+                            for seed in plan.pretrain_seeds for f in FUSIONS), "of_models": n_models}
     checkpoints = pretrain_all(plan, data_root, out / "models")
     timings["pretrain"] = time.perf_counter() - t
 
     log.info("3/5 zero-shot, the few-shot grid on every model, and the supervised baseline")
     t = time.perf_counter()
     specs = study_specs(plan, checkpoints)
+    from bench.results import store
+
+    reused |= {"runs": sum(store.finished_record(out, s) is not None for s in specs), "of_runs": len(specs)}
     prune_superseded_runs(out, specs)
     records = run_specs(specs, data_root, out, plan.demo.workers)
     timings["runs"] = time.perf_counter() - t
@@ -169,9 +176,9 @@ def run_claims(out: str | Path = "results/claims", quick: bool = False, pretrain
     atomic_write_text(out / "claims.csv", table.to_csv(index=False, lineterminator="\n"))
     plot_claims(table, out / "claims.png")
     timings["total"] = time.perf_counter() - t0
-    markdown = table_markdown(table, plan, timings)
+    markdown = table_markdown(table, plan, timings, reused)
     atomic_write_text(out / "CLAIMS.md", markdown)
-    summary = {"timings": timings, "claims": table.to_dict(orient="records"), "runs": len(records),
+    summary = {"timings": timings, "reused": reused, "claims": table.to_dict(orient="records"), "runs": len(records),
                "models": n_models, "plan": plan_dict(plan)}
     atomic_write_json(out / "summary.json", summary)
     print(markdown)

@@ -176,7 +176,8 @@ def _num(x: float, signed: bool = True) -> str:
     return "–" if math.isnan(x) else (f"{x:+.1f}" if signed else f"{x:.1f}")
 
 
-def table_markdown(table: pd.DataFrame, plan: Any, timings: dict[str, float]) -> str:
+def table_markdown(table: pd.DataFrame, plan: Any, timings: dict[str, float],
+                   reused: dict[str, int] | None = None) -> str:
     """CLAIMS.md: the rule first, then the table, then what the numbers are made of."""
     seeds = ", ".join(map(str, plan.pretrain_seeds))
     lines = [
@@ -202,4 +203,8 @@ def table_markdown(table: pd.DataFrame, plan: Any, timings: dict[str, float]) ->
               "(bench/studies/selftrain) with each pretraining seed's deep model as the teacher; claim 6: the demo's "
               "forgetting probe per pretraining seed.", "",
               "Wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), ""]
+    if reused and (reused.get("runs") or reused.get("models")):
+        lines += [f"Resumed: {reused['models']} of {reused['of_models']} pretrained models and {reused['runs']} of "
+                  f"{reused['of_runs']} runs were reused from an earlier run into this folder, so their time is not "
+                  "in the line above.", ""]
     return "\n".join(lines)
