@@ -87,6 +87,7 @@ CLAIMS: tuple[Claim, ...] = (
           "AP on the untaught concept: student - control student (human data only)", ">", 0.0, (),
           "no number"),
 )
+MIN_PRETRAIN_SEEDS = 3  # fewer, and the interval over pretraining rests on too few samples to read as a verdict
 FORGETTING_REGIMES = (("deep", "prompt-tuning"), ("deep", "linear-probe"), ("deep", "full-ft"),
                       ("late", "prompt-tuning"), ("late", "full-ft"))
 
@@ -161,6 +162,8 @@ def build_table(records: list[dict], forgetting: list[dict], selftrain: list[dic
             est = effects[claim.id]()
         except ValueError as e:  # a design the runs could not fill: say so in the row
             est, note = stats.Estimate.missing(), f"not measured: {e}"
+        if 0 < est.n_pretrain < MIN_PRETRAIN_SEEDS:
+            note = f"only {est.n_pretrain} pretraining seed(s), fewer than {MIN_PRETRAIN_SEEDS}: a check, not a finding"
         rows.append({
             "claim": claim.id, "statement": claim.text, "measured": claim.measured.format(k=k),
             "paper": paper_figure(claim, reference), "paper_source": claim.paper_text,
@@ -195,8 +198,9 @@ def table_markdown(table: pd.DataFrame, plan: Any, timings: dict[str, float],
         measured = (f"{_num(r.effect)} [{_num(r.ci_low)}, {_num(r.ci_high)}]" if not math.isnan(r.effect)
                     else r.note or "not measured")
         paper = f"{_num(r.paper)} ({r.paper_source})" if not math.isnan(r.paper) else r.paper_source
+        flag = " (too few seeds)" if 0 < r.pretrain_seeds < MIN_PRETRAIN_SEEDS else ""
         lines.append(f"| {r.claim} | {r.statement} | {r.measured} | {paper} | {measured} | {r.claimed} | "
-                     f"{r.pretrain_seeds} x {r.finetune_seeds} | {r.verdict} |")
+                     f"{r.pretrain_seeds} x {r.finetune_seeds}{flag} | {r.verdict} |")
     lines += ["", "Claim 3's baseline: glip-synth with late fusion from random init (no pretraining of any kind), "
               "fine-tuned on the whole training split; its class prompt is constant, so without fusion the text side "
               "is a learned classifier over the task's classes. Claim 5: the self-training experiment "

@@ -101,3 +101,13 @@ def test_paper_figures_come_from_the_reference_table(tmp_path: Path) -> None:
     claim = Claim("x", "x", "x", ">", 0.0, ((+1, {"model": "M", "task": "t"}),), "x")
     with pytest.raises(ValueError, match="2 values"):
         paper_figure(claim, ref)
+
+
+def test_rows_from_fewer_than_three_pretraining_seeds_say_so() -> None:
+    records = [r for r in study_records() if r["provenance"]["seeds"].get("pretrain") != 2]
+    table = build_table(records, [], [], PLAN)
+    row = table.set_index("claim").loc["1a"]
+    assert row.pretrain_seeds == 2 and "fewer than 3" in row.note
+    assert "2 x 1 (too few seeds)" in table_markdown(table, PLAN, {"total": 1.0})
+    full = build_table(study_records(), [], [], PLAN).set_index("claim")
+    assert full.loc["1a", "note"] == ""
