@@ -188,6 +188,13 @@ def demo_check(session: nox.Session) -> None:
                 external=True)
 
 
+@nox.session(venv_backend="none")
+def claims(session: nox.Session) -> None:
+    """The paper's claims over several pretraining seeds into results/claims/ (args go to `glip-bench claims`)."""
+    bin_dir = shared_env(session, need_lock=True)
+    session.run(str(bin_dir / "glip-bench"), "claims", *session.posargs, external=True)
+
+
 def _cli(name: str, *fixed: str, doc: str) -> None:
     """Declare a session that forwards its arguments to a glip-bench subcommand."""
 

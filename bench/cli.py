@@ -23,6 +23,7 @@ COMMANDS = {
     "curves": "curves",
     "ablation": "ablation",
     "demo": "demo",
+    "claims": "claims",
     "pseudo-label": "pseudo_label",
 }
 

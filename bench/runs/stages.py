@@ -36,7 +36,7 @@ from bench.runs.predict import (
 from bench.runs.spec import ResolvedRun, RunContext, check_world, resolve
 from bench.runs.train_stage import Trained, train_stage
 from bench.util.logs import get_logger
-from bench.util.provenance import device_name, file_sha256, provenance
+from bench.util.provenance import checkpoint_pretrain_seed, device_name, file_sha256, provenance
 
 log = get_logger("runner")
 
@@ -151,7 +151,7 @@ def run_provenance(run: ResolvedRun, ctx: RunContext, data: RunData, checkpoint:
                    model_extra: dict[str, Any]) -> dict[str, Any]:
     spec, task, chunks = run.spec, run.task, data.chunks
     return provenance(
-        seeds={"fewshot": spec.seed, "train": spec.seed},
+        seeds=run_seeds(spec),
         ann_sha256={s: file_sha256(task.ann_path(s, ctx.data_root)) for s in run.splits},
         checkpoint=checkpoint, prompt_set=spec.prompt_set, chunk_size=task.chunk_size,
         metric_backend=ctx.metric_backend,
@@ -160,6 +160,12 @@ def run_provenance(run: ResolvedRun, ctx: RunContext, data: RunData, checkpoint:
                "world_size": dist.world_size(), "detection_caps": detection_caps(task), **model_extra},
         results_dir=ctx.results_dir,
     )
+
+
+def run_seeds(spec: RunSpec) -> dict[str, int]:
+    """The seeds a run's numbers depend on: its own, and the pretraining seed of its checkpoint when known."""
+    pretrain_seed = checkpoint_pretrain_seed(spec.checkpoint)
+    return {"fewshot": spec.seed, "train": spec.seed, **({} if pretrain_seed is None else {"pretrain": pretrain_seed})}
 
 
 def _prompt_text(chunk: Any) -> Any:

@@ -96,8 +96,13 @@ def _rel(path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------------- pretraining
-def checkpoint_path(fusion: str, plan: DemoPlan, models_dir: Path, seed: int) -> tuple[Path, dict[str, Any]]:
-    """Where the pretrained weights of this fusion and plan live (named by the hash of what made them)."""
+def checkpoint_path(fusion: str, plan: DemoPlan, models_dir: Path, seed: int,
+                    pretrain_seed: int | None = None) -> tuple[Path, dict[str, Any]]:
+    """Where the pretrained weights of this fusion and plan live (named by the hash of what made them).
+
+    seed: the synthetic world's; pretrain_seed: the training run's (init and data order), by default the
+    same. It enters the hash only when it differs, so weights made with one seed for both keep their name.
+    """
     from bench.synthetic.generate import GENERATOR_VERSION
     from glip.config import get_preset
 
@@ -105,34 +110,42 @@ def checkpoint_path(fusion: str, plan: DemoPlan, models_dir: Path, seed: int) ->
            "batch": plan.pretrain_batch, "lr": plan.pretrain_lr, "lang_lr": plan.pretrain_lang_lr,
            "lang_lr_groups": list(plan.pretrain_lang_lr_groups), "final_decay": plan.pretrain_final_decay,
            "scale": plan.scale, "generator_version": GENERATOR_VERSION, "seed": seed}
+    if pretrain_seed is not None and pretrain_seed != seed:
+        key["pretrain_seed"] = pretrain_seed
     return models_dir / f"{PRESET}-{fusion}-{sha256_json(key)[:12]}.safetensors", key
 
 
-def pretrained_checkpoint(fusion: str, plan: DemoPlan, data_root: Path, models_dir: Path, seed: int) -> Path:
-    """Pretrain glip-synth with this fusion on the base concepts, or reuse the cached weights (same config hash)."""
+def pretrained_checkpoint(fusion: str, plan: DemoPlan, data_root: Path, models_dir: Path, seed: int,
+                          pretrain_seed: int | None = None) -> Path:
+    """Pretrain glip-synth with this fusion on the base concepts, or reuse the cached weights (same config hash).
+
+    The metadata beside the weights (<name>.json) names the pretraining seed (`pretrain_seed`), which every
+    record made from them carries in its provenance (bench.util.provenance.checkpoint_pretrain_seed).
+    """
     import glip
     from bench.runs.train import pretrain, save_adapter
     from bench.synthetic.generate import pretraining_paths
 
+    pretrain_seed = seed if pretrain_seed is None else pretrain_seed
     cfg = glip.get_preset(PRESET, fusion=fusion)
-    path, key = checkpoint_path(fusion, plan, models_dir, seed)
+    path, key = checkpoint_path(fusion, plan, models_dir, seed, pretrain_seed)
     if path.is_file():
         log.info("pretrained %s (%s fusion) found in the cache: %s", PRESET, fusion, _rel(path))
         return path
     import torch
 
-    torch.manual_seed(seed)
+    torch.manual_seed(pretrain_seed)
     model = glip.from_pretrained(cfg)
     ann, images = pretraining_paths(data_root)
     log.info("pretraining %s (%s fusion) for %d iterations of %d images", PRESET, fusion, plan.pretrain_iters,
              plan.pretrain_batch)
     # from scratch: the official 1e-5 language LR is for a pretrained BERT (see DemoPlan.pretrain_lang_lr)
-    res = pretrain(model, [ann], [images], max_iters=plan.pretrain_iters, max_epochs=10_000, seed=seed,
+    res = pretrain(model, [ann], [images], max_iters=plan.pretrain_iters, max_epochs=10_000, seed=pretrain_seed,
                    batch_size=plan.pretrain_batch, lr=plan.pretrain_lr, lang_lr=plan.pretrain_lang_lr,
                    lang_lr_groups=plan.pretrain_lang_lr_groups, final_decay=plan.pretrain_final_decay, eval_every=0,
                    progress=(f"pretrain {fusion}", FUSIONS.index(fusion)))
     save_adapter(model, path)
-    atomic_write_json(path.with_suffix(".json"), {**key, "result": res.to_dict()})
+    atomic_write_json(path.with_suffix(".json"), {**key, "pretrain_seed": pretrain_seed, "result": res.to_dict()})
     log.info("pretrained %s fusion in %.0f s (loss %.3f -> %.3f)", fusion, res.train_seconds,
              res.epoch_losses[0], res.epoch_losses[-1])
     return path

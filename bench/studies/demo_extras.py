@@ -170,6 +170,9 @@ def demo_summary(records: list[dict], forgetting_table: pd.DataFrame, selftrain:
     lines = ["# glip-bench demo summary", "",
              "Wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), "",
              *_reuse_lines(reused or {}),
+             "One pretraining run per fusion variant: one sample. Its intervals cover fine-tuning seeds only; the "
+             "claims study (`glip-bench claims`, results/claims/CLAIMS.md) repeats pretraining over seeds and gives "
+             "each of the paper's claims an interval that counts them.", "",
              "## Zero-shot (pretrained on base concepts only)", "",
              "| task | metric | deep | late |", "|---|---|---|---|"]
     metric_of = dict(zip(df.task, df.metric))

@@ -103,6 +103,23 @@ def file_sha256(path: str | os.PathLike | None) -> str | None:
     return _sha256_cached(str(p.resolve()), st.st_size, st.st_mtime_ns)
 
 
+def checkpoint_pretrain_seed(checkpoint: str | os.PathLike | None) -> int | None:
+    """The pretraining seed named in the metadata beside a checkpoint (<name>.json, key `pretrain_seed`,
+    written where the weights were pretrained), or None when there is none: a run's result varies with it."""
+    import json
+
+    if checkpoint is None:
+        return None
+    meta = Path(checkpoint).with_suffix(".json")
+    if not meta.is_file():
+        return None
+    try:
+        seed = json.loads(meta.read_text(encoding="utf-8")).get("pretrain_seed")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return seed if isinstance(seed, int) else None
+
+
 @functools.lru_cache(maxsize=8)
 def _environment(ignore: tuple[str, ...] = ()) -> dict[str, Any]:
     import torch
