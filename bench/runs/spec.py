@@ -34,7 +34,7 @@ from bench.util.errors import UserError, closest, unknown_name
 class RunContext:
     """Where and how runs execute; none of it is part of a run's spec (nor changes its numbers).
 
-    num_workers: image-decoding worker processes for inference (None: bench.models.glip.auto_workers).
+    num_workers: image-decoding worker processes for inference (None: bench.models.batching.auto_workers).
     text_encoder: a local bert-base-uncased directory, for presets without a built-in vocabulary.
     save_adapter: keep a training run's stored tensors (bench.results.store.ADAPTER; full-ft: every weight).
     models: the built models, reused across the runs of a grid (made from device and text_encoder if None).

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from bench.data.types import DetectionDataset, GroundingDataset, GroundingSample, ImageInfo, Phrase
+from bench.models.batching import plan_batches
 from bench.models.glip import (
     ModelTimer,
     detect_chunks,
     encode_prompts,
-    plan_batches,
     predict_detection,
     predict_grounding,
     to_coco_detections,

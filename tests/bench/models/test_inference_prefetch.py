@@ -1,4 +1,4 @@
-"""The background-thread prefetch of bench/models/glip.py: same batches, errors surface, no hang."""
+"""The background-thread prefetch of bench/models/batching.py: same batches, errors surface, no hang."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_inference import _dataset
 
-from bench.models.glip import image_batches, prefetched
+from bench.models.batching import image_batches, prefetched
 from bench.util.errors import UserError
 from glip.config import get_preset
 
