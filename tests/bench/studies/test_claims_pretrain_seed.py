@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from bench.results.records import RunSpec
-from bench.runs.runner import run_seeds
+from bench.runs.stages import run_seeds
 from bench.studies.demo import PLANS, checkpoint_path
 from bench.util.provenance import checkpoint_pretrain_seed
 
@@ -36,9 +36,9 @@ def test_records_carry_the_pretraining_seed_of_their_checkpoint(tmp_path: Path) 
 def test_demo_summary_says_it_is_one_pretraining_sample() -> None:
     import pandas as pd
 
-    from bench.studies.demo_extras import summarise
+    from bench.studies.demo_extras import demo_summary
 
     record = {"spec": {"task": "synth-novel", "regime": "full-ft", "shots": 10, "seed": 3, "overrides": {}},
               "metrics": {"primary": "AP", "values": {"AP": 40.0}}}
-    text = summarise([record], pd.DataFrame(), {}, PLANS["quick"], {"total": 1.0})["markdown"]
+    text = demo_summary([record], pd.DataFrame(), {}, PLANS["quick"], {"total": 1.0})["markdown"]
     assert "one sample" in text and "glip-bench claims" in text
