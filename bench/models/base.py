@@ -62,3 +62,16 @@ class DetectorAdapter(Protocol):
     def parameter_groups(self) -> Mapping[str, list[str]]:
         """Parameter names of `module` by group (the groups a regime's `train_groups` name)."""
         ...
+
+
+def grounding_entry(sample_id: int, boxes: torch.Tensor, scores: torch.Tensor, phrases: torch.Tensor,
+                    num_phrases: int) -> dict[str, Any]:
+    """Flickr30K prediction entry (docs/formats.md): per phrase, its boxes (xyxy pixels) by score,
+    descending and stable."""
+    per_boxes, per_scores = [], []
+    for p in range(num_phrases):
+        idx = (phrases == p).nonzero().flatten()
+        idx = idx[scores[idx].argsort(descending=True, stable=True)]
+        per_boxes.append(boxes[idx].tolist())
+        per_scores.append(scores[idx].tolist())
+    return {"image_id": int(sample_id), "boxes": per_boxes, "scores": per_scores}

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from bench.models.base import grounding_entry
 from bench.models.batching import auto_prefetch, auto_workers, image_batches, plan_batches
 from glip.language import TextFeatures
 from glip.ops.boxes import xyxy_to_xywh
@@ -269,19 +270,8 @@ def predict_grounding(model: Any, dataset: Any, device: str = "cpu", *, sample_i
             texts = encode_prompts(model, [s.caption for s in group], timer)
             dets = detect_chunks(model, images, texts, maps, timer)  # [sample][1 image]
         for s, d in zip(group, dets):
-            out[s.id] = _grounding_entry(s.id, d[0], len(s.phrases))
+            out[s.id] = grounding_entry(s.id, d[0].boxes_xyxy.cpu(), d[0].scores.cpu(), d[0].labels.cpu(),
+                                        len(s.phrases))
     preds = [out[s.id] for s in samples]
     timer.total += time.perf_counter() - start
     return preds, time.perf_counter() - start
-
-
-def _grounding_entry(sample_id: int, det: Detections, num_phrases: int) -> dict[str, Any]:
-    """Per phrase, its boxes sorted by score (descending, stable)."""
-    boxes, scores, labels = det.boxes_xyxy.cpu(), det.scores.cpu(), det.labels.cpu()
-    per_boxes, per_scores = [], []
-    for p in range(num_phrases):
-        idx = (labels == p).nonzero().flatten()
-        idx = idx[scores[idx].argsort(descending=True, stable=True)]
-        per_boxes.append(boxes[idx].tolist())
-        per_scores.append(scores[idx].tolist())
-    return {"image_id": int(sample_id), "boxes": per_boxes, "scores": per_scores}

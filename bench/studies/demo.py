@@ -15,6 +15,7 @@ import json
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -192,14 +193,15 @@ def _pretrain_worker(args: tuple) -> str:
 
 
 # ------------------------------------------------------------------------------------ run grids
-def demo_specs(plan: DemoPlan, checkpoints: dict[str, Path]) -> list:
-    """Zero-shot on the suite for both fusions, then the few-shot grid of each fusion's regimes."""
+def demo_specs(plan: DemoPlan, checkpoints: dict[str, Path], zero_shot_tasks: Sequence[str] = ZERO_SHOT_TASKS
+               ) -> list:
+    """Zero-shot on `zero_shot_tasks` for each fusion's checkpoint, then the few-shot grid of its regimes."""
     from bench.runs.spec import expand_grid
 
     specs = []
     for fusion, ckpt in checkpoints.items():
         over = {"fusion": fusion, "infer_batch_size": plan.infer_batch_size}
-        specs += expand_grid(models=[PRESET], tasks=list(ZERO_SHOT_TASKS), regimes=["zero-shot"], shots=None,
+        specs += expand_grid(models=[PRESET], tasks=list(zero_shot_tasks), regimes=["zero-shot"], shots=None,
                              seeds=None, overrides=over, checkpoint=_rel(ckpt))
         for regime in plan.regimes[fusion]:
             regime_over = {**plan.train_overrides.get("*", {}), **plan.train_overrides.get(regime, {})}

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.models.base import DetectSettings
+from bench.models.base import DetectSettings, grounding_entry
 from bench.models.hf import outputs, prompts
 from bench.models.hf.families import WHY_NO_GROUNDING, WHY_NO_TRAINING
 from bench.models.hf.loading import Loaded, weights_file
@@ -117,7 +117,7 @@ class HFAdapter:
             scores, boxes = self._scores(out, tmap)
             boxes = outputs.to_pixels(boxes, self.loaded.family.box_frame, *image.size)
             kept = outputs.top_pairs(scores, boxes, settings.per_chunk_cap)
-            preds.append(outputs.grounding_entry(sid, *kept, num_phrases=len(sample.phrases)))
+            preds.append(grounding_entry(sid, *kept, num_phrases=len(sample.phrases)))
         return preds
 
     # ------------------------------------------------------------------ optional: for the record and training

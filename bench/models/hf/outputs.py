@@ -79,13 +79,3 @@ def merge_image(parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     return boxes[order], scores[order], cats[order]
 
 
-def grounding_entry(sample_id: int, boxes: torch.Tensor, scores: torch.Tensor, phrases: torch.Tensor,
-                    num_phrases: int) -> dict[str, Any]:
-    """Flickr30K prediction entry: per phrase, its boxes (xyxy pixels) by score."""
-    per_boxes, per_scores = [], []
-    for p in range(num_phrases):
-        idx = (phrases == p).nonzero().flatten()
-        idx = idx[scores[idx].argsort(descending=True, stable=True)]
-        per_boxes.append(boxes[idx].tolist())
-        per_scores.append(scores[idx].tolist())
-    return {"image_id": int(sample_id), "boxes": per_boxes, "scores": per_scores}

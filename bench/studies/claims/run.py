@@ -23,19 +23,11 @@ log = get_logger("claims")
 def study_specs(plan: ClaimsPlan, checkpoints: dict[tuple[int, str], Path]) -> list:
     """Zero-shot tasks and the few-shot grid on every (pretraining seed, fusion) checkpoint, and the
     supervised baseline (no checkpoint: random init) on the few-shot task's whole training split."""
-    from bench.runs.spec import expand_grid
+    from bench.studies.demo import demo_specs
 
-    demo = plan.demo
     specs = []
     for (_, fusion), ckpt in sorted(checkpoints.items()):
-        over = {"fusion": fusion, "infer_batch_size": demo.infer_batch_size}
-        specs += expand_grid(models=[PRESET], tasks=list(plan.zero_shot_tasks), regimes=["zero-shot"], shots=None,
-                             seeds=None, overrides=over, checkpoint=_rel(ckpt))
-        for regime in demo.regimes[fusion]:
-            regime_over = {**demo.train_overrides.get("*", {}), **demo.train_overrides.get(regime, {})}
-            specs += expand_grid(models=[PRESET], tasks=list(demo.fewshot_tasks), regimes=[regime],
-                                 shots=list(demo.shots), seeds=list(demo.seeds), checkpoint=_rel(ckpt),
-                                 overrides={**over, **regime_over})
+        specs += demo_specs(plan.demo, {fusion: ckpt}, plan.zero_shot_tasks)
     specs += supervised_specs(plan)
     return specs
 
