@@ -147,8 +147,9 @@ def pretrained_checkpoint(fusion: str, plan: DemoPlan, data_root: Path, models_d
                    progress=(f"pretrain {fusion}", FUSIONS.index(fusion)))
     save_adapter(model, path)
     atomic_write_json(path.with_suffix(".json"), {**key, "pretrain_seed": pretrain_seed, "result": res.to_dict()})
-    log.info("pretrained %s fusion in %.0f s (loss %.3f -> %.3f)", fusion, res.train_seconds,
-             res.epoch_losses[0], res.epoch_losses[-1])
+    losses = res.epoch_losses  # one entry per epoch; a step-limited run may be a single epoch
+    log.info("pretrained %s fusion in %.0f s (mean loss per epoch: %s)", fusion, res.train_seconds,
+             " -> ".join(f"{x:.3f}" for x in (losses[:1] + losses[-1:] if len(losses) > 1 else losses)))
     return path
 
 

@@ -1,8 +1,9 @@
 """Budgets and grids of the claims study (configuration as data): `PLANS["full"]` and `PLANS["quick"]`.
 
-The study pretrains each fusion variant of the demo from several seeds, so its per-seed budget is the
-demo's shrunk until the whole study fits about an hour of a 2-core machine: fewer pretraining steps and
-a smaller few-shot grid (1 and 10 shots), never fewer than three pretraining seeds.
+The study pretrains each fusion variant of the demo from several seeds. Its per-seed budget is the demo's
+pretraining (1200 steps: at 600 the models had not yet learned to name the shapes, zero-shot synth-colours
+AP 11-23 against the demo's 61-63) with a smaller few-shot grid (1 and 10 shots), so that three pretraining
+seeds fit about an hour of a 2-core machine. Seed 0 is the demo's own pretraining run (same hash).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ _DEMO_QUICK = DEMO_PLANS["quick"]
 
 PLANS: dict[str, ClaimsPlan] = {
     "full": ClaimsPlan(
-        # 600 pretraining steps instead of the demo's 1200, and 1/10 shots instead of 1/3/5/10
-        demo=replace(_DEMO_FULL, pretrain_iters=600, shots=(1, 10)),
+        # the demo's pretraining, and 1/10 shots instead of 1/3/5/10
+        demo=replace(_DEMO_FULL, shots=(1, 10)),
         pretrain_seeds=(0, 1, 2),
         supervised_overrides={"fusion": "late", "max_iters": 300, "max_epochs": 300, "batch_size": 8, "lr": 1e-3,
                               "lang_lr": 1e-3, "eval_every": 0},
