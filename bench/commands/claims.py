@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import json
 
+    from bench.util.cpu_kernels import pin_cpu_kernels
+
+    pin_cpu_kernels()  # before torch's first kernel: the committed numbers reproduce on any AVX2 machine
+
     from bench.studies.claims.plan import get_plan, plan_dict
     from bench.util.errors import UserError
 

@@ -163,9 +163,12 @@ def provenance(
     results_dir: the folder the record goes to, left out of git_dirty."""
     import torch
 
+    from bench.util.cpu_kernels import cpu_capability
+
     out = environment(results_dir)
     out.update(
         torch_threads=torch.get_num_threads(),  # a reduction's order, so its float result, can follow it
+        cpu_capability=cpu_capability(),  # so can the vector kernels (bench.util.cpu_kernels)
         seeds=dict(seeds),
         ann_sha256=dict(ann_sha256),
         checkpoint_sha256=file_sha256(checkpoint),
