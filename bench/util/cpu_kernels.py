@@ -1,5 +1,6 @@
 """One CPU kernel set for the studies whose numbers are committed (demo, claims), so that they reproduce
-on any x86-64 machine with AVX2, not only on one like the machine that made them.
+on x86-64 machines with AVX2 or more, not only on one like the machine that made them (checked on one
+AVX-512 machine against records made with AVX2 kernels; a CPU without AVX2 is not covered).
 
 torch, oneDNN and MKL each pick their vector kernels by what the CPU offers, and a different pick changes
 float results, which pretraining from scratch amplifies: on an AVX-512 machine every one of the quick
