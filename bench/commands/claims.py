@@ -31,7 +31,7 @@ def main(args: argparse.Namespace) -> int:
 
     from bench.util.cpu_kernels import pin_cpu_kernels
 
-    pin_cpu_kernels()  # before torch's first kernel: the committed numbers reproduce on any AVX2 machine
+    pin_cpu_kernels()  # before torch's first kernel, so the committed numbers do not follow the CPU's vector unit
 
     from bench.studies.claims.plan import get_plan, plan_dict
     from bench.util.errors import UserError

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from bench.util.cpu_kernels import pin_cpu_kernels
 
-    pin_cpu_kernels()  # before torch's first kernel: the committed numbers reproduce on any AVX2 machine
+    pin_cpu_kernels()  # before torch's first kernel, so the committed numbers do not follow the CPU's vector unit
     from bench.studies.demo import plan_json, run_demo
     from bench.util.errors import UserError
 
