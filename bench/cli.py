@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("GLIP_BENCH_LOG", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging verbosity (default INFO)")
     parser.add_argument("--tasks-dir", default=None, metavar="DIR",
-                        help="read task YAMLs from DIR (default: $GLIP_BENCH_TASKS, else the shipped tasks)")
+                        help="also read task YAMLs from DIR, beside the shipped tasks (default: $GLIP_BENCH_TASKS)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"bench.commands.{module_name}")

@@ -132,6 +132,9 @@ def main(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers takes a count >= 0, got {args.workers}")
     specs = build_specs(args)
+    for model in sorted({s.model for s in specs if s.checkpoint is None and not s.model.startswith("hf:")}):
+        log.warning("--model %s without --checkpoint: random weights (training regimes start from them too); "
+                    "zero-shot numbers of random weights mean nothing. Pass --checkpoint FILE", model)
     shard = parse_shard(args.shard)
     if args.dry_run:
         chosen = shard_specs(specs, *shard) if shard else specs

@@ -65,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
     for line in [header, ["-" * w for w in widths], *lines]:
         print("  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip())
     defined = sum(r["defined"] for r in table)
-    what = f"group {args.group}" if args.group else str(load_registry().directory)
+    what = f"group {args.group}" if args.group else ", ".join(str(d) for d in load_registry().directories)
     note = f"{defined} of {len(table)} defined" if defined != len(table) else f"{defined} tasks"
     print(f"\n{what}: {note}; data root {resolve_data_root(args.data_root)}")
     return 0

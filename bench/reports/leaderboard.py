@@ -39,7 +39,7 @@ DETAIL_COLUMNS = ["checkpoint", "hparams", "pretrain data", "params", "stored pa
 # a family of task columns this wide gets abbreviated headers with a key
 WIDE_FAMILY = 6
 VALUE_COLUMNS = [*ROW_KEYS, "column", "kind", "group", "metric", "mean", "std", "n_seeds", "expected_seeds",
-                 "n_tasks", "expected_tasks"]
+                 "n_tasks", "expected_tasks", "tasks"]
 
 
 # --------------------------------------------------------------------------------------------- numbers
@@ -109,7 +109,8 @@ def leaderboard_values(df: pd.DataFrame, seeds: Iterable[int] | None = None,
             per_task[column] = trows
             out.append({**base, "column": column, "kind": "task", "group": "", "metric": trows["primary"].iloc[0],
                         "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else math.nan,
-                        "n_seeds": len(values), "expected_seeds": n_expected, "n_tasks": 1, "expected_tasks": 1})
+                        "n_seeds": len(values), "expected_seeds": n_expected, "n_tasks": 1, "expected_tasks": 1,
+                        "tasks": column})
         groups = sorted({g for gs in rows["groups"] for g in gs})
         for group in groups:
             members = rows[rows["groups"].map(lambda gs, g=group: g in gs)]
@@ -118,7 +119,8 @@ def leaderboard_values(df: pd.DataFrame, seeds: Iterable[int] | None = None,
             seed_means = by_seed.mean(axis=1)
             common = dict(base, group=group, metric="/".join(sorted(set(members["primary"]))),
                           n_seeds=int(members.groupby("column")["seed"].nunique().min()),
-                          expected_seeds=n_expected, n_tasks=len(task_means), expected_tasks=sizes[group])
+                          expected_seeds=n_expected, n_tasks=len(task_means), expected_tasks=sizes[group],
+                          tasks=", ".join(task_means.index))
             out.append({**common, "column": f"{group} mean", "kind": "group_mean", "mean": task_means.mean(),
                         "std": seed_means.std(ddof=1) if len(seed_means) > 1 else math.nan})
             out.append({**common, "column": f"{group} median", "kind": "group_median",
@@ -239,7 +241,12 @@ def leaderboard_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, s
             row[column] = " / ".join(texts)
         rows.append(row)
     table = pd.DataFrame(rows, columns=[*HEAD_COLUMNS, *columns, "seeds", *COST_COLUMNS, *DETAIL_COLUMNS])
-    return table.astype(object).fillna(MISSING).astype(str)
+    table = table.astype(object).fillna(MISSING).astype(str)
+    group_cells = values[values["kind"] != "task"] if not values.empty else values
+    # which task columns each group column averages (their union over rows; a row may lack some: '(n/N)')
+    table.attrs["group_tasks"] = {c: sorted({t for ts in g["tasks"] for t in ts.split(", ")})
+                                  for c, g in group_cells.groupby("column")}
+    return table
 
 
 # --------------------------------------------------------------------------------------------- render
@@ -255,6 +262,8 @@ LEGEND = [
     "The ± of a group mean is the std over seeds of the per-seed group mean (seeds present in every task).",
     "Variant: the settings that differ between rows of the same model and regime (the checkpoint's name where "
     "only it differs); every hyper-parameter and the checkpoint are in leaderboard.csv and the HTML row details.",
+    "Rows of kind 'run here' were measured by this harness from the records read (they reproduce no paper by "
+    "themselves: compare them with the 'reported' rows of the same model).",
     "Rows of kind 'reported' are published numbers (not reproduced by this code); their variant is the "
     "pre-training data, their source is in the details (evaluation split in brackets).",
     "Rows of kind 'external' are another detector's predictions scored here under the task's protocol "
@@ -313,7 +322,9 @@ def render_markdown(table: pd.DataFrame, n_records: int) -> str:
 
     shown = _readable(table)
     key = header_key(table.columns)
-    lines = [header_line(n_records), "", *(f"- {t}" for t in LEGEND), *([f"- {key}"] if key else []), ""]
+    groups = [f"{c}: over {', '.join(ts)}" for c, ts in table.attrs.get("group_tasks", {}).items()]
+    lines = [header_line(n_records), "", *(f"- {t}" for t in LEGEND), *([f"- {key}"] if key else []),
+             *([f"- Group columns average these task columns: {'; '.join(groups)}."] if groups else []), ""]
     lines.append("| " + " | ".join(cell(c) for c in shown.columns) + " |")
     lines.append("|" + "|".join("---" for _ in shown.columns) + "|")
     for row in shown.itertuples(index=False):

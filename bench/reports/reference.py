@@ -34,8 +34,13 @@ DUPLICATE_SOURCES = ("Table 14", "Table 15", "Table 16")
 
 
 def default_reference_dir() -> Path:
-    """results/reference/ of the repository that holds the bench package."""
-    return Path(__file__).resolve().parents[2] / "results" / "reference"
+    """results/reference/ of the checkout that holds the bench package, else the copy an installed package
+    ships as bench/reference_numbers (pyproject.toml maps results/reference there)."""
+    bench_dir = Path(__file__).resolve().parents[1]
+    checkout = bench_dir.parent / "results" / "reference"
+    if (bench_dir.parent / "pyproject.toml").is_file() and checkout.is_dir():
+        return checkout
+    return bench_dir / "reference_numbers"
 
 
 def load_reference(paths: Iterable[str | Path]) -> pd.DataFrame:
