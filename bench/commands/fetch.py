@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "`hf-model REPO [REPO ...]` for any transformers detector on the hub")
     parser.add_argument("--list", action="store_true", help="show what can be fetched and where it would go")
     parser.add_argument("--to", default=None, metavar="DIR",
-                        help="the weights folder (default: ./weights); with hf-model, the model's own folder "
-                             "(default: <weights>/<repo name>)")
+                        help="the weights folder (default ./weights); with hf-model, the model's own folder "
+                             "(then ./weights/<repo name> if not given)")
     parser.add_argument("--data-root", default=None, help="data root (default: $GLIP_BENCH_DATA, else ./data)")
     parser.add_argument("--revision", default="main", help="hub branch, tag or commit to download from")
     parser.add_argument("--force", action="store_true",
@@ -86,8 +86,9 @@ def _fetch(item, roots: dict[str, Path], args: argparse.Namespace) -> Path:
     if item.kind == "folder":
         return hub.fetch_folder(item.repo, list(item.files), dest, args.revision, args.force)
     if item.kind == HF_MODEL:
-        return hub.fetch_folder(item.repo, hub.model_files(item.repo, args.revision), dest, args.revision,
-                                args.force)
+        hub.fetch_folder(item.repo, hub.model_files(item.repo, args.revision), dest, args.revision, args.force)
+        _check_family(dest)
+        return dest
     if item.kind == "odinw-zip":
         stem = Path(item.files[0]).stem
         if not args.force and archive.unpacked(dest, stem):
@@ -100,6 +101,17 @@ def _fetch(item, roots: dict[str, Path], args: argparse.Namespace) -> Path:
     if item.kind == "rf100vl":
         return roboflow.download(item.function, dest, item.name)
     raise AssertionError(item.kind)  # pragma: no cover - the catalogue's kinds are all handled above
+
+
+def _check_family(dest: Path) -> None:
+    """A fetched checkpoint of a family glip-bench has no adapter for is kept, with a warning that says so."""
+    from bench.models.hf.loading import detect_family, model_dir
+    from bench.util.logs import get_logger
+
+    try:
+        detect_family(model_dir(f"hf:{dest}"))
+    except UserError as e:
+        get_logger().warning("fetched %s, but `--model hf:%s` will refuse it: %s", dest, dest, e)
 
 
 def _odinw_report(stems: set[str], data_root: Path) -> list[str]:
@@ -150,6 +162,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     items = _items(args)
     hub.require_online()
+    hub.quiet_if_asked()
     _check_rf100vl_first(items, roots)
     done: list[tuple[object, Path]] = []
     for item in items:

@@ -45,6 +45,14 @@ def require_online() -> None:
                         "offline; run `glip-bench fetch` as its own command, with HF_HUB_OFFLINE unset")
 
 
+def quiet_if_asked() -> None:
+    """huggingface_hub's progress bars follow GLIP_BENCH_NO_PROGRESS like the project's own."""
+    if os.environ.get("GLIP_BENCH_NO_PROGRESS"):
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+
+
 def endpoint() -> str:
     """The hub's address: $HF_ENDPOINT (a mirror, or a test server), read when called."""
     from huggingface_hub import constants

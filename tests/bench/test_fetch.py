@@ -371,3 +371,17 @@ def test_hf_model_fetches_a_loadable_checkpoint_folder(hub, tmp_path, capsys):
     assert got == {p.name for p in src.iterdir()}
     loaded = load(f"hf:{dest}")  # what `run --model hf:DIR` loads, offline
     assert loaded.family.name == "grounding-dino"
+
+
+def test_hf_model_of_a_family_without_adapter_is_kept_with_a_warning(hub, tmp_path, capsys):
+    repo = "tiny-org/not-a-detector"
+    hub.add(repo, "config.json", json.dumps({"model_type": "bert"}).encode())
+    hub.add(repo, "model.safetensors", b"\0" * 2048)
+    assert fetch("hf-model", repo, "--to", str(tmp_path / "m")) == 0
+    assert "will refuse it: unknown transformers detector family" in capsys.readouterr().err
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
+def test_hf_model_takes_owner_slash_name(tmp_path, capsys):
+    assert fetch("hf-model", "grounding-dino-tiny") == 2
+    assert "OWNER/NAME" in capsys.readouterr().err
