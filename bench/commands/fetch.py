@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.util.errors import UserError
+
+if TYPE_CHECKING:
+    from bench.fetch.catalogue import Item
 
 HELP = ("download official GLIP checkpoints, bert-base-uncased, ODinW, RF100-VL and transformers detectors "
         "(needs internet; --list works offline)")
@@ -34,11 +38,11 @@ def _roots(args: argparse.Namespace) -> dict[str, Path]:
     return {"weights": Path(args.to or "weights"), "data": resolve_data_root(args.data_root)}
 
 
-def destination(item, roots: dict[str, Path]) -> Path:
+def destination(item: Item, roots: dict[str, Path]) -> Path:
     return roots[item.place] / item.dest
 
 
-def _shown(item, roots: dict[str, Path]) -> str:
+def _shown(item: Item, roots: dict[str, Path]) -> str:
     """Where an item lands, as the user would pass it (a file item: the file itself)."""
     dest = destination(item, roots)
     if item.kind == "odinw-zip":
@@ -52,7 +56,7 @@ def _task_roots() -> dict[str, str]:
     return {t.name: t.root for t in load_registry().list()}
 
 
-def _items(args: argparse.Namespace):
+def _items(args: argparse.Namespace) -> list[Item]:
     from bench.fetch.catalogue import GROUPS, ITEMS, Item, resolve
 
     if not args.names:
@@ -73,7 +77,7 @@ def _items(args: argparse.Namespace):
                  repo.split("/")[1], repo=repo, use="--model hf:{path}") for repo in repos]
 
 
-def _fetch(item, roots: dict[str, Path], args: argparse.Namespace) -> Path:
+def _fetch(item: Item, roots: dict[str, Path], args: argparse.Namespace) -> Path:
     from bench.fetch import archive, hub, roboflow
 
     dest = destination(item, roots)
@@ -127,16 +131,18 @@ def _odinw_report(stems: set[str], data_root: Path) -> list[str]:
             state = "data: yes" if not missing else f"data missing for split(s) {', '.join(missing)} under " \
                                                     f"{task.root_path(data_root)}"
             lines.append(f"  {task.name}: {state}")
+    fed = {odinw_zip_of(t.root) for t in load_registry().list()}
+    lines += [f"  {stem}.zip: no task YAML reads it yet (tasks/odinw/)" for stem in sorted(stems - fed)]
     return lines
 
 
-def _check_rf100vl_first(items, roots: dict[str, Path]) -> None:
+def _check_rf100vl_first(items: list[Item], roots: dict[str, Path]) -> None:
     """An RF100-VL item that cannot run (no package, no key) fails before anything else is downloaded."""
     from bench.fetch import roboflow
 
     for item in items:
-        if item.kind == "rf100vl" and roboflow.missing_steps(item.function):
-            roboflow.download(item.function, destination(item, roots), item.name)  # raises, saying what to do
+        if item.kind == "rf100vl":
+            roboflow.require(item.function, destination(item, roots), item.name)
 
 
 def print_list(roots: dict[str, Path]) -> None:
@@ -164,7 +170,7 @@ def main(args: argparse.Namespace) -> int:
     hub.require_online()
     hub.quiet_if_asked()
     _check_rf100vl_first(items, roots)
-    done: list[tuple[object, Path]] = []
+    done: list[tuple[Item, Path]] = []
     for item in items:
         path = _fetch(item, roots, args)
         done.append((item, path))

@@ -33,14 +33,23 @@ def missing_steps(function: str) -> list[str]:
     return steps
 
 
-def download(function: str, dest: Path, what: str) -> Path:
-    """Run `rf100vl.<function>(path=dest)`; data sets already in `dest` are kept (overwrite=False)."""
+def require(function: str, dest: Path, what: str) -> None:
+    """Refuse, listing the steps, when `function` cannot run here."""
     steps = missing_steps(function)
     if steps:
         raise UserError(f"{what} downloads through the rf100vl package from Roboflow. To fetch it: "
                         + "; ".join(f"({i}) {s}" for i, s in enumerate(steps, 1))
                         + f"; then run the same command again (it writes {dest})")
+
+
+def download(function: str, dest: Path, what: str) -> Path:
+    """Run `rf100vl.<function>(path=dest)`; data sets already in `dest` are kept (overwrite=False)."""
+    require(function, dest, what)
     module = importlib.import_module("rf100vl")
     dest.mkdir(parents=True, exist_ok=True)
-    getattr(module, function)(path=str(dest), overwrite=False, api_key=os.environ[KEY_VAR])
+    try:
+        getattr(module, function)(path=str(dest), overwrite=False, api_key=os.environ[KEY_VAR])
+    except OSError as e:  # requests' connection errors are OSErrors
+        raise UserError(f"{what}: the Roboflow download failed ({type(e).__name__}: {e}); check the connection and "
+                        f"the key in {KEY_VAR}, then run the same command again (finished data sets are kept)") from None
     return dest
