@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", default="main", help="hub branch, tag or commit to download from")
     parser.add_argument("--force", action="store_true",
                         help="download again and replace what is there (also a data set folder no fetch wrote)")
+    parser.add_argument("--verify", action="store_true",
+                        help="hash the files already there against the hub's checksums too (a fresh download always is)")
 
 
 def _roots(args: argparse.Namespace) -> dict[str, Path]:
@@ -85,12 +87,13 @@ def _fetch(item: Item, roots: dict[str, Path], args: argparse.Namespace) -> Path
         dest = Path(args.to)
     if item.kind == "file":
         for name in item.files:
-            hub.fetch_file(item.repo, name, dest, args.revision, args.force)
+            hub.fetch_file(item.repo, name, dest, args.revision, args.force, args.verify)
         return dest / item.files[0] if len(item.files) == 1 else dest
     if item.kind == "folder":
-        return hub.fetch_folder(item.repo, list(item.files), dest, args.revision, args.force)
+        return hub.fetch_folder(item.repo, list(item.files), dest, args.revision, args.force, args.verify)
     if item.kind == HF_MODEL:
-        hub.fetch_folder(item.repo, hub.model_files(item.repo, args.revision), dest, args.revision, args.force)
+        hub.fetch_folder(item.repo, hub.model_files(item.repo, args.revision), dest, args.revision, args.force,
+                         args.verify)
         _check_family(dest)
         return dest
     if item.kind == "odinw-zip":

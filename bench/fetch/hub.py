@@ -136,7 +136,7 @@ def verify(path: Path, remote: Remote) -> None:
         problem = f"{got[0]} {got[1]}, the hub says {remote.etag}"
     if problem:
         path.unlink()
-        raise UserError(f"{remote.url}: the downloaded file is {problem}; it was deleted, run the command again")
+        raise UserError(f"{path} is {problem} ({remote.url}); it was deleted: run the command again to download it")
     if got is None:
         get_logger().warning("%s: only its size could be checked (the hub gave no checksum)", path.name)
 
@@ -149,8 +149,10 @@ def _state(path: Path) -> tuple[int, int, int] | None:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
-def fetch_file(repo: str, filename: str, local_dir: Path, revision: str = "main", force: bool = False) -> Path:
-    """`filename` of `repo` at `local_dir/filename`; skipped when already there with the hub's current ETag."""
+def fetch_file(repo: str, filename: str, local_dir: Path, revision: str = "main", force: bool = False,
+               recheck: bool = False) -> Path:
+    """`filename` of `repo` at `local_dir/filename`; skipped when already there with the hub's current ETag
+    (`recheck`: then hash it again against the hub's checksum)."""
     from huggingface_hub import hf_hub_download
 
     remote = head(repo, filename, revision)
@@ -159,20 +161,20 @@ def fetch_file(repo: str, filename: str, local_dir: Path, revision: str = "main"
     with network_errors(remote.url):
         path = Path(hf_hub_download(repo, filename, revision=revision, local_dir=local_dir, endpoint=endpoint(),
                                     force_download=force))
-    if force or _state(path) != before:
+    fresh = force or _state(path) != before
+    if fresh or recheck:
         verify(path, remote)
-        get_logger().info("downloaded %s (%s bytes)", path, path.stat().st_size)
-    else:
-        get_logger().info("already present: %s", path)
+    get_logger().info("%s %s (%s bytes)", "downloaded" if fresh else "already present:", path, path.stat().st_size)
     return path
 
 
-def fetch_folder(repo: str, files: list[str], dest: Path, revision: str = "main", force: bool = False) -> Path:
+def fetch_folder(repo: str, files: list[str], dest: Path, revision: str = "main", force: bool = False,
+                 recheck: bool = False) -> Path:
     """`files` of `repo` as the folder `dest`: built in `dest.partial` and renamed when complete (an existing
     `dest` is brought up to date in place, file by file)."""
     work = dest if dest.is_dir() else dest.with_name(dest.name + ".partial")
     for name in files:
-        fetch_file(repo, name, work, revision, force)
+        fetch_file(repo, name, work, revision, force, recheck)
     if work != dest:
         os.replace(work, dest)
     return dest

@@ -240,6 +240,21 @@ def test_a_corrupt_download_is_deleted_and_refused(hub, tmp_path, capsys):
     assert not (tmp_path / "glip_large_model.pth").exists()
 
 
+def test_verify_rehashes_a_present_file(hub, tmp_path, capsys):
+    import os
+
+    hub.add("GLIPModel/GLIP", "glip_large_model.pth", b"z" * 2048)
+    assert fetch("glip-l", "--to", str(tmp_path)) == 0
+    path = tmp_path / "glip_large_model.pth"
+    st = path.stat()
+    path.write_bytes(b"q" * 2048)  # damaged on disk, same size and time: nothing but a hash can tell
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert fetch("glip-l", "--to", str(tmp_path)) == 0 and len(hub.gets(".pth")) == 1
+    assert fetch("glip-l", "--to", str(tmp_path), "--verify") == 2
+    assert f"{path} is sha256" in capsys.readouterr().err and not path.exists()
+    assert fetch("glip-l", "--to", str(tmp_path)) == 0 and path.read_bytes() == b"z" * 2048
+
+
 def test_a_dropped_connection_resumes_with_a_range_request(hub, monkeypatch, tmp_path):
     from huggingface_hub import constants
 
