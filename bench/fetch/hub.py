@@ -57,7 +57,7 @@ def endpoint() -> str:
     """The hub's address: $HF_ENDPOINT (a mirror, or a test server), read when called."""
     from huggingface_hub import constants
 
-    return (os.environ.get("HF_ENDPOINT") or constants._HF_DEFAULT_ENDPOINT).rstrip("/")
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
 def file_url(repo: str, filename: str, revision: str) -> str:
