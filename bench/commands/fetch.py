@@ -81,6 +81,7 @@ def _items(args: argparse.Namespace) -> list[Item]:
 
 def _fetch(item: Item, roots: dict[str, Path], args: argparse.Namespace) -> Path:
     from bench.fetch import archive, hub, roboflow
+    from bench.util.logs import get_logger
 
     dest = destination(item, roots)
     if item.kind == HF_MODEL and args.names[0] == HF_MODEL and args.to:
@@ -99,7 +100,7 @@ def _fetch(item: Item, roots: dict[str, Path], args: argparse.Namespace) -> Path
     if item.kind == "odinw-zip":
         stem = Path(item.files[0]).stem
         if not args.force and archive.unpacked(dest, stem):
-            print(f"{item.name}: already unpacked in {dest}")
+            get_logger().info("%s: already unpacked in %s", item.name, dest)
             return dest
         zip_path = hub.fetch_file(item.repo, item.files[0], dest / ".download", args.revision, args.force)
         archive.unpack(zip_path, dest, stem, replace=args.force)

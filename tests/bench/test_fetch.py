@@ -340,7 +340,7 @@ def test_an_odinw_task_name_fetches_its_zip_into_the_layout_tasks_reads(hub, tmp
     assert not (data_root / "odinw" / ".download" / "odinw_35" / "Aquarium.zip").exists(), "the zip is removed"
     assert [p.name for p in (data_root / "odinw").iterdir() if not p.name.startswith(".")] == ["Aquarium"]
     assert fetch("odinw-aquarium", "--data-root", str(data_root)) == 0
-    assert "already unpacked" in capsys.readouterr().out
+    assert "already unpacked" in capsys.readouterr().err
     assert len(hub.gets("Aquarium.zip")) == 1
 
 
