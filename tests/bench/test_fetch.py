@@ -304,13 +304,13 @@ def test_an_interrupted_folder_never_appears_under_its_name(hub, tmp_path, capsy
 
 def _odinw_zip(task, extra: dict[str, bytes] | None = None) -> bytes:
     """An ODinW-style zip: <Zip>/<sub>/{train,valid,test}/annotations_without_background.json + images."""
-    from bench.testing.formats import coco_dict
-
-    buf = io.BytesIO()
-    png = io.BytesIO()
     from PIL import Image
 
-    Image.new("RGB", (8, 6), (10, 200, 10)).save(png, format="JPEG")
+    from bench.testing.formats import coco_dict
+
+    jpeg = io.BytesIO()
+    Image.new("RGB", (8, 6), (10, 200, 10)).save(jpeg, format="JPEG")
+    buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         cats = [(i + 1, n) for i, n in enumerate(task.classes)]
         for k, split in enumerate(task.splits):
@@ -318,7 +318,7 @@ def _odinw_zip(task, extra: dict[str, bytes] | None = None) -> bytes:
             files = task.split_files(split)
             zf.writestr(f"{task.root.removeprefix('odinw/')}/{files.ann}", json.dumps(data))
             for im in data["images"]:
-                zf.writestr(f"{task.root.removeprefix('odinw/')}/{files.images}/{im['file_name']}", png.getvalue())
+                zf.writestr(f"{task.root.removeprefix('odinw/')}/{files.images}/{im['file_name']}", jpeg.getvalue())
         for name, blob in (extra or {}).items():
             zf.writestr(name, blob)
     return buf.getvalue()
