@@ -215,15 +215,23 @@ def test_rf100vl_calls_the_package_into_the_family_folder(hub, monkeypatch, tmp_
 
 
 def test_checkpoint_lands_where_checkpoint_reads_and_is_not_downloaded_twice(hub, tmp_path, capsys):
-    from bench.models import check_model_config
+    import torch
 
-    data = bytes(range(256)) * 8  # 2 KiB: an LFS-style file with a sha256 ETag
-    hub.add("GLIPModel/GLIP", "glip_tiny_model_o365_goldg.pth", data)
+    import glip
+    from bench.models import check_model_config
+    from glip.checkpoint import export_official
+
+    model = glip.from_pretrained("glip-tiny")  # random weights, saved in the official .pth layout
+    buf = io.BytesIO()
+    torch.save({"model": export_official(model)}, buf)
+    hub.add("GLIPModel/GLIP", "glip_tiny_model_o365_goldg.pth", buf.getvalue())
     weights = tmp_path / "weights"
     assert fetch("glip-t-c", "--to", str(weights)) == 0
     path = weights / "glip_tiny_model_o365_goldg.pth"
-    assert path.read_bytes() == data
-    check_model_config("glip-t", {}, str(path))  # what `run --checkpoint` checks first
+    check_model_config("glip-tiny", {}, str(path))  # what `run --checkpoint` checks first
+    loaded = glip.from_pretrained("glip-tiny", checkpoint=path)  # what `--checkpoint` then loads
+    for (name, want), got in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(want, got), name
     assert f"--model glip-t --checkpoint {path} --text-encoder {weights}/bert-base-uncased" in capsys.readouterr().out
     assert len(hub.gets(".pth")) == 1
     assert fetch("glip-t-c", "--to", str(weights)) == 0
