@@ -25,6 +25,7 @@ COMMANDS = {
     "demo": "demo",
     "claims": "claims",
     "pseudo-label": "pseudo_label",
+    "fetch": "fetch",
 }
 
 
@@ -59,9 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
+    if args.command != "fetch":  # fetch is the one command that goes online (building the parser imports no hub)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     setup_logging(args.log_level)
     if args.tasks_dir is not None:  # through the environment, so worker and torchrun processes see it too
         os.environ["GLIP_BENCH_TASKS"] = args.tasks_dir
