@@ -25,11 +25,19 @@ pytestmark = pytest.mark.slow  # a small synthetic world, four zero-shot runs an
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
+FETCH_TESTS = ("downloads from the internet; tests/bench/test_fetch.py runs fetch for a checkpoint, BERT, an ODinW zip, "
+               "a transformers checkpoint and RF100-VL against a stand-in hub on 127.0.0.1")
 NOT_RUNNABLE = {
+    "glip-bench fetch glip-t bert-base-uncased": FETCH_TESTS,
+    "glip-bench fetch odinw13": FETCH_TESTS,
+    "glip-bench fetch grounding-dino-tiny": FETCH_TESTS,
+    "ROBOFLOW_API_KEY=<key> glip-bench fetch rf100vl": FETCH_TESTS,
     "pip install nox && nox -s demo":
         "creates a virtualenv from PyPI and runs the full 14-minute demo; the `glip-bench demo --quick` it wraps "
         "is tests/bench/studies/test_demo.py::test_quick_demo_runs_every_stage",
     "nox -s tests": "runs this test suite itself",
+    "source .nox/shared-py3.11/bin/activate":
+        "puts the venv `nox -s demo` made on the PATH; this test runs inside that environment's interpreter",
     "torchrun --nproc_per_node 8 -m bench.cli run --model glip-t --checkpoint glip-t.safetensors "
     "--text-encoder bert-base-uncased --tasks odinw13 --regime full-ft --device cuda --data-root /data":
         "needs 8 GPUs, the glip-t weights, BERT and the ODinW data; two CPU processes on the synthetic world are "
