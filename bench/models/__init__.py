@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from bench.models.base import DetectorAdapter, DetectSettings
+from bench.models.generative import build_generative_adapter, check_generative_inputs, family_of
 from bench.models.glip_adapter import (
     INIT_SEED,
     GLIPAdapter,
@@ -33,7 +34,8 @@ def build_adapter(preset_or_name: str, overrides: dict[str, Any] | None = None, 
     if is_hf_model(preset_or_name):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(INIT_SEED)  # any weight the directory lacks gets the same init in every run
-            adapter = build_hf_adapter(preset_or_name)
+            text_answers = family_of(preset_or_name) is not None  # Florence-2, PaliGemma, ... (bench.models.generative)
+            adapter = (build_generative_adapter if text_answers else build_hf_adapter)(preset_or_name)
         adapter.module.to(device)
         return adapter
     cfg = model_config(preset_or_name, overrides or {})
@@ -60,7 +62,8 @@ def check_model_inputs(preset_or_name: str, overrides: dict[str, Any], text_enco
     """Refuse, before any compute, a model that cannot be built from what the user passed, or that cannot
     run this regime / task kind."""
     if is_hf_model(preset_or_name):
-        check_hf_inputs(preset_or_name, regime, grounding=grounding, infer_batch_size=infer_batch_size,
-                        world_size=world_size)
+        check = check_generative_inputs if family_of(preset_or_name) is not None else check_hf_inputs
+        check(preset_or_name, regime, grounding=grounding, infer_batch_size=infer_batch_size,
+              world_size=world_size)
         return
     check_glip_inputs(preset_or_name, overrides, text_encoder)

@@ -1,0 +1,112 @@
+"""Tiny random text-answering models saved with save_pretrained (a byte-level tokenizer with each family's
+special tokens), and the synthetic data the CLI tests run on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+WORDS = ("circle", "square", "triangle", "star", "ring", "cross", "diamond", "heart", "detect")
+
+
+def byte_tokenizer(special: list[str], *, bos: str, eos: str, pad: str, unk: str = "<unk>",
+                   extra: dict[str, str] | None = None):
+    """A byte-level BPE (every byte a token, no merges) with the synthetic class names as whole tokens and
+    the family's special tokens: decodes back to exactly the text it encoded."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    base = [pad, bos, eos, unk, *bytes_to_unicode().values()]
+    backend = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(base)}, merges=[], unk_token=unk))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token=eos, pad_token=pad,
+                                  unk_token=unk, extra_special_tokens=extra or {})
+    tok.add_tokens(list(WORDS))
+    tok.add_tokens([AddedToken(s, special=True, normalized=False) for s in special], special_tokens=True)
+    return tok
+
+
+def _florence2(folder: Path) -> None:
+    from transformers import (
+        BartConfig,
+        Florence2Config,
+        Florence2ForConditionalGeneration,
+        Florence2Processor,
+    )
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    tok = byte_tokenizer([f"<loc_{i}>" for i in range(1000)], bos="<s>", eos="</s>", pad="<pad>",
+                         extra={"image_token": "<image>"})
+    text = BartConfig(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                      decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=1024,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                      decoder_start_token_id=tok.eos_token_id, forced_bos_token_id=tok.bos_token_id)
+    vision = dict(depths=[1, 1], patch_size=[7, 3], patch_stride=[4, 2], patch_padding=[3, 1],
+                  patch_prenorm=[False, True], embed_dim=[16, 32], num_heads=[1, 2], num_groups=[1, 2], window_size=2,
+                  projection_dim=32, max_position_embeddings=8)
+    Florence2ForConditionalGeneration(Florence2Config(text_config=text, vision_config=vision,
+                                                      image_token_id=tok.image_token_id)).save_pretrained(folder)
+    size = {"height": 64, "width": 64}
+    images = CLIPImageProcessorPil(size=size, crop_size=size, do_center_crop=False)
+    images.image_seq_length = 65  # 64 x 64 -> 8 x 8 DaViT tokens + 1
+    Florence2Processor(image_processor=images, tokenizer=tok).save_pretrained(folder)
+
+
+def _paligemma(folder: Path) -> None:
+    from transformers import (
+        GemmaConfig,
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipVisionConfig,
+    )
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    tok = byte_tokenizer([f"<loc{i:04d}>" for i in range(1024)], bos="<bos>", eos="<eos>", pad="<pad>",
+                         extra={"image_token": "<image>"})
+    text = GemmaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=4096,
+                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=32, patch_size=8, projection_dim=32)
+    config = PaliGemmaConfig(text_config=text, vision_config=vision, image_token_index=tok.image_token_id,
+                             projection_dim=32, vocab_size=len(tok))
+    PaliGemmaForConditionalGeneration(config).save_pretrained(folder)
+    images = SiglipImageProcessorPil(size={"height": 32, "width": 32})
+    images.image_seq_length = 16  # (32 / 8) ** 2 patches
+    PaliGemmaProcessor(image_processor=images, tokenizer=tok).save_pretrained(folder)
+
+
+BUILDERS = {"florence-2": _florence2, "paligemma": _paligemma}
+
+
+def save_tiny(family: str, folder: Path, seed: int = 0) -> Path:
+    """A random tiny `family` model + processor saved into `folder`; returns it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        BUILDERS[family](folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    from bench.testing.hf import make_data
+
+    return make_data(tmp_path_factory.mktemp("generative-data"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """family -> its tiny model's folder, built once per module."""
+    made: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in made:
+            made[family] = save_tiny(family, tmp_path_factory.mktemp(family))
+        return made[family]
+    return get

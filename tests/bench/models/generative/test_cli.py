@@ -1,0 +1,120 @@
+"""`glip-bench run --model hf:DIR --tasks synth-shapes --regime zero-shot` for each tiny text-answering model.
+
+Two kinds of run: the model's own greedy generation (random weights: whatever it writes is parsed and
+counted), and the same CLI path with the model's `generate` replaced by a script that writes a
+hand-written answer with known token probabilities, so the COCO file must hold the hand-computed pixel
+boxes and scores.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from bench.results import store
+from bench.testing.hf import OneThread, run_cli
+
+FAMILIES = ("florence-2", "paligemma")
+MODEL_CLASSES = {"florence-2": "Florence2ForConditionalGeneration", "paligemma": "PaliGemmaForConditionalGeneration"}
+CLASSES = ("circle", "square", "triangle", "star", "ring", "cross", "diamond", "heart")  # synth-shapes, id order
+
+
+# answers by prompt: (text, probability of every token); 128 x 128 images
+def florence_script(prompt: str) -> tuple[str, float]:
+    if "Locate circle " in prompt:  # x = int((b + 0.5) * 0.128)
+        return "circle<loc_250><loc_500><loc_750><loc_999>", 0.5
+    if "Locate square " in prompt:
+        return "square<loc_0><loc_0><loc_499><loc_499>blob<loc_1><loc_1><loc_2><loc_2>", 0.25
+    return "heart<loc_5>", 1.0  # truncated
+
+
+def paligemma_script(prompt: str) -> tuple[str, float]:
+    assert "detect circle ; square ; triangle" in prompt
+    return ("<loc0000><loc0000><loc1023><loc1023> circle ; <loc0512><loc0256><loc1023><loc0767> square ; "
+            "<loc0001><loc0001><loc0002><loc0002> blob ; <loc0003> heart", 0.5)
+
+
+SCRIPTS = {"florence-2": florence_script, "paligemma": paligemma_script}
+EXPECTED = {  # (category, [x, y, w, h], score) per image, by score
+    "florence-2": [("circle", [32, 64, 64, 63], 0.5), ("square", [0, 0, 63, 63], 0.25)],
+    "paligemma": [("circle", [0, 0, 128, 128], 0.5),
+                  ("square", [256 * 128 / 1023, 512 * 128 / 1023, 511 * 128 / 1023, 511 * 128 / 1023], 0.5)],
+}
+COUNTS = {  # per image: answers, parsed boxes, unparseable, outside the prompt
+    "florence-2": (8, 3, 6, 1),
+    "paligemma": (1, 3, 1, 1),
+}
+
+
+def scripted_generate(script, tokenizer):
+    """A stand-in for `generate`: the scripted answer's tokens, each given probability p by its logits."""
+    def generate(self, input_ids=None, generation_config=None, **kwargs):
+        prompt = tokenizer.decode(input_ids[0], skip_special_tokens=False)
+        text, p = script(prompt)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        vocab = self.get_output_embeddings().weight.shape[0]
+        logits = []
+        for t in ids:  # the token and round(1/p) - 1 others share the mass: p each
+            row = torch.full((1, vocab), -1e4)
+            n = round(1 / p)
+            row[0, [(t + k) % vocab for k in range(n)]] = 0.0
+            logits.append(row)
+        prefix = input_ids[0].tolist() if not self.config.is_encoder_decoder else [0]
+        return SimpleNamespace(sequences=torch.tensor([prefix + ids]), logits=tuple(logits))
+    return generate
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_scripted_answers_land_in_the_coco_file_as_hand_computed_pixels(family, tiny, data_root, tmp_path,
+                                                                        monkeypatch):
+    import transformers
+
+    model_dir = tiny(family)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    monkeypatch.setattr(getattr(transformers, MODEL_CLASSES[family]), "generate",
+                        scripted_generate(SCRIPTS[family], tokenizer))
+    with OneThread():
+        rc, [record] = run_cli(model_dir, data_root, tmp_path / "results")
+    assert rc == 0
+    [run_dir] = (tmp_path / "results" / "runs").iterdir()
+    preds = store.read_predictions(run_dir)
+    images = sorted({p["image_id"] for p in preds})
+    assert len(images) == 8
+    for image_id in images:
+        got = [(CLASSES[p["category_id"] - 1] if p["category_id"] <= 8 else p["category_id"], p["bbox"], p["score"])
+               for p in preds if p["image_id"] == image_id]
+        assert [(c, s) for c, _, s in got] == [(c, s) for c, _, s in EXPECTED[family]]
+        for (_, box, _), (_, want, _) in zip(got, EXPECTED[family]):
+            assert box == pytest.approx(want, abs=1e-4)
+    answers = record["provenance"]["model_limits"]["answers"]
+    per_image = COUNTS[family]
+    assert (answers["answers"], answers["parsed_boxes"], answers["unparseable"],
+            answers["labels_outside_prompt"]) == tuple(8 * n for n in per_image)
+    assert answers["unmatched_labels"] == {"blob": 8}
+
+
+@pytest.mark.slow  # up to the full token budget per answer on CPU (PaliGemma: ~45 s)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_zero_shot_generation_writes_a_record(family, tiny, data_root, tmp_path):
+    from bench.models import generative
+
+    model_dir = tiny(family)
+    with OneThread():
+        rc, [record] = run_cli(model_dir, data_root, tmp_path / "results")
+    assert rc == 0
+    module = generative.family_of(f"hf:{model_dir}")
+    limits = record["provenance"]["model_limits"]
+    assert record["model"]["family"] == module.NAME == limits["family"]
+    assert limits["coordinates"] == module.COORDINATES and limits["text_input"] == module.PROMPTING
+    assert "label tokens" in limits["score"] and "PIL" in limits["pixel_path"]
+    answers = limits["answers"]
+    prompts = 8 if module.CLASSES_PER_PROMPT == 1 else 1  # synth-shapes: 8 classes, no chunk size
+    assert answers["answers"] == 8 * prompts  # every (image, prompt) answered once
+    assert answers["parsed_boxes"] >= answers["labels_outside_prompt"]
+    preds = store.read_predictions(next((tmp_path / "results" / "runs").iterdir()))
+    assert len(preds) == answers["parsed_boxes"] - answers["labels_outside_prompt"]  # cap 100 not reached
+    assert 0.0 <= record["metrics"]["values"]["AP"] <= 1.0
+    json.dumps(record)

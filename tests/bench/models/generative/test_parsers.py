@@ -1,0 +1,106 @@
+"""Hand-written answers in each family's format -> boxes in original pixels computed by hand; malformed
+parts are counted, never raised."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.models.generative import florence2, paligemma
+from bench.models.generative.answers import AnswerCounts, match_labels
+
+
+# ------------------------------------------------------------------ Florence-2: x first, 1000 bins, bin centre, int
+# On a 2000 x 1000 image a bin b is x = int((b + 0.5) * 2) = 2b + 1 and y = int(b + 0.5) = b.
+def test_florence2_boxes_in_pixels():
+    text = "circle<loc_10><loc_20><loc_30><loc_40>square<loc_0><loc_999><loc_500><loc_999><loc_1><loc_2><loc_3><loc_4>"
+    parse = florence2.parse(text, 2000, 1000)
+    assert parse.unparseable == 0
+    assert [(o.label, o.box) for o in parse.objects] == [
+        ("circle", (21.0, 20.0, 61.0, 40.0)),
+        ("square", (1.0, 999.0, 1001.0, 999.0)),
+        ("square", (3.0, 2.0, 7.0, 4.0)),  # a label owns every group of four after it
+    ]
+    circle = parse.objects[0]
+    assert text[circle.label_span[0]:circle.label_span[1]] == "circle"
+    assert text[circle.box_span[0]:circle.box_span[1]] == "<loc_10><loc_20><loc_30><loc_40>"
+
+
+def test_florence2_truncation_gives_x_int_of_bin_centre():
+    # 640 wide: bin 100 -> (100.5 * 0.64) = 64.32 -> 64; 480 high: bin 200 -> 96.24 -> 96
+    [obj] = florence2.parse("red circle<loc_100><loc_200><loc_300><loc_400>", 640, 480).objects
+    assert obj.box == (64.0, 96.0, 192.0, 192.0)
+
+
+@pytest.mark.parametrize("text, boxes, unparseable", [
+    ("", 0, 0),
+    ("</s><pad>", 0, 0),
+    ("circle<loc_10><loc_20><loc_30>", 0, 1),  # a box cut short
+    ("circle<loc_10><loc_20><loc_30><loc_40><loc_50>", 1, 1),  # a fifth loc
+    ("circle<loc_10><loc_20><loc_30><loc_1000>", 0, 1),  # bin past 999
+    ("<loc_10><loc_20><loc_30><loc_40>", 0, 1),  # no label
+    ("circle<loc_10><loc_20><loc_30><loc_40>squa", 1, 1),  # truncated text after a box
+    ("<s>circle<od><loc_10><loc_20><loc_30><loc_40></s>", 1, 0),  # other tags ignored
+    ("I see a circle at the top left.", 0, 1),  # prose, no box
+    ("circle<loc_x><loc_1><loc_2><loc_3><loc_4>", 1, 0),  # a broken tag is dropped, the box stands
+])
+def test_florence2_malformed(text, boxes, unparseable):
+    parse = florence2.parse(text, 100, 100)
+    assert (len(parse.objects), parse.unparseable) == (boxes, unparseable)
+
+
+def test_florence2_format_round_trip():
+    text = florence2.format_answer([("circle", (21.0, 20.0, 61.0, 40.0))], 2000, 1000)
+    assert text == "circle<loc_10><loc_20><loc_30><loc_40>"
+    assert florence2.parse(text, 2000, 1000).objects[0].box == (21.0, 20.0, 61.0, 40.0)
+
+
+# ------------------------------------------------------------------ PaliGemma: y first, bin / 1023 * size
+# On a 2046 x 1023 image a bin b is x = 2b, y = b.
+def test_paligemma_boxes_in_pixels():
+    text = "<loc0010><loc0020><loc0030><loc0040> circle ; <loc0000><loc0000><loc1023><loc1023> red square"
+    parse = paligemma.parse(text, 2046, 1023)
+    assert parse.unparseable == 0
+    assert [(o.label, o.box) for o in parse.objects] == [("circle", (40.0, 10.0, 80.0, 30.0)),
+                                                         ("red square", (0.0, 0.0, 2046.0, 1023.0))]
+    square = parse.objects[1]
+    assert text[square.label_span[0]:square.label_span[1]] == "red square"
+    assert text[square.box_span[0]:square.box_span[1]] == "<loc0000><loc0000><loc1023><loc1023>"
+
+
+def test_paligemma_divides_by_1023_not_1024():
+    [obj] = paligemma.parse("<loc0341><loc0341><loc0682><loc0682> circle", 300, 600).objects
+    assert obj.box == pytest.approx((100.0, 200.0, 200.0, 400.0))  # 341 / 1023 = 1 / 3
+
+
+@pytest.mark.parametrize("text, boxes, unparseable", [
+    ("", 0, 0),
+    (" ; ", 0, 0),
+    ("<loc0010><loc0020><loc0030> circle", 0, 1),  # three locs
+    ("<loc0010><loc0020><loc0030><loc0040>", 0, 1),  # no label
+    ("<loc0010><loc0020><loc0030><loc2000> circle", 0, 1),  # bin past 1023
+    ("<loc0010><loc0020><loc0030><loc0040> circle ; <loc0010><loc00", 1, 1),  # truncated second object
+    ("circle <loc0010><loc0020><loc0030><loc0040>", 0, 1),  # label first: not the format
+    ("<loc0010><loc0020><loc0030><loc0040> circle ; no objects here", 1, 1),
+])
+def test_paligemma_malformed(text, boxes, unparseable):
+    parse = paligemma.parse(text, 100, 100)
+    assert (len(parse.objects), parse.unparseable) == (boxes, unparseable)
+
+
+def test_paligemma_format_round_trip():
+    text = paligemma.format_answer([("circle", (40.0, 10.0, 80.0, 30.0))], 2046, 1023)
+    assert text == "<loc0010><loc0020><loc0030><loc0040> circle"
+    assert paligemma.detection_prompt(["circle", "red square"]) == "detect circle ; red square"
+
+
+# ------------------------------------------------------------------ labels and counts
+def test_labels_match_exactly_and_the_rest_is_counted():
+    parse = paligemma.parse("<loc0010><loc0020><loc0030><loc0040> circle ; <loc0010><loc0020><loc0030><loc0040> Circle"
+                            " ; <loc0010><loc0020><loc0030><loc0040> blob ; <loc0010> x", 100, 100)
+    matched, unmatched = match_labels(parse.objects, {"circle": 7, "square": 9})
+    assert matched == [(0, 7)] and unmatched == ["Circle", "blob"]
+    counts = AnswerCounts()
+    counts.add(parse, unmatched)
+    assert counts.as_dict() == {"answers": 1, "parsed_boxes": 3, "unparseable": 1, "labels_outside_prompt": 2,
+                                "empty_answers": 0, "unmatched_labels": {"Circle": 1, "blob": 1},
+                                "unmatched_label_kinds": 2}
