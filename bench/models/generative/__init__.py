@@ -15,7 +15,7 @@ from types import ModuleType
 
 from bench.util.errors import UserError
 
-FAMILY_MODULES = ("florence2", "paligemma")
+FAMILY_MODULES = ("florence2", "paligemma", "kosmos2")
 
 
 def families() -> dict[str, ModuleType]:

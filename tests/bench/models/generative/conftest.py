@@ -53,7 +53,8 @@ def _florence2(folder: Path) -> None:
     size = {"height": 64, "width": 64}
     images = CLIPImageProcessorPil(size=size, crop_size=size, do_center_crop=False)
     images.image_seq_length = 65  # 64 x 64 -> 8 x 8 DaViT tokens + 1
-    Florence2Processor(image_processor=images, tokenizer=tok).save_pretrained(folder)
+    parse_tasks = {"description_with_bboxes_or_polygons": {}, "description_with_bboxes": {}, "phrase_grounding": {}}
+    Florence2Processor(image_processor=images, tokenizer=tok, post_processor_config=parse_tasks).save_pretrained(folder)
 
 
 def _paligemma(folder: Path) -> None:
@@ -81,7 +82,25 @@ def _paligemma(folder: Path) -> None:
     PaliGemmaProcessor(image_processor=images, tokenizer=tok).save_pretrained(folder)
 
 
-BUILDERS = {"florence-2": _florence2, "paligemma": _paligemma}
+def _kosmos2(folder: Path) -> None:
+    from transformers import Kosmos2Config, Kosmos2ForConditionalGeneration, Kosmos2Processor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    tok = byte_tokenizer([], bos="<s>", eos="</s>", pad="<pad>")
+    size = {"height": 32, "width": 32}
+    images = CLIPImageProcessorPil(size=size, crop_size=size, do_center_crop=False)
+    processor = Kosmos2Processor(image_processor=images, tokenizer=tok)  # adds the tag and patch-index tokens
+    text = dict(vocab_size=len(processor.tokenizer), embed_dim=32, layers=1, ffn_dim=64, attention_heads=2,
+                max_position_embeddings=2048, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                  patch_size=8)
+    Kosmos2ForConditionalGeneration(Kosmos2Config(text_config=text, vision_config=vision,
+                                                  latent_query_num=64)).save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+
+BUILDERS = {"florence-2": _florence2, "paligemma": _paligemma, "kosmos-2": _kosmos2}
 
 
 def save_tiny(family: str, folder: Path, seed: int = 0) -> Path:

@@ -17,8 +17,9 @@ import torch
 from bench.results import store
 from bench.testing.hf import OneThread, run_cli
 
-FAMILIES = ("florence-2", "paligemma")
-MODEL_CLASSES = {"florence-2": "Florence2ForConditionalGeneration", "paligemma": "PaliGemmaForConditionalGeneration"}
+FAMILIES = ("florence-2", "paligemma", "kosmos-2")
+MODEL_CLASSES = {"florence-2": "Florence2ForConditionalGeneration", "paligemma": "PaliGemmaForConditionalGeneration",
+                 "kosmos-2": "Kosmos2ForConditionalGeneration"}
 CLASSES = ("circle", "square", "triangle", "star", "ring", "cross", "diamond", "heart")  # synth-shapes, id order
 
 
@@ -37,15 +38,26 @@ def paligemma_script(prompt: str) -> tuple[str, float]:
             "<loc0001><loc0001><loc0002><loc0002> blob ; <loc0003> heart", 0.5)
 
 
-SCRIPTS = {"florence-2": florence_script, "paligemma": paligemma_script}
+def kosmos_script(prompt: str) -> tuple[str, float]:
+    if "circle</phrase>" in prompt:  # corners at cell centres: 0.5 / 32 * 128 = 2, 31.5 / 32 * 128 = 126
+        return "<object><patch_index_0000><patch_index_1023></object>", 0.5
+    if "square</phrase>" in prompt:  # one cell (1, 1): whole cell; then a pair cut short; then another phrase
+        return ("<object><patch_index_0033><patch_index_0033></delimiter_of_multi_objects/><patch_index_0040>"
+                "</object><phrase> blob</phrase><object><patch_index_0001><patch_index_0002></object>", 0.25)
+    return "<object><patch_index_0005>", 1.0  # never closed
+
+
+SCRIPTS = {"florence-2": florence_script, "paligemma": paligemma_script, "kosmos-2": kosmos_script}
 EXPECTED = {  # (category, [x, y, w, h], score) per image, by score
     "florence-2": [("circle", [32, 64, 64, 63], 0.5), ("square", [0, 0, 63, 63], 0.25)],
     "paligemma": [("circle", [0, 0, 128, 128], 0.5),
                   ("square", [256 * 128 / 1023, 512 * 128 / 1023, 511 * 128 / 1023, 511 * 128 / 1023], 0.5)],
+    "kosmos-2": [("circle", [2, 2, 124, 124], 0.25), ("square", [4, 4, 4, 4], 0.0625)],  # two box tokens each
 }
 COUNTS = {  # per image: answers, parsed boxes, unparseable, outside the prompt
     "florence-2": (8, 3, 6, 1),
     "paligemma": (1, 3, 1, 1),
+    "kosmos-2": (8, 3, 7, 1),
 }
 
 
@@ -96,11 +108,14 @@ def test_scripted_answers_land_in_the_coco_file_as_hand_computed_pixels(family, 
     assert answers["unmatched_labels"] == {"blob": 8}
 
 
-@pytest.mark.slow  # up to the full token budget per answer on CPU (PaliGemma: ~45 s)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_zero_shot_generation_writes_a_record(family, tiny, data_root, tmp_path):
+def test_zero_shot_generation_writes_a_record(family, tiny, data_root, tmp_path, monkeypatch):
+    """The tiny model's own greedy generation, with the budget cut to 12 new tokens for test time (the
+    random model rarely ends on its own: 100 detections' worth of tokens takes minutes on CPU)."""
     from bench.models import generative
+    from bench.models.generative.adapter import GenerativeAdapter
 
+    monkeypatch.setattr(GenerativeAdapter, "token_budget", lambda self, entries, cap: 12)
     model_dir = tiny(family)
     with OneThread():
         rc, [record] = run_cli(model_dir, data_root, tmp_path / "results")
@@ -116,5 +131,6 @@ def test_zero_shot_generation_writes_a_record(family, tiny, data_root, tmp_path)
     assert answers["parsed_boxes"] >= answers["labels_outside_prompt"]
     preds = store.read_predictions(next((tmp_path / "results" / "runs").iterdir()))
     assert len(preds) == answers["parsed_boxes"] - answers["labels_outside_prompt"]  # cap 100 not reached
+    assert limits["max_new_tokens"] == {"min": 12, "max": 12}
     assert 0.0 <= record["metrics"]["values"]["AP"] <= 1.0
     json.dumps(record)

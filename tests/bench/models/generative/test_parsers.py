@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.models.generative import florence2, paligemma
+from bench.models.generative import florence2, kosmos2, paligemma
 from bench.models.generative.answers import AnswerCounts, match_labels
 
 
@@ -104,3 +104,67 @@ def test_labels_match_exactly_and_the_rest_is_counted():
     assert counts.as_dict() == {"answers": 1, "parsed_boxes": 3, "unparseable": 1, "labels_outside_prompt": 2,
                                 "empty_answers": 0, "unmatched_labels": {"Circle": 1, "blob": 1},
                                 "unmatched_label_kinds": 2}
+
+
+# ------------------------------------------------------------------ Kosmos-2: 32 x 32 cells, index = row * 32 + col
+# On a 3200 x 320 image a cell is 100 px wide and 10 px high.
+def test_kosmos2_boxes_in_pixels():
+    text = ("<object><patch_index_0033><patch_index_0098></object>"  # (1,1) -> (2,3): cell centres
+            "<phrase> a red star</phrase><object><patch_index_0001><patch_index_0003>"  # one row: whole cells
+            "</delimiter_of_multi_objects/><patch_index_0064><patch_index_0064></object>")  # one cell
+    parse = kosmos2.parse(text, 3200, 320, "circle")
+    assert parse.unparseable == 0
+    assert [(o.label, o.box) for o in parse.objects] == [
+        ("circle", (150.0, 15.0, 250.0, 35.0)),
+        ("a red star", (100.0, 0.0, 400.0, 10.0)),
+        ("a red star", (0.0, 20.0, 100.0, 30.0)),
+    ]
+    assert parse.objects[0].label_span == (0, 0)  # the prompt's phrase: scored by its box tokens
+    star = parse.objects[1]
+    assert text[star.label_span[0]:star.label_span[1]] == " a red star"
+
+
+@pytest.mark.parametrize("text, boxes, unparseable", [
+    ("", 0, 0),
+    ("a picture of things.", 0, 0),  # prose without an object: no detection
+    ("<object><patch_index_0033></object>", 0, 1),  # one corner
+    ("<object><patch_index_0033><patch_index_0098>", 0, 1),  # never closed
+    ("<object><patch_index_0033><patch_index_1024></object>", 0, 1),  # past the grid
+    ("<object><patch_index_0033>junk<patch_index_0098></object>", 0, 1),
+    ("<object><patch_index_0033><patch_index_0098></delimiter_of_multi_objects/><patch_index_0001></object>", 1, 1),
+])
+def test_kosmos2_malformed(text, boxes, unparseable):
+    parse = kosmos2.parse(text, 100, 100, "circle")
+    assert (len(parse.objects), parse.unparseable) == (boxes, unparseable)
+
+
+def test_kosmos2_equals_transformers_post_processing():
+    from transformers.models.kosmos2.processing_kosmos2 import clean_text_and_extract_entities_with_bboxes
+
+    text = ("<phrase> a snowman</phrase><object><patch_index_0044><patch_index_0863></object> by<phrase> a fire"
+            "</phrase><object><patch_index_0005><patch_index_0911></object><phrase> it</phrase><object>"
+            "<patch_index_0100><patch_index_0120></delimiter_of_multi_objects/><patch_index_0007><patch_index_0007>"
+            "</object>")
+    _, entities = clean_text_and_extract_entities_with_bboxes(text)
+    want = [(name, tuple(v * s for v, s in zip(box, (640, 480, 640, 480)))) for name, _, boxes in entities
+            for box in boxes]
+    got = [(o.label, o.box) for o in kosmos2.parse(text, 640, 480, None).objects]
+    assert got == want and len(got) == 4
+
+
+def test_florence2_equals_the_processors_post_processing(tiny):
+    """The adapter's pixels are the processor's own (post_process_generation loads with the tiny model)."""
+    import random
+
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny("florence-2"))
+    rng = random.Random(0)
+    for width, height in ((640, 480), (333, 1001), (128, 128)):
+        objects = [(rng.choice(["circle", "red square"]), sorted(rng.randrange(1000) for _ in range(2))
+                    + sorted(rng.randrange(1000) for _ in range(2))) for _ in range(5)]
+        text = "".join(label + "".join(f"<loc_{b}>" for b in (x1, y1, x2, y2)) for label, (x1, x2, y1, y2) in objects)
+        task = "<OPEN_VOCABULARY_DETECTION>"
+        want = processor.post_process_generation(text, task=task, image_size=(width, height))[task]
+        got = florence2.parse(text, width, height).objects
+        assert [list(o.box) for o in got] == want["bboxes"] and [o.label for o in got] == want["bboxes_labels"]
