@@ -15,7 +15,7 @@ from types import ModuleType
 
 from bench.util.errors import UserError
 
-FAMILY_MODULES = ("florence2", "paligemma", "kosmos2")
+FAMILY_MODULES = ("florence2", "paligemma", "kosmos2", "qwen2_5_vl", "qwen3_vl")
 
 
 def families() -> dict[str, ModuleType]:

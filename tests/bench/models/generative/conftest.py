@@ -100,7 +100,45 @@ def _kosmos2(folder: Path) -> None:
     processor.save_pretrained(folder)
 
 
-BUILDERS = {"florence-2": _florence2, "paligemma": _paligemma, "kosmos-2": _kosmos2}
+QWEN_SPECIAL = ["<|im_start|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+
+
+def _qwen(folder: Path, version: str) -> None:
+    import transformers
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    tok = byte_tokenizer(QWEN_SPECIAL, bos="<|endoftext|>", eos="<|im_end|>", pad="<|endoftext|>", unk="<|unk|>")
+    ids = {s: tok.convert_tokens_to_ids(s) for s in QWEN_SPECIAL}
+    rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                num_key_value_heads=1, rope_parameters=rope, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    tokens = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    if version == "2.5":
+        vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
+                      fullatt_block_indexes=[0], window_size=56)
+        model = transformers.Qwen2_5_VLForConditionalGeneration(
+            transformers.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **tokens))
+        patch = 14
+    else:
+        text["head_dim"] = 16
+        rope["mrope_interleaved"] = True
+        vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
+                      num_position_embeddings=16, deepstack_visual_indexes=[0])
+        model = transformers.Qwen3VLForConditionalGeneration(
+            transformers.Qwen3VLConfig(text_config=text, vision_config=vision, **tokens))
+        patch = 16
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    factor = 2 * patch  # 128 x 128 images -> 140 x 140 (2.5: multiples of 28) or 128 x 128 (3: of 32)
+    Qwen2VLImageProcessorPil(patch_size=patch, merge_size=2, temporal_patch_size=2,
+                             size={"shortest_edge": factor * factor, "longest_edge": 100 * factor * factor}
+                             ).save_pretrained(folder)
+
+
+BUILDERS = {"florence-2": _florence2, "paligemma": _paligemma, "kosmos-2": _kosmos2,
+            "qwen2.5-vl": lambda folder: _qwen(folder, "2.5"), "qwen3-vl": lambda folder: _qwen(folder, "3")}
 
 
 def save_tiny(family: str, folder: Path, seed: int = 0) -> Path:

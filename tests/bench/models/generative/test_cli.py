@@ -17,9 +17,10 @@ import torch
 from bench.results import store
 from bench.testing.hf import OneThread, run_cli
 
-FAMILIES = ("florence-2", "paligemma", "kosmos-2")
+FAMILIES = ("florence-2", "paligemma", "kosmos-2", "qwen2.5-vl", "qwen3-vl")
 MODEL_CLASSES = {"florence-2": "Florence2ForConditionalGeneration", "paligemma": "PaliGemmaForConditionalGeneration",
-                 "kosmos-2": "Kosmos2ForConditionalGeneration"}
+                 "kosmos-2": "Kosmos2ForConditionalGeneration", "qwen2.5-vl": "Qwen2_5_VLForConditionalGeneration",
+                 "qwen3-vl": "Qwen3VLForConditionalGeneration"}
 CLASSES = ("circle", "square", "triangle", "star", "ring", "cross", "diamond", "heart")  # synth-shapes, id order
 
 
@@ -47,17 +48,34 @@ def kosmos_script(prompt: str) -> tuple[str, float]:
     return "<object><patch_index_0005>", 1.0  # never closed
 
 
-SCRIPTS = {"florence-2": florence_script, "paligemma": paligemma_script, "kosmos-2": kosmos_script}
+def qwen_script(circle: list[int], square: list[int]):
+    def script(prompt: str) -> tuple[str, float]:
+        assert '"circle", "square", "triangle"' in prompt
+        rows = [f'{{"bbox_2d": {circle}, "label": "circle"}}', f'{{"bbox_2d": {square}, "label": "square"}}',
+                '{"bbox_2d": [1, 2, 3], "label": "heart"}', '{"bbox_2d": [1, 1, 2, 2], "label": "blob"}',
+                '{"bbox_2d": [5, ']  # three numbers; outside the prompt; cut off by the budget
+        return "```json\n[\n\t" + ",\n\t".join(rows), 0.5
+    return script
+
+
+SCRIPTS = {"florence-2": florence_script, "paligemma": paligemma_script, "kosmos-2": kosmos_script,
+           # Qwen2.5-VL: pixels of the 140 x 140 input (x 128 / 140); Qwen3-VL: 0-1000 (x 0.128)
+           "qwen2.5-vl": qwen_script([35, 70, 105, 140], [0, 0, 70, 70]),
+           "qwen3-vl": qwen_script([250, 500, 750, 1000], [0, 0, 500, 500])}
 EXPECTED = {  # (category, [x, y, w, h], score) per image, by score
     "florence-2": [("circle", [32, 64, 64, 63], 0.5), ("square", [0, 0, 63, 63], 0.25)],
     "paligemma": [("circle", [0, 0, 128, 128], 0.5),
                   ("square", [256 * 128 / 1023, 512 * 128 / 1023, 511 * 128 / 1023, 511 * 128 / 1023], 0.5)],
     "kosmos-2": [("circle", [2, 2, 124, 124], 0.25), ("square", [4, 4, 4, 4], 0.0625)],  # two box tokens each
+    "qwen2.5-vl": [("circle", [32, 64, 64, 64], 0.5), ("square", [0, 0, 64, 64], 0.5)],
+    "qwen3-vl": [("circle", [32, 64, 64, 64], 0.5), ("square", [0, 0, 64, 64], 0.5)],
 }
 COUNTS = {  # per image: answers, parsed boxes, unparseable, outside the prompt
     "florence-2": (8, 3, 6, 1),
     "paligemma": (1, 3, 1, 1),
     "kosmos-2": (8, 3, 7, 1),
+    "qwen2.5-vl": (1, 3, 2, 1),
+    "qwen3-vl": (1, 3, 2, 1),
 }
 
 

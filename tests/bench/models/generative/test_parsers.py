@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.models.generative import florence2, kosmos2, paligemma
-from bench.models.generative.answers import AnswerCounts, match_labels
+from bench.models.generative import florence2, kosmos2, paligemma, qwen2_5_vl, qwen3_vl, qwen_common
+from bench.models.generative.answers import AnswerCounts, View, match_labels
 
 
 # ------------------------------------------------------------------ Florence-2: x first, 1000 bins, bin centre, int
@@ -168,3 +168,83 @@ def test_florence2_equals_the_processors_post_processing(tiny):
         want = processor.post_process_generation(text, task=task, image_size=(width, height))[task]
         got = florence2.parse(text, width, height).objects
         assert [list(o.box) for o in got] == want["bboxes"] and [o.label for o in got] == want["bboxes_labels"]
+
+
+# ------------------------------------------------------------------ Qwen2.5-VL: pixels of the resized input
+def test_qwen2_5_vl_boxes_scale_from_the_resized_input():
+    text = ('```json\n[\n\t{"bbox_2d": [28, 56, 280, 140], "label": "circle"},\n\t'
+            '{"label": "red square", "bbox_2d": [0, 0, 560, 280.5]}\n]\n```')
+    # original 1000 x 500 seen as 560 x 280: x * 1000 / 560, y * 500 / 280
+    parse = qwen2_5_vl.parse_answer(text, View(1000, 500, 560, 280))
+    assert parse.unparseable == 0
+    assert [(o.label, o.box) for o in parse.objects] == [
+        ("circle", pytest.approx((50.0, 100.0, 500.0, 250.0))),
+        ("red square", pytest.approx((0.0, 0.0, 1000.0, 500.0 * 280.5 / 280))),
+    ]
+    circle = parse.objects[0]
+    assert text[circle.label_span[0]:circle.label_span[1]] == "circle"
+    assert text[circle.box_span[0]:circle.box_span[1]] == '"bbox_2d": [28, 56, 280, 140]'
+
+
+# ------------------------------------------------------------------ Qwen3-VL: relative 0-1000
+def test_qwen3_vl_boxes_are_thousandths_of_the_original():
+    text = '[{"bbox_2d": [100, 200, 1000, 500], "label": "circle"}]'
+    [obj] = qwen3_vl.parse_answer(text, View(640, 480, 640, 480)).objects
+    assert obj.box == pytest.approx((64.0, 96.0, 640.0, 240.0))
+    # the resized input does not matter: the fractions are of the whole image
+    assert qwen3_vl.parse_answer(text, View(640, 480, 96, 32)).objects[0].box == obj.box
+
+
+@pytest.mark.parametrize("text, boxes, unparseable", [
+    ("", 0, 0),
+    ("There is nothing to detect.", 0, 0),
+    ('{"bbox_2d": [1, 2, 3], "label": "circle"}', 0, 1),
+    ('{"bbox_2d": [1, 2, 3, "4"], "label": "circle"}', 0, 1),
+    ('{"bbox_2d": [1, 2, 3, 4], "label": 7}', 0, 1),
+    ('{"bbox_2d": [1, 2, 3, 4]}', 0, 1),
+    ('{"bbox_2d": [1, 2, 3, 4], "label": "circle",}', 0, 1),  # not JSON
+    ('[{"bbox_2d": [1, 2, 3, 4], "label": "circle"}, {"bbox_2d": [5, 6', 1, 1),  # truncated
+    ('{"point_2d": [1, 2], "label": "circle"}', 0, 1),
+    ('```json\n[{"bbox_2d": [1, 2, 3, 4], "label": "circle"}]\n``` and some words', 1, 0),
+])
+def test_qwen_malformed(text, boxes, unparseable):
+    for family in (qwen2_5_vl, qwen3_vl):
+        parse = family.parse_answer(text, View(100, 100, 100, 100))
+        assert (len(parse.objects), parse.unparseable) == (boxes, unparseable)
+
+
+@pytest.mark.parametrize("height, width", [(128, 128), (480, 640), (1001, 333), (37, 2000), (3000, 4000)])
+def test_smart_resize_equals_the_image_processor(height, width):
+    """The resize arithmetic written here gives the size transformers' Qwen2-VL image processor (the PIL
+    backend that loads here) resizes to: its image_grid_thw times the patch size."""
+    from PIL import Image
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as transformers_resize
+
+    for patch in (14, 16):
+        factor, lo, hi = 2 * patch, 32 * 32, 64 * 64 * 64
+        processor = Qwen2VLImageProcessorPil(patch_size=patch, merge_size=2, size={"shortest_edge": lo,
+                                                                                   "longest_edge": hi})
+        grid = processor(images=[Image.new("RGB", (width, height))], return_tensors="pt")["image_grid_thw"][0]
+        seen = (int(grid[1]) * patch, int(grid[2]) * patch)
+        assert qwen_common.smart_resize(height, width, factor, lo, hi) == seen
+        assert transformers_resize(height, width, factor, lo, hi) == seen
+
+
+def test_qwen_chat_layout_and_image_tokens(tiny):
+    """The prompt the adapter builds: one image placeholder per merged patch, marked in mm_token_type_ids;
+    the model accepts it (its forward checks that image tokens and features agree)."""
+    import torch
+    from PIL import Image
+
+    from bench.models.generative import build_generative_adapter
+
+    adapter = build_generative_adapter(f"hf:{tiny('qwen2.5-vl')}")
+    inputs, seen = adapter.inputs(Image.new("RGB", (128, 96)), qwen2_5_vl.detection_prompt(["circle"]))
+    assert seen == (140, 84)  # 128 x 96 -> multiples of 28
+    assert int(inputs["mm_token_type_ids"].sum()) == (140 // 28) * (84 // 28)
+    text = adapter.loaded.tokenizer.decode(inputs["input_ids"][0])
+    assert text.startswith("<|im_start|>user\n<|vision_start|><|image_pad|>")
+    assert text.endswith('"label": "<category>"}, all of them in one JSON list.<|im_end|>\n<|im_start|>assistant\n')
+    with torch.no_grad():
+        assert adapter.loaded.model(**inputs).logits.shape[1] == inputs["input_ids"].shape[1]
