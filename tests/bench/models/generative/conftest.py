@@ -4,6 +4,7 @@ special tokens), and the synthetic data the CLI tests run on."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -167,3 +168,42 @@ def tiny(tmp_path_factory):
             made[family] = save_tiny(family, tmp_path_factory.mktemp(family))
         return made[family]
     return get
+
+
+# ------------------------------------------------------------------ scripted answers
+MODEL_CLASSES = {"florence-2": "Florence2ForConditionalGeneration", "paligemma": "PaliGemmaForConditionalGeneration",
+                 "kosmos-2": "Kosmos2ForConditionalGeneration", "qwen2.5-vl": "Qwen2_5_VLForConditionalGeneration",
+                 "qwen3-vl": "Qwen3VLForConditionalGeneration"}
+
+
+def scripted_generate(script, tokenizer):
+    """A stand-in for `generate`: the scripted answer's tokens, each given probability p by its logits."""
+    def generate(self, input_ids=None, generation_config=None, **kwargs):
+        prompt = tokenizer.decode(input_ids[0], skip_special_tokens=False)
+        text, p = script(prompt)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        vocab = self.get_output_embeddings().weight.shape[0]
+        logits = []
+        for t in ids:  # the token and round(1/p) - 1 others share the mass: p each
+            row = torch.full((1, vocab), -1e4)
+            n = round(1 / p)
+            row[0, [(t + k) % vocab for k in range(n)]] = 0.0
+            logits.append(row)
+        prefix = input_ids[0].tolist() if not self.config.is_encoder_decoder else [0]
+        return SimpleNamespace(sequences=torch.tensor([prefix + ids]), logits=tuple(logits))
+    return generate
+
+
+
+@pytest.fixture
+def scripted(tiny, monkeypatch):
+    """(family, script) -> the tiny model's folder, its class's `generate` answering `script(prompt)`."""
+    import transformers
+
+    def make(family: str, script) -> Path:
+        folder = tiny(family)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+        monkeypatch.setattr(getattr(transformers, MODEL_CLASSES[family]), "generate",
+                            scripted_generate(script, tokenizer))
+        return folder
+    return make

@@ -9,18 +9,13 @@ boxes and scores.
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
-import torch
 
 from bench.results import store
 from bench.testing.hf import OneThread, run_cli
 
 FAMILIES = ("florence-2", "paligemma", "kosmos-2", "qwen2.5-vl", "qwen3-vl")
-MODEL_CLASSES = {"florence-2": "Florence2ForConditionalGeneration", "paligemma": "PaliGemmaForConditionalGeneration",
-                 "kosmos-2": "Kosmos2ForConditionalGeneration", "qwen2.5-vl": "Qwen2_5_VLForConditionalGeneration",
-                 "qwen3-vl": "Qwen3VLForConditionalGeneration"}
 CLASSES = ("circle", "square", "triangle", "star", "ring", "cross", "diamond", "heart")  # synth-shapes, id order
 
 
@@ -79,33 +74,9 @@ COUNTS = {  # per image: answers, parsed boxes, unparseable, outside the prompt
 }
 
 
-def scripted_generate(script, tokenizer):
-    """A stand-in for `generate`: the scripted answer's tokens, each given probability p by its logits."""
-    def generate(self, input_ids=None, generation_config=None, **kwargs):
-        prompt = tokenizer.decode(input_ids[0], skip_special_tokens=False)
-        text, p = script(prompt)
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        vocab = self.get_output_embeddings().weight.shape[0]
-        logits = []
-        for t in ids:  # the token and round(1/p) - 1 others share the mass: p each
-            row = torch.full((1, vocab), -1e4)
-            n = round(1 / p)
-            row[0, [(t + k) % vocab for k in range(n)]] = 0.0
-            logits.append(row)
-        prefix = input_ids[0].tolist() if not self.config.is_encoder_decoder else [0]
-        return SimpleNamespace(sequences=torch.tensor([prefix + ids]), logits=tuple(logits))
-    return generate
-
-
 @pytest.mark.parametrize("family", FAMILIES)
-def test_scripted_answers_land_in_the_coco_file_as_hand_computed_pixels(family, tiny, data_root, tmp_path,
-                                                                        monkeypatch):
-    import transformers
-
-    model_dir = tiny(family)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-    monkeypatch.setattr(getattr(transformers, MODEL_CLASSES[family]), "generate",
-                        scripted_generate(SCRIPTS[family], tokenizer))
+def test_scripted_answers_land_in_the_coco_file_as_hand_computed_pixels(family, tiny, scripted, data_root, tmp_path):
+    model_dir = scripted(family, SCRIPTS[family])
     with OneThread():
         rc, [record] = run_cli(model_dir, data_root, tmp_path / "results")
     assert rc == 0
