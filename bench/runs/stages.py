@@ -21,8 +21,7 @@ import torch
 
 from bench.dist import comm as dist
 from bench.dist.inference import SHARD_DIR, remove_shards
-from bench.models.base import DetectorAdapter
-from bench.models.glip import ModelTimer
+from bench.models.base import DetectorAdapter, ModelTimer
 from bench.results import store
 from bench.results.records import Cost, Metrics, RunSpec, TaskInfo, build_record
 from bench.runs.predict import (
@@ -66,7 +65,7 @@ def run_one(spec: RunSpec | ResolvedRun, ctx: RunContext) -> dict[str, Any] | No
     store.clean_partial(folder)
     if str(ctx.device).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    adapter = ctx.models.get(run.spec.model, run.spec.checkpoint, run.model_overrides)
+    adapter = ctx.models.get(run.spec.model, run.spec.checkpoint, run.model_overrides, resolved=run.model)
     data = load_data(run, ctx, adapter)
     trained = train_stage(run, ctx, adapter, data.chunks)
     predicted = predict_stage(run, ctx, adapter, data, folder)

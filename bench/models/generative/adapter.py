@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.models.base import DetectSettings, grounding_entry
+from bench.models.base import DetectSettings, grounding_entry, merge_chunks
 from bench.models.generative.answers import (
     AnswerCounts,
     Parse,
@@ -29,7 +29,7 @@ from bench.models.generative.answers import (
     token_spans,
 )
 from bench.models.generative.loading import Loaded
-from bench.models.hf.outputs import coco_results, merge_image
+from bench.models.hf.outputs import coco_results
 
 SCORE = ("product of the generation's softmax probabilities (raw logits, before any logits processor) of the "
          "box's label tokens, given the image, the prompt and the answer before them; of its coordinate tokens "
@@ -113,7 +113,7 @@ class GenerativeAdapter:
                 parts.append((torch.tensor([parse.objects[k].box for k, _ in matched]).reshape(-1, 4),
                               torch.tensor([scores[k] for k, _ in matched], dtype=torch.float32),
                               torch.tensor([c for _, c in matched], dtype=torch.long)))
-            results += coco_results(image_id, *merge_image(parts, settings.per_image_cap))
+            results += coco_results(image_id, *merge_chunks(parts, settings.per_image_cap))
         return results
 
     def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,

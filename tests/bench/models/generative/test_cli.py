@@ -101,15 +101,15 @@ def test_scripted_answers_land_in_the_coco_file_as_hand_computed_pixels(family, 
 def test_zero_shot_generation_writes_a_record(family, tiny, data_root, tmp_path, monkeypatch):
     """The tiny model's own greedy generation, with the budget cut to 12 new tokens for test time (the
     random model rarely ends on its own: 100 detections' worth of tokens takes minutes on CPU)."""
-    from bench.models import generative
     from bench.models.generative.adapter import GenerativeAdapter
+    from bench.models.registry import family_of
 
     monkeypatch.setattr(GenerativeAdapter, "token_budget", lambda self, entries, cap: 12)
     model_dir = tiny(family)
     with OneThread():
         rc, [record] = run_cli(model_dir, data_root, tmp_path / "results")
     assert rc == 0
-    module = generative.family_of(f"hf:{model_dir}")
+    module = family_of(f"hf:{model_dir}").module
     limits = record["provenance"]["model_limits"]
     assert record["model"]["family"] == module.NAME == limits["family"]
     assert limits["coordinates"] == module.COORDINATES and limits["text_input"] == module.PROMPTING

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.models import build_adapter
 from bench.models.base import DetectSettings
-from bench.models.generative import build_generative_adapter
 from bench.models.generative.answers import span_score
 
 
@@ -18,7 +18,7 @@ def test_same_answer_and_scores_on_a_fresh_load(family, tiny):
     image = Image.new("RGB", (96, 64), (200, 40, 40))
     runs = []
     for _ in range(2):
-        adapter = build_generative_adapter(f"hf:{tiny(family)}")
+        adapter = build_adapter(f"hf:{tiny(family)}")
         inputs, _ = adapter.inputs(image, adapter.fam.detection_prompt(["circle", "square"]))
         runs.append(adapter.generate(inputs, 24, DetectSettings(per_chunk_cap=3, per_image_cap=None), None))
     (ids_a, lp_a), (ids_b, lp_b) = runs

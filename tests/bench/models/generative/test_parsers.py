@@ -237,9 +237,9 @@ def test_qwen_chat_layout_and_image_tokens(tiny):
     import torch
     from PIL import Image
 
-    from bench.models.generative import build_generative_adapter
+    from bench.models import build_adapter
 
-    adapter = build_generative_adapter(f"hf:{tiny('qwen2.5-vl')}")
+    adapter = build_adapter(f"hf:{tiny('qwen2.5-vl')}")
     inputs, seen = adapter.inputs(Image.new("RGB", (128, 96)), qwen2_5_vl.detection_prompt(["circle"]))
     assert seen == (140, 84)  # 128 x 96 -> multiples of 28
     assert int(inputs["mm_token_type_ids"].sum()) == (140 // 28) * (84 // 28)
