@@ -251,8 +251,12 @@ class GenerativeAdapter:
 def pixel_path(loaded: Loaded) -> str:
     """Which code made the pixels the model saw."""
     how = getattr(loaded.family, "PIXEL_PATH", None)
+    if how is not None:
+        template = "the tokenizer's chat template" if getattr(loaded.tokenizer, "chat_template", None) else \
+            "Qwen's chat layout written in qwen_common (the tokenizer has no chat template)"
+        return f"{how}; prompt from {template}"
     name = type(loaded.image_processor).__name__
-    return how or f"transformers {name} (the processor's PIL backend: torchvision is unusable here)"
+    return f"transformers {name} (the processor's PIL backend: torchvision is unusable here)"
 
 
 def refusal(fam: Any, regime: str, grounding: bool = False) -> str | None:

@@ -22,6 +22,7 @@ PROMPTING = "the task's chunk of classes per prompt, one chat turn asking for a 
 PIXEL_PATH = ("transformers Qwen2VLImageProcessorPil (PIL backend); text, image placeholders and mm_token_type_ids "
               "laid out by bench.models.generative.qwen_common (the Qwen processor needs torchvision)")
 CLASSES_PER_PROMPT = None
+DEFAULT_SYSTEM = "You are a helpful assistant."  # what its chat template adds when no system turn is given
 GROUNDS = True
 WHY_NO_TRAINING = ("its transformers class gives a language-model loss on text only; the harness has no "
                    "detection-to-text training view for it")

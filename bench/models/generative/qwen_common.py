@@ -6,7 +6,8 @@ transformers has no box parser for either family.
 
 Inputs: Qwen's combined processor cannot be built here (its video processor needs torchvision), so
 the pixels come from the image processor alone (Qwen2VLImageProcessorPil, transformers' PIL backend)
-and the text is laid out here: the tokenizer's chat template when it has one, else Qwen's chat layout,
+and the text is laid out here: the tokenizer's chat template when it has one, else Qwen's chat layout (the
+record's pixel_path says which),
 with the image placeholder repeated once per merged patch, and `mm_token_type_ids` marking the image
 tokens (without them the model silently falls back to 1-D positions). The image the model sees is
 smart_resize'd (both sides multiples of patch_size * merge_size, area within the processor's bounds:
@@ -54,13 +55,17 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     return h, w
 
 
-def chat_text(tokenizer: Any, prompt: str, image_tokens: int) -> str:
-    """The user turn (image, then the prompt) and the assistant's opening, image placeholder expanded."""
+def chat_text(tokenizer: Any, prompt: str, image_tokens: int, system: str | None = None) -> str:
+    """The user turn (image, then the prompt) and the assistant's opening, image placeholder expanded.
+
+    The tokenizer's chat template when it has one; else Qwen's layout, opened by the `system` turn the
+    family's own template adds when none is given (Qwen2.5-VL: "You are a helpful assistant.")."""
     if getattr(tokenizer, "chat_template", None):
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     else:
-        text = f"<|im_start|>user\n{VISION_START}{IMAGE_PAD}{VISION_END}{prompt}<|im_end|>\n<|im_start|>assistant\n"
+        text = f"<|im_start|>system\n{system}<|im_end|>\n" if system else ""
+        text += f"<|im_start|>user\n{VISION_START}{IMAGE_PAD}{VISION_END}{prompt}<|im_end|>\n<|im_start|>assistant\n"
     if text.count(IMAGE_PAD) != 1:
         raise ValueError(f"the chat layout holds {text.count(IMAGE_PAD)} image placeholders, not 1")
     return text.replace(IMAGE_PAD, IMAGE_PAD * image_tokens)
@@ -72,7 +77,7 @@ def model_inputs(loaded: Any, image: Any, prompt: str) -> tuple[dict[str, torch.
     pixels = images(images=[image], return_tensors="pt")
     t, gh, gw = (int(v) for v in pixels["image_grid_thw"][0])
     merge = int(images.merge_size)
-    text = chat_text(loaded.tokenizer, prompt, t * gh * gw // (merge * merge))
+    text = chat_text(loaded.tokenizer, prompt, t * gh * gw // (merge * merge), loaded.family.DEFAULT_SYSTEM)
     enc = loaded.tokenizer(text, return_tensors="pt", add_special_tokens=False)
     image_id = loaded.tokenizer.convert_tokens_to_ids(IMAGE_PAD)
     inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],

@@ -244,7 +244,8 @@ def test_qwen_chat_layout_and_image_tokens(tiny):
     assert seen == (140, 84)  # 128 x 96 -> multiples of 28
     assert int(inputs["mm_token_type_ids"].sum()) == (140 // 28) * (84 // 28)
     text = adapter.loaded.tokenizer.decode(inputs["input_ids"][0])
-    assert text.startswith("<|im_start|>user\n<|vision_start|><|image_pad|>")
+    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+                           "<|vision_start|><|image_pad|>")
     assert text.endswith('"label": "<category>"}, all of them in one JSON list.<|im_end|>\n<|im_start|>assistant\n')
     with torch.no_grad():
         assert adapter.loaded.model(**inputs).logits.shape[1] == inputs["input_ids"].shape[1]
