@@ -45,12 +45,18 @@ class GenChunk:
     prompt: str
 
 
+TRAIN_FLIP_PROB = 0.5  # horizontal flips while fine-tuning, as GLIP's default flip_prob
+
+
 class GenerativeModule(nn.Module):
-    """The module the harness counts and saves: the transformers model."""
+    """The module the harness counts, trains and saves: the transformers model (its loss, for training)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+
+    def forward(self, **inputs: Any) -> dict[str, torch.Tensor]:
+        return {"loss": self.model(**inputs).loss}
 
     def parameter_groups(self) -> dict[str, list[str]]:
         groups: dict[str, list[str]] = {"backbone": [], "language": [], "fpn": [], "head": [], "fusion": []}
@@ -241,11 +247,24 @@ class GenerativeAdapter:
                 "max_new_tokens": {"min": budgets[0], "max": budgets[-1]} if budgets else None,
                 "answers": self.counts.as_dict(), "score_threshold": 0.0, "infer_batch_size": 1}
 
+    def training_set(self, dataset: Any, chunk: tuple[GenChunk, list[int]], seed: int) -> Any:
+        """The detect-format training view (families that train: PaliGemma), flipping as GLIP."""
+        from bench.models.generative.training import AnswerTrainSet
+
+        if self.fam.TRAINS is None:
+            raise ValueError(f"{self.family} cannot train: {self.fam.WHY_NO_TRAINING}")
+        gen_chunk, category_ids = chunk
+        return AnswerTrainSet(dataset, category_ids, gen_chunk.entries, gen_chunk.prompt, self.loaded, seed=seed,
+                              flip_prob=TRAIN_FLIP_PROB)
+
     def record_fields(self, trains: bool) -> dict[str, Any]:
         from bench.models.hf.loading import weights_file
 
+        provenance: dict[str, Any] = {"model_limits": self.limits()}
+        if trains:
+            provenance |= {"train_flip_prob": TRAIN_FLIP_PROB, "train_loss": self.fam.TRAINS}
         return {"model": {"family": self.family, "checkpoint": str(weights_file(self.loaded.folder))},
-                "provenance": {"model_limits": self.limits()}}
+                "provenance": provenance}
 
 
 def pixel_path(loaded: Loaded) -> str:
@@ -263,6 +282,13 @@ def refusal(fam: Any, regime: str, grounding: bool = False) -> str | None:
     """Why family module `fam` cannot run `regime` (on a grounding task when `grounding`), or None."""
     if grounding and not fam.GROUNDS:
         return f"{fam.NAME} cannot run phrase grounding: {fam.WHY_NO_GROUNDING}"
-    if regime != "zero-shot":
+    if grounding and regime != "zero-shot":
+        return f"{fam.NAME} on a grounding task: only zero-shot runs are supported"
+    if regime == "zero-shot":
+        return None
+    if fam.TRAINS is None:
         return f"{fam.NAME} cannot run {regime}: {fam.WHY_NO_TRAINING}; only zero-shot"
+    if regime != "full-ft":
+        return (f"{fam.NAME} cannot run {regime}: only full-ft is defined for it (linear-probe and prompt-tuning "
+                "name GLIP's own layers)")
     return None

@@ -1,8 +1,9 @@
 """`GenerativeFamily`: one text-answering family module (florence2.py, ...) as a bench.models.base.ModelFamily.
 
 What the registry asks of a family, read from the module's declarations: its config.json model_types,
-its regimes per task kind (zero-shot detection for all; zero-shot grounding where GROUNDS), why it refuses
-the rest (WHY_NO_TRAINING, WHY_NO_GROUNDING), the settings it cannot run with, and its adapter.
+its regimes per task kind (zero-shot detection for all, full-ft where TRAINS names a loss; zero-shot
+grounding where GROUNDS), why it refuses the rest (WHY_NO_TRAINING, WHY_NO_GROUNDING), the settings it
+cannot run with, and its adapter.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class GenerativeFamily:
 
     @property
     def regimes(self) -> Mapping[str, tuple[str, ...]]:
-        return {"detection": ("zero-shot",), "grounding": ("zero-shot",) if self.module.GROUNDS else ()}
+        detection = ("zero-shot", "full-ft") if self.module.TRAINS is not None else ("zero-shot",)
+        return {"detection": detection, "grounding": ("zero-shot",) if self.module.GROUNDS else ()}
 
     def model_config(self, model: str, overrides: Mapping[str, Any], checkpoint: str | None) -> HFModelConfig:
         from bench.models.hf.loading import model_dir

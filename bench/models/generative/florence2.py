@@ -28,6 +28,7 @@ COORDINATES = ("<loc_D> tokens, 1000 bins per axis, x first (xmin, ymin, xmax, y
 PROMPTING = "one class per prompt (<OPEN_VOCABULARY_DETECTION> locates one phrase at a time)"
 CLASSES_PER_PROMPT = 1
 GROUNDS = True
+TRAINS = None  # no detect-format training view (WHY_NO_TRAINING)
 WHY_NO_TRAINING = ("its transformers class gives a language-model loss on target text only; the harness has no "
                    "detection-to-text training view for it yet")
 DETECT_TASK = "<OPEN_VOCABULARY_DETECTION>"

@@ -27,6 +27,7 @@ COORDINATES = ("two <patch_index_NNNN> tokens per box: upper-left and lower-righ
 PROMPTING = "one class per prompt: <grounding><phrase> class</phrase>"
 CLASSES_PER_PROMPT = 1
 GROUNDS = True
+TRAINS = None  # no detect-format training view (WHY_NO_TRAINING)
 WHY_NO_TRAINING = ("its transformers class gives a language-model loss on text only; the harness has no "
                    "detection-to-text training view for it")
 DELIMITER = "</delimiter_of_multi_objects/>"

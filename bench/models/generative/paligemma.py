@@ -26,9 +26,9 @@ CLASSES_PER_PROMPT = None  # the task's chunk
 GROUNDS = False
 WHY_NO_GROUNDING = ("its detect prompt names classes to find, not phrases of a caption; it has no caption-to-phrase "
                     "grounding format")
-WHY_NO_TRAINING = ("its transformers class gives a language-model loss on a `suffix` (the detect format), but the "
-                   "harness's training loop feeds detection targets through a training view the generative "
-                   "adapters do not have yet")
+TRAINS = ("transformers' language-model loss on the suffix: each image's boxes of the prompt's classes written "
+          "in the detect format (bench.models.generative.training)")
+WHY_NO_TRAINING = ""
 SEPARATOR = " ; "
 
 _OBJECT = re.compile(r"^\s*<loc(\d{4})><loc(\d{4})><loc(\d{4})><loc(\d{4})>\s*([^<;]*?)\s*$")

@@ -24,6 +24,7 @@ PIXEL_PATH = ("transformers Qwen2VLImageProcessorPil (PIL backend); text, image 
 CLASSES_PER_PROMPT = None
 DEFAULT_SYSTEM = "You are a helpful assistant."  # what its chat template adds when no system turn is given
 GROUNDS = True
+TRAINS = None  # no detect-format training view (WHY_NO_TRAINING)
 WHY_NO_TRAINING = ("its transformers class gives a language-model loss on text only; the harness has no "
                    "detection-to-text training view for it")
 detection_prompt = qwen_common.detection_prompt

@@ -26,6 +26,7 @@ PIXEL_PATH = ("transformers Qwen2VLImageProcessorPil (PIL backend, patch 16, mer
 CLASSES_PER_PROMPT = None
 DEFAULT_SYSTEM = None  # its chat template adds no system turn
 GROUNDS = True
+TRAINS = None  # no detect-format training view (WHY_NO_TRAINING)
 WHY_NO_TRAINING = ("its transformers class gives a language-model loss on text only; the harness has no "
                    "detection-to-text training view for it")
 detection_prompt = qwen_common.detection_prompt

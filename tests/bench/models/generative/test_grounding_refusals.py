@@ -71,8 +71,7 @@ def test_grounding_answers_become_phrase_boxes(family, scripted, data_root, tmp_
     ("paligemma", TASK, "zero-shot", "paligemma cannot run phrase grounding: its detect prompt names classes to find"),
     ("florence-2", "synth-shapes", "full-ft", "florence-2 cannot run full-ft: its transformers class gives a "
      "language-model loss on target text only"),
-    ("paligemma", "synth-shapes", "full-ft", "paligemma cannot run full-ft: its transformers class gives a "
-     "language-model loss on a `suffix`"),
+    ("paligemma", "synth-shapes", "prompt-tuning", "paligemma cannot run prompt-tuning: only full-ft is defined"),
     ("qwen2.5-vl", "synth-shapes", "linear-probe", "qwen2.5-vl cannot run linear-probe"),
 ])
 def test_refused_before_any_compute(family, task, regime, message, tiny, data_root, tmp_path, capsys):
