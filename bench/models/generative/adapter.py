@@ -104,6 +104,7 @@ class GenerativeAdapter:
     def detect(self, dataset: Any, chunks: Sequence[tuple[GenChunk, list[int]]], settings: DetectSettings, *,
                image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
         self.module.to(settings.device).eval()
+        self.start_counts(whole_split=image_ids is None)
         results: list[dict[str, Any]] = []
         for image_id in (image_ids if image_ids is not None else dataset.image_ids):
             image = dataset.load_image(image_id).convert("RGB")
@@ -129,6 +130,7 @@ class GenerativeAdapter:
         if why:
             raise ValueError(why)
         self.module.to(settings.device).eval()
+        self.start_counts(whole_split=sample_ids is None)
         preds = []
         for sid in (sample_ids if sample_ids is not None else [s.id for s in dataset.samples]):
             sample = dataset.sample(sid)
@@ -155,6 +157,12 @@ class GenerativeAdapter:
             preds.append(grounding_entry(sid, boxes, torch.tensor([f[1] for f in found]),
                                          torch.tensor([f[2] for f in found], dtype=torch.long), len(sample.phrases)))
         return preds
+
+    def start_counts(self, whole_split: bool) -> None:
+        """The record counts the answers of the last split predicted whole (the eval split, after any
+        few-shot val scoring during training); pieces of a split (ids given) add up."""
+        if whole_split:
+            self.counts = AnswerCounts()
 
     # ------------------------------------------------------------------ one answer
     def token_budget(self, entries: Sequence[str], cap: int) -> int:

@@ -51,3 +51,13 @@ def test_the_training_answer_is_the_detect_format_of_the_boxes(tiny, data_root):
         assert all(abs(a - b) <= 0.5 * image.size[0] / 1023 + 1e-6 for a, b in zip(obj.box, box))
     inputs = train.collate_inputs([train[0], train[1]], "cpu")
     assert (inputs["labels"] != -100).sum() > 0 and inputs["input_ids"].shape == inputs["labels"].shape
+
+
+def test_the_record_counts_the_eval_split_only(tiny, data_root, tmp_path, monkeypatch):
+    """Few-shot val scoring during training also generates answers; the record's counts are the eval split's."""
+    monkeypatch.setattr(GenerativeAdapter, "token_budget", lambda self, entries, cap: 4)
+    with OneThread():
+        rc, [record] = run_cli(tiny("paligemma"), data_root, tmp_path / "results", "--shots", "1", "--seeds", "3",
+                               "--set", "max_epochs=1", regime="full-ft")
+    assert rc == 0
+    assert record["provenance"]["model_limits"]["answers"]["answers"] == record["task"]["num_images"]
