@@ -7,7 +7,7 @@ models/florence2/processing_florence2.py lines 318-343: `(bin + 0.5) * size / 10
 The processor resizes the whole image to a square without cropping, so bins are fractions of the
 original image and `image_size=(W, H)` of the original is what the processor's post-processing takes.
 
-Prompts (the processor's own task tokens, lines 93-99): `<OPEN_VOCABULARY_DETECTION>` + one phrase
+Prompts (the processor's own task tokens, lines 85-93): `<OPEN_VOCABULARY_DETECTION>` + one phrase
 (the model locates one phrase at a time, so a detection task is one prompt per class), and
 `<CAPTION_TO_PHRASE_GROUNDING>` + a caption for grounding.
 """
@@ -71,14 +71,17 @@ def parse(text: str, width: int, height: int) -> Parse:
     """Label text followed by groups of four <loc_D>; a label may own several groups.
 
     A group cut short, a bin outside 0-999, a box with no label, or text with no box after it (a
-    truncated answer) is one unparseable part each; other tags (<s>, <pad>, <od>) are ignored.
+    truncated answer) is one unparseable part each; so is each <poly>...</poly> polygon (open-vocabulary
+    detection may answer with polygons, which the processor returns without boxes). Other tags (<s>,
+    <pad>, <od>) are ignored.
     """
     result = Parse()
     label, label_span, locs = "", (0, 0), []  # locs: (bin, start, end)
+    in_poly = had_poly = False
 
     def flush() -> None:
         if not locs:
-            if label.strip():
+            if label.strip() and not had_poly:
                 result.unparseable += 1
             return
         groups, rest = divmod(len(locs), 4)
@@ -93,14 +96,21 @@ def parse(text: str, width: int, height: int) -> Parse:
             result.objects.append(Parsed(label.strip(), (x1, y1, x2, y2), label_span, (quad[0][1], quad[-1][2])))
 
     for m in _PIECE.finditer(text):
-        if m.group(1) is not None:
+        if m.group(0) in ("<poly>", "</poly>"):
+            in_poly = m.group(0) == "<poly>"
+            if in_poly:
+                result.unparseable += 1  # a polygon, not a box
+                had_poly = True
+        elif in_poly:
+            continue
+        elif m.group(1) is not None:
             locs.append((int(m.group(1)), m.start(), m.end()))
         elif m.group(0).startswith("<") and len(m.group(0)) > 1:
             continue  # another tag
         else:
-            if locs:
+            if locs or had_poly:
                 flush()
-                label, locs = "", []
+                label, locs, had_poly = "", [], False
             if not label:
                 label_span = (m.start(), m.end())
             else:

@@ -42,6 +42,9 @@ def test_florence2_truncation_gives_x_int_of_bin_centre():
     ("<s>circle<od><loc_10><loc_20><loc_30><loc_40></s>", 1, 0),  # other tags ignored
     ("I see a circle at the top left.", 0, 1),  # prose, no box
     ("circle<loc_x><loc_1><loc_2><loc_3><loc_4>", 1, 0),  # a broken tag is dropped, the box stands
+    ("circle<poly><loc_1><loc_2><loc_3><loc_4><loc_5><loc_6></poly>", 0, 1),  # a polygon is not a box
+    ("circle<poly><loc_1><loc_2><sep><loc_3><loc_4></poly>square<loc_1><loc_2><loc_3><loc_4>", 1, 1),
+    ("circle<poly><loc_1><loc_2><loc_3>", 0, 1),  # a polygon cut short
 ])
 def test_florence2_malformed(text, boxes, unparseable):
     parse = florence2.parse(text, 100, 100)
