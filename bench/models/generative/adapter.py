@@ -253,6 +253,7 @@ class GenerativeAdapter:
                 "generation": ("greedy (do_sample false, num_beams 1), ending at the end or pad token; the model's "
                                "other generation settings kept"),
                 "max_new_tokens": {"min": budgets[0], "max": budgets[-1]} if budgets else None,
+                "generation_settings": generation_settings(self.generation_config(budgets[-1] if budgets else 1)),
                 "answers": self.counts.as_dict(), "score_threshold": 0.0, "infer_batch_size": 1}
 
     def training_set(self, dataset: Any, chunk: tuple[GenChunk, list[int]], seed: int) -> Any:
@@ -273,6 +274,17 @@ class GenerativeAdapter:
             provenance |= {"train_flip_prob": TRAIN_FLIP_PROB, "train_loss": self.fam.TRAINS}
         return {"model": {"family": self.family, "checkpoint": str(weights_file(self.loaded.folder))},
                 "provenance": provenance}
+
+
+def generation_settings(gen: Any) -> dict[str, Any]:
+    """The generation config's settings that differ from transformers' defaults (what decoding ran with),
+    the token budget aside (it is per prompt, in max_new_tokens)."""
+    out = {}
+    for key, value in sorted(gen.to_diff_dict().items()):
+        if key in ("max_new_tokens", "transformers_version") or key.startswith("_"):
+            continue
+        out[key] = value if isinstance(value, (bool, int, float, str, list, type(None))) else repr(value)
+    return out
 
 
 def pixel_path(loaded: Loaded) -> str:

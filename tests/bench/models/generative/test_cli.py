@@ -121,5 +121,7 @@ def test_zero_shot_generation_writes_a_record(family, tiny, data_root, tmp_path,
     preds = store.read_predictions(next((tmp_path / "results" / "runs").iterdir()))
     assert len(preds) == answers["parsed_boxes"] - answers["labels_outside_prompt"]  # cap 100 not reached
     assert limits["max_new_tokens"] == {"min": 12, "max": 12}
+    settings = limits["generation_settings"]
+    assert settings["do_sample"] is False and settings.get("num_beams", 1) == 1 and settings["output_logits"] is True
     assert 0.0 <= record["metrics"]["values"]["AP"] <= 1.0
     json.dumps(record)
