@@ -95,7 +95,39 @@ def collate(samples: Sequence[TrainSample], size_divisibility: int = 32) -> tupl
     return batch, [s.caption for s in samples], [s.target for s in samples]
 
 
-class DetectionTrainSet(torch.utils.data.Dataset):
+ModelInputs = tuple[tuple[Any, ...], dict[str, Any]]  # (positional, keyword) arguments of one forward pass
+
+
+class GroundingBatches:
+    """A train view's batching for GLIP: TrainSamples -> GLIP.forward(images, captions, targets) on a device.
+
+    Every train view (these, bench.models.hf.training.CaptionTrainSet) has `batch(samples, device)`, so the
+    training loop never asks which model it trains.
+    """
+
+    size_divisibility: int = 32
+
+    def batch(self, samples: Sequence[TrainSample], device: str) -> ModelInputs:
+        images, captions, targets = collate(samples, self.size_divisibility)
+        targets = [TrainTarget(t.boxes_xyxy.to(device), t.positive_map.to(device)) for t in targets]
+        return (images.to(device), captions, targets), {}
+
+
+class SampleList(GroundingBatches, torch.utils.data.Dataset):
+    """Ready-made TrainSamples as a train view (tests, benchmarks)."""
+
+    def __init__(self, samples: Sequence[TrainSample], size_divisibility: int = 32) -> None:
+        self.samples = list(samples)
+        self.size_divisibility = size_divisibility
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> TrainSample:
+        return self.samples[index]
+
+
+class DetectionTrainSet(GroundingBatches, torch.utils.data.Dataset):
     """A detection split as grounding samples under one class prompt.
 
     class_positive_map: [K, T] binary, row k = tokens of the k-th category (category-id order, i.e. the
@@ -104,13 +136,14 @@ class DetectionTrainSet(torch.utils.data.Dataset):
 
     def __init__(
         self, dataset: Any, caption: str, class_positive_map: torch.Tensor, preprocess: Preprocess,
-        flip_prob: float = 0.5, seed: int = 0,
+        flip_prob: float = 0.5, seed: int = 0, size_divisibility: int = 32,
     ) -> None:
         if class_positive_map.shape[0] != len(dataset.categories):
             raise ValueError(
                 f"{class_positive_map.shape[0]} prompt rows for {len(dataset.categories)} categories of {dataset.name}"
             )
         self.dataset = dataset
+        self.size_divisibility = size_divisibility
         self.caption = caption
         self.class_positive_map = class_positive_map
         self.preprocess = preprocess
@@ -172,14 +205,15 @@ def load_grounding_entries(json_path: str | Path, image_root: str | Path) -> lis
     return entries
 
 
-class GroundingTrainSet(torch.utils.data.Dataset):
+class GroundingTrainSet(GroundingBatches, torch.utils.data.Dataset):
     """MDETR-style grounding entries as training samples (one caption per image, a map row per box)."""
 
     def __init__(
         self, entries: Sequence[GroundingEntry], tokenizer: Any, preprocess: Preprocess, flip_prob: float = 0.5,
-        seed: int = 0, max_len: int = 256,
+        seed: int = 0, max_len: int = 256, size_divisibility: int = 32,
     ) -> None:
         self.entries = list(entries)
+        self.size_divisibility = size_divisibility
         self.tokenizer = tokenizer
         self.preprocess = preprocess
         self.flip_prob = flip_prob

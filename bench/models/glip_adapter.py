@@ -124,4 +124,5 @@ class GLIPAdapter:
         chunk = chunk[0]  # (PromptChunk, category ids): the positive map already orders the phrases
         class_map = chunk.positive_map[torch.tensor(chunk.phrase_indices).argsort()]  # rows in category order
         return DetectionTrainSet(dataset, chunk.caption, class_map, self.module.preprocess,
-                                 flip_prob=self.config.flip_prob, seed=seed)
+                                 flip_prob=self.config.flip_prob, seed=seed,
+                                 size_divisibility=self.config.size_divisibility)

@@ -6,11 +6,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.data.training import make_sample
+from bench.data.training import SampleList, make_sample
 
 
-def tiny_detection_samples(model, n: int = 2, seed: int = 0) -> list:
-    """`n` TrainSamples of coloured boxes under the caption 'red square. blue circle'."""
+def tiny_detection_samples(model, n: int = 2, seed: int = 0) -> SampleList:
+    """A train view of `n` TrainSamples of coloured boxes under the caption 'red square. blue circle'."""
     from glip.prompts import build_prompt_chunks
 
     rng = np.random.default_rng(seed)
@@ -23,4 +23,4 @@ def tiny_detection_samples(model, n: int = 2, seed: int = 0) -> list:
         boxes = torch.tensor([[x, y, x + 29, y + 23]], dtype=torch.float32)
         out.append(make_sample(Image.fromarray(arr), boxes, chunk.positive_map[i % 2: i % 2 + 1], chunk.caption,
                                model.preprocess, flip=False))
-    return out
+    return SampleList(out, model.config.size_divisibility)
