@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.data.training import GroundingTrainSet, load_grounding_entries
+from bench.data.training import GroundingTrainSet, TrainInput, load_grounding_entries
 from bench.dist import comm as bench_dist
 from bench.dist import ddp
 from bench.runs.early_stop import Validation, set_modes
@@ -253,8 +253,8 @@ def pretrain(
     entries = []
     for path, root in zip(grounding_json_paths, image_roots):
         entries.extend(load_grounding_entries(path, root))
-    view = GroundingTrainSet(entries, model.tokenizer, model.preprocess, flip_prob=model.config.flip_prob, seed=seed,
-                             size_divisibility=getattr(getattr(model, "config", None), "size_divisibility", 32))
+    view = GroundingTrainSet(entries, model.tokenizer, TrainInput.of(model.config), seed=seed,
+                             size_divisibility=model.config.size_divisibility)
     groups = model.parameter_groups()
     trainable = [n for g, names in groups.items() if g not in frozen_groups for n in names]
     model.to(device)
