@@ -30,7 +30,7 @@ import orjson
 
 from bench.results.records import RunSpec, validate_record
 from bench.util.errors import UserError
-from bench.util.io import atomic_write_bytes, atomic_write_json, umask_mode
+from bench.util.io import atomic_write_bytes, atomic_write_json, read_user_bytes, umask_mode
 from bench.util.logs import get_logger
 
 RECORD = "record.json"
@@ -197,7 +197,7 @@ def read_predictions(folder: str | os.PathLike) -> list[dict[str, Any]]:
     for path in (gz, plain):
         if path.is_file():
             try:
-                data = gzip.decompress(path.read_bytes()) if path == gz else path.read_bytes()
+                data = read_user_bytes(path, "predictions file")  # bounded: --max-read
                 return parse_json(data)
             except (EOFError, OSError, zlib.error, ValueError) as err:  # truncated or not gzip / JSON
                 raise UserError(f"{path} is unreadable ({type(err).__name__}: {err}): truncated or corrupt; "
