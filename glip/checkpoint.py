@@ -10,6 +10,7 @@ name; they raise unless explicitly allowed. Unlike the official loader, nothing 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -353,6 +354,9 @@ def save_weights(model: nn.Module, path: str | Path, state_dict: Mapping[str, to
     sd = {k: v.detach().contiguous().cpu() for k, v in sd.items()}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(sd, str(path), metadata=config_metadata(model.config))  # type: ignore[arg-type]
+    mask = os.umask(0o022)  # safetensors creates its files 0600; give the mode open() would (umask)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from bench.util.errors import UserError
+
+# what a write into a user's folder can meet that the user fixes, and how
+_WRITE_FIXES = {
+    errno.ENOSPC: "free some disk space (or pass another --results folder), then rerun: finished runs are kept",
+    errno.EDQUOT: "free some space within your quota (or pass another --results folder), then rerun",
+    errno.EROFS: "the file system is read-only: pass a writable --results folder",
+    errno.EACCES: "make the folder writable, or pass another --results folder",
+    errno.EPERM: "make the folder writable, or pass another --results folder",
+    errno.ENOTDIR: "a path above it is a file, not a folder: pass a folder as --results",
+}
+
+
+@contextmanager
+def user_write(path: str | os.PathLike) -> Iterator[None]:
+    """Turn the OSError of a write the user can fix (full disk, read-only or foreign folder) into a UserError
+    naming `path` and the fix; other OSErrors pass through."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in _WRITE_FIXES:
+            raise
+        raise UserError(f"cannot write {path}: {e.strerror or e}; {_WRITE_FIXES[e.errno]}") from None
 
 
 def umask_mode() -> int:
@@ -20,19 +47,20 @@ def umask_mode() -> int:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` so that `path` either holds the old content or all of the new one, never a part."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, umask_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with user_write(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, umask_mode())
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -69,8 +97,6 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 def parse_size(text: str, what: str = MAX_READ_ENV) -> int:
     """'512M', '32G', '1000' -> bytes (K/M/G/T are powers of 1024; a trailing B/iB is allowed)."""
-    from bench.util.errors import UserError
-
     t = text.strip().lower().removesuffix("ib").removesuffix("b")
     unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
     try:
@@ -111,8 +137,6 @@ def read_user_bytes(path: str | os.PathLike, what: str = "file", limit: int | No
     (each names its own fix for a truncated file)."""
     import gzip
 
-    from bench.util.errors import UserError
-
     path = Path(path)
     limit = max_read_bytes() if limit is None else limit
     ratio = max_gzip_ratio() if ratio is None else ratio
@@ -144,10 +168,10 @@ def read_json(path: str | os.PathLike, what: str = "file", how: str = "") -> Any
     import gzip
     import zlib
 
-    from bench.util.errors import UserError
-
     path = Path(path)
     hint = f"\n  how to obtain it: {how}" if how else ""
+    if path.exists() and not path.is_file():
+        raise UserError(f"{what} {path} is not a file")
     if not path.is_file():
         raise UserError(f"{what} not found: {path}{hint}")
     try:
