@@ -108,3 +108,18 @@ def test_predict_names_a_thin_image(tmp_path, capsys):
     Image.new("RGB", (5000, 10)).save(path)
     assert main(["predict", "--model", "glip-tiny", "--image", str(path), "--prompt", "cat"]) == 2
     assert f"image {Path(path)} is 5000x10 pixels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["thin", "resized"])
+def test_a_run_names_a_bad_image_with_rc_2(tmp_path, monkeypatch, capsys, kind):
+    from bench.cli import main
+    from bench.testing.world import make_world
+
+    _, data_root = make_world(tmp_path, monkeypatch)
+    image = data_root / "runner" / "runner-shapes-a" / "val" / "002.png"
+    w, h = Image.open(image).size
+    Image.new("RGB", (2000, 10) if kind == "thin" else (w + 1, h)).save(image)
+    rc = main(["run", "--model", "glip-tiny", "--tasks", "runner-shapes-a", "--regime", "zero-shot",
+               "--data-root", str(data_root), "--results", str(tmp_path / "results"), "--workers", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"image {image} is" in err and "Traceback" not in err, err
