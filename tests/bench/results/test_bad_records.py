@@ -195,3 +195,13 @@ def test_a_full_disk_while_writing_the_adapter_is_named(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=rf"cannot write {tmp_path / store.ADAPTER}: No space left on device; free"):
         store.write_adapter(tmp_path, {"w": torch.zeros(2)})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_files_null_means_the_predictions(tmp_path):
+    """`files: null` is a valid record (written before the list existed): it needs the predictions."""
+    results = tmp_path / "results"
+    folder = store.run_dir(results, SPEC)
+    store.write_record(folder, {**_good(SPEC), "files": None})
+    assert store.finished_record(results, SPEC) is None  # no predictions yet: not finished, and no crash
+    store.write_predictions(folder, [])
+    assert store.finished_record(results, SPEC)["files"] is None
