@@ -10,6 +10,7 @@ import os
 import sys
 
 from bench.util.errors import UserError
+from bench.util.io import MAX_READ_ENV, parse_size
 from bench.util.logs import get_logger, setup_logging
 
 # subcommand -> module under bench.commands
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging verbosity (default INFO)")
     parser.add_argument("--tasks-dir", default=None, metavar="DIR",
                         help="also read task YAMLs from DIR, beside the shipped tasks (default: $GLIP_BENCH_TASKS)")
+    parser.add_argument("--max-read", default=None, metavar="SIZE",
+                        help="largest predictions / annotation file read, after decompression (e.g. 64G; "
+                             "default: $GLIP_BENCH_MAX_READ, else 32G)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"bench.commands.{module_name}")
@@ -68,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.tasks_dir is not None:  # through the environment, so worker and torchrun processes see it too
         os.environ["GLIP_BENCH_TASKS"] = args.tasks_dir
     try:
+        if args.max_read is not None:
+            os.environ[MAX_READ_ENV] = str(parse_size(args.max_read, "--max-read"))
         return int(args._main(args) or 0)
     except UserError as e:
         get_logger().error("%s", e)

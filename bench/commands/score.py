@@ -93,9 +93,11 @@ def rescore_main(args: argparse.Namespace) -> int:
         folders = list(store.iter_run_dirs(args.results))
         if not folders:
             raise UserError(f"no run folders (with {store.RECORD}) under {args.results}")
+    # every record is read (and validated: an invalid one is a UserError naming it) before any is rewritten
+    befores = {folder: store.load_record(folder / store.RECORD) for folder in folders}
     changed, failed = 0, []
     for folder in folders:
-        before = store.load_record(folder / store.RECORD)
+        before = befores[folder]
         try:
             record = rescore_run(folder, args.data_root, args.metric_backend)
         except UserError as err:  # this run's record stays as it was; the others are still rescored

@@ -84,7 +84,7 @@ class GLIPAdapter:
         return None
 
     def prompt_chunks(self, task: Any, dataset: Any, prompt_set: str) -> list[tuple[Any, list[int]]]:
-        return task_prompt_chunks(task, dataset, self.module.tokenizer, prompt_set)
+        return task_prompt_chunks(task, dataset, self.module.tokenizer, prompt_set, self.config.max_query_len)
 
     def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
                image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results.records import REGIMES, RunSpec, validate_record
+from bench.results.records import REGIMES, RunSpec
+from bench.results.store import load_record
 from bench.util.errors import UserError
-from bench.util.io import read_json
 
 COST_FIELDS = (
     "total_params", "trainable_params", "stored_params", "train_seconds", "images_seen",
@@ -51,7 +51,8 @@ def find_record_files(results_dir: str | Path) -> list[Path]:
     """The `record.json` files of the one results set `results_dir` names, in a stable (sorted) order."""
     root = Path(results_dir)
     if not root.is_dir():
-        raise UserError(f"results folder not found: {root} (pass --results DIR, the folder the runner wrote)")
+        what = "is not a folder" if root.exists() else "not found"
+        raise UserError(f"results folder {root} {what} (pass --results DIR, the folder the runner wrote)")
     by_set: dict[Path, list[Path]] = {}
     for path in sorted(root.glob("**/record.json")):
         by_set.setdefault(set_root(path), []).append(path)
@@ -75,14 +76,7 @@ def load_record_frame(results_dir: str | Path) -> pd.DataFrame:
     files = find_record_files(results_dir)
     records = []
     for path in files:
-        record = read_json(path)
-        if not isinstance(record, dict):
-            raise UserError(f"invalid record {path}: expected a JSON object, got {type(record).__name__}")
-        try:
-            validate_record(record)
-        except (ValueError, UserError) as e:
-            raise UserError(f"invalid record {path}: {e}") from e
-        records.append(record)
+        records.append(load_record(path))  # validated; an invalid one is a UserError naming it
     return records_to_frame(records, [str(p) for p in files])
 
 

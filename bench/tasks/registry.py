@@ -1,6 +1,6 @@
 """Task registry: finds the task YAMLs, validates them, and serves `Task` values.
 
-Tasks are data (tasks/**/*.yaml, read with mmengine's Config so `_base_` inheritance works; files
+Tasks are data (tasks/**/*.yaml, read with PyYAML's safe loader, `_base_` merged as mmengine would; files
 whose name starts with "_" are bases or group lists, not tasks). Every file is checked against
 `SCHEMA`: unknown keys, missing keys, wrong types, duplicate names and inconsistent groups raise a
 UserError naming the file and the key. Valid tasks go into an mmengine `Registry("task")`; lookups

@@ -1,6 +1,7 @@
 """Task files: the YAML schema of a task and its checks; every problem names the file and the key.
 
-Tasks are data (tasks/**/*.yaml, read with mmengine's Config so `_base_` inheritance works). Every file is
+Tasks are data (tasks/**/*.yaml, read with PyYAML's safe loader; `_base_` inheritance follows mmengine's
+merge rule). Every file is
 checked against `SCHEMA`: unknown keys, missing keys, wrong types, and duplicate keys raise a UserError
 naming the file, the key and, where it helps, the line.
 """
@@ -64,6 +65,13 @@ def str_map(value: Any, path: Path, key: str) -> dict[str, str]:
     return dict(value)
 
 
+def _check_inside(value: str, path: Path, key: str, where: str) -> None:
+    """A path in a task file stays inside `where`: not absolute, no `..` part (task files are shared, and a
+    task may only read its own data)."""
+    if os.path.isabs(value) or value.startswith("~") or ".." in Path(value).parts:
+        raise key_error(path, key, f"must be a path inside {where} (relative, without '..'), got {value!r}")
+
+
 def _validate(cfg: dict[str, Any], path: Path) -> Task:
     """Check one merged task dict against SCHEMA; every problem names the file and key."""
     unknown = sorted(set(cfg) - set(SCHEMA))
@@ -85,8 +93,7 @@ def _validate(cfg: dict[str, Any], path: Path) -> Task:
         raise key_error(path, "format", f"{c['format']!r} is not one of {FORMATS}")
     if c["metric"] not in METRICS_BY_FORMAT[c["format"]]:
         raise key_error(path, "metric", f"{c['metric']!r} does not fit format {c['format']!r}; use one of {METRICS_BY_FORMAT[c['format']]}")
-    if os.path.isabs(c["root"]):
-        raise key_error(path, "root", f"must be relative to the data root, got {c['root']!r}")
+    _check_inside(c["root"], path, "root", "the data root")
     if not isinstance(c["groups"], list) or not all(isinstance(g, str) and NAME_RE.match(g) for g in c["groups"]):
         raise key_error(path, "groups", f"must be a list of lower-case names, got {c['groups']!r}")
 
@@ -107,6 +114,7 @@ def _validate(cfg: dict[str, Any], path: Path) -> Task:
         for n in need:
             if not isinstance(files.get(n), str) or not files[n]:
                 raise key_error(path, f"{k}.{n}", "missing or not a string (a path relative to root)")
+            _check_inside(files[n], path, f"{k}.{n}", "the task root")
         splits[split] = SplitFiles(files["ann"], files["images"], files.get("entities"))
     c["finetune_split"] = c["finetune_split"] if c["finetune_split"] is not None else c["eval_split"]
     for key in ("eval_split", "finetune_split"):
@@ -119,6 +127,7 @@ def _validate(cfg: dict[str, Any], path: Path) -> Task:
             raise key_error(path, f"fewshot.{which}", f"is not one of the splits {list(splits)}")
         if "{shots}" not in pattern or "{seed}" not in pattern:
             raise key_error(path, f"fewshot.{which}", f"{pattern!r} must contain {{shots}} and {{seed}}")
+        _check_inside(pattern, path, f"fewshot.{which}", "the task root")
 
     classes = c["classes"]
     if classes is not None:
@@ -231,13 +240,63 @@ def check_duplicate_keys(path: Path) -> None:
             stack.extend(node.value)
 
 
-def read_task_yaml(path: Path) -> dict[str, Any]:
-    from mmengine.config import Config
+BASE_KEY = "_base_"
+DELETE_KEY = "_delete_"
+
+
+def _safe_yaml(path: Path) -> Any:
+    """One YAML file read with PyYAML's safe loader: plain data only. A tag such as `!!python/object/apply`
+    is refused by name before anything is built from it (task folders are what users share)."""
+    import yaml
 
     try:
-        cfg = Config.fromfile(str(path)).to_dict()
-    except Exception as e:  # mmengine raises many kinds (yaml, io, base resolution)
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.constructor.ConstructorError as e:
+        raise UserError(f"cannot read task file {path}: {e.problem} at line {e.problem_mark.line + 1 if e.problem_mark else '?'}; "
+                        "task files are plain YAML data (no !!python/... or other tags): remove the tag") from e
+    except yaml.YAMLError as e:
+        raise UserError(f"cannot read task file {path}: {e}") from e
+    except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read task file {path}: {type(e).__name__}: {e}") from e
+
+
+def merge_into(child: Any, base: Any) -> Any:
+    """mmengine's `_base_` rule: mappings merge key by key (the child wins), `_delete_: true` in a child
+    mapping drops the base's keys there, anything else in the child replaces the base's value."""
+    if not isinstance(child, dict):
+        return child
+    child = dict(child)
+    if not isinstance(base, dict) or child.pop(DELETE_KEY, False):
+        child.pop(DELETE_KEY, None)
+        return {k: merge_into(v, None) for k, v in child.items()}
+    out = dict(base)
+    for k, v in child.items():
+        out[k] = merge_into(v, base.get(k))
+    return out
+
+
+def read_task_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A task file as a dict, with its `_base_` file(s) (paths relative to it) merged in as mmengine would.
+    Parsed with the safe loader only: no code runs from a task file."""
+    path = Path(path)
+    if path.resolve() in _seen:
+        raise UserError(f"{path}: key {BASE_KEY!r}: the bases form a cycle: {' -> '.join(map(str, (*_seen, path.resolve())))}")
+    if not path.is_file():
+        raise UserError(f"cannot read task file {path}: not found")
+    cfg = _safe_yaml(path)
+    if cfg is None:
+        cfg = {}
     if not isinstance(cfg, dict):
-        raise UserError(f"{path}: a task file must hold a mapping")
-    return cfg
+        raise UserError(f"{path}: a task file must hold a mapping, got {type(cfg).__name__}")
+    bases = cfg.pop(BASE_KEY, [])
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise key_error(path, BASE_KEY, f"must be a file name or a list of file names, got {bases!r}")
+    merged: dict[str, Any] = {}
+    for b in bases:
+        base = read_task_yaml(path.parent / b, (*_seen, path.resolve()))
+        clash = sorted(set(merged) & set(base))
+        if clash:
+            raise key_error(path, BASE_KEY, f"keys {clash} are given by more than one base file; keep them in one")
+        merged.update(base)
+    return merge_into(cfg, merged)
