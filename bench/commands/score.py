@@ -51,9 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="with --annotations: COCO box AP, LVIS AP, LVIS Fixed AP, or Flickr30K recall@k")
     ext.add_argument("--json", action="store_true", help="with --annotations: print the metrics as JSON")
     parser.add_argument("--data-root", default=None, help="data root (default: $GLIP_BENCH_DATA, else ./data)")
-    parser.add_argument("--metric-backend", default=None, choices=["faster", "pycocotools", "lvis"],
+    parser.add_argument("--metric-backend", default=None, choices=["hotcoco", "faster", "pycocotools", "lvis"],
                         help="metric implementation (default: the one each record was made with; for a "
-                             "predictions file: faster)")
+                             "predictions file: hotcoco)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -181,7 +181,7 @@ def score_task_main(args: argparse.Namespace) -> int:
     for sel in selections:
         record = external.score_external(
             task, sel, model_name=name, source=args.predictions, results_dir=results, regime=regime,
-            shots=shots, split=args.split, data_root=args.data_root, metric_backend=args.metric_backend or "faster",
+            shots=shots, split=args.split, data_root=args.data_root, metric_backend=args.metric_backend or "hotcoco",
             cost=cost)
         m = record["metrics"]
         v = m["values"][m["primary"]]
@@ -212,7 +212,7 @@ def score_pair_main(args: argparse.Namespace) -> int:
     if more:
         raise UserError(f"{args.predictions}, entry {sel.dataset!r} holds several seeds "
                         f"({', '.join(str(s.seed) for s in (sel, *more))}); pass --seed S")
-    result = external.score_pair(args.annotations, sel.predictions, args.metric, args.metric_backend or "faster",
+    result = external.score_pair(args.annotations, sel.predictions, args.metric, args.metric_backend or "hotcoco",
                                  where=sel.where(args.predictions))
     if args.json:
         def finite(x: float) -> float | None:

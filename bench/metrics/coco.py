@@ -1,9 +1,10 @@
-"""COCO box AP with pycocotools (the reference) or faster-coco-eval (the fast default).
+"""COCO box AP with pycocotools (the reference), hotcoco (the fast default) or faster-coco-eval.
 
 GLIP scores COCO and every ODinW task with pycocotools COCOeval, iouType bbox, maxDets 100, and reports
 stats[0] (maskrcnn_benchmark/data/datasets/evaluation/coco/coco_eval.py). faster-coco-eval runs the same
 algorithm in C++ (it wraps detectron2's COCOeval_opt); tests/bench/metrics/test_metrics_coco.py checks
-that its 12 stats equal pycocotools' on a generated 1000-image fixture (bench/testing/metrics.py). Boxes
+that its 12 stats equal pycocotools' on a generated 1000-image fixture (bench/testing/metrics.py); hotcoco
+(Rust) is checked the same way, and on the edge cases of `with_edge_cases`. Boxes
 are COCO xywh as exported by the runner (official +1 width); both libraries compute IoU on xywh without
 a +1, exactly as the official evaluation does.
 """
@@ -23,7 +24,7 @@ STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100",
 
 
 def coco_bbox(
-    gt: Mapping[str, Any], predictions: Sequence[Mapping[str, Any]], backend: str = "faster"
+    gt: Mapping[str, Any], predictions: Sequence[Mapping[str, Any]], backend: str = "hotcoco"
 ) -> MetricResult:
     """The 12 COCO box stats x100 and per-class AP (IoU .50:.95, all areas, 100 detections)."""
     gt = gt_copy(gt)
@@ -51,11 +52,21 @@ def coco_bbox(
             evaluator = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=log.debug)
             evaluator.run()
         library = library_version("faster-coco-eval")
+    elif backend == "hotcoco":
+        import hotcoco
+
+        with quiet_library("hotcoco"):
+            coco_gt = hotcoco.COCO(gt)
+            coco_dt = coco_gt.load_res(dets)
+            evaluator = hotcoco.COCOeval(coco_gt, coco_dt, "bbox")
+            evaluator.run()
+        library = library_version("hotcoco")
     else:  # evaluate() checks names; this guards direct calls
-        raise UserError(f"coco_bbox backend must be 'faster' or 'pycocotools', got {backend!r}")
+        raise UserError(f"coco_bbox backend must be 'hotcoco', 'faster' or 'pycocotools', got {backend!r}")
     stats = np.asarray(evaluator.stats, dtype=float)[: len(STAT_NAMES)]
     values = {name: nan_if_negative(v) for name, v in zip(STAT_NAMES, stats)}
-    per_class = per_class_ap(evaluator.eval["precision"], evaluator.params.catIds, gt["categories"])
+    cat_ids = evaluator.params.cat_ids if backend == "hotcoco" else evaluator.params.catIds
+    per_class = per_class_ap(evaluator.eval["precision"], cat_ids, gt["categories"])
     return MetricResult(primary="AP", values=values, per_class=per_class, backend=backend, library=library)
 
 

@@ -12,8 +12,10 @@ frequency groups (lvis-api, lvis/eval.py).
   max_dets=-1 (no limit). The selection is `top_per_class`; ties keep input order, as MDETR's
   `sorted(..., reverse=True)[:topk]` does.
 
-Backends: "lvis" is lvis-api 0.5.3, the reference; "faster" is faster-coco-eval with
-lvis_style=True (same matching in C++), checked equal to lvis-api in tests/bench/metrics/test_metrics_lvis.py.
+Backends: "lvis" is lvis-api 0.5.3, the reference; "hotcoco" (the default, Rust) and "faster"
+(faster-coco-eval, C++) run the same matching with lvis_style=True, checked equal to lvis-api in
+tests/bench/metrics/test_metrics_lvis.py. Both fast ones ignore a ground truth's 'ignore' flag, which
+lvis-api honours: such a file is scored by lvis-api (`_evaluate`).
 lvis-api 0.5.3 calls `np.float`, which numpy >= 1.24 removed; `numpy_float_alias` restores it only
 while lvis-api runs.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -45,7 +48,7 @@ FREQUENCIES = ("r", "c", "f")
 def lvis_bbox(
     gt: Mapping[str, Any],
     predictions: Sequence[Mapping[str, Any]],
-    backend: str = "faster",
+    backend: str = "hotcoco",
     max_dets: int = MAX_DETS_PER_IMAGE,
 ) -> MetricResult:
     """Standard LVIS box AP: the top `max_dets` detections per image (-1: no cap)."""
@@ -57,7 +60,7 @@ def lvis_bbox(
 def lvis_fixed_ap(
     gt: Mapping[str, Any],
     predictions: Sequence[Mapping[str, Any]],
-    backend: str = "faster",
+    backend: str = "hotcoco",
     max_dets_per_class: int = FIXED_AP_PER_CLASS,
 ) -> MetricResult:
     """Fixed AP: the top `max_dets_per_class` detections per category over the split, no per-image cap."""
@@ -144,14 +147,24 @@ def numpy_float_alias() -> Iterator[None]:
 def _evaluate(
     gt: dict[str, Any], dets: list[dict[str, Any]], backend: str, per_image_cap: int
 ) -> MetricResult:
+    if backend != "lvis" and any(a.get("ignore") for a in gt["annotations"]):
+        # lvis-api leaves a ground truth flagged 'ignore' out of matching (lvis/eval.py, _prepare and
+        # evaluate_img); hotcoco 1.3.0 and faster-coco-eval 1.8.0 (lvis_style) score it as a normal object,
+        # so their numbers differ (tests/bench/metrics/test_metrics_lvis.py). LVIS files carry no such flag;
+        # a file that does is scored by the reference, and the result says so.
+        log.info("LVIS ground truth has 'ignore' flags, which %s does not honour: scoring with lvis-api", backend)
+        backend = "lvis"
     if backend == "lvis":
         values, precision, cat_ids = _run_lvis_api(gt, dets, per_image_cap)
         library = library_version("lvis")
     elif backend == "faster":
         values, precision, cat_ids = _run_faster(gt, dets, per_image_cap)
         library = library_version("faster-coco-eval")
+    elif backend == "hotcoco":
+        values, precision, cat_ids = _run_hotcoco(gt, dets, per_image_cap)
+        library = library_version("hotcoco")
     else:
-        raise UserError(f"LVIS backend must be 'faster' or 'lvis', got {backend!r}")
+        raise UserError(f"LVIS backend must be 'hotcoco', 'faster' or 'lvis', got {backend!r}")
     per_class = per_class_ap(precision, cat_ids, gt["categories"])
     return MetricResult(primary="AP", values=values, per_class=per_class, backend=backend, library=library)
 
@@ -212,3 +225,26 @@ def _run_faster(
            s["APf"], s["AR_all"], s["AR_small"], s["AR_medium"], s["AR_large"]]  # fmt: skip
     values = {name: nan_if_negative(v) for name, v in zip(VALUE_NAMES, raw)}
     return values, evaluator.eval["precision"], list(evaluator.params.catIds)
+
+
+def _run_hotcoco(
+    gt: dict[str, Any], dets: list[dict[str, Any]], per_image_cap: int
+) -> tuple[dict[str, float], np.ndarray, list[int]]:
+    """hotcoco's lvis_style COCOeval on its LVISResults (lvis-api's per-image cap, ties in input order)."""
+    import hotcoco
+
+    pair_counts = Counter((d["image_id"], d["category_id"]) for d in dets)
+    with quiet_library("hotcoco"), warnings.catch_warnings():
+        # hotcoco warns when max_dets is not lvis-api's 300; here that is the point (Fixed AP: no cap)
+        warnings.filterwarnings("ignore", message="hotcoco: max_dets differ", category=UserWarning)
+        coco_gt = hotcoco.COCO(gt)
+        coco_dt = hotcoco.LVISResults(coco_gt, dets, max_dets=per_image_cap)
+        evaluator = hotcoco.COCOeval(coco_gt, coco_dt, "bbox", lvis_style=True)
+        # params.max_dets (a list in hotcoco) also cuts each (image, category) pair's detections; after
+        # LVISResults' per-image cap it must not bind, as in lvis-api: the cap, or the largest pair count
+        evaluator.params.max_dets = [max(per_image_cap, max(pair_counts.values(), default=1))]
+        evaluator.run()
+    r = evaluator.get_results()
+    keys = evaluator.metric_keys()  # AP ... APf, then AR@m, ARs@m, ARm@m, ARl@m
+    values = {name: nan_if_negative(r[k]) for name, k in zip(VALUE_NAMES, keys)}
+    return values, np.asarray(evaluator.eval["precision"]), list(evaluator.params.cat_ids)

@@ -212,7 +212,7 @@ def external_dir(results_dir: str | Path, spec: RunSpec) -> Path:
 def score_external(task: Any, selection: Selection, *, model_name: str, source: str | Path,
                    results_dir: str | Path, regime: str = "zero-shot", shots: int | None = 0,
                    split: str | None = None, data_root: str | Path | None = None,
-                   metric_backend: str = "faster", cost: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   metric_backend: str = "hotcoco", cost: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Score one selection with the task's metric and write its run folder (predictions, then the record,
     each atomically); returns the record.
 
@@ -283,7 +283,7 @@ def score_external(task: Any, selection: Selection, *, model_name: str, source: 
     return record
 
 
-def score_pair(annotations: str | Path, predictions: Sequence[Any], metric: str, backend: str = "faster",
+def score_pair(annotations: str | Path, predictions: Sequence[Any], metric: str, backend: str = "hotcoco",
                where: str = "") -> Any:
     """MetricResult of a bare (ground truth file, predictions) pair; `metric` is a BARE_METRICS name."""
     from bench.metrics import evaluate

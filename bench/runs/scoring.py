@@ -10,11 +10,11 @@ from typing import Any
 
 import orjson
 
-from bench.metrics import MetricResult, evaluate
+from bench.metrics import DEFAULT_BACKEND, MetricResult, evaluate
 from bench.results import store
 from bench.util.errors import UserError
 
-DEFAULT_BACKEND = "faster"  # faster-coco-eval; the official libraries give the same numbers (tests/bench/metrics)
+__all__ = ["DEFAULT_BACKEND", "gc_paused", "ground_truth", "score", "score_saved"]  # DEFAULT_BACKEND: hotcoco
 
 
 def ground_truth(task: Any, dataset: Any) -> Any:

@@ -192,3 +192,52 @@ def _xyxy(rng: np.random.Generator, width: float, height: float) -> list[float]:
     w, h = float(rng.uniform(10, width / 2)), float(rng.uniform(10, height / 2))
     x, y = float(rng.uniform(0, width - w)), float(rng.uniform(0, height - h))
     return [round(x, 1), round(y, 1), round(x + w, 1), round(y + h, 1)]
+
+
+def with_edge_cases(
+    gt: dict[str, Any], dets: list[dict[str, Any]], heavy: int = 150, seed: int = 0
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The fixture with what real annotation files have and generated ones lack, for backend equality tests.
+
+    Image and category ids become non-contiguous (x7+3, x13+5); 5 empty images are added (no ground truth,
+    no detections) and 3 images with detections but no ground truth; every 10th annotation gets an 'ignore'
+    flag; the first image gets `heavy` extra detections of its first category (more than COCO's maxDets 100 /
+    LVIS's 300 per image), with tied scores. LVIS fields (neg / not-exhaustive ids) are remapped too.
+    """
+    rng = np.random.default_rng(seed)
+    img_map = {int(i["id"]): 13 * int(i["id"]) + 5 for i in gt["images"]}
+    cat_map = {int(c["id"]): 7 * int(c["id"]) + 3 for c in gt["categories"]}
+    images = []
+    for img in gt["images"]:
+        new = {**img, "id": img_map[int(img["id"])]}
+        for key in ("neg_category_ids", "not_exhaustive_category_ids"):
+            if key in img:
+                new[key] = [cat_map[int(c)] for c in img[key]]
+        images.append(new)
+    template = dict(gt["images"][0])
+    lvis = "neg_category_ids" in template
+    extra_ids = [10**6 + 17 * k for k in range(8)]
+    for k, image_id in enumerate(extra_ids):
+        new = {"id": image_id, "file_name": f"extra_{k}.jpg", "width": 640, "height": 480}
+        if lvis:  # the first category verified absent, so the detections there are false positives
+            new.update(neg_category_ids=[cat_map[int(gt["categories"][0]["id"])]], not_exhaustive_category_ids=[])
+        images.append(new)
+    annotations = [
+        {**a, "image_id": img_map[int(a["image_id"])], "category_id": cat_map[int(a["category_id"])],
+         **({"ignore": 1} if k % 10 == 0 else {})}
+        for k, a in enumerate(gt["annotations"])
+    ]
+    categories = [{**c, "id": cat_map[int(c["id"])]} for c in gt["categories"]]
+    out = [{**d, "image_id": img_map[int(d["image_id"])], "category_id": cat_map[int(d["category_id"])]}
+           for d in dets]
+    first_cat = categories[0]["id"]
+    for image_id in extra_ids[5:]:  # detections where there is no ground truth
+        out += [_detection(image_id, first_cat, _random_box(rng, 640, 480), rng.normal()) for _ in range(4)]
+    first = gt["annotations"][0]
+    target_img, target_cat = img_map[int(first["image_id"])], cat_map[int(first["category_id"])]
+    w, h = next((i["width"], i["height"]) for i in images if i["id"] == target_img)
+    for _ in range(heavy):
+        box = _jitter(rng, list(first["bbox"]), 0.3, w, h)
+        out.append({"image_id": target_img, "category_id": target_cat, "bbox": box,
+                    "score": round(float(rng.uniform(0.2, 0.9)), 2)})
+    return {**gt, "images": images, "annotations": annotations, "categories": categories}, out
