@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from bench.metrics import MetricResult, class_keys, library_version, log, nan_if_negative, quiet_library
+from bench.metrics.detections import as_dicts, detection_array
 from bench.util.errors import UserError
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -28,7 +29,8 @@ def coco_bbox(
 ) -> MetricResult:
     """The 12 COCO box stats x100 and per-class AP (IoU .50:.95, all areas, 100 detections)."""
     gt = gt_copy(gt)
-    dets = clean_detections(predictions, gt)
+    arr = detection_array(predictions, gt)
+    dets = as_dicts(arr) if backend != "hotcoco" else []
     if backend == "pycocotools":
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
@@ -57,7 +59,7 @@ def coco_bbox(
 
         with quiet_library("hotcoco"):
             coco_gt = hotcoco.COCO(gt)
-            coco_dt = coco_gt.load_res(dets)
+            coco_dt = coco_gt.load_res(arr)  # the (N, 7) array as is: no dicts
             evaluator = hotcoco.COCOeval(coco_gt, coco_dt, "bbox")
             evaluator.run()
         library = library_version("hotcoco")
@@ -106,7 +108,10 @@ def gt_copy(gt: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def clean_detections(predictions: Sequence[Mapping[str, Any]], gt: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Fresh detection dicts (the libraries mutate theirs), checked against the ground truth.
+    """Fresh detection dicts (the libraries mutate theirs), checked against the ground truth, entry by entry.
+
+    The scorers use bench.metrics.detections.detection_array (the same checks on whole columns, ~10x
+    faster); this path parses what it cannot (ids written as strings) and words every error message.
 
     Raises UserError for a malformed entry, an image id not in the ground truth (pycocotools would
     fail with a bare assert) or a category id not in it (the libraries would silently ignore it,
