@@ -10,6 +10,7 @@ inference.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,11 +43,17 @@ def parse_list(text: str) -> list[str]:
     return check_names(dict.fromkeys(names))
 
 
-def compute_extra(name: str, gt: Any, predictions: Any, backend: str) -> dict[str, Any]:
-    """One extra metric as the record keeps it: values, per_class, definition, backend, library."""
+def compute_extra(name: str, gt: Any, predictions: Any, backend: str, base: str | None = None) -> dict[str, Any]:
+    """One extra metric as the record keeps it: values, per_class, definition, backend, library.
+
+    base: the task's own AP metric, for the modules that score AP after a change (nms-ap, per-class):
+    an LVIS task's NMS-AP is LVIS AP after the suppression. Default: COCO box AP.
+    """
     module = importlib.import_module(EXTRA_METRICS[check_names([name])[0]])
     gt = getattr(gt, "coco", gt)
     if not isinstance(gt, dict) or "annotations" not in gt:
         raise UserError(f"metric {name!r} needs a COCO-format ground truth (a detection task)")
-    result = module.compute(gt, predictions, backend=backend)
+    takes_base = "base" in inspect.signature(module.compute).parameters
+    options = {"base": base} if base and takes_base else {}
+    result = module.compute(gt, predictions, backend=backend, **options)
     return {"definition": module.DEFINITION, **result.to_dict()}

@@ -12,9 +12,8 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from bench.metrics import evaluate
+from bench.metrics import evaluate, nms_ap, per_class, tide
 from bench.metrics import f1 as f1_metric
-from bench.metrics import nms_ap, per_class, tide
 from bench.metrics.detections import as_dicts, detection_array
 from bench.metrics.extras import EXTRA_METRICS, compute_extra, parse_list
 from bench.testing.metrics import make_detection_fixture
