@@ -134,3 +134,24 @@ def test_score_adds_extra_metrics_without_inference(one_run, capsys, monkeypatch
     assert "task's metric" in capsys.readouterr().err
     assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root), "--metric", "nmsap"]) == 2
     assert "nms-ap" in capsys.readouterr().err
+
+
+def test_task_extra_metrics_are_recorded_by_a_run(tmp_path, monkeypatch):
+    from bench.tasks.registry import load_registry
+    from bench.util.errors import UserError
+
+    tasks_dir, data_root = make_world(tmp_path, monkeypatch)
+    path = tasks_dir / "runner-shapes-a.yaml"
+    original = path.read_text()
+    for bad, message in (("[nmsap]", "unknown"), ("nms-ap", "list of names"), ("[f1, f1]", "repeats")):
+        path.write_text(original + f"extra_metrics: {bad}\n")
+        with pytest.raises(UserError, match=f"extra_metrics.*{message}"):
+            load_registry(tasks_dir, reload=True)
+    path.write_text(original + "extra_metrics: [nms-ap, f1]\n")
+    load_registry(tasks_dir, reload=True)
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a", regimes=["zero-shot"], shots=None, seeds=None,
+                        overrides={"infer_batch_size": 4})
+    (record,) = run_grid(specs, RunContext(data_root=data_root, results_dir=tmp_path / "results"))
+    extra = record["metrics"]["extra"]
+    assert list(extra) == ["nms-ap", "f1"] and extra["f1"]["primary"] == "F1_50"
+    assert extra["nms-ap"]["backend"] == "hotcoco" and "OVDEval" in extra["nms-ap"]["definition"]
