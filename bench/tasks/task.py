@@ -56,6 +56,7 @@ class Task:
     metric: str
     ann_sha256: dict[str, str]
     file: Path = field(default=Path(), compare=False)
+    extra_metrics: tuple[str, ...] = ()  # bench.metrics.extras names, computed on top of `metric`
 
     def __hash__(self) -> int:
         return hash((self.name, self.version))
@@ -199,4 +200,5 @@ class Task:
             "prompt_sets": self.prompt_sets, "separator": self.separator, "chunk_size": self.chunk_size,
             "detections_per_image": self.detections_per_image, "metric": self.metric,
             "ann_sha256": dict(self.ann_sha256), "file": str(self.file),
+            **({"extra_metrics": list(self.extra_metrics)} if self.extra_metrics else {}),
         }

@@ -43,6 +43,7 @@ SCHEMA: dict[str, tuple[bool, Any]] = {
     "chunk_size": (False, None),
     "detections_per_image": (False, 100),
     "metric": (True, None),
+    "extra_metrics": (False, []),  # bench.metrics.extras names (nms-ap, f1, tide, per-class)
     "ann_sha256": (False, {}),
 }
 
@@ -93,6 +94,7 @@ def _validate(cfg: dict[str, Any], path: Path) -> Task:
         raise key_error(path, "format", f"{c['format']!r} is not one of {FORMATS}")
     if c["metric"] not in METRICS_BY_FORMAT[c["format"]]:
         raise key_error(path, "metric", f"{c['metric']!r} does not fit format {c['format']!r}; use one of {METRICS_BY_FORMAT[c['format']]}")
+    _check_extra_metrics(c["extra_metrics"], c["format"], path)
     _check_inside(c["root"], path, "root", "the data root")
     if not isinstance(c["groups"], list) or not all(isinstance(g, str) and NAME_RE.match(g) for g in c["groups"]):
         raise key_error(path, "groups", f"must be a list of lower-case names, got {c['groups']!r}")
@@ -176,8 +178,22 @@ def _validate(cfg: dict[str, Any], path: Path) -> Task:
         eval_split=c["eval_split"], finetune_split=c["finetune_split"], fewshot=fewshot,
         classes=None if classes is None else tuple(classes), renames=renames, prompt_sets=prompt_sets,
         separator=c["separator"], chunk_size=c["chunk_size"], detections_per_image=c["detections_per_image"],
-        metric=c["metric"], ann_sha256=sha, file=path,
+        metric=c["metric"], ann_sha256=sha, file=path, extra_metrics=tuple(c["extra_metrics"]),
     )
+
+
+def _check_extra_metrics(names: Any, fmt: str, path: Path) -> None:
+    from bench.metrics.extras import EXTRA_METRICS
+
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise key_error(path, "extra_metrics", f"must be a list of names, got {names!r}")
+    bad = [n for n in names if n not in EXTRA_METRICS]
+    if bad:
+        raise key_error(path, "extra_metrics", f"{bad} unknown; valid: {', '.join(EXTRA_METRICS)}")
+    if names and fmt == "mdetr_flickr":
+        raise key_error(path, "extra_metrics", "grounding tasks have none (they score boxes with classes)")
+    if len(set(names)) != len(names):
+        raise key_error(path, "extra_metrics", f"{names} repeats a name")
 
 
 def prompt_key(name: str) -> str:

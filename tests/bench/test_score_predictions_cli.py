@@ -303,3 +303,26 @@ def test_bare_pair_flickr_recall(tmp_path, capsys):
     want = evaluate("flickr_recall", entries, preds)
     assert out["primary"] == "R@1" and out["values"]["R@5"] == pytest.approx(want.values["R@5"])
     assert 0 < out["values"]["R@1"] < out["values"]["R@10"]
+
+
+def test_bare_pair_extra_metrics(tmp_path, capsys):
+    """`score --annotations GT --predictions DT --metric nms-ap --json` prints NMS-AP; several names, a list."""
+    from bench.metrics import nms_ap
+    from bench.testing.metrics import make_detection_fixture
+
+    gt, dets = make_detection_fixture(n_images=30, seed=1)
+    gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_path.write_text(json.dumps(gt))
+    dt_path.write_text(json.dumps(dets))
+    assert _score("--annotations", str(gt_path), "--predictions", str(dt_path), "--metric", "nms-ap", "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    want = nms_ap.compute(gt, dets, backend="hotcoco")
+    assert out["metric"] == "nms-ap" and out["values"]["AP"] == pytest.approx(want.values["AP"])
+    assert out["definition"].startswith("NMS-AP") and out["backend"] == "hotcoco"
+    assert _score("--annotations", str(gt_path), "--predictions", str(dt_path), "--metric", "coco,f1", "--json") == 0
+    both = json.loads(capsys.readouterr().out)
+    assert [o["metric"] for o in both] == ["coco_bbox", "f1"] and "F1_50" in both[1]["values"]
+    assert _score("--annotations", str(gt_path), "--predictions", str(dt_path), "--metric", "tide") == 0
+    assert re.search(r"^dAP_Cls +\d+\.\d\d$", capsys.readouterr().out, re.M)
+    assert _score("--annotations", str(gt_path), "--predictions", str(dt_path), "--metric", "nms") == 2
+    assert "nms-ap" in capsys.readouterr().err
