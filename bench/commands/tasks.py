@@ -23,13 +23,16 @@ def _presence(task, data_root) -> str:
     return "partial: " + ",".join(present) if present else "no"
 
 
-def rows(group: str | None, data_root: str | None) -> list[dict]:
-    """One dict per task (or group member), in display order."""
+def rows(group: str | None, data_root: str | None, fold_families: bool = False) -> list[dict]:
+    """One dict per task (or group member), in display order; fold_families: leave out the tasks of task
+    families (bench.tasks.family), which `family_lines` summarises."""
     from bench.tasks.registry import load_registry, resolve_data_root
 
     reg = load_registry()
     root = resolve_data_root(data_root)
     members = reg.group_members(group) if group else [(n, True) for n in reg.names()]
+    if fold_families:
+        members = [(n, ok) for n, ok in members if not (ok and hasattr(reg.get(n), "family"))]
     out = []
     for name, defined in members:
         if not defined:
@@ -56,10 +59,24 @@ def _family_fields(task, root) -> dict:
             "fixed_train_shots": task.fixed_train_shots, "how_to_get": task.how_to_get}
 
 
+def family_lines() -> list[str]:
+    """One line per task family variant: its task count and the group that lists them."""
+    from bench.tasks.registry import load_registry
+
+    reg = load_registry()
+    counts: dict[str, int] = {}
+    for t in reg.list():
+        if hasattr(t, "family"):
+            counts[t.groups[0]] = counts.get(t.groups[0], 0) + 1
+    return [f"{g}: {n} tasks (a task family; list them with `glip-bench tasks --group {g}`)"
+            for g, n in sorted(counts.items())]
+
+
 def main(args: argparse.Namespace) -> int:
     from bench.tasks.registry import load_registry, resolve_data_root
 
-    table = rows(args.group, args.data_root)
+    fold = not args.group and not args.json
+    table = rows(args.group, args.data_root, fold_families=fold)
     if args.json:
         print(json.dumps(table, indent=2))
         return 0
@@ -85,6 +102,8 @@ def main(args: argparse.Namespace) -> int:
     what = f"group {args.group}" if args.group else str(load_registry().directory)
     note = f"{defined} of {len(table)} defined" if defined != len(table) else f"{defined} tasks"
     print(f"\n{what}: {note}; data root {resolve_data_root(args.data_root)}")
+    for line in family_lines() if fold else []:
+        print(f"  + {line}")
     _print_how_to_get([r for r in table if r.get("how_to_get") and r["data"] != "yes"])
     return 0
 
