@@ -43,7 +43,8 @@ def _image(rng: random.Random, cats: list[int], size=(72, 56)) -> tuple[Image.Im
 
 def _split(folder: Path, rng: random.Random, classes: list[str], image_cats: list[list[int]], raw: bool,
            missing: int) -> None:
-    """Write one split: images and _annotations.coco.json (category ids from 1; raw adds the dummy 0)."""
+    """Write one split: images and _annotations.coco.json. A raw export numbers categories from 1 after the
+    dummy 0 and annotations from 0; a cleaned one (what download() leaves) from 0 and 1."""
     folder.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for i, cats in enumerate(image_cats):
@@ -53,11 +54,10 @@ def _split(folder: Path, rng: random.Random, classes: list[str], image_cats: lis
             img.save(folder / name)
         images.append({"id": i, "file_name": name, "width": img.width, "height": img.height})
         for cat, bbox in anns:
-            annotations.append({"id": len(annotations) + (0 if raw else 1), "image_id": i, "category_id": cat + 1,
+            annotations.append({"id": len(annotations) + (0 if raw else 1), "image_id": i, "category_id": cat + raw,
                                 "bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": 0, "segmentation": []})
     project = folder.parent.name
-    categories = [{"id": k + 1, "name": c, "supercategory": project}
-                  for k, c in enumerate(classes)]
+    categories = [{"id": k + raw, "name": c, "supercategory": project} for k, c in enumerate(classes)]
     if raw:
         categories = [{"id": 0, "name": project, "supercategory": "none"}, *categories]
     coco = {"info": {"description": "made by bench.testing.rf100vl"}, "licenses": [], "categories": categories,
