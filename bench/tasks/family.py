@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.tasks.roboflow import check_images_present, class_descriptions, clean_roboflow_coco, read_instructions
+from bench.tasks.roboflow import (
+    check_images_present,
+    class_descriptions,
+    clean_roboflow_coco,
+    read_instructions,
+)
 from bench.tasks.task import SplitFiles, Task, resolve_data_root
 from bench.tasks.task_file import NAME_RE, SPLIT_RE
 from bench.util.errors import UserError
