@@ -246,7 +246,8 @@ def _variant(fam: Family, cfg: dict[str, Any], path: Path, vname: str, v: Any, d
     shots = v.get("fixed_train_shots")
     if shots is not None and (not isinstance(shots, int) or isinstance(shots, bool) or shots < 1 or "train" not in splits):
         raise _err(path, f"{key}.fixed_train_shots", "must be a positive integer, for a family with a train split")
-    how = str(cfg.get("how_to_get") or cfg["source"])
+    how = cfg["source"] if not cfg.get("how_to_get") else str(cfg["how_to_get"]).format(
+        download=v.get("download", ""), path=f"<data root>/{root}")
     names: dict[str, str] = {}
     for folder, domain in datasets.items():
         task_name = f"{prefix}-{short.get(folder) or slug(folder)}"
@@ -264,8 +265,7 @@ def _variant(fam: Family, cfg: dict[str, Any], path: Path, vname: str, v: Any, d
             prompt_sets={"plain": {}, **({INSTRUCTIONS: {}} if instructions else {})}, separator=". ",
             chunk_size=None, detections_per_image=100, metric="coco_bbox", ann_sha256={}, file=path,
             family=str(cfg["family"]), variant=vname, dataset_dir=folder, domain=dom, fixed_train_shots=shots,
-            how_to_get=how.format(download=v.get("download", "download_rf100vl"),
-                                  path=f"<data root>/{root}") + f" (this task's folder: <data root>/{where})",
+            how_to_get=f"{how} (this task's folder: <data root>/{where})",
             instructions_file=instructions,
         )
         fam.tasks.append(task)

@@ -257,3 +257,23 @@ def test_leaderboard_shows_domain_means_and_keeps_every_task(runs, tmp_path):
     page = (out / "leaderboard.html").read_text()
     assert '<select id="domain">' in page and '<option value="sport">' in page
     assert 'data-domain="flora-fauna">rf100vl-aquarium-combined (AP) [flora-fauna]' in page
+
+
+def test_a_users_own_roboflow_export_is_one_folder_and_one_small_file(tmp_path, monkeypatch, capsys):
+    """docs/rf100vl.md "Adding a task": the export folder as Roboflow writes it, plus a 7-line _family.yaml."""
+    data = make_rf100vl_folder(tmp_path / "data")
+    (data / "rf100vl" / "aquarium-combined").rename(data / "widget-factory")  # a raw export with category 0
+    tasks = tmp_path / "tasks" / "mine"
+    tasks.mkdir(parents=True)
+    (tasks / "_family.yaml").write_text(
+        "family: mine\nkind: roboflow-coco\nversion: 1\ndescription: my widgets\n"
+        "source: my Roboflow export (workspace acme, project widget-factory, version 3)\n"
+        "variants: {full: {root: '.', task_prefix: mine}}\ndatasets: {widget-factory: Industrial}\n")
+    monkeypatch.setenv("GLIP_BENCH_TASKS", str(tmp_path / "tasks"))
+    reg = load_registry(tmp_path / "tasks", reload=True)
+    task = reg.get("mine-widget-factory")
+    assert task.groups == ("mine", "mine-industrial") and task.eval_split == "test"
+    ds = task.load("test", data)
+    assert [c["name"] for c in ds.categories] == ["fish", "jelly_fish"] and ds.categories[0]["id"] == 0
+    assert cli_main(["tasks", "--group", "mine", "--data-root", str(data)]) == 0
+    assert "mine-widget-factory  industrial  test" in capsys.readouterr().out
