@@ -45,14 +45,16 @@ VALUE_COLUMNS = [*ROW_KEYS, "column", "kind", "group", "metric", "mean", "std", 
 # --------------------------------------------------------------------------------------------- numbers
 def task_headers(df: pd.DataFrame) -> pd.Series:
     """Column header per record: "task (AP)", or "task@v2 (AP)" when several task versions are present,
-    or "task#1a2b3c4d (AP)" when records of one task version scored different annotation files (a full and
-    a FSOD test set, a re-download): numbers from different test sets are never averaged together."""
+    or "task#1a2b3c4d (AP)" when records of one task version and split scored different annotation files
+    (a changed test set, a re-download): numbers from different files are never averaged together. (Rows
+    on different splits of a task, zero-shot on val and fine-tuned on test, still share its column.)"""
     versions = df.groupby("task")["task_version"].nunique()
-    hashes = df.groupby(["task", "task_version"])["ann_sha256"].nunique() if "ann_sha256" in df else None
+    keys = ["task", "task_version", "split"]
+    hashes = df.groupby(keys)["ann_sha256"].nunique() if "ann_sha256" in df else None
     labels = []
-    for i, (t, v) in enumerate(zip(df["task"], df["task_version"])):
+    for i, (t, v, split) in enumerate(zip(df["task"], df["task_version"], df["split"])):
         label = f"{t}@v{v}" if versions[t] > 1 else t
-        if hashes is not None and hashes[(t, v)] > 1:
+        if hashes is not None and hashes[(t, v, split)] > 1:
             label += f"#{df['ann_sha256'].iloc[i][:8] or 'nohash'}"
         labels.append(label)
     return pd.Series([f"{lab} ({m})" for lab, m in zip(labels, df["primary"])], index=df.index)

@@ -57,6 +57,11 @@ def test_two_test_sets_of_one_task_are_two_columns():
     same = lb.leaderboard_values(_frame([_rec("rf100vl-x", 10.0, seed=3, ann="a" * 64),
                                          _rec("rf100vl-x", 30.0, seed=30, ann="a" * 64)]))
     assert same[same["kind"] == "task"]["column"].tolist() == ["rf100vl-x (AP)"]
+    # zero-shot on val and fine-tuned on test: two files, one task column (the rows differ by regime)
+    val, test = _rec("odinw-x", 10.0, ann="a" * 64), _rec("odinw-x", 30.0, ann="b" * 64, regime="full-ft")
+    frame = _frame([val, test]).assign(split=["val", "test"])
+    cols = lb.leaderboard_values(frame).query("kind == 'task'")["column"].unique().tolist()
+    assert cols == ["odinw-x (AP)"]
 
 
 def test_reported_rf100vl_rows_land_in_group_mean_columns():
