@@ -290,15 +290,18 @@ def _subset(fam: Family, path: Path, sname: str, sub: Any, by_variant: dict[str,
     members = [names[m] for m in sub["members"]]
     fam.groups[sname] = members
     fam.descriptions[sname] = str(sub.get("description", ""))
+    also = f"; the {sname} data sets alone: rf100vl.{sub['download']}(path=<the same folder>)" if sub.get("download") else ""
     for i, task in enumerate(fam.tasks):
         if task.name in members:
-            fam.tasks[i] = _with_group(task, sname)
+            fam.tasks[i] = _with_group(task, sname, also)
 
 
-def _with_group(task: FamilyTask, group: str) -> FamilyTask:
+def _with_group(task: FamilyTask, group: str, how_also: str) -> FamilyTask:
+    """The task in one more group; how_also joins its download hint (before the folder it names)."""
     from dataclasses import replace
 
-    return replace(task, groups=(*task.groups, group))
+    how = task.how_to_get.replace(" (this task's folder:", f"{how_also} (this task's folder:", 1)
+    return replace(task, groups=(*task.groups, group), how_to_get=how)
 
 
 def find_families(directory: Path) -> list[Path]:

@@ -58,6 +58,8 @@ def test_family_declares_100_tasks_per_variant_in_the_papers_7_domains(reg):
         assert sizes == PAPER_DOMAIN_SIZES
         assert sorted(m for d in PAPER_DOMAIN_SIZES for m in groups[f"{prefix}-{d}"]) == sorted(members)
     assert len(groups["rf20vl-fsod"]) == 20 and set(groups["rf20vl-fsod"]) <= set(groups["rf100vl-fsod"])
+    assert "download_rf20vl_fsod" in reg.get("rf100vl-fsod-actions").how_to_get  # an RF20-VL-FSOD member
+    assert "download_rf20vl_fsod" not in reg.get("rf100vl-fsod-deeppcb").how_to_get
     task = reg.get("rf100vl-grccs")  # the folder is "-grccs"
     assert isinstance(task, FamilyTask) and task.dataset_dir == "-grccs" and task.domain == "industrial"
     assert task.root == "rf100vl/-grccs" and task.eval_split == "test" and task.finetune_split == "test"
