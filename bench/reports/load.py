@@ -32,7 +32,8 @@ COST_FIELDS = (
 REPRODUCED = "run here"
 # one row per record; key columns are plain strings so groupby never drops a None checkpoint
 COLUMNS = (
-    "file", "spec_hash", "record_kind", "model", "checkpoint", "task", "task_version", "groups", "regime", "shots",
+    "file", "spec_hash", "record_kind", "model", "checkpoint", "task", "task_version", "ann_sha256", "groups",
+    "regime", "shots",
     "shots_label", "seed", "prompt_set", "split", "overrides", "variant", "metric", "primary", "value",
     *COST_FIELDS, "device",
 )
@@ -122,6 +123,7 @@ def records_to_frame(records: Iterable[dict[str, Any]], sources: Iterable[str] |
             "checkpoint": spec.checkpoint or "",
             "task": str(task["name"]),
             "task_version": int(task["version"]),
+            "ann_sha256": str(task.get("ann_sha256") or ""),  # which annotation file was scored
             "groups": tuple(sorted(str(g) for g in task["groups"])),
             "regime": spec.regime,
             "shots": spec.shots,

@@ -2,7 +2,8 @@
 
 Both CSVs share the header `model,pretrain_data,task,split,regime,shots,metric,value,std,source,note`
 (results/reference/README.md). Only the headline metric of each benchmark becomes a table cell:
-COCO AP, LVIS AP (Fixed AP), Flickr30K R@1, and the ODinW-13 / ODinW-35 mean (and median).
+COCO AP, LVIS AP (Fixed AP), Flickr30K R@1, the ODinW-13 / ODinW-35 mean (and median), and the RF100-VL
+group and domain means (task rf100vl, rf100vl-<domain>, rf100vl-fsod..., rf20vl-fsod; metric AP).
 Per-dataset ODinW rows and compute rows stay in the CSV; the curves do not use them.
 """
 
@@ -26,6 +27,9 @@ MAIN_TASK = {"coco": "coco", "lvis": "lvis-minival", "flickr30k": "flickr30k-val
 # our task name -> its headline (primary) metric, in column order
 HEADLINE_METRIC = {"coco": "AP", "lvis-minival": "AP", "lvis-val": "AP", "flickr30k-val": "R@1",
                    "flickr30k-test": "R@1"}
+# task families reported as a mean over their data sets: `task` is the group (rf100vl, rf100vl-aerial,
+# rf100vl-fsod, rf20vl-fsod, ...), `split` the test set it was scored on
+FAMILY_GROUPS = ("rf100vl", "rf20vl")
 # reference regime -> bench regime; others ("pretrain-eval", "supervised", ...) are kept as written
 REGIME_ALIASES = {"full-finetune": "full-ft", "fine-tune": "full-ft", "prompt-tune": "prompt-tuning",
                   "linear-probe": "linear-probe", "zero-shot": "zero-shot"}
@@ -75,6 +79,8 @@ def reference_column(task: str, split: str, metric: str) -> str | None:
         return "odinw13 mean"
     if task == "odinw35" and metric == "AP":
         return {"avg35": "odinw35 mean", "median35": "odinw35 median"}.get(split)
+    if task.startswith(FAMILY_GROUPS) and metric == "AP":  # RF100-VL: the group or domain mean over data sets
+        return f"{task} mean"
     if task not in MAIN_TASK:
         return None
     ours = SPLIT_TASKS.get((task, split), MAIN_TASK[task])

@@ -160,7 +160,8 @@ def run_provenance(run: ResolvedRun, ctx: RunContext, data: RunData, checkpoint:
         metric_backend=ctx.metric_backend,
         extra={"task_file_version": task.version, "num_prompt_chunks": None if chunks is None else len(chunks),
                "captions": None if chunks is None else [_prompt_text(c) for c, _ in chunks],
-               "world_size": dist.world_size(), "detection_caps": detection_caps(task), **model_extra},
+               "world_size": dist.world_size(), "detection_caps": detection_caps(task),
+               **task.provenance_notes(run.splits, ctx.data_root), **model_extra},
         results_dir=ctx.results_dir,
     )
 

@@ -1,8 +1,9 @@
 """Task registry: finds the task YAMLs, validates them, and serves `Task` values.
 
 Tasks are data (tasks/**/*.yaml, read with PyYAML's safe loader, `_base_` merged as mmengine would; files
-whose name starts with "_" are bases or group lists, not tasks). Every file is checked against
-`SCHEMA`: unknown keys, missing keys, wrong types, duplicate names and inconsistent groups raise a
+whose name starts with "_" are bases or group lists, not tasks). A `_family.yaml` declares a whole
+task family found in a downloaded folder (bench.tasks.family); its tasks and groups join the YAML ones.
+Every file is checked against `SCHEMA`: unknown keys, missing keys, wrong types, duplicate names and inconsistent groups raise a
 UserError naming the file and the key. Valid tasks go into an mmengine `Registry("task")`; lookups
 of unknown names raise a UserError with the closest valid name.
 
@@ -16,6 +17,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.tasks.family import find_families, read_family
 from bench.tasks.task import Task, resolve_data_root
 from bench.tasks.task_file import NAME_RE, _validate, check_duplicate_keys, key_error, read_task_yaml, str_map
 from bench.util.errors import UserError, unknown_name
@@ -78,6 +80,8 @@ class TaskRegistry:
         for path in files:
             if not path.name.startswith("_"):
                 self.register(_validate(read_task_yaml(path), path))
+        for path in (p for d in dirs for p in find_families(d)):
+            self._add_family(path)
         self._check_groups()
 
     def register(self, task: Task) -> None:
@@ -117,6 +121,18 @@ class TaskRegistry:
             self.declared[group] = members
             self.group_files[group] = path
             self.descriptions[group] = str(spec.get("description", ""))
+
+    def _add_family(self, path: Path) -> None:
+        """The tasks and groups of a task family file (bench.tasks.family), declared as a _groups.yaml would."""
+        family = read_family(path)
+        for task in family.tasks:
+            self.register(task)
+        for group, members in family.groups.items():
+            if group in self.declared:
+                raise UserError(f"group {group!r} is declared twice: {self.group_files[group]} and {path}")
+            self.declared[group] = {m: "" for m in members}
+            self.group_files[group] = path
+            self.descriptions[group] = family.descriptions.get(group, "")
 
     def _check_groups(self) -> None:
         """A task that names a declared group must be listed in it, and a listed, defined task must

@@ -138,6 +138,11 @@ class Task:
         loader = load_lvis if self.format == "lvis" else load_coco
         return loader(ann, images, classes=self.classes, renames=self.renames, **kwargs)
 
+    def provenance_notes(self, splits: list[str], data_root: str | os.PathLike | None = None) -> dict[str, Any]:
+        """What a record should say about how this task's data were read (a task family's cleaning, for
+        one); nothing for a plain YAML task."""
+        return {}
+
     # ---- prompts ------------------------------------------------------------------------------
     @property
     def num_classes(self) -> int | None:
