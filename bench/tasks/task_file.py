@@ -43,6 +43,9 @@ SCHEMA: dict[str, tuple[bool, Any]] = {
     "detections_per_image": (False, 100),
     "metric": (True, None),
     "ann_sha256": (False, {}),
+    # class names allowed to give the same prompt as an earlier class, because the official config prompts
+    # them so (ODinW-35 boggleBoards: "Q"/"q", "o"/"o "); any other collision is an error
+    "shared_prompts": (False, []),
 }
 
 
@@ -127,7 +130,10 @@ def _validate(cfg: dict[str, Any], path: Path) -> Task:
         dup = sorted({x for x in classes if classes.count(x) > 1})
         if dup:
             raise key_error(path, "classes", f"duplicate names {dup}")
-        _check_prompt_collisions(classes, path)
+        shared = c["shared_prompts"]
+        if not isinstance(shared, list) or not all(isinstance(x, str) and x in classes for x in shared):
+            raise key_error(path, "shared_prompts", f"must be a list of names from classes, got {shared!r}")
+        _check_prompt_collisions(classes, path, set(shared))
     renames = str_map(c["renames"], path, "renames")
 
     psets = c["prompt_sets"]
@@ -178,17 +184,18 @@ def prompt_key(name: str) -> str:
     return " ".join(clean_name(name).lower().split())
 
 
-def _check_prompt_collisions(classes: list[str], path: Path) -> None:
-    """Two classes whose prompts are the same words cannot be told apart by the model: an error."""
+def _check_prompt_collisions(classes: list[str], path: Path, shared: set[str] = frozenset()) -> None:
+    """Two classes whose prompts are the same words cannot be told apart by the model: an error, unless
+    the later one is listed in `shared_prompts` (the official config prompts them alike)."""
     seen: dict[str, int] = {}
     lines = _yaml_item_lines(path, "classes")
     for i, name in enumerate(classes):
         key = prompt_key(name)
-        if key in seen:
+        if key in seen and name not in shared:
             j = seen[key]
             where = f"{path}:{lines[i]}" if len(lines) == len(classes) else str(path)
             raise UserError(f"{where}: key 'classes': {classes[j]!r} and {name!r} give the same prompt {key!r} "
-                            "(BERT is uncased and clean_name maps '_' to ' '); rename one of them")
+                            "(BERT is uncased and clean_name maps '_' to ' '); rename one of them, or list the second in shared_prompts if the official config prompts both")
         seen[key] = i
 
 
