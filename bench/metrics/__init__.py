@@ -66,6 +66,8 @@ BACKENDS: dict[str, tuple[str, ...]] = {
     "lvis_fixed_ap": ("faster", "lvis"),
     "lvis_bbox": ("faster", "lvis"),
     "flickr_recall": ("faster", "numpy"),
+    "ov_coco_bbox": ("faster", "pycocotools"),  # bench.metrics.open_vocab
+    "ov_lvis_fixed_ap": ("faster", "lvis"),
 }
 METRICS: tuple[str, ...] = tuple(BACKENDS)
 # options each metric accepts through evaluate(**options)
@@ -74,6 +76,8 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "lvis_fixed_ap": ("max_dets_per_class",),
     "lvis_bbox": ("max_dets",),
     "flickr_recall": ("merged", "iou_thresh"),
+    "ov_coco_bbox": (),
+    "ov_lvis_fixed_ap": ("max_dets_per_class",),
 }
 
 
@@ -93,6 +97,10 @@ def evaluate(
     if bad:
         valid = ", ".join(OPTIONS[metric]) or "none"
         raise UserError(f"metric {metric!r} got unknown option(s) {bad}; valid options: {valid}")
+    if metric.startswith("ov_"):
+        from bench.metrics import open_vocab
+
+        return getattr(open_vocab, metric)(_detection_gt(gt, metric), predictions, backend=backend, **options)
     if metric == "coco_bbox":
         from bench.metrics.coco import coco_bbox
 

@@ -70,7 +70,7 @@ def merges_capped(task: Any) -> bool:
     Not for Fixed AP: the official chunked LVIS evaluation hands every chunk's (capped) detections to the
     Fixed-AP evaluator, which caps per class over the split, not per image (tasks/README.md).
     """
-    return task.metric != "lvis_fixed_ap"
+    return task.metric not in ("lvis_fixed_ap", "ov_lvis_fixed_ap")
 
 
 def detection_caps(task: Any) -> dict[str, int | None] | None:

@@ -90,7 +90,7 @@ def check_shots(task: Any, split: str, shots: int | None, seed: int, data_root: 
     """Refuse a k the split cannot give (unless a pre-sampled file for it ships with the data)."""
     if shots is None or task.fewshot_path(shots, seed, data_root, which="train") is not None:
         return
-    full = task.load(split, data_root)
+    full = task.load(split, data_root, vocabulary="base")
     most, name = most_shots(full.coco)
     if shots > most:
         raise UserError(f"--shots {shots}: the {split} split of task {task.name} ({len(full.images)} images) gives "
@@ -113,9 +113,10 @@ def fewshot_subset(
     """The k-shot subset of `task`'s `split` for `seed` (`shots=None`: the whole split).
 
     A pre-sampled file shipped with the data set (`task.fewshot_path(shots, seed, data_root, which)`)
-    wins over sampling; its image ids must belong to the split.
+    wins over sampling; its image ids must belong to the split. Training data: an open-vocabulary task
+    gives its base classes only (no novel class in the prompts or the boxes).
     """
-    full = task.load(split, data_root)
+    full = task.load(split, data_root, vocabulary="base")
     if shots is None:
         ids = [img.id for img in full.images]
         return FewShotSplit(full, ids, "full")

@@ -55,6 +55,7 @@ class Task:
     detections_per_image: int
     metric: str
     ann_sha256: dict[str, str]
+    open_vocab: dict[str, Any] | None = None  # {base, novel, drop_empty_images}: bench.data.open_vocab
     file: Path = field(default=Path(), compare=False)
 
     def __hash__(self) -> int:
@@ -105,10 +106,19 @@ class Task:
         return path if path.is_file() else None
 
     # ---- loading ------------------------------------------------------------------------------
-    def load(self, split: str | None = None, data_root: str | os.PathLike | None = None):
-        """Load a split (default: eval_split) as a DetectionDataset or GroundingDataset."""
+    def load(self, split: str | None = None, data_root: str | os.PathLike | None = None, vocabulary: str = "all"):
+        """Load a split (default: eval_split) as a DetectionDataset or GroundingDataset.
+
+        vocabulary: for an open-vocabulary task, "all" (base + novel classes: evaluation) or "base" (the
+        classes training may see: their prompts and boxes only); other tasks have one vocabulary.
+        """
         split = split or self.eval_split
-        return self._load_file(split, self.ann_path(split, data_root), data_root, check_hash=True)
+        dataset = self._load_file(split, self.ann_path(split, data_root), data_root, check_hash=True)
+        if self.open_vocab is None:
+            return dataset
+        from bench.data.open_vocab import open_vocab_view
+
+        return open_vocab_view(dataset, self.open_vocab, vocabulary, self.name)
 
     def _load_file(self, split: str, ann: Path, data_root, check_hash: bool):
         from bench.data.coco import load_coco
@@ -198,5 +208,5 @@ class Task:
             "classes": None if self.classes is None else list(self.classes), "renames": dict(self.renames),
             "prompt_sets": self.prompt_sets, "separator": self.separator, "chunk_size": self.chunk_size,
             "detections_per_image": self.detections_per_image, "metric": self.metric,
-            "ann_sha256": dict(self.ann_sha256), "file": str(self.file),
+            "ann_sha256": dict(self.ann_sha256), "open_vocab": self.open_vocab, "file": str(self.file),
         }
