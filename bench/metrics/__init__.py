@@ -68,6 +68,8 @@ BACKENDS: dict[str, tuple[str, ...]] = {
     "flickr_recall": ("faster", "numpy"),
     "ov_coco_bbox": ("faster", "pycocotools"),  # bench.metrics.open_vocab
     "ov_lvis_fixed_ap": ("faster", "lvis"),
+    "rec_accuracy": ("faster", "numpy"),  # bench.metrics.refexp (our numpy code, as flickr_recall)
+    "grec_accuracy": ("faster", "numpy"),
 }
 METRICS: tuple[str, ...] = tuple(BACKENDS)
 # options each metric accepts through evaluate(**options)
@@ -78,6 +80,8 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "flickr_recall": ("merged", "iou_thresh"),
     "ov_coco_bbox": (),
     "ov_lvis_fixed_ap": ("max_dets_per_class",),
+    "rec_accuracy": ("iou_thresh",),
+    "grec_accuracy": ("iou_thresh", "score_thresh"),
 }
 
 
@@ -101,6 +105,10 @@ def evaluate(
         from bench.metrics import open_vocab
 
         return getattr(open_vocab, metric)(_detection_gt(gt, metric), predictions, backend=backend, **options)
+    if metric in ("rec_accuracy", "grec_accuracy"):
+        from bench.metrics import refexp
+
+        return getattr(refexp, metric)(getattr(gt, "entities", gt), predictions, backend=backend, **options)
     if metric == "coco_bbox":
         from bench.metrics.coco import coco_bbox
 

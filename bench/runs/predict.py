@@ -61,7 +61,9 @@ class EvalTask:
 
 
 def is_grounding(task: Any) -> bool:
-    return task.format == "mdetr_flickr"
+    from bench.tasks.task import GROUNDING_FORMATS
+
+    return task.format in GROUNDING_FORMATS  # Flickr30K, referring expressions (EvalTask too)
 
 
 def merges_capped(task: Any) -> bool:

@@ -18,7 +18,9 @@ DEFAULT_BACKEND = "faster"  # faster-coco-eval; the official libraries give the 
 
 
 def ground_truth(task: Any, dataset: Any) -> Any:
-    return dataset.entities if task.format == "mdetr_flickr" else dataset.coco
+    from bench.tasks.task import GROUNDING_FORMATS
+
+    return dataset.entities if task.format in GROUNDING_FORMATS else dataset.coco
 
 
 @contextmanager

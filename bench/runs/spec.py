@@ -188,7 +188,7 @@ def resolve(spec: RunSpec, data_root: str | Path | None = None, *, check_data: b
         raise unknown_name(f"prompt set of task {task.name}", spec.prompt_set, task.prompt_sets)
     train_split = val_split = None
     if regime.trains:
-        if task.format == "mdetr_flickr":
+        if task.is_grounding:
             raise UserError(f"task {task.name} is a grounding task: only zero-shot runs are supported on it")
         if task.chunk_size is not None:
             raise UserError(f"task {task.name} needs chunked prompts ({task.chunk_size} classes per prompt); "
@@ -225,7 +225,7 @@ def validate_specs(specs: Iterable[RunSpec], data_root: str | Path | None = None
     for spec in specs:
         run = resolve(spec, data_root, check_data=False)
         check_model_inputs(spec.model, run.model_overrides, text_encoder, regime=spec.regime,
-                           grounding=run.task.format == "mdetr_flickr",
+                           grounding=run.task.is_grounding,
                            infer_batch_size=run.hparams.infer.infer_batch_size, world_size=dist.world_size())
         check_run_data(run, data_root)
         runs.append(run)

@@ -13,6 +13,7 @@ from typing import Any
 from bench.util.errors import UserError, unknown_name
 
 PROMPT_SET_KEYS = ("names", "prefix", "suffix")
+GROUNDING_FORMATS = ("mdetr_flickr", "mdetr_refexp")  # each entry brings its own caption: no class prompt
 
 
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
@@ -61,6 +62,11 @@ class Task:
     def __hash__(self) -> int:
         return hash((self.name, self.version))
 
+    @property
+    def is_grounding(self) -> bool:
+        """Phrase grounding (Flickr30K) or referring expressions: predicted per caption, not per class prompt."""
+        return self.format in GROUNDING_FORMATS
+
     # ---- paths --------------------------------------------------------------------------------
     def split_files(self, split: str) -> SplitFiles:
         if split not in self.splits:
@@ -107,7 +113,7 @@ class Task:
 
     # ---- loading ------------------------------------------------------------------------------
     def load(self, split: str | None = None, data_root: str | os.PathLike | None = None, vocabulary: str = "all"):
-        """Load a split (default: eval_split) as a DetectionDataset or GroundingDataset.
+        """Load a split (default: eval_split) as a DetectionDataset or GroundingDataset (Flickr30K, REC).
 
         vocabulary: for an open-vocabulary task, "all" (base + novel classes: evaluation) or "base" (the
         classes training may see: their prompts and boxes only); other tasks have one vocabulary.
@@ -124,6 +130,7 @@ class Task:
         from bench.data.coco import load_coco
         from bench.data.flickr import load_mdetr_flickr
         from bench.data.lvis import load_lvis
+        from bench.data.refexp import load_mdetr_refexp
         from bench.util.io import sha256_file
 
         source = f"{self.source} (task {self.name}, defined in {self.file})"
@@ -144,6 +151,8 @@ class Task:
         kwargs = dict(name=self.name, split=split, source=source)
         if self.format == "mdetr_flickr":
             return load_mdetr_flickr(ann, images, self.entities_path(split, data_root), **kwargs)
+        if self.format == "mdetr_refexp":
+            return load_mdetr_refexp(ann, images, allow_no_target=self.metric == "grec_accuracy", **kwargs)
         loader = load_lvis if self.format == "lvis" else load_coco
         return loader(ann, images, classes=self.classes, renames=self.renames, **kwargs)
 

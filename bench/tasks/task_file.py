@@ -15,10 +15,11 @@ from typing import Any
 from bench.tasks.task import PROMPT_SET_KEYS, SplitFiles, Task
 from bench.util.errors import UserError
 
-FORMATS = ("coco", "lvis", "mdetr_flickr")
-METRICS = ("coco_bbox", "lvis_fixed_ap", "lvis_bbox", "flickr_recall", "ov_coco_bbox", "ov_lvis_fixed_ap")
+FORMATS = ("coco", "lvis", "mdetr_flickr", "mdetr_refexp")
+METRICS = ("coco_bbox", "lvis_fixed_ap", "lvis_bbox", "flickr_recall", "ov_coco_bbox", "ov_lvis_fixed_ap",
+           "rec_accuracy", "grec_accuracy")
 METRICS_BY_FORMAT = {"coco": ("coco_bbox", "ov_coco_bbox"), "lvis": ("lvis_fixed_ap", "lvis_bbox", "ov_lvis_fixed_ap"),
-                     "mdetr_flickr": ("flickr_recall",)}
+                     "mdetr_flickr": ("flickr_recall",), "mdetr_refexp": ("rec_accuracy", "grec_accuracy")}
 OPEN_VOCAB_METRICS = ("ov_coco_bbox", "ov_lvis_fixed_ap")  # need an open_vocab block, and only they take one
 FREQUENCIES = ("r", "c", "f")
 NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
