@@ -66,7 +66,7 @@ def giou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def rec_accuracy(entries: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]],
                  backend: str = "numpy", iou_thresh: float = 0.5) -> MetricResult:
-    by_id = _index_predictions(entries, predictions)
+    by_id = _index_predictions(predictions, entries)
     hits = {k: 0 for k in TOPK}
     giou_hits = 0
     for entry in entries:
@@ -89,7 +89,7 @@ def rec_accuracy(entries: Sequence[Mapping[str, Any]], predictions: Sequence[Map
 
 def grec_accuracy(entries: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]],
                   backend: str = "numpy", iou_thresh: float = 0.5, score_thresh: float = 0.7) -> MetricResult:
-    by_id = _index_predictions(entries, predictions)
+    by_id = _index_predictions(predictions, entries)
     right = no_target = no_target_right = target = target_some = 0
     for entry in entries:
         gt = _targets(entry)
