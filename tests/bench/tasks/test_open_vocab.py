@@ -234,3 +234,6 @@ def test_an_ov_lvis_run_end_to_end_gives_the_reference_novel_and_base_ap(ov_task
     assert values["AP_base"] == pytest.approx(mean([1, 2]), abs=1e-4)
     assert values["APr"] == pytest.approx(ref.values["APr"], abs=1e-4) == pytest.approx(values["AP_novel"], abs=1e-4)
     assert values["AP"] == pytest.approx(ref.values["AP"], abs=1e-4)
+    from bench.testing.protocols import leaderboard_cell
+
+    assert leaderboard_cell(tmp_path / "results", "ov-lvis-minival (APr)") == f"{values['APr']:.1f}"

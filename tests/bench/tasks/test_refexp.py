@@ -14,6 +14,7 @@ import pytest
 from bench.metrics import evaluate
 from bench.tasks.registry import load_registry
 from bench.testing.formats import write_image, write_json
+from bench.testing.protocols import leaderboard_cell
 from bench.util.errors import UserError
 
 TASKS = Path(__file__).resolve().parents[3] / "tasks"
@@ -217,3 +218,23 @@ def test_a_glip_rec_run_end_to_end_equals_the_brute_force_accuracy(reg, tmp_path
     assert values["P@10"] == pytest.approx(brute_rec(entries, preds, 10))
     assert values["P@10"] > 0  # not a comparison of zeros
     assert json.dumps(record["task"]["name"]) == '"refcoco-val"'
+    assert leaderboard_cell(tmp_path / "results", "refcoco-val (Acc@0.5)") == f"{values['Acc@0.5']:.1f}"
+
+
+
+def test_protocol_reference_rows_land_in_the_headline_columns():
+    """results/reference/protocol-numbers.csv: REC, gRefCOCO, OV-LVIS and ODinW-35 rows become cells of our
+    task columns; non-headline metrics (gRefCOCO N-acc) stay in the CSV."""
+    import pandas as pd
+
+    from bench.reports.reference import load_reference, reference_cells
+    from bench.testing.protocols import REFERENCE
+
+    raw = pd.read_csv(REFERENCE, dtype=str, keep_default_na=False)
+    cells = reference_cells(load_reference([REFERENCE]))
+    assert len(cells) == (raw["metric"] != "N-acc").sum()
+    assert {"refcoco-val", "refcocoplus-testb", "refcocog-test", "grefcoco-testa", "ov-lvis-minival",
+            "odinw35 mean"} <= set(cells["column"])
+    row = raw[(raw.model == "GDINO-T") & (raw.task == "refcoco+") & (raw.split == "testB") & (raw.regime == "zero-shot")]
+    cell = cells[(cells.model == "GDINO-T") & (cells.column == "refcocoplus-testb") & (cells.regime == "zero-shot")]
+    assert float(row["value"].iloc[0]) == cell["value"].iloc[0]
