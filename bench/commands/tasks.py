@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--data-root", default=None,
                         help="data root to check for the data (default: $GLIP_BENCH_DATA, else ./data)")
+    parser.add_argument("--sources", action="store_true",
+                        help="after the table, where to get the data of each task whose data are not all present")
 
 
 def _presence(task, data_root) -> str:
@@ -21,6 +23,16 @@ def _presence(task, data_root) -> str:
     if len(present) == len(task.splits):
         return "yes"
     return "partial: " + ",".join(present) if present else "no"
+
+
+def _classes(t) -> str:
+    """#classes column: the count, "from file", or an open-vocabulary split (base / novel)."""
+    if t.open_vocab is not None:
+        side = lambda r: ("+".join(r["frequency"]) if isinstance(r, dict) else str(len(r)))  # noqa: E731
+        return f"base {side(t.open_vocab['base'])} / novel {side(t.open_vocab['novel'])}"
+    if t.format == "mdetr_refexp":
+        return "per expression"
+    return "from file" if t.num_classes is None else str(t.num_classes)
 
 
 def rows(group: str | None, data_root: str | None, fold_families: bool = False) -> list[dict]:
@@ -43,7 +55,8 @@ def rows(group: str | None, data_root: str | None, fold_families: bool = False) 
             "name": t.name, "defined": True, "version": t.version, "split": t.eval_split,
             "finetune_split": t.finetune_split, "classes": t.num_classes, "prompt_sets": list(t.prompt_sets),
             "metric": t.metric, "groups": list(t.groups), "data": _presence(t, root),
-            "root": str(t.root_path(root)), **_family_fields(t, root),
+            "root": str(t.root_path(root)), "format": t.format, "open_vocab": t.open_vocab,
+            "classes_label": _classes(t), "source": t.source, **_family_fields(t, root),
         })
     return out
 
@@ -88,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
             lines.append([r["name"], *(["-"] if domains else []), "-", "-", "-", "-", "-", "not defined (no YAML)"])
             continue
         split = r["split"] if r["split"] == r["finetune_split"] else f"{r['split']} (ft: {r['finetune_split']})"
-        ncls = "from file" if r["classes"] is None else str(r["classes"])
+        ncls = r["classes_label"]
         psets = ",".join(r["prompt_sets"])
         if "instructions" in r and not r["instructions"]:
             psets += " (no instructions file)" if r["data"] != "no" else " (+instructions if present)"
@@ -105,6 +118,13 @@ def main(args: argparse.Namespace) -> int:
     for line in family_lines() if fold else []:
         print(f"  + {line}")
     _print_how_to_get([r for r in table if r.get("how_to_get") and r["data"] != "yes"])
+    missing = [r for r in table if r["defined"] and r["data"] != "yes" and not r.get("how_to_get")]
+    if missing and args.sources:
+        print("\nwhere to get the missing data:")
+        for r in missing:
+            print(f"  {r['name']}: {r['source']}")
+    elif missing:
+        print(f"{len(missing)} tasks lack data on disk: add --sources to see where to get each")
     return 0
 
 

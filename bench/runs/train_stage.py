@@ -35,6 +35,8 @@ def train_stage(run: ResolvedRun, ctx: RunContext, adapter: DetectorAdapter,
     va = fewshot_subset(task, run.val_split, hp.train.val_shots, spec.seed, ctx.data_root, which="val")
     if len(chunks) != 1:
         raise UserError(f"task {task.name}: the class prompt needs {len(chunks)} captions; training needs one")
+    if task.open_vocab is not None:  # train and stop early on the base classes only: prompts from the base view
+        chunks = adapter.prompt_chunks(task, tr.dataset, spec.prompt_set)
     dataset = adapter.training_set(tr.dataset, chunks[0], spec.seed)
     settings = detect_settings(task, hp.infer, ctx.device, ctx.num_workers)
 

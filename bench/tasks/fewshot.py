@@ -106,7 +106,7 @@ def check_shots(task: Any, split: str, shots: int | None, seed: int, data_root: 
         return
     if shots is None or task.fewshot_path(shots, seed, data_root, which="train") is not None:
         return
-    full = task.load(split, data_root)
+    full = task.load(split, data_root, vocabulary="base")
     most, name = most_shots(full.coco)
     if shots > most:
         raise UserError(f"--shots {shots}: the {split} split of task {task.name} ({len(full.images)} images) gives "
@@ -129,9 +129,10 @@ def fewshot_subset(
     """The k-shot subset of `task`'s `split` for `seed` (`shots=None`: the whole split).
 
     A pre-sampled file shipped with the data set (`task.fewshot_path(shots, seed, data_root, which)`)
-    wins over sampling; its image ids must belong to the split.
+    wins over sampling; its image ids must belong to the split. Training data: an open-vocabulary task
+    gives its base classes only (no novel class in the prompts or the boxes).
     """
-    full = task.load(split, data_root)
+    full = task.load(split, data_root, vocabulary="base")
     if which == "train" and getattr(task, "fixed_train_shots", None) is not None:
         check_fixed_shots(task, shots)
         from bench.tasks.family import fixed_shots_note

@@ -68,9 +68,7 @@ def test_odinw35_group_lists_35_names_and_which_are_defined(reg):
     members = reg.group_members("odinw35")
     assert len(members) == 35 and len({m for m, _ in members}) == 35
     defined = {m for m, ok in members if ok}
-    assert set(ODINW13) <= defined
-    with pytest.raises(UserError, match="members without a task YAML"):
-        reg.resolve("odinw35")
+    assert set(ODINW13) <= defined and len(defined) == 35  # all defined (tests/bench/tasks/test_odinw35.py)
 
 
 def test_official_prompt_sets_are_the_odinw35_caption_prompts(reg):
