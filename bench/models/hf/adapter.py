@@ -95,9 +95,11 @@ class HFAdapter:
             for (_, cat_ids), (text, tmap) in zip(chunks, texts):
                 out = self._forward({**pixels, **text}, settings, timer)
                 scores, boxes = self._scores(out, tmap)
-                boxes = outputs.to_pixels(boxes, self.loaded.family.box_frame, *image.size)
+                # unclipped until after NMS, as transformers' OmDet-Turbo post-processing orders it
+                # (processing_omdet_turbo.py, _post_process_boxes_for_image: batched_nms, then clip_boxes)
+                boxes = outputs.to_pixels(boxes, self.loaded.family.box_frame, *image.size, clip=False)
                 kept = self._select(scores, boxes, settings.per_chunk_cap)
-                parts.append((kept[0], kept[1], torch.as_tensor(cat_ids)[kept[2]]))
+                parts.append((outputs.clip_to(kept[0], *image.size), kept[1], torch.as_tensor(cat_ids)[kept[2]]))
             results += outputs.coco_results(image_id, *merge_chunks(parts, settings.per_image_cap))
         return results
 
