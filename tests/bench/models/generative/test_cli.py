@@ -125,3 +125,21 @@ def test_zero_shot_generation_writes_a_record(family, tiny, data_root, tmp_path,
     assert settings["do_sample"] is False and settings.get("num_beams", 1) == 1 and settings["output_logits"] is True
     assert 0.0 <= record["metrics"]["values"]["AP"] <= 1.0
     json.dumps(record)
+
+
+def test_score_free_metrics_add_to_a_generative_record(scripted, data_root, tmp_path):
+    """Precision / recall / F1 at IoU 0.5 (bench.metrics.f1) score a generative run's saved predictions,
+    as `glip-bench score --metric f1` adds them."""
+    from bench.runs.scoring import add_extra_metrics
+
+    model_dir = scripted("paligemma", SCRIPTS["paligemma"])
+    with OneThread():
+        rc, _ = run_cli(model_dir, data_root, tmp_path / "results")
+    assert rc == 0
+    [run_dir] = (tmp_path / "results" / "runs").iterdir()
+    record = add_extra_metrics(run_dir, ["f1"], data_root)
+    f1 = record["metrics"]["extra"]["f1"]
+    values = f1["values"]
+    assert "IoU 0.5" in f1["definition"]
+    assert 0.0 <= values["R50"] <= 100.0 and 0.0 <= values["F1max50"] <= 100.0
+    assert values["score_F1max50"] == pytest.approx(0.5)  # every kept box scored 0.5 by the script
