@@ -260,6 +260,7 @@ class GenerativeAdapter:
                 "generation": ("greedy (do_sample false, num_beams 1), ending at the end or pad token; the model's "
                                "other generation settings kept"),
                 "max_new_tokens": {"min": budgets[0], "max": budgets[-1]} if budgets else None,
+                "prompts": len(self.budgets), "prompt_example": next(iter(self.budgets), None),
                 "generation_settings": generation_settings(self.generation_config(budgets[-1] if budgets else 1)),
                 "answers": self.counts.as_dict(), "score_threshold": 0.0, "infer_batch_size": 1}
 

@@ -90,7 +90,12 @@ def test_scripted_answers_land_in_the_coco_file_as_hand_computed_pixels(family, 
         assert [(c, s) for c, _, s in got] == [(c, s) for c, _, s in EXPECTED[family]]
         for (_, box, _), (_, want, _) in zip(got, EXPECTED[family]):
             assert box == pytest.approx(want, abs=1e-4)
-    answers = record["provenance"]["model_limits"]["answers"]
+    limits = record["provenance"]["model_limits"]
+    assert limits["prompts"] == COUNTS[family][0]  # distinct prompt texts: one per class, or one per chunk
+    assert limits["prompt_example"].startswith({"florence-2": "<OPEN_VOCABULARY_DETECTION>circle",
+                                                "paligemma": "detect circle ; square", "kosmos-2": "<grounding>",
+                                                "qwen2.5-vl": "Locate every", "qwen3-vl": "Locate every"}[family])
+    answers = limits["answers"]
     per_image = COUNTS[family]
     assert (answers["answers"], answers["parsed_boxes"], answers["unparseable"],
             answers["labels_outside_prompt"]) == tuple(8 * n for n in per_image)
