@@ -327,7 +327,7 @@ def legend(table: pd.DataFrame) -> list[str]:
     when columns were folded into domain means."""
     folded = table.attrs.get("folded", {})
     groups = [f"{c}: over {', '.join(ts)}" if not set(ts) <= set(folded) else
-              f"{c}: over {len(ts)} task column(s), listed in leaderboard.csv and the HTML row details"
+              f"{c}: {len(ts)} task column(s), in leaderboard.csv"
               for c, ts in table.attrs.get("group_tasks", {}).items() if c not in folded]
     return [*LEGEND, *([f"Group columns average these task columns: {'; '.join(groups)}."] if groups else []),
             *([DOMAIN_LEGEND] if table.attrs.get("folded") else [])]
