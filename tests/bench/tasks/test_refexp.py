@@ -238,3 +238,27 @@ def test_protocol_reference_rows_land_in_the_headline_columns():
     row = raw[(raw.model == "GDINO-T") & (raw.task == "refcoco+") & (raw.split == "testB") & (raw.regime == "zero-shot")]
     cell = cells[(cells.model == "GDINO-T") & (cells.column == "refcocoplus-testb") & (cells.regime == "zero-shot")]
     assert float(row["value"].iloc[0]) == cell["value"].iloc[0]
+
+
+def test_an_external_rec_predictions_file_scores_as_the_brute_force(reg, tmp_path):
+    """`glip-bench score --task refcoco-val --predictions FILE`: grounding entries, one per expression."""
+    from bench.cli import main
+    from bench.results import store
+    from bench.runs import external
+
+    task = reg.get("refcoco-val")
+    _write(task, tmp_path / "data", refexp_json(EXPRESSIONS))
+    entries = task.load("val", tmp_path / "data").entities
+    preds = []
+    for e in entries:  # the referred box first for even ids, a shifted one first for odd ids
+        x1, y1, x2, y2 = e["phrases"][0]["boxes"][0]
+        shifted = [x2, y2, x2 + (x2 - x1), y2 + (y2 - y1)]
+        boxes = [[x1, y1, x2, y2], shifted] if e["image_id"] % 2 == 0 else [shifted, [x1, y1, x2, y2]]
+        preds.append({"image_id": e["image_id"], "boxes": [boxes], "scores": [[0.9, 0.8]]})
+    write_json(tmp_path / "preds.json", preds)
+    assert main(["score", "--task", "refcoco-val", "--predictions", str(tmp_path / "preds.json"),
+                 "--data-root", str(tmp_path / "data"), "--results", str(tmp_path / "out")]) == 0
+    (folder,) = (tmp_path / "out" / external.FOLDER).iterdir()
+    values = store.load_record(folder / store.RECORD)["metrics"]["values"]
+    assert values["Acc@0.5"] == pytest.approx(brute_rec(entries, preds, 1)) == pytest.approx(50.0)
+    assert values["P@5"] == pytest.approx(brute_rec(entries, preds, 5)) == pytest.approx(100.0)
