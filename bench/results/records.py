@@ -263,7 +263,7 @@ def validate_record(record: Any) -> None:
     for name, value in record["cost"].items():
         text = name in ("device", "peak_memory_kind")
         ok = isinstance(value, str) if text else isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok and not (value is None and name not in _required(Cost)):
+        if not ok and value is not None:  # None: not known (an external record's cost)
             raise ValueError(f"record cost.{name} must be {'a string' if text else 'a number'}, got {value!r}")
     metrics = record["metrics"]
     if not isinstance(metrics.get("primary"), str) or not isinstance(metrics.get("values"), dict):
