@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, help="data root (default: $GLIP_BENCH_DATA, else ./data)")
     parser.add_argument("--results", default="results", help="results folder (runs/<run>/record.json)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run")
-    parser.add_argument("--metric-backend", default="faster", choices=["faster", "pycocotools", "lvis"],
-                        help="metric implementation (faster-coco-eval, or the official libraries)")
+    parser.add_argument("--metric-backend", default="hotcoco", choices=["hotcoco", "faster", "pycocotools", "lvis"],
+                        help="metric implementation (hotcoco, faster-coco-eval, or the official libraries)")
     parser.add_argument("--rescore", action="store_true", help="recompute the metrics of finished runs only")
     parser.add_argument("--shard", default=None, metavar="i/N",
                         help="run the i-th (from 0) of N disjoint parts of the grid (split by spec hash)")
@@ -150,6 +150,9 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--workers takes a count >= 0, got {args.workers}")
     check_results_dir(args.results)
     specs = build_specs(args)
+    for model in sorted({s.model for s in specs if s.checkpoint is None and not s.model.startswith("hf:")}):
+        log.warning("--model %s without --checkpoint: random weights (training regimes start from them too); "
+                    "zero-shot numbers of random weights mean nothing. Pass --checkpoint FILE", model)
     shard = parse_shard(args.shard)
     if args.dry_run:
         chosen = shard_specs(specs, *shard) if shard else specs

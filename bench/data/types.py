@@ -129,12 +129,14 @@ class DetectionDataset:
         # (maskrcnn_benchmark/data/datasets/coco.py); the `coco` dict keeps them for the metric
         return [a for a in self.annotations.get(image_id, []) if not a.get("iscrowd", 0)]
 
+    def boxes_xywh(self, image_id: int) -> torch.Tensor:
+        """Non-crowd boxes of one image, [N, 4] float, COCO xywh as stored (continuous coordinates)."""
+        anns = self._gt(image_id)
+        return torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+
     def boxes_xyxy(self, image_id: int) -> torch.Tensor:
         """Non-crowd boxes of one image, [N, 4] float, legacy xyxy (x2 = x + w - 1)."""
-        anns = self._gt(image_id)
-        if not anns:
-            return torch.zeros(0, 4)
-        xywh = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32)  # [N, 4]
+        xywh = self.boxes_xywh(image_id)  # [N, 4]
         # official BoxList.convert("xyxy") with TO_REMOVE = 1 (maskrcnn_benchmark/structures/bounding_box.py)
         return torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:] - 1], dim=1)
 

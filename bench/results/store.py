@@ -30,7 +30,7 @@ import orjson
 
 from bench.results.records import RunSpec, validate_record
 from bench.util.errors import UserError
-from bench.util.io import atomic_write_bytes, atomic_write_json, read_user_bytes, umask_mode, user_write
+from bench.util.io import atomic_write_bytes, atomic_write_json, read_user_bytes, user_write
 from bench.util.logs import get_logger
 
 RECORD = "record.json"
@@ -176,24 +176,12 @@ def write_predictions(folder: str | os.PathLike, predictions: list[dict[str, Any
 
 
 def write_adapter(folder: str | os.PathLike, tensors: dict[str, Any]) -> Path:
-    """The run's trained tensors as safetensors, written atomically (temp file + rename)."""
-    import tempfile
-
-    from safetensors.torch import save_file
+    """The run's trained tensors as safetensors, written atomically (glip.checkpoint.write_safetensors)."""
+    from glip.checkpoint import write_safetensors
 
     path = Path(folder) / ADAPTER
-    with user_write(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, umask_mode())
-        os.close(fd)
-        try:
-            save_file({k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    return path
+    with user_write(path):  # a full disk or read-only folder: rc 2 naming the path
+        return write_safetensors(path, tensors)
 
 
 def read_predictions(folder: str | os.PathLike) -> list[dict[str, Any]]:

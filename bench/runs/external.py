@@ -212,7 +212,7 @@ def external_dir(results_dir: str | Path, spec: RunSpec) -> Path:
 def score_external(task: Any, selection: Selection, *, model_name: str, source: str | Path,
                    results_dir: str | Path, regime: str = "zero-shot", shots: int | None = 0,
                    split: str | None = None, data_root: str | Path | None = None,
-                   metric_backend: str = "faster", cost: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   metric_backend: str = "hotcoco", cost: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Score one selection with the task's metric and write its run folder (predictions, then the record,
     each atomically); returns the record.
 
@@ -283,7 +283,22 @@ def score_external(task: Any, selection: Selection, *, model_name: str, source: 
     return record
 
 
-def score_pair(annotations: str | Path, predictions: Sequence[Any], metric: str, backend: str = "faster",
+def score_pair_extra(annotations: str | Path, predictions: Sequence[Any], name: str, backend: str = "hotcoco",
+                     where: str = "") -> dict[str, Any]:
+    """An extra metric (bench.metrics.extras) of a bare (ground truth file, predictions) pair, as records keep it."""
+    from bench.metrics.extras import compute_extra
+    from bench.runs.scoring import gc_paused
+    from bench.util.io import read_json
+
+    gt = read_json(annotations, "annotations file")
+    try:
+        with gc_paused():
+            return compute_extra(name, gt, predictions, backend)
+    except UserError as err:
+        raise UserError(f"{where or 'predictions'} scored against {annotations}: {err}") from None
+
+
+def score_pair(annotations: str | Path, predictions: Sequence[Any], metric: str, backend: str = "hotcoco",
                where: str = "") -> Any:
     """MetricResult of a bare (ground truth file, predictions) pair; `metric` is a BARE_METRICS name."""
     from bench.metrics import evaluate
@@ -291,8 +306,11 @@ def score_pair(annotations: str | Path, predictions: Sequence[Any], metric: str,
 
     if metric not in BARE_METRICS:
         raise unknown_name("--metric", metric, BARE_METRICS)
+    from bench.runs.scoring import gc_paused
+
     gt = read_json(annotations, "annotations file")
     try:
-        return evaluate(BARE_METRICS[metric], gt, predictions, backend=backend)
+        with gc_paused():  # the parsed file and the libraries' copies: short-lived objects by the million
+            return evaluate(BARE_METRICS[metric], gt, predictions, backend=backend)
     except UserError as err:
         raise UserError(f"{where or 'predictions'} scored against {annotations}: {err}") from None

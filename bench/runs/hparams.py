@@ -56,6 +56,15 @@ class TrainHParams:
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
 
 
+# The per-shot values resolve_hparams fills in where a setting is None (official few-shot / full-data values)
+FEW_SHOT_STEP_PATIENCE, FULL_DATA_STEP_PATIENCE = 3, 2
+FEW_SHOT_STOP_PATIENCE, FULL_DATA_STOP_PATIENCE = 8, 4
+
+# Pre-training on grounding data (bench.runs.train.pretrain, the synthetic world's path): the official
+# pre-training solver (weight decay 1e-4, no GENERAL_COPY) with the few-shot plateau patience
+PRETRAIN = TrainHParams(weight_decay=1e-4, copy_factor=1, step_patience=FEW_SHOT_STEP_PATIENCE)
+
+
 @dataclass(frozen=True)
 class RunHParams:
     """Everything one run uses: inference settings, and training settings when its regime trains."""
@@ -204,8 +213,10 @@ def resolve_hparams(regime: Any, shots: int | None, overrides: Mapping[str, Any]
     full = shots is None
     train = dataclasses.replace(
         train,
-        step_patience=(2 if full else 3) if train.step_patience is None else train.step_patience,
-        stop_patience=(4 if full else 8) if train.stop_patience is None else train.stop_patience,
+        step_patience=((FULL_DATA_STEP_PATIENCE if full else FEW_SHOT_STEP_PATIENCE)
+                       if train.step_patience is None else train.step_patience),
+        stop_patience=((FULL_DATA_STOP_PATIENCE if full else FEW_SHOT_STOP_PATIENCE)
+                       if train.stop_patience is None else train.stop_patience),
         copy_factor=copy_factor(shots) if train.copy_factor is None else train.copy_factor,
         val_shots=shots if train.val_shots is None and not full else train.val_shots,
     )

@@ -26,7 +26,7 @@ def task_prompt_chunks(
     """(chunk, category ids of its phrases in phrase order) for every chunk of the task's prompt."""
     from glip.prompts import build_prompt_chunks
 
-    if task.format == "mdetr_flickr":
+    if task.is_grounding:
         raise UserError(f"task {task.name} is a grounding task: its prompts are the captions themselves")
     cats = dataset.categories
     names, prefixes, suffixes = task.prompt_names(prompt_set, [c["name"] for c in cats])

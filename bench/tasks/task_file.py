@@ -16,9 +16,13 @@ from typing import Any
 from bench.tasks.task import PROMPT_SET_KEYS, SplitFiles, Task
 from bench.util.errors import UserError
 
-FORMATS = ("coco", "lvis", "mdetr_flickr")
-METRICS = ("coco_bbox", "lvis_fixed_ap", "lvis_bbox", "flickr_recall")
-METRICS_BY_FORMAT = {"coco": ("coco_bbox",), "lvis": ("lvis_fixed_ap", "lvis_bbox"), "mdetr_flickr": ("flickr_recall",)}
+FORMATS = ("coco", "lvis", "mdetr_flickr", "mdetr_refexp")
+METRICS = ("coco_bbox", "lvis_fixed_ap", "lvis_bbox", "flickr_recall", "ov_coco_bbox", "ov_lvis_fixed_ap",
+           "rec_accuracy", "grec_accuracy")
+METRICS_BY_FORMAT = {"coco": ("coco_bbox", "ov_coco_bbox"), "lvis": ("lvis_fixed_ap", "lvis_bbox", "ov_lvis_fixed_ap"),
+                     "mdetr_flickr": ("flickr_recall",), "mdetr_refexp": ("rec_accuracy", "grec_accuracy")}
+OPEN_VOCAB_METRICS = ("ov_coco_bbox", "ov_lvis_fixed_ap")  # need an open_vocab block, and only they take one
+FREQUENCIES = ("r", "c", "f")
 NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 SPLIT_RE = re.compile(r"^[a-z0-9_]+$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -43,7 +47,13 @@ SCHEMA: dict[str, tuple[bool, Any]] = {
     "chunk_size": (False, None),
     "detections_per_image": (False, 100),
     "metric": (True, None),
+    "extra_metrics": (False, []),  # bench.metrics.extras names (nms-ap, f1, tide, per-class)
     "ann_sha256": (False, {}),
+    # class names allowed to give the same prompt as an earlier class, because the official config prompts
+    # them so (ODinW-35 boggleBoards: "Q"/"q", "o"/"o "); any other collision is an error
+    "shared_prompts": (False, []),
+    # open-vocabulary split: {base, novel: names or {frequency: [r|c|f]}, drop_empty_images: bool}
+    "open_vocab": (False, None),
 }
 
 
@@ -93,6 +103,7 @@ def _validate(cfg: dict[str, Any], path: Path) -> Task:
         raise key_error(path, "format", f"{c['format']!r} is not one of {FORMATS}")
     if c["metric"] not in METRICS_BY_FORMAT[c["format"]]:
         raise key_error(path, "metric", f"{c['metric']!r} does not fit format {c['format']!r}; use one of {METRICS_BY_FORMAT[c['format']]}")
+    _check_extra_metrics(c["extra_metrics"], c["format"], path)
     _check_inside(c["root"], path, "root", "the data root")
     if not isinstance(c["groups"], list) or not all(isinstance(g, str) and NAME_RE.match(g) for g in c["groups"]):
         raise key_error(path, "groups", f"must be a list of lower-case names, got {c['groups']!r}")
@@ -136,7 +147,10 @@ def _validate(cfg: dict[str, Any], path: Path) -> Task:
         dup = sorted({x for x in classes if classes.count(x) > 1})
         if dup:
             raise key_error(path, "classes", f"duplicate names {dup}")
-        _check_prompt_collisions(classes, path)
+        shared = c["shared_prompts"]
+        if not isinstance(shared, list) or not all(isinstance(x, str) and x in classes for x in shared):
+            raise key_error(path, "shared_prompts", f"must be a list of names from classes, got {shared!r}")
+        _check_prompt_collisions(classes, path, set(shared))
     renames = str_map(c["renames"], path, "renames")
 
     psets = c["prompt_sets"]
@@ -170,14 +184,72 @@ def _validate(cfg: dict[str, Any], path: Path) -> Task:
         if split not in splits or not SHA256_RE.match(h):
             raise key_error(path, f"ann_sha256.{split}", "keys are split names, values 64 lower-case hex digits")
 
+    open_vocab = _open_vocab(c["open_vocab"], c["metric"], c["format"], path)
+    if open_vocab is not None and classes is not None:
+        raise key_error(path, "open_vocab", "needs `classes: null` (base and novel are annotation-file names, and a "
+                        "base-only view has fewer categories than a listed `classes`)")
     return Task(
         name=c["name"], version=c["version"], description=c["description"], source=c["source"],
         groups=tuple(c["groups"]), format=c["format"], root=c["root"], splits=splits,
         eval_split=c["eval_split"], finetune_split=c["finetune_split"], fewshot=fewshot,
         classes=None if classes is None else tuple(classes), renames=renames, prompt_sets=prompt_sets,
         separator=c["separator"], chunk_size=c["chunk_size"], detections_per_image=c["detections_per_image"],
-        metric=c["metric"], ann_sha256=sha, file=path,
+        metric=c["metric"], ann_sha256=sha, open_vocab=open_vocab, file=path,
+        extra_metrics=tuple(c["extra_metrics"]),
     )
+
+
+def _check_extra_metrics(names: Any, fmt: str, path: Path) -> None:
+    from bench.metrics.extras import EXTRA_METRICS
+
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise key_error(path, "extra_metrics", f"must be a list of names, got {names!r}")
+    bad = [n for n in names if n not in EXTRA_METRICS]
+    if bad:
+        raise key_error(path, "extra_metrics", f"{bad} unknown; valid: {', '.join(EXTRA_METRICS)}")
+    if names and fmt == "mdetr_flickr":
+        raise key_error(path, "extra_metrics", "grounding tasks have none (they score boxes with classes)")
+    if len(set(names)) != len(names):
+        raise key_error(path, "extra_metrics", f"{names} repeats a name")
+
+
+def _open_vocab(block: Any, metric: str, fmt: str, path: Path) -> dict[str, Any] | None:
+    """The checked open_vocab block: base and novel as name lists (or LVIS frequency groups)."""
+    if (block is None) != (metric not in OPEN_VOCAB_METRICS):
+        raise key_error(path, "open_vocab", f"metric {metric!r} {'needs' if block is None else 'takes no'} "
+                        f"open_vocab block (open-vocabulary metrics: {OPEN_VOCAB_METRICS})")
+    if block is None:
+        return None
+    if not isinstance(block, dict) or set(block) - {"base", "novel", "drop_empty_images"} or not {"base", "novel"} <= set(block):
+        raise key_error(path, "open_vocab", "must be a mapping with base, novel and optional drop_empty_images")
+    out: dict[str, Any] = {"drop_empty_images": block.get("drop_empty_images", False)}
+    if not isinstance(out["drop_empty_images"], bool):
+        raise key_error(path, "open_vocab.drop_empty_images", "must be true or false")
+    for key in ("base", "novel"):
+        rule = block[key]
+        if isinstance(rule, dict):
+            freqs = rule.get("frequency")
+            if fmt != "lvis" or set(rule) != {"frequency"} or not isinstance(freqs, list) or not freqs \
+                    or not set(freqs) <= set(FREQUENCIES):
+                raise key_error(path, f"open_vocab.{key}", f"a frequency rule is {{frequency: [r|c|f, ...]}} "
+                                f"(LVIS tasks only), got {rule!r}")
+            out[key] = {"frequency": list(freqs)}
+        elif isinstance(rule, list) and rule and all(isinstance(n, str) and n for n in rule):
+            dup = sorted({n for n in rule if rule.count(n) > 1})
+            if dup:
+                raise key_error(path, f"open_vocab.{key}", f"duplicate names {dup}")
+            out[key] = list(rule)
+        else:
+            raise key_error(path, f"open_vocab.{key}", f"must be a non-empty list of class names or a frequency rule, got {rule!r}")
+    if isinstance(out["base"], list) and isinstance(out["novel"], list):
+        both = sorted(set(out["base"]) & set(out["novel"]))
+        if both:
+            raise key_error(path, "open_vocab", f"classes {both} are both base and novel")
+    elif isinstance(out["base"], dict) and isinstance(out["novel"], dict):
+        both = sorted(set(out["base"]["frequency"]) & set(out["novel"]["frequency"]))
+        if both:
+            raise key_error(path, "open_vocab", f"frequency groups {both} are both base and novel")
+    return out
 
 
 def prompt_key(name: str) -> str:
@@ -187,17 +259,18 @@ def prompt_key(name: str) -> str:
     return " ".join(clean_name(name).lower().split())
 
 
-def _check_prompt_collisions(classes: list[str], path: Path) -> None:
-    """Two classes whose prompts are the same words cannot be told apart by the model: an error."""
+def _check_prompt_collisions(classes: list[str], path: Path, shared: set[str] = frozenset()) -> None:
+    """Two classes whose prompts are the same words cannot be told apart by the model: an error, unless
+    the later one is listed in `shared_prompts` (the official config prompts them alike)."""
     seen: dict[str, int] = {}
     lines = _yaml_item_lines(path, "classes")
     for i, name in enumerate(classes):
         key = prompt_key(name)
-        if key in seen:
+        if key in seen and name not in shared:
             j = seen[key]
             where = f"{path}:{lines[i]}" if len(lines) == len(classes) else str(path)
             raise UserError(f"{where}: key 'classes': {classes[j]!r} and {name!r} give the same prompt {key!r} "
-                            "(BERT is uncased and clean_name maps '_' to ' '); rename one of them")
+                            "(BERT is uncased and clean_name maps '_' to ' '); rename one of them, or list the second in shared_prompts if the official config prompts both")
         seen[key] = i
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.models.hf.families import FAMILIES, Family
-from bench.util.errors import UserError, unknown_name
+from bench.models.hf.families import Family
+from bench.util.errors import UserError
 
 PREFIX = "hf:"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -38,14 +38,9 @@ def model_dir(name: str) -> Path:
 
 def detect_family(folder: Path) -> Family:
     """The family of a saved model from config.json's model_type (unknown -> UserError listing the supported)."""
-    try:
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError) as e:
-        raise UserError(f"{folder / 'config.json'}: unreadable ({e})") from None
-    if model_type not in FAMILIES:
-        raise unknown_name(f"transformers detector family (model_type in {folder / 'config.json'})", str(model_type),
-                           list(FAMILIES))
-    return FAMILIES[model_type]
+    from bench.models.registry import family_of_type, read_model_type
+
+    return family_of_type(read_model_type(folder), folder / "config.json")
 
 
 def check_loadable(folder: Path, family: Family) -> None:

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench.data.training import TrainSample
-from bench.runs.regimes import TRAIN_DEFAULTS
+from bench.data.training import SampleList, TrainSample
+from bench.runs.hparams import TrainHParams, coerce
 from bench.runs.train import build_optimizer, load_adapter, save_adapter, train
 from glip.structures import TrainTarget
 
@@ -35,11 +35,11 @@ class Toy(nn.Module):
 
 def samples(n=3):
     t = TrainTarget(boxes_xyxy=torch.zeros(1, 4), positive_map=torch.zeros(1, 256))
-    return [TrainSample(torch.zeros(3, 8, 8), (8, 8), (8, 8), "a", t) for _ in range(n)]
+    return SampleList([TrainSample(torch.zeros(3, 8, 8), (8, 8), (8, 8), "a", t) for _ in range(n)])
 
 
 def hp(**kw):
-    return {**TRAIN_DEFAULTS, "copy_factor": 1, "step_patience": 3, "stop_patience": 8, **kw}
+    return coerce(TrainHParams, {"copy_factor": 1, "step_patience": 3, "stop_patience": 8, **kw})
 
 
 def test_official_param_groups():
