@@ -325,7 +325,10 @@ DOMAIN_LEGEND = ("A group split into domains (RF100-VL: rf100vl-aerial ... rf100
 def legend(table: pd.DataFrame) -> list[str]:
     """The notes under a table: LEGEND, which task columns each group column averages, and DOMAIN_LEGEND
     when columns were folded into domain means."""
-    groups = [f"{c}: over {', '.join(ts)}" for c, ts in table.attrs.get("group_tasks", {}).items()]
+    folded = table.attrs.get("folded", {})
+    groups = [f"{c}: over {', '.join(ts)}" if not set(ts) <= set(folded) else
+              f"{c}: {len(ts)} task column(s), in leaderboard.csv"
+              for c, ts in table.attrs.get("group_tasks", {}).items() if c not in folded]
     return [*LEGEND, *([f"Group columns average these task columns: {'; '.join(groups)}."] if groups else []),
             *([DOMAIN_LEGEND] if table.attrs.get("folded") else [])]
 

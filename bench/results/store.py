@@ -162,15 +162,6 @@ def write_predictions(folder: str | os.PathLike, predictions: list[dict[str, Any
     return path
 
 
-def write_adapter(folder: str | os.PathLike, tensors: dict[str, Any]) -> Path:
-    """The run's trained tensors as safetensors, written atomically (glip.checkpoint.write_safetensors)."""
-    from glip.checkpoint import write_safetensors
-
-    path = Path(folder) / ADAPTER
-    with user_write(path):  # a full disk or read-only folder: rc 2 naming the path
-        return write_safetensors(path, tensors)
-
-
 def read_predictions(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a run's predictions (predictions.json.gz, or a plain predictions.json)."""
     folder = Path(folder)

@@ -35,8 +35,10 @@ from bench.runs.predict import (
 from bench.runs.scoring import extra_metrics
 from bench.runs.spec import ResolvedRun, RunContext, check_world, resolve
 from bench.runs.train_stage import Trained, train_stage
+from bench.util.io import user_write
 from bench.util.logs import get_logger
 from bench.util.provenance import checkpoint_pretrain_seed, device_name, file_sha256, provenance
+from glip.checkpoint import write_safetensors  # the one weights writer (atomic)
 
 log = get_logger("runner")
 
@@ -117,8 +119,16 @@ def save_trained(run: ResolvedRun, ctx: RunContext, adapter: DetectorAdapter, fo
     if not (run.trains and ctx.save_adapter):
         return [store.PREDICTIONS]
     params = dict(adapter.module.named_parameters())
-    store.write_adapter(folder, {n: params[n] for n in run.regime.stored_names(adapter.parameter_groups())})
+    write_adapter(folder, {n: params[n] for n in run.regime.stored_names(adapter.parameter_groups())})
     return [store.PREDICTIONS, store.ADAPTER]
+
+
+def write_adapter(folder: Path, tensors: dict[str, torch.Tensor]) -> Path:
+    """The run's trained tensors (store.ADAPTER), atomically; a full disk or a read-only folder is a UserError
+    naming the path."""
+    path = Path(folder) / store.ADAPTER
+    with user_write(path):
+        return write_safetensors(path, tensors)
 
 
 def task_info(run: ResolvedRun, ctx: RunContext, num_images: int) -> TaskInfo:

@@ -45,7 +45,8 @@ def train_stage(run: ResolvedRun, ctx: RunContext, adapter: DetectorAdapter,
 
     trainable = run.regime.trainable_names(adapter.parameter_groups())
     result = train(adapter.module, dataset, trainable=trainable, hp=hp.train, device=ctx.device, seed=spec.seed,
-                   evaluate=val_metric, eval_modules=run.regime.eval_modules)
+                   evaluate=val_metric, eval_modules=run.regime.eval_modules,
+                   progress=(f"train {spec.task} {spec.regime} {spec.shots}-shot seed {spec.seed}", None))
     fewshot = {"train_image_ids": sorted(tr.image_ids), "train_source": tr.source, "val_split": run.val_split,
                "val_image_ids": sorted(va.image_ids), "val_source": va.source, "train_images_with_boxes": len(dataset)}
     return Trained(result=result.to_dict(), trainable=trainable, fewshot=fewshot)

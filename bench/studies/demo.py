@@ -100,6 +100,16 @@ PLANS: dict[str, DemoPlan] = {
 REFERENCES = {"full": "results/demo", "quick": "results/demo-quick"}
 
 
+def demo_data_root(out: Path, quick: bool, data_root: str | Path | None = None) -> Path:
+    """Where the demo writes its world: the full demo into the default data root ($GLIP_BENCH_DATA, else
+    ./data), where `glip-bench tasks` and `run` look after it; the quick check into <out>/data."""
+    from bench.tasks.task import resolve_data_root
+
+    if data_root is not None:
+        return Path(data_root)
+    return Path(out) / "data" if quick else resolve_data_root()
+
+
 def _rel(path: Path) -> str:
     """Paths stored in specs and records are relative to the working directory (no machine paths)."""
     return os.path.relpath(path)
@@ -348,11 +358,7 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
     if workers is not None:
         plan = replace(plan, workers=workers)
     out = Path(out)
-    if data_root is None:  # the full demo's world is where `glip-bench tasks` and `run` look by default
-        from bench.tasks.task import resolve_data_root
-
-        data_root = out / "data" if quick else resolve_data_root()
-    data_root = Path(data_root)
+    data_root = demo_data_root(out, quick, data_root)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 

@@ -19,21 +19,19 @@ from pathlib import Path
 
 from bench.tasks.family import find_families, read_family
 from bench.tasks.task import Task, resolve_data_root
-from bench.tasks.task_file import NAME_RE, _validate, check_duplicate_keys, key_error, read_task_yaml, str_map
+from bench.tasks.task_file import (
+    NAME_RE,
+    _validate,
+    check_duplicate_keys,
+    key_error,
+    read_task_yaml,
+    shipped_tasks_dir,
+    str_map,
+)
 from bench.util.errors import UserError, unknown_name
 
 __all__ = ["Task", "TaskRegistry", "all_groups", "default_tasks_dirs", "get_task", "load_registry",
            "resolve_data_root", "resolve_tasks"]
-
-
-def shipped_tasks_dir() -> Path:
-    """The checkout's tasks/ next to the bench package, else the copy an installed package ships as
-    bench/task_files (pyproject.toml maps tasks/ there)."""
-    bench_dir = Path(__file__).resolve().parents[1]
-    checkout = bench_dir.parent / "tasks"
-    if (bench_dir.parent / "pyproject.toml").is_file() and checkout.is_dir():
-        return checkout
-    return bench_dir / "task_files"
 
 
 def default_tasks_dirs() -> list[Path]:
@@ -71,25 +69,42 @@ class TaskRegistry:
         for d in dirs:
             if not d.is_dir():
                 raise UserError(f"tasks directory not found: {d} (pass --tasks-dir DIR or set GLIP_BENCH_TASKS)")
-        files = [p for d in dirs for p in sorted(d.rglob("*.yaml"))]
-        for path in files:
-            check_duplicate_keys(path)
-        for path in files:
-            if path.name == "_groups.yaml":
-                self._read_groups(path)
-        for path in files:
-            if not path.name.startswith("_"):
-                self.register(_validate(read_task_yaml(path), path))
-        for path in (p for d in dirs for p in find_families(d)):
-            self._add_family(path)
+        self.origin: dict[str, Path] = {}  # task or group name -> the tasks directory that defined it
+        for d in dirs:  # later directories (a user's own) replace what an earlier one defines, by name
+            files = sorted(d.rglob("*.yaml"))
+            for path in files:
+                check_duplicate_keys(path)
+            for path in files:
+                if path.name == "_groups.yaml":
+                    self._read_groups(path, d)
+            for path in files:
+                if not path.name.startswith("_"):
+                    self.register(_validate(read_task_yaml(path), path), d)
+            for path in find_families(d):
+                self._add_family(path, d)
         self._check_groups()
 
-    def register(self, task: Task) -> None:
-        """Add a task; a name registered twice raises, naming both files."""
-        if task.name in self.registry.module_dict:
-            other = self.registry.module_dict[task.name].task.file
-            raise UserError(f"task name {task.name!r} is defined twice: {other} and {task.file}")
-        self.registry.register_module(name=task.name, module=_Entry(task))
+    def _claim(self, kind: str, name: str, where: Path, directory: Path, earlier: Path | None) -> bool:
+        """Whether `name` may be (re)defined from `directory`: a name defined twice in one tasks directory is an
+        error naming both files; one an earlier directory defined is replaced (logged), so a user's folder can
+        override a shipped task or group by name. Returns True when it replaces one."""
+        if earlier is None:
+            self.origin[f"{kind}:{name}"] = directory
+            return False
+        if self.origin.get(f"{kind}:{name}") == directory:
+            raise UserError(f"{kind} name {name!r} is defined twice: {earlier} and {where}")
+        from bench.util.logs import get_logger
+
+        get_logger("tasks").info("%s %r from %s replaces the one in %s", kind, name, where, earlier)
+        self.origin[f"{kind}:{name}"] = directory
+        return True
+
+    def register(self, task: Task, directory: Path | None = None) -> None:
+        """Add a task; a name registered twice from one directory raises, naming both files."""
+        existing = self.registry.module_dict.get(task.name)
+        replace = self._claim("task", task.name, Path(task.file), directory or self.directory,
+                              Path(existing.task.file) if existing is not None else None)
+        self.registry.register_module(name=task.name, module=_Entry(task), force=replace)
 
     def names(self) -> list[str]:
         return sorted(self.registry.module_dict)
@@ -100,15 +115,14 @@ class TaskRegistry:
             raise unknown_name("task", name, self.names())
         return self.registry.get(name)()
 
-    def _read_groups(self, path: Path) -> None:
+    def _read_groups(self, path: Path, directory: Path | None = None) -> None:
         cfg = read_task_yaml(path)
         if set(cfg) != {"groups"} or not isinstance(cfg["groups"], dict):
             raise UserError(f"{path}: a _groups.yaml holds one key 'groups': {{group: {{description, members}}}}")
         for group, spec in cfg["groups"].items():
             if not isinstance(group, str) or not NAME_RE.match(group):
                 raise key_error(path, f"groups.{group}", "group names are lower-case words joined by dashes")
-            if group in self.declared:
-                raise UserError(f"group {group!r} is declared twice: {self.group_files[group]} and {path}")
+            self._claim("group", group, path, directory or self.directory, self.group_files.get(group))
             if not isinstance(spec, dict) or set(spec) - {"description", "members"} or "members" not in spec:
                 raise key_error(path, f"groups.{group}", "must be a mapping with 'members' (and optional 'description')")
             members = spec["members"]
@@ -122,14 +136,13 @@ class TaskRegistry:
             self.group_files[group] = path
             self.descriptions[group] = str(spec.get("description", ""))
 
-    def _add_family(self, path: Path) -> None:
+    def _add_family(self, path: Path, directory: Path | None = None) -> None:
         """The tasks and groups of a task family file (bench.tasks.family), declared as a _groups.yaml would."""
         family = read_family(path)
         for task in family.tasks:
-            self.register(task)
+            self.register(task, directory)
         for group, members in family.groups.items():
-            if group in self.declared:
-                raise UserError(f"group {group!r} is declared twice: {self.group_files[group]} and {path}")
+            self._claim("group", group, path, directory or self.directory, self.group_files.get(group))
             self.declared[group] = {m: "" for m in members}
             self.group_files[group] = path
             self.descriptions[group] = family.descriptions.get(group, "")

@@ -348,9 +348,33 @@ def merge_into(child: Any, base: Any) -> Any:
     return out
 
 
+def shipped_tasks_dir() -> Path:
+    """The checkout's tasks/ next to the bench package, else the copy an installed package ships as
+    bench/task_files (pyproject.toml maps tasks/ there)."""
+    bench_dir = Path(__file__).resolve().parents[1]
+    checkout = bench_dir.parent / "tasks"
+    if (bench_dir.parent / "pyproject.toml").is_file() and checkout.is_dir():
+        return checkout
+    return bench_dir / "task_files"
+
+
+def _base_path(path: Path, name: str) -> Path:
+    """A `_base_` entry: relative to the file naming it, else a shipped base by its path under the shipped
+    tasks (`odinw/_base.yaml`), so a task copied into a folder of one's own can keep the shipped base."""
+    beside = path.parent / name
+    if beside.is_file():
+        return beside
+    shipped = shipped_tasks_dir() / name
+    if shipped.is_file() and not Path(name).is_absolute():
+        return shipped
+    bases = sorted(str(p.relative_to(shipped_tasks_dir())) for p in shipped_tasks_dir().rglob("_base.yaml"))
+    raise key_error(path, BASE_KEY, f"{name!r} is neither beside the file nor a shipped base; a task copied from "
+                    f"the shipped ones names its base by its shipped path: {', '.join(bases)}")
+
+
 def read_task_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A task file as a dict, with its `_base_` file(s) (paths relative to it) merged in as mmengine would.
-    Parsed with the safe loader only: no code runs from a task file."""
+    """A task file as a dict, with its `_base_` file(s) (paths relative to it, or shipped bases such as
+    odinw/_base.yaml) merged in as mmengine would. Parsed with the safe loader only: no code runs from it."""
     path = Path(path)
     if path.resolve() in _seen:
         raise UserError(f"{path}: key {BASE_KEY!r}: the bases form a cycle: {' -> '.join(map(str, (*_seen, path.resolve())))}")
@@ -367,7 +391,7 @@ def read_task_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise key_error(path, BASE_KEY, f"must be a file name or a list of file names, got {bases!r}")
     merged: dict[str, Any] = {}
     for b in bases:
-        base = read_task_yaml(path.parent / b, (*_seen, path.resolve()))
+        base = read_task_yaml(_base_path(path, b), (*_seen, path.resolve()))
         clash = sorted(set(merged) & set(base))
         if clash:
             raise key_error(path, BASE_KEY, f"keys {clash} are given by more than one base file; keep them in one")

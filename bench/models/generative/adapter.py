@@ -79,6 +79,7 @@ class GenerativeAdapter:
         self.module = GenerativeModule(loaded.model)
         self.counts = AnswerCounts()
         self.budgets: dict[str, int] = {}  # max_new_tokens per prompt text
+        self._budgets: dict[tuple[tuple[str, ...], int], int] = {}
         self.size_divisibility = 0
 
     # ------------------------------------------------------------------ protocol
@@ -151,8 +152,8 @@ class GenerativeAdapter:
                     matched, unmatched = match_labels(parse.objects, {label_key(text): p})
                     self.counts.add(parse, unmatched)
                     found += [(parse.objects[k].box, scores[k], p) for k, _ in matched]
-            found.sort(key=lambda f: -f[1])
-            found = found[:settings.per_chunk_cap * max(1, len(texts))]
+            found.sort(key=lambda f: -f[1])  # stable
+            found = found[:settings.per_chunk_cap]  # the entry's top boxes, as every grounding model keeps
             boxes = torch.tensor([f[0] for f in found], dtype=torch.float32).reshape(-1, 4)
             preds.append(grounding_entry(sid, boxes, torch.tensor([f[1] for f in found]),
                                          torch.tensor([f[2] for f in found], dtype=torch.long), len(sample.phrases)))
@@ -168,6 +169,12 @@ class GenerativeAdapter:
     def token_budget(self, entries: Sequence[str], cap: int) -> int:
         """max_new_tokens for `cap` objects named by the longest entry: the tokens of one object, plus
         (cap - 1) times what each further object adds, plus one for the end token."""
+        key = (tuple(entries), cap)
+        if key not in self._budgets:
+            self._budgets[key] = self._budget(entries, cap)
+        return self._budgets[key]
+
+    def _budget(self, entries: Sequence[str], cap: int) -> int:
         tok = self.loaded.tokenizer
         longest = max(entries, key=lambda e: len(tok(e.strip(), add_special_tokens=False)["input_ids"]))
         box = (0.0, 0.0, WORST_CASE_SIZE - 1.0, WORST_CASE_SIZE - 1.0)
@@ -253,6 +260,7 @@ class GenerativeAdapter:
                 "generation": ("greedy (do_sample false, num_beams 1), ending at the end or pad token; the model's "
                                "other generation settings kept"),
                 "max_new_tokens": {"min": budgets[0], "max": budgets[-1]} if budgets else None,
+                "prompts": len(self.budgets), "prompt_example": next(iter(self.budgets), None),
                 "generation_settings": generation_settings(self.generation_config(budgets[-1] if budgets else 1)),
                 "answers": self.counts.as_dict(), "score_threshold": 0.0, "infer_batch_size": 1}
 

@@ -46,9 +46,10 @@ class AnswerTrainSet(torch.utils.data.Dataset):
             objects = [(n, (width - x2, y1, width - x1, y2)) for n, (x1, y1, x2, y2) in objects]
         return image, self.loaded.family.format_answer(objects, width, height)
 
-    def collate_inputs(self, samples: Sequence[tuple[Any, str]], device: str) -> dict[str, Any]:
-        """The model's keyword inputs: prefix (the prompt) and suffix (the answer) per image, labels on the suffix."""
+    def batch(self, samples: Sequence[tuple[Any, str]], device: str) -> tuple[tuple[()], dict[str, Any]]:
+        """The model's forward arguments (bench.runs.train's train-view protocol): keyword inputs with the
+        prefix (the prompt) and suffix (the answer) per image, labels on the suffix tokens."""
         text = [self.loaded.family.processor_text(self.prompt)] * len(samples)
         batch = self.loaded.processor(text=text, images=[s[0] for s in samples], suffix=[s[1] for s in samples],
                                       return_tensors="pt", padding="longest")
-        return {k: v.to(device) for k, v in batch.items()}
+        return (), {k: v.to(device) for k, v in batch.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -114,6 +115,22 @@ def test_resolve_expands_groups_and_keeps_order(reg):
 
 def test_registering_twice_raises(reg):
     with pytest.raises(UserError, match="defined twice"):
+        reg.register(reg.get("coco"))
+
+
+def test_a_users_folder_adds_tasks_and_replaces_a_shipped_one_by_name(tmp_path, monkeypatch):
+    """--tasks-dir / GLIP_BENCH_TASKS add to the shipped tasks; a user's task of a shipped name replaces it
+    (the record names the file it came from), and a folder that is a copy of the shipped tree is no error."""
+    from bench.tasks.registry import shipped_tasks_dir
+
+    shutil.copytree(shipped_tasks_dir(), tmp_path / "copy")
+    text = (tmp_path / "copy" / "coco.yaml").read_text()
+    (tmp_path / "copy" / "coco.yaml").write_text(text.replace("\nversion: 1\n", "\nversion: 7\n"))
+    monkeypatch.setenv("GLIP_BENCH_TASKS", str(tmp_path / "copy"))
+    reg = load_registry(reload=True)
+    assert reg.get("coco").version == 7 and Path(reg.get("coco").file).is_relative_to(tmp_path)
+    assert reg.get("odinw-aquarium") and len(reg.groups()["odinw13"]) == 13
+    with pytest.raises(UserError, match="defined twice"):  # twice in the same folder stays an error
         reg.register(reg.get("coco"))
 
 

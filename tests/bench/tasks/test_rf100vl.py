@@ -215,22 +215,22 @@ def test_runs_write_records_whose_metrics_are_pycocotools_on_the_cleaned_annotat
     assert "dummy category 0" in records["rf100vl-aquarium-combined"][1]["provenance"]["annotation_cleaning"]["test"]
 
 
-def test_scoring_uses_the_cleaned_category_ids(tmp_path, data_root, capsys):
-    """Predictions in the cleaned ids score as pycocotools does on the cleaned file; the same boxes in the
-    raw export's ids (fish = 1) would not, so a wrong shift could not pass."""
+def test_scoring_uses_the_cleaned_category_ids(reg, data_root):
+    """Predictions in the cleaned ids, scored on the task-loaded data set with the task's metric, give what
+    pycocotools gives on the package-cleaned file; the same boxes in the raw export's ids (fish = 1) would
+    not, so a wrong shift could not pass."""
+    from bench.metrics import evaluate
+
     raw = json.loads((data_root / "rf100vl/aquarium-combined/test/_annotations.coco.json").read_text())
     gt = _package_clean(raw)
     dets = [{"image_id": a["image_id"], "category_id": a["category_id"] if i % 3 else 1 - a["category_id"],
              "bbox": [v + (i % 2) for v in a["bbox"]], "score": 0.9 - 0.01 * i} for i, a in enumerate(gt["annotations"])]
-    (tmp_path / "dets.json").write_text(json.dumps(dets))
-    assert cli_main(["score", "--task", "rf100vl-aquarium-combined", "--predictions", str(tmp_path / "dets.json"),
-                     "--data-root", str(data_root), "--results", str(tmp_path / "res"),
-                     "--metric-backend", "pycocotools"]) == 0
-    rec = json.loads(next((tmp_path / "res").glob("**/record.json")).read_text())
+    task = reg.get("rf100vl-aquarium-combined")
+    got = evaluate(task.metric, task.load("test", data_root), dets, backend="pycocotools").values
     ref = _pycocotools(gt, dets)
-    assert 0 < ref["AP"] < 100 and all(_same(rec["metrics"]["values"][k], ref[k]) for k in ref)
+    assert 0 < ref["AP"] < 100 and all(_same(got[k], ref[k]) for k in ref)
     shifted = [{**d, "category_id": d["category_id"] + 1} for d in dets]
-    assert _pycocotools(_package_clean(raw), [d for d in shifted if d["category_id"] < 2])["AP"] != ref["AP"]
+    assert _pycocotools(gt, [d for d in shifted if d["category_id"] < 2])["AP"] != ref["AP"]
 
 
 def test_leaderboard_shows_domain_means_and_keeps_every_task(runs, tmp_path):

@@ -90,7 +90,12 @@ def test_scripted_answers_land_in_the_coco_file_as_hand_computed_pixels(family, 
         assert [(c, s) for c, _, s in got] == [(c, s) for c, _, s in EXPECTED[family]]
         for (_, box, _), (_, want, _) in zip(got, EXPECTED[family]):
             assert box == pytest.approx(want, abs=1e-4)
-    answers = record["provenance"]["model_limits"]["answers"]
+    limits = record["provenance"]["model_limits"]
+    assert limits["prompts"] == COUNTS[family][0]  # distinct prompt texts: one per class, or one per chunk
+    assert limits["prompt_example"].startswith({"florence-2": "<OPEN_VOCABULARY_DETECTION>circle",
+                                                "paligemma": "detect circle ; square", "kosmos-2": "<grounding>",
+                                                "qwen2.5-vl": "Locate every", "qwen3-vl": "Locate every"}[family])
+    answers = limits["answers"]
     per_image = COUNTS[family]
     assert (answers["answers"], answers["parsed_boxes"], answers["unparseable"],
             answers["labels_outside_prompt"]) == tuple(8 * n for n in per_image)
@@ -125,3 +130,21 @@ def test_zero_shot_generation_writes_a_record(family, tiny, data_root, tmp_path,
     assert settings["do_sample"] is False and settings.get("num_beams", 1) == 1 and settings["output_logits"] is True
     assert 0.0 <= record["metrics"]["values"]["AP"] <= 1.0
     json.dumps(record)
+
+
+def test_score_free_metrics_add_to_a_generative_record(scripted, data_root, tmp_path):
+    """Precision / recall / F1 at IoU 0.5 (bench.metrics.f1) score a generative run's saved predictions,
+    as `glip-bench score --metric f1` adds them."""
+    from bench.runs.scoring import add_extra_metrics
+
+    model_dir = scripted("paligemma", SCRIPTS["paligemma"])
+    with OneThread():
+        rc, _ = run_cli(model_dir, data_root, tmp_path / "results")
+    assert rc == 0
+    [run_dir] = (tmp_path / "results" / "runs").iterdir()
+    record = add_extra_metrics(run_dir, ["f1"], data_root)
+    f1 = record["metrics"]["extra"]["f1"]
+    values = f1["values"]
+    assert "IoU 0.5" in f1["definition"]
+    assert 0.0 <= values["R50"] <= 100.0 and 0.0 <= values["F1max50"] <= 100.0
+    assert values["score_F1max50"] == pytest.approx(0.5)  # every kept box scored 0.5 by the script

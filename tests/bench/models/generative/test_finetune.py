@@ -49,7 +49,8 @@ def test_the_training_answer_is_the_detect_format_of_the_boxes(tiny, data_root):
     assert parsed.unparseable == 0 and [o.label for o in parsed.objects] == [n for n, _ in boxes]
     for obj, (_, box) in zip(parsed.objects, boxes):  # bins of 1/1023 of the side: within half a bin
         assert all(abs(a - b) <= 0.5 * image.size[0] / 1023 + 1e-6 for a, b in zip(obj.box, box))
-    inputs = train.collate_inputs([train[0], train[1]], "cpu")
+    args, inputs = train.batch([train[0], train[1]], "cpu")
+    assert args == ()
     assert (inputs["labels"] != -100).sum() > 0 and inputs["input_ids"].shape == inputs["labels"].shape
 
 
