@@ -110,15 +110,15 @@ def test_task_versions_get_separate_columns(tmp_path):
 
 def test_invalid_record_is_an_error_naming_the_file(tmp_path):
     [good] = write_records(tmp_path, [make_record()])
-    bad = tmp_path / "elsewhere" / "deep" / "record.json"
+    bad = tmp_path / "runs" / "elsewhere-deep" / "record.json"  # in the same results set as `good`
     bad.parent.mkdir(parents=True)
     record = make_record(seed=1)
     record["metrics"]["values"]["AP"] = 140.0
     bad.write_text(json.dumps(record))
-    with pytest.raises(UserError, match=r"invalid record .*elsewhere/deep/record.json.*0-100"):
+    with pytest.raises(UserError, match=r"invalid record .*runs/elsewhere-deep/record.json.*0-100"):
         load_record_frame(tmp_path)
     bad.write_text("[1, 2]")
-    with pytest.raises(UserError, match="elsewhere/deep/record.json"):
+    with pytest.raises(UserError, match="runs/elsewhere-deep/record.json"):
         load_record_frame(tmp_path)
     bad.write_text(good.read_text())  # the same run twice
     with pytest.raises(UserError, match="has two records"):
