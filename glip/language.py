@@ -93,11 +93,14 @@ def _check_dir(path: Path, needed: tuple[str, ...], what: str, any_of: tuple[str
 _UNUSED_PREFIXES = ("pooler.", "cls.", "bert.pooler.")
 
 
-def _check_bert_config(path: Path) -> None:
+def check_bert_config(path: Path) -> None:
     """config.json must be valid JSON of a BERT: any other model_type (distilbert, roberta, ...) would be
     loaded by BertModel with BERT's defaults and random weights."""
     import json
 
+    if not (path / "config.json").is_file():
+        raise ValueError(f"text encoder {path} has no config.json; expected a bert-base-uncased directory. "
+                         f"{_how_to_get_bert(path)}")
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -237,7 +240,7 @@ class LanguageBackbone(nn.Module):
         """Weights and tokenizer from a local bert-base-uncased directory (no network)."""
         path = Path(path)
         _check_dir(path, ("config.json",), "LanguageBackbone.from_pretrained", any_of=_WEIGHT_FILES)
-        _check_bert_config(path)
+        check_bert_config(path)
         tokenizer = load_tokenizer(path)
         return cls(_load_bert_complete(path), max_len=max_len, tokenizer=tokenizer)
 

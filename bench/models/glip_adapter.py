@@ -48,6 +48,13 @@ def check_glip_inputs(cfg: GLIPConfig, text_encoder: str | Path | None) -> None:
                         "on a machine with internet)")
     if text_encoder is not None and not Path(text_encoder).is_dir():
         raise UserError(f"--text-encoder {text_encoder}: no such directory")
+    if text_encoder is not None:  # its config.json, before any compute (--dry-run too); weights at load
+        from glip.language import check_bert_config
+
+        try:
+            check_bert_config(Path(text_encoder))
+        except ValueError as e:
+            raise UserError(str(e)) from None
 
 
 def build_model(cfg: GLIPConfig, checkpoint: str | None, text_encoder: str | Path | None = None) -> nn.Module:

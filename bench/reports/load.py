@@ -19,8 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results.records import REGIMES, RunSpec
-from bench.results.store import load_record
+from bench.results.records import REGIMES, RunSpec, read_record
 from bench.util.errors import UserError
 
 COST_FIELDS = (
@@ -77,7 +76,7 @@ def load_record_frame(results_dir: str | Path) -> pd.DataFrame:
     files = find_record_files(results_dir)
     records = []
     for path in files:
-        records.append(load_record(path))  # validated; an invalid one is a UserError naming it
+        records.append(read_record(path))  # validated; an invalid one is a UserError naming it
     return records_to_frame(records, [str(p) for p in files])
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.util.errors import UserError, unknown_name
-from bench.util.io import sha256_json
+from bench.util.io import parse_json, read_user_bytes, sha256_json
 
 SCHEMA_VERSION = 1
 REGIMES = ("zero-shot", "linear-probe", "prompt-tuning", "full-ft")
@@ -279,6 +281,24 @@ def validate_record(record: Any) -> None:
         if (not isinstance(value, (int, float)) or isinstance(value, bool)
                 or (not math.isnan(value) and not -1e-9 <= value <= 100 + 1e-9)):
             raise ValueError(f"metric {name}={value!r} is not a number on 0-100 (or NaN)")
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The record at `path`, validated; None if there is none. A record.json that is there but is not a
+    valid record (hand-edited, from a newer glip-bench, not a file) is a UserError naming it: records are
+    written atomically, so it is not an interrupted run, and running over it would destroy it."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise UserError(f"invalid record {path}: not a file; remove it (and its run folder to run that run again)")
+    try:
+        record = parse_json(read_user_bytes(path, "record"))
+        validate_record(record)
+    except (OSError, ValueError, UserError) as e:  # orjson's and json's decode errors are ValueErrors
+        raise UserError(f"invalid record {path}: {e}; repair it, or delete its run folder {path.parent} to run "
+                        "that run again") from None
+    return record
 
 
 def primary_value(record: dict[str, Any]) -> float:

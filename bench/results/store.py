@@ -18,7 +18,6 @@ without a record -- never a record that looks finished.
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import zlib
 from collections import Counter
@@ -28,9 +27,10 @@ from typing import Any
 
 import orjson
 
-from bench.results.records import RunSpec, validate_record
+from bench.results.records import RunSpec, read_record, validate_record
 from bench.util.errors import UserError
 from bench.util.io import atomic_write_bytes, atomic_write_json, read_user_bytes, user_write
+from bench.util.io import parse_json as parse_json  # re-exported: bench.runs.external reads it here
 from bench.util.logs import get_logger
 
 RECORD = "record.json"
@@ -83,21 +83,8 @@ def clean_partial(folder: str | os.PathLike) -> list[Path]:
 
 
 def load_record(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The record at `path`, validated; None if there is none. A record.json that is there but is not a
-    valid record (hand-edited, from a newer glip-bench, not a file) is a UserError naming it: records are
-    written atomically, so it is not an interrupted run, and running over it would destroy it."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    if not path.is_file():
-        raise UserError(f"invalid record {path}: not a file; remove it (and its run folder to run that run again)")
-    try:
-        record = parse_json(read_user_bytes(path, "record"))
-        validate_record(record)
-    except (OSError, ValueError, UserError) as e:  # orjson's and json's decode errors are ValueErrors
-        raise UserError(f"invalid record {path}: {e}; repair it, or delete its run folder {path.parent} to run "
-                        "that run again") from None
-    return record
+    """The record at `path`, validated; None if there is none; invalid: a UserError naming it (read_record)."""
+    return read_record(path)
 
 
 def finished_record(results_dir: str | os.PathLike, spec: RunSpec, why: list[str] | None = None
@@ -188,15 +175,6 @@ def read_predictions(folder: str | os.PathLike) -> list[dict[str, Any]]:
                 raise UserError(f"{path} is unreadable ({type(err).__name__}: {err}): truncated or corrupt; "
                                 "rerun the run to write it again") from None
     raise UserError(f"no predictions in {folder} (expected {PREDICTIONS}); rerun the run without --rescore")
-
-
-def parse_json(data: bytes) -> Any:
-    """orjson's parse (3x the standard library's on predictions files), falling back to the standard
-    library for what only it accepts: the NaN / Infinity literals another tool may have written."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)
 
 
 def iter_run_dirs(results_dir: str | os.PathLike) -> Iterator[Path]:

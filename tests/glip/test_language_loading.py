@@ -98,7 +98,7 @@ def test_a_pickle_payload_bin_is_refused_and_not_run(bert_dir, tmp_path):
 
 def test_the_bench_loader_turns_it_into_a_user_error(tmp_path):
     """glip-t's --text-encoder goes through build_model: a refused folder is a UserError (rc 2)."""
-    from bench.models.glip_adapter import build_model, model_config
+    from bench.models.glip_adapter import build_model, check_glip_inputs, model_config
     from bench.util.errors import UserError
 
     d = tmp_path / "distil"
@@ -106,3 +106,5 @@ def test_the_bench_loader_turns_it_into_a_user_error(tmp_path):
     build_wordpiece_tokenizer(["cat"]).save_pretrained(d)
     with pytest.raises(UserError, match="'distilbert' model"):
         build_model(model_config("glip-t", {}), None, d)
+    with pytest.raises(UserError, match="'distilbert' model"):  # what validate_specs (and --dry-run) call
+        check_glip_inputs(model_config("glip-t", {}), d)

@@ -58,11 +58,12 @@ class Sam3Family:
     def build(self, config: HFModelConfig, checkpoint: str | None, text_encoder: str | Path | None) -> Any:
         from transformers import AutoModel, AutoTokenizer
 
+        from bench.models.hf.loading import load_complete
         from bench.models.sam3.adapter import Loaded, Sam3Adapter
         from bench.models.sam3.processing import PixelSettings
 
-        pieces: dict[str, Any] = {}
-        for what, loader in (("model", AutoModel), ("tokenizer", AutoTokenizer)):
+        pieces: dict[str, Any] = {"model": load_complete(config.name, config.folder, AutoModel)}
+        for what, loader in (("tokenizer", AutoTokenizer),):
             try:
                 pieces[what] = loader.from_pretrained(config.folder, local_files_only=True)
             except (OSError, ValueError, ImportError) as e:

@@ -41,14 +41,10 @@ def load(name: str, family: ModuleType) -> Loaded:
     """Load `hf:DIR` with local files only; errors name the directory and the piece that failed."""
     import transformers
 
-    from bench.models.hf.loading import check_crop, model_dir
+    from bench.models.hf.loading import check_crop, load_complete, model_dir
 
     folder = model_dir(name)
-    model_class = getattr(transformers, family.MODEL_CLASS)
-    try:
-        model = model_class.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError, ImportError) as e:
-        raise UserError(f"--model {name}: cannot load its {family.NAME} model from {folder}: {e}") from None
+    model = load_complete(name, folder, getattr(transformers, family.MODEL_CLASS))  # weights must match config
     model.eval()
     processor = None
     try:

@@ -89,7 +89,7 @@ def test_training_drops_zero_area_and_outside_boxes_like_the_official_loader(tmp
 def test_a_training_split_without_usable_boxes_is_named(tmp_path):
     ds = _dataset(tmp_path, [[[2, 2, 0, 0]], [[50, 1, 3, 3]]])
     with pytest.raises(UserError, match=r"toy/train \(.*ann.json\) has no image with a usable box .*2 non-crowd boxes, 2 of"):
-        DetectionTrainSet(ds, "cat.", torch.ones(1, 4), preprocess=None)
+        DetectionTrainSet(ds, "cat.", torch.ones(1, 4), pipeline=None)
 
 
 @pytest.mark.parametrize("field, value", [("image_id", 1.5), ("category_id", True), ("image_id", "1")])

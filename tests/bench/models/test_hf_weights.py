@@ -68,3 +68,18 @@ def test_a_pickle_payload_bin_is_refused_and_not_run(models, tmp_path):
     with pytest.raises(UserError, match=rf"cannot load its weights from {d / 'pytorch_model.bin'} \(UnpicklingError"):
         load(f"hf:{d}")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("family", ["sam3", "owlv2"])
+def test_every_hf_family_loader_refuses_a_missing_weight(tmp_path, family, models):
+    """SAM 3 has its own family loader (bench.models.families.sam3): it goes through the same check."""
+    from safetensors.torch import save_file
+
+    from bench.models import build_adapter
+
+    d = save_tiny(family, tmp_path / family) if family == "sam3" else _copy(models[family], tmp_path / family)
+    state = load_file(d / "model.safetensors")
+    dropped = sorted(state)[0]
+    save_file({k: v for k, v in state.items() if k != dropped}, d / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(UserError, match=rf"1 weights missing or of the wrong shape \(e.g. \[.*{dropped.split('.')[-1]}"):
+        build_adapter(f"hf:{d}")

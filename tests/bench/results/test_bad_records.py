@@ -194,7 +194,7 @@ def test_a_full_disk_while_writing_the_adapter_is_named(tmp_path, monkeypatch):
 
     from bench.runs.stages import write_adapter
 
-    monkeypatch.setattr(os, "fsync", _raise(errno.ENOSPC))
+    monkeypatch.setattr(os, "fsync", _raise(errno.ENOSPC))  # the adapter writer flushes, then fsyncs
     with pytest.raises(UserError, match=rf"cannot write {tmp_path / store.ADAPTER}: No space left on device; free"):
         write_adapter(tmp_path, {"w": torch.zeros(2)})
     assert list(tmp_path.iterdir()) == []

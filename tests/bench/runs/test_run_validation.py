@@ -70,9 +70,11 @@ def test_an_empty_model_or_regime_list_is_refused(world, tmp_path, capsys, flag,
 
 def test_the_static_group_list_is_every_familys_groups():
     from bench.models.hf.adapter import GROUP_MARKERS
+    from bench.models.sam3.adapter import GROUP_MARKERS as SAM3_MARKERS
     from glip.model import PARAMETER_GROUPS
 
-    assert set(PARAMETER_GROUP_NAMES) == set(PARAMETER_GROUPS) | {g for g, _ in GROUP_MARKERS} | {"fusion"}
+    families = {g for g, _ in (*GROUP_MARKERS, *SAM3_MARKERS)} | {"fusion", "backbone", "language", "fpn", "head"}
+    assert set(PARAMETER_GROUP_NAMES) == set(PARAMETER_GROUPS) | families
 
 
 def test_token_colliding_class_names_are_warned(caplog):

@@ -54,7 +54,7 @@ def test_base_merge_follows_mmengine(tmp_path):
     both = _write(tmp_path, "e.yaml", "_base_: [./_a.yaml, ./_d.yaml]\n")
     with pytest.raises(UserError, match=r"keys \['y'\] are given by more than one base"):
         read_task_yaml(both)
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match=r"key '_base_': './_missing.yaml' is neither beside the file nor a shipped base"):
         read_task_yaml(_write(tmp_path, "f.yaml", "_base_: ./_missing.yaml\n"))
 
 
