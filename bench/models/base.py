@@ -108,7 +108,10 @@ class ModelFamily(Protocol):
     regimes: Mapping[str, tuple[str, ...]]
 
     def model_config(self, model: str, overrides: Mapping[str, Any], checkpoint: str | None) -> Any:
-        """The model's config (no weights read): a bad name, value or checkpoint -> UserError."""
+        """The model's config (no weights read): a bad name, value or checkpoint -> UserError.
+
+        overrides: the spec's model overrides (GLIP's config fields, and MODEL_SETTINGS such as
+        protocol="published", which a family applies or refuses by name)."""
         ...
 
     def refusal(self, regime: str, task_kind: str) -> str | None:
