@@ -190,7 +190,7 @@ def resolve(spec: RunSpec, data_root: str | Path | None = None, *, check_data: b
         raise unknown_name(f"prompt set of task {task.name}", spec.prompt_set, task.prompt_sets)
     train_split = val_split = None
     if regime.trains:
-        if task.format == "mdetr_flickr":
+        if task.is_grounding:
             raise UserError(f"task {task.name} is a grounding task: only zero-shot runs are supported on it")
         if task.chunk_size is not None:
             raise UserError(f"task {task.name} needs chunked prompts ({task.chunk_size} classes per prompt); "
@@ -227,7 +227,7 @@ def validate_specs(specs: Iterable[RunSpec], data_root: str | Path | None = None
     runs = []
     for spec in specs:
         run = resolve(spec, data_root, check_data=False)
-        run.model.check(regime=spec.regime, task_kind="grounding" if run.task.format == "mdetr_flickr" else "detection",
+        run.model.check(regime=spec.regime, task_kind="grounding" if run.task.is_grounding else "detection",
                         text_encoder=text_encoder, infer_batch_size=run.hparams.infer.infer_batch_size,
                         world_size=dist.world_size())
         check_run_data(run, data_root)

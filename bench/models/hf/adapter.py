@@ -109,9 +109,11 @@ class HFAdapter:
                 out = self._forward({**pixels, **self._repeat_text(text, len(batch))}, settings, timer)
                 for j, image in enumerate(images):
                     scores, boxes = self._scores(out, tmap, j)
-                    boxes = outputs.to_pixels(boxes, self.loaded.family.box_frame, *image.size)
+                    # unclipped until after NMS, as transformers' OmDet-Turbo post-processing orders it
+                    # (processing_omdet_turbo.py, _post_process_boxes_for_image: batched_nms, then clip_boxes)
+                    boxes = outputs.to_pixels(boxes, self.loaded.family.box_frame, *image.size, clip=False)
                     kept = self._select(scores, boxes, settings.per_chunk_cap)
-                    parts[j].append((kept[0], kept[1], torch.as_tensor(cat_ids)[kept[2]]))
+                    parts[j].append((outputs.clip_to(kept[0], *image.size), kept[1], torch.as_tensor(cat_ids)[kept[2]]))
             for j, image_id in enumerate(batch):
                 results += outputs.coco_results(image_id, *merge_chunks(parts[j], settings.per_image_cap))
         return results

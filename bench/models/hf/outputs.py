@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 
-def to_pixels(boxes_cxcywh: torch.Tensor, frame: str, width: int, height: int) -> torch.Tensor:
-    """Normalised [N, 4] (cx, cy, w, h) -> xyxy in the original image's pixels, clipped to it.
+def to_pixels(boxes_cxcywh: torch.Tensor, frame: str, width: int, height: int, clip: bool = True) -> torch.Tensor:
+    """Normalised [N, 4] (cx, cy, w, h) -> xyxy in the original image's pixels, clipped to it unless not `clip`.
 
     frame "image": relative to the (resized) image itself; "square": relative to the image padded at the
     bottom/right to a square of its longer side (OWLv2).
@@ -24,9 +24,15 @@ def to_pixels(boxes_cxcywh: torch.Tensor, frame: str, width: int, height: int) -
     sx, sy = (width, height) if frame == "image" else (max(width, height),) * 2
     cx, cy, w, h = boxes_cxcywh.float().unbind(-1)
     xyxy = torch.stack([(cx - w / 2) * sx, (cy - h / 2) * sy, (cx + w / 2) * sx, (cy + h / 2) * sy], dim=-1)
-    xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, width)
-    xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, height)
-    return xyxy
+    return clip_to(xyxy, width, height) if clip else xyxy
+
+
+def clip_to(boxes_xyxy: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """[N, 4] xyxy clipped to a width x height image (a new tensor)."""
+    out = boxes_xyxy.clone()
+    out[:, 0::2] = out[:, 0::2].clamp(0, width)
+    out[:, 1::2] = out[:, 1::2].clamp(0, height)
+    return out
 
 
 def caption_scores(logits: torch.Tensor, token_map: torch.Tensor) -> torch.Tensor:
