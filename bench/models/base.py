@@ -29,6 +29,10 @@ import torch
 from torch import nn
 
 TASK_KINDS = ("detection", "grounding")  # the task kinds a family declares its regimes for
+# `--set protocol=published`: evaluate with the family's own published settings (its paper's detection cap,
+# prompt templates...) instead of the task's; each family says what that means, or refuses it
+PROTOCOLS = ("task", "published")
+MODEL_SETTINGS = {"protocol": "task"}  # model-side run settings every family takes, beside GLIP's config fields
 INIT_SEED = 0  # torch seed while a model is built (its random init, where no checkpoint sets the weights)
 
 
@@ -104,14 +108,17 @@ class ModelFamily(Protocol):
     regimes: Mapping[str, tuple[str, ...]]
 
     def model_config(self, model: str, overrides: Mapping[str, Any], checkpoint: str | None) -> Any:
-        """The model's config (no weights read): a bad name, value or checkpoint -> UserError."""
+        """The model's config (no weights read): a bad name, value or checkpoint -> UserError.
+
+        overrides: the spec's model overrides (GLIP's config fields, and MODEL_SETTINGS such as
+        protocol="published", which a family applies or refuses by name)."""
         ...
 
     def refusal(self, regime: str, task_kind: str) -> str | None:
         """Why this family cannot run `regime` on a `task_kind` task, or None if it can."""
         ...
 
-    def check_run(self, config: Any, *, text_encoder: str | Path | None, infer_batch_size: int,
+    def check_run(self, config: Any, *, regime: str, text_encoder: str | Path | None, infer_batch_size: int,
                   world_size: int) -> None:
         """Refuse (UserError) settings this model cannot run with, before any compute."""
         ...

@@ -17,20 +17,21 @@ from torch import nn
 import glip
 from bench.data.training import DetectionTrainSet, TrainInput
 from bench.models import glip as engine
-from bench.models.base import INIT_SEED, DetectSettings
+from bench.models.base import INIT_SEED, MODEL_SETTINGS, DetectSettings
 from bench.tasks.prompts import task_prompt_chunks
 from bench.util.errors import UserError
 from glip.config import GLIPConfig, get_preset
 
 
 def model_fields() -> set[str]:
-    """GLIPConfig fields a run may override (`--set fusion=late`)."""
-    return {f.name for f in dataclasses.fields(GLIPConfig)} - {"name"}
+    """GLIPConfig fields a run may override (`--set fusion=late`), and the model settings of every family
+    (`--set protocol=published`, bench.models.base.MODEL_SETTINGS)."""
+    return ({f.name for f in dataclasses.fields(GLIPConfig)} - {"name"}) | set(MODEL_SETTINGS)
 
 
 def model_config(preset: str, model_overrides: Mapping[str, Any]) -> GLIPConfig:
     """The GLIPConfig of a preset with overrides (lists become tuples); bad name or value -> UserError."""
-    fields = model_fields()
+    fields = model_fields() - set(MODEL_SETTINGS)  # the GLIPConfig fields
     fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in model_overrides.items() if k in fields}
     try:
         return get_preset(preset, **fixed)

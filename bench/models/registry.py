@@ -92,7 +92,7 @@ class ResolvedModel:
         why = self.family.refusal(regime, task_kind)
         if why:
             raise UserError(f"--model {self.name}: {why}")
-        self.family.check_run(self.config, text_encoder=text_encoder, infer_batch_size=infer_batch_size,
+        self.family.check_run(self.config, regime=regime, text_encoder=text_encoder, infer_batch_size=infer_batch_size,
                               world_size=world_size)
 
     def build(self, text_encoder: str | Path | None = None, device: str = "cpu") -> DetectorAdapter:

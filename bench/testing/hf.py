@@ -134,10 +134,11 @@ def _omdet(folder: Path) -> None:
     DetrImageProcessorPil(size={"height": 64, "width": 64}, do_pad=False).save_pretrained(folder)
 
 
-def _sam3(folder: Path) -> None:
-    """A tiny Sam3Model (112 px square input, 10 queries) with a CLIP tokenizer and the processor's settings
-    written as preprocessor_config.json (Sam3Processor itself cannot be imported without torchvision)."""
-    from transformers import CLIPTokenizer, Sam3Config, Sam3Model
+def _sam3(folder: Path, lite: bool = False) -> None:
+    """A tiny Sam3Model (lite: Sam3LiteTextModel, its MobileCLIP-style text encoder) (112 px square input,
+    10 queries) with a CLIP tokenizer and the processor's settings written as preprocessor_config.json
+    (Sam3Processor itself cannot be imported without torchvision)."""
+    from transformers import CLIPTokenizer, Sam3Config, Sam3LiteTextConfig, Sam3LiteTextModel, Sam3Model
 
     vocab, merges = write_clip_vocab(folder)
     tokenizer = CLIPTokenizer(str(vocab), str(merges), pad_token="!")
@@ -145,16 +146,19 @@ def _sam3(folder: Path) -> None:
                num_attention_heads=2, image_size=112, patch_size=14, window_size=4, global_attn_indexes=[1],
                pretrain_image_size=56)
     layers = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64)
-    config = Sam3Config(
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, projection_dim=32,
+                num_hidden_layers=1 if not lite else 3, num_attention_heads=2, max_position_embeddings=32)
+    text |= dict(repmixer_kernel_size=3) if lite else dict(
+        model_type="clip_text_model", bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    Config, Model = (Sam3LiteTextConfig, Sam3LiteTextModel) if lite else (Sam3Config, Sam3Model)
+    config = Config(
         vision_config=dict(backbone_config=vit, fpn_hidden_size=32, backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]]),
-        text_config=dict(model_type="clip_text_model", vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                         projection_dim=32, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id),
+        text_config=text,
         geometry_encoder_config=dict(num_layers=1, **layers), detr_encoder_config=dict(num_layers=1, **layers),
         detr_decoder_config=dict(num_layers=2, num_queries=10, **layers),
         mask_decoder_config=dict(hidden_size=32, num_attention_heads=2))
-    Sam3Model(config).save_pretrained(folder)
+    Model(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "preprocessor_config.json").write_text(json.dumps({
         "image_processor_type": "Sam3ImageProcessor", "size": {"height": 112, "width": 112}, "resample": 2,
@@ -169,7 +173,8 @@ def save_tiny(family: str, folder: str | Path, seed: int = 0) -> Path:
     builders = {"grounding-dino": lambda: _grounding_dino(folder, mm=False),
                 "mm-grounding-dino": lambda: _grounding_dino(folder, mm=True),
                 "owlv2": lambda: _owl(folder, v2=True), "owlvit": lambda: _owl(folder, v2=False),
-                "omdet-turbo": lambda: _omdet(folder), "sam3": lambda: _sam3(folder)}
+                "omdet-turbo": lambda: _omdet(folder), "sam3": lambda: _sam3(folder),
+                "sam3_lite_text": lambda: _sam3(folder, lite=True)}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         builders[family]()

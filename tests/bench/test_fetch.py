@@ -218,7 +218,7 @@ def test_checkpoint_lands_where_checkpoint_reads_and_is_not_downloaded_twice(hub
     import torch
 
     import glip
-    from bench.models import check_model_config
+    from bench.models import resolve_model
     from glip.checkpoint import export_official
 
     model = glip.from_pretrained("glip-tiny")  # random weights, saved in the official .pth layout
@@ -228,7 +228,7 @@ def test_checkpoint_lands_where_checkpoint_reads_and_is_not_downloaded_twice(hub
     weights = tmp_path / "weights"
     assert fetch("glip-t-c", "--to", str(weights)) == 0
     path = weights / "glip_tiny_model_o365_goldg.pth"
-    check_model_config("glip-tiny", {}, str(path))  # what `run --checkpoint` checks first
+    resolve_model("glip-tiny", {}, str(path))  # what `run --checkpoint` checks first
     loaded = glip.from_pretrained("glip-tiny", checkpoint=path)  # what `--checkpoint` then loads
     for (name, want), got in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(want, got), name

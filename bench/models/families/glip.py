@@ -21,7 +21,10 @@ class GLIPFamily:
     regimes: Mapping[str, tuple[str, ...]] = {"detection": ALL_REGIMES, "grounding": ("zero-shot",)}
 
     def model_config(self, model: str, overrides: Mapping[str, Any], checkpoint: str | None) -> Any:
-        cfg = model_config(model, overrides)
+        if overrides.get("protocol", "task") != "task":
+            raise UserError(f"--model {model}: GLIP's published evaluation is the tasks' protocol (the task files "
+                            "follow the official GLIP evaluation); drop protocol=published")
+        cfg = model_config(model, {k: v for k, v in overrides.items() if k != "protocol"})
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise UserError(f"checkpoint not found: {checkpoint}")
         return cfg
@@ -29,7 +32,7 @@ class GLIPFamily:
     def refusal(self, regime: str, task_kind: str) -> str | None:
         return None  # training on grounding tasks is refused for every model by the run spec
 
-    def check_run(self, config: Any, *, text_encoder: str | Path | None, infer_batch_size: int,
+    def check_run(self, config: Any, *, regime: str, text_encoder: str | Path | None, infer_batch_size: int,
                   world_size: int) -> None:
         check_glip_inputs(config, text_encoder)
 

@@ -42,8 +42,12 @@ class Sam3Family:
     def model_config(self, model: str, overrides: Mapping[str, Any], checkpoint: str | None) -> HFModelConfig:
         from bench.models.hf.loading import model_dir
 
-        if overrides:
-            raise UserError(f"--model {model}: GLIP model fields {sorted(overrides)} do not apply to {self.name}")
+        glip_fields = sorted(k for k in overrides if k != "protocol")
+        if glip_fields:
+            raise UserError(f"--model {model}: GLIP model fields {glip_fields} do not apply to {self.name}")
+        if overrides.get("protocol", "task") != "task":
+            raise UserError(f"--model {model}: {self.name} has no protocol=published here: its authors' LVIS / COCO "
+                            "box evaluation settings are not written down in this harness; run the task protocol")
         if checkpoint is not None:
             raise UserError(f"--model {model}: the directory holds the weights; drop --checkpoint")
         return HFModelConfig(model, model_dir(model), self.name)
@@ -51,7 +55,7 @@ class Sam3Family:
     def refusal(self, regime: str, task_kind: str) -> str | None:
         return refusal(self.name, regime, task_kind)
 
-    def check_run(self, config: HFModelConfig, *, text_encoder: str | Path | None, infer_batch_size: int,
+    def check_run(self, config: HFModelConfig, *, regime: str, text_encoder: str | Path | None, infer_batch_size: int,
                   world_size: int) -> None:
         """Any batch size (the images of a batch share the prompts and SAM 3 pads nothing); any world size."""
 

@@ -53,8 +53,8 @@ class GenerativeFamily:
 
         return refusal(self.module, regime, grounding=task_kind == "grounding")
 
-    def check_run(self, config: HFModelConfig, *, text_encoder: str | Path | None, infer_batch_size: int,
-                  world_size: int) -> None:
+    def check_run(self, config: HFModelConfig, *, regime: str, text_encoder: str | Path | None,
+                  infer_batch_size: int, world_size: int) -> None:
         if infer_batch_size != 1:
             raise UserError(f"--model {config.name}: infer_batch_size must be 1 (one image and prompt per "
                             f"generation); got {infer_batch_size}")

@@ -1,12 +1,15 @@
 """`HFAdapter`: a transformers zero-shot detector behind the harness's DetectorAdapter protocol.
 
-One forward pass per (image, prompt chunk), batch 1: Grounding DINO's text attends over the image, so
-nothing is cached across chunks, and batching would pad images (which moves the numbers). The settings
+One forward pass per (image batch, prompt chunk): Grounding DINO's text attends over the image, so
+nothing is cached across chunks; caption families run batch 1 (their processor pads images, which moves the
+numbers), the families whose processor resizes every image to one size (OWL, OmDet-Turbo) batch images
+that share the prompts. The settings
 the run used (chunks, caps, text limits, truncated queries, scoring) are in `limits()` for the record.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -63,6 +66,9 @@ class HFAdapter:
         self.module = HFDetector(loaded.model)
         self.truncated: list[str] = []  # queries cut at the model's text length
         self.size_divisibility = 0  # unused: the train view batches itself (collate_inputs)
+        self.batch_size = 1  # images per forward in the last detect (families that batch)
+        self.autocast: str | None = None  # the autocast dtype of the last detect
+        self.protocol = "task"  # "published": the family's published settings replace the task's caps
 
     # ------------------------------------------------------------------ protocol
     def refuses(self, regime: str) -> str | None:
@@ -84,23 +90,32 @@ class HFAdapter:
 
     def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
                image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
+        """Per batch of images (batch 1 unless the family `batches`): one forward per prompt chunk, every
+        image of the batch given the same prompts."""
         device = settings.device
         self.module.to(device).eval()
+        self.batch_size = settings.batch_size if self.loaded.family.batches else 1
+        self.autocast = None if settings.autocast_dtype is None else str(settings.autocast_dtype)
+        settings = self._protocol_settings(settings)
         texts = [self._text_inputs(chunk) for chunk, _ in chunks]
+        ids = list(image_ids if image_ids is not None else dataset.image_ids)
         results: list[dict[str, Any]] = []
-        for image_id in (image_ids if image_ids is not None else dataset.image_ids):
-            image = dataset.load_image(image_id)
-            pixels = self._pixel_inputs(image)
-            parts = []
+        for start in range(0, len(ids), self.batch_size):
+            batch = ids[start:start + self.batch_size]
+            images = [dataset.load_image(i) for i in batch]
+            pixels = self._pixel_inputs(images)
+            parts: list[list[tuple]] = [[] for _ in batch]
             for (_, cat_ids), (text, tmap) in zip(chunks, texts):
-                out = self._forward({**pixels, **text}, settings, timer)
-                scores, boxes = self._scores(out, tmap)
-                # unclipped until after NMS, as transformers' OmDet-Turbo post-processing orders it
-                # (processing_omdet_turbo.py, _post_process_boxes_for_image: batched_nms, then clip_boxes)
-                boxes = outputs.to_pixels(boxes, self.loaded.family.box_frame, *image.size, clip=False)
-                kept = self._select(scores, boxes, settings.per_chunk_cap)
-                parts.append((outputs.clip_to(kept[0], *image.size), kept[1], torch.as_tensor(cat_ids)[kept[2]]))
-            results += outputs.coco_results(image_id, *merge_chunks(parts, settings.per_image_cap))
+                out = self._forward({**pixels, **self._repeat_text(text, len(batch))}, settings, timer)
+                for j, image in enumerate(images):
+                    scores, boxes = self._scores(out, tmap, j)
+                    # unclipped until after NMS, as transformers' OmDet-Turbo post-processing orders it
+                    # (processing_omdet_turbo.py, _post_process_boxes_for_image: batched_nms, then clip_boxes)
+                    boxes = outputs.to_pixels(boxes, self.loaded.family.box_frame, *image.size, clip=False)
+                    kept = self._select(scores, boxes, settings.per_chunk_cap)
+                    parts[j].append((outputs.clip_to(kept[0], *image.size), kept[1], torch.as_tensor(cat_ids)[kept[2]]))
+            for j, image_id in enumerate(batch):
+                results += outputs.coco_results(image_id, *merge_chunks(parts[j], settings.per_image_cap))
         return results
 
     def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,
@@ -114,12 +129,20 @@ class HFAdapter:
             sample = dataset.sample(sid)
             image = dataset.load_image(sid)
             text, tmap = self._caption_inputs(sample.caption, [p.spans for p in sample.phrases])
-            out = self._forward({**self._pixel_inputs(image), **text}, settings, timer)
+            out = self._forward({**self._pixel_inputs([image]), **text}, settings, timer)
             scores, boxes = self._scores(out, tmap)
             boxes = outputs.to_pixels(boxes, self.loaded.family.box_frame, *image.size)
             kept = outputs.top_pairs(scores, boxes, settings.per_chunk_cap)
             preds.append(grounding_entry(sid, *kept, num_phrases=len(sample.phrases)))
         return preds
+
+    def _protocol_settings(self, settings: DetectSettings) -> DetectSettings:
+        """The task's caps, or under protocol=published the family's published detections per image."""
+        if self.protocol != "published":
+            return settings
+        cap = int(self.loaded.family.published["detections_per_image"])
+        return dataclasses.replace(settings, per_chunk_cap=cap,
+                                   per_image_cap=None if settings.per_image_cap is None else cap)
 
     # ------------------------------------------------------------------ optional: for the record and training
     def limits(self) -> dict[str, Any]:
@@ -127,7 +150,10 @@ class HFAdapter:
         fam = self.loaded.family
         return {"family": fam.name, "model_class": type(self.loaded.model).__name__, "text_input": fam.text,
                 "max_text_len": self.max_text_len(), "score_threshold": 0.0, "scoring": "top (query, class) pairs",
-                "nms_iou": fam.nms_iou, "box_frame": fam.box_frame, "infer_batch_size": 1,
+                "nms_iou": fam.nms_iou, "box_frame": fam.box_frame, "infer_batch_size": self.batch_size,
+                "autocast": self.autocast, "image_processor": type(self.loaded.image_processor).__name__,
+                "box_clipping": "corners clipped to the image", "protocol": self.protocol,
+                "published_settings": dict(fam.published) if self.protocol == "published" else None,
                 "truncated_queries": sorted(set(self.truncated))}
 
     def training_set(self, dataset: Any, chunk: tuple[Any, list[int]], seed: int) -> Any:
@@ -149,10 +175,26 @@ class HFAdapter:
                                flip_prob=flip_prob)
 
     # ------------------------------------------------------------------ per family
-    def _pixel_inputs(self, image: Any) -> dict[str, torch.Tensor]:
-        batch = self.loaded.image_processor(images=[image], return_tensors="pt")
+    def _pixel_inputs(self, images: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """[B, 3, H, W] pixels (caption families: and their mask); a batch must need no padding."""
+        batch = self.loaded.image_processor(images=list(images), return_tensors="pt")
         keys = ("pixel_values", "pixel_mask") if self.loaded.family.text == "caption" else ("pixel_values",)
+        if len(images) > 1 and "pixel_mask" in batch and not bool(batch["pixel_mask"].all()):
+            raise ValueError(f"{self.family}: its image processor padded the images of a batch; use batch 1")
         return {k: batch[k] for k in keys if k in batch}
+
+    def _repeat_text(self, text: dict[str, torch.Tensor], b: int) -> dict[str, torch.Tensor]:
+        """One image's text inputs for a batch of b images with the same prompts.
+
+        OWL: input_ids [b * C, L] (its forward reads b x C queries); OmDet-Turbo: classes [b * C, L], one
+        task prompt per image [b, L], classes_structure [b] (C per image), as its processor builds a batch.
+        """
+        if b == 1:
+            return text
+        out = {k: v.repeat(b, 1) for k, v in text.items() if k != "classes_structure"}
+        if "classes_structure" in text:
+            out["classes_structure"] = text["classes_structure"].repeat(b)
+        return out
 
     def _caption_inputs(self, caption: str, spans: Sequence[Sequence[tuple[int, int]]]
                         ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -190,14 +232,14 @@ class HFAdapter:
         with torch.no_grad(), amp, clock:
             return self.loaded.model(**inputs)
 
-    def _scores(self, out: Any, tmap: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """([Q, C] class scores, [Q, 4] normalised cxcywh boxes) of the one image of a forward pass."""
+    def _scores(self, out: Any, tmap: torch.Tensor | None, j: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """([Q, C] class scores, [Q, 4] normalised cxcywh boxes) of image j of a forward pass."""
         text = self.loaded.family.text
         if text == "caption":
-            return outputs.caption_scores(out.logits[0], tmap), out.pred_boxes[0].float().cpu()
+            return outputs.caption_scores(out.logits[j], tmap), out.pred_boxes[j].float().cpu()
         if text == "queries":
-            return out.logits[0].float().sigmoid().cpu(), out.pred_boxes[0].float().cpu()
-        return out.decoder_class_logits[0].float().sigmoid().cpu(), out.decoder_coord_logits[0].float().cpu()
+            return out.logits[j].float().sigmoid().cpu(), out.pred_boxes[j].float().cpu()
+        return out.decoder_class_logits[j].float().sigmoid().cpu(), out.decoder_coord_logits[j].float().cpu()
 
     def _select(self, scores: torch.Tensor, boxes: torch.Tensor, cap: int
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -80,6 +80,7 @@ class Sam3Adapter:
         self.module = Sam3Module(loaded.model)
         self.truncated: list[str] = []
         self.batch_size = 1
+        self.autocast: str | None = None
 
     # ------------------------------------------------------------------ protocol
     def refuses(self, regime: str) -> str | None:
@@ -102,6 +103,7 @@ class Sam3Adapter:
     def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
                image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
         self.batch_size = settings.batch_size
+        self.autocast = None if settings.autocast_dtype is None else str(settings.autocast_dtype)
         results: list[dict[str, Any]] = []
         for image_id, inst in self.detect_instances(dataset, chunks, settings, image_ids=image_ids, timer=timer,
                                                     masks=False):
@@ -153,7 +155,7 @@ class Sam3Adapter:
                 "pixels": self.loaded.pixels.as_dict(), "text_input": "one concept per forward",
                 "max_text_len": processing.TEXT_LENGTH, "score_threshold": 0.0,
                 "scoring": "sigmoid(logit) x sigmoid(presence); top (class, query) pairs", "nms_iou": None,
-                "box_clipping": False, "infer_batch_size": self.batch_size,
+                "box_clipping": False, "infer_batch_size": self.batch_size, "autocast": self.autocast,
                 "truncated_queries": sorted(set(self.truncated))}
 
     # ------------------------------------------------------------------ steps

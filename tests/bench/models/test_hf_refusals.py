@@ -42,8 +42,8 @@ def test_refused_before_any_compute(family, task, regime, message, models, data_
 def test_settings_a_transformers_model_has_not_are_refused(models, data_root, tmp_path, capsys):
     rc, _ = run_cli(models["owlv2"], data_root, tmp_path / "r", "--set", "fusion=late")
     assert rc == 2 and "GLIP model fields ['fusion'] do not apply to a transformers detector" in capsys.readouterr().err
-    rc, _ = run_cli(models["owlv2"], data_root, tmp_path / "r", "--set", "infer_batch_size=2")
-    assert rc == 2 and "infer_batch_size must be 1" in capsys.readouterr().err
+    rc, _ = run_cli(models["grounding-dino"], data_root, tmp_path / "r", "--set", "infer_batch_size=2")
+    assert rc == 2 and "infer_batch_size must be 1 for grounding-dino" in capsys.readouterr().err
 
 
 def test_unknown_family_names_the_file_and_the_supported_ones(tmp_path):

@@ -184,3 +184,13 @@ def test_resize_keeps_torchvisions_rounding_on_either_path(monkeypatch):
     cast = processing.resize_uint8(image, 12, 12)
     assert native.dtype == cast.dtype == torch.uint8 and native.shape == (3, 12, 12)
     assert (native.int() - cast.int()).abs().max() <= 1
+
+
+def test_sam3_lite_text_runs_through_the_same_path(data_root, tmp_path, sam3_image_processing):
+    lite = save_tiny("sam3_lite_text", tmp_path / "lite")
+    with OneThread():
+        rc, [record] = run_cli(lite, data_root, tmp_path / "results")
+    assert rc == 0 and record["model"]["family"] == "sam3_lite_text"
+    assert record["provenance"]["model_limits"]["model_class"] == "Sam3LiteTextModel"
+    preds = store.read_predictions(next((tmp_path / "results" / "runs").iterdir()))
+    _assert_same(preds, _reference(lite, data_root, get_task(TASK).detections_per_image))
