@@ -16,8 +16,8 @@ from collections.abc import Iterable
 import pandas as pd
 
 from bench.reports.leaderboard import (
+    ALL_DETAILS,
     COST_COLUMNS,
-    DETAIL_COLUMNS,
     MISSING,
     REPORTED,
     header_key,
@@ -130,7 +130,7 @@ def _number_cell(text: str, value: float, best: bool) -> str:
 
 def _details(row: pd.Series) -> str:
     items = "".join(f"<dt>{html.escape(c)}</dt><dd>{html.escape(str(row[c]))}</dd>"
-                    for c in DETAIL_COLUMNS if c in row.index and str(row[c]) != MISSING)
+                    for c in ALL_DETAILS if c in row.index and str(row[c]) not in (MISSING, ""))
     return f"<td><details><summary>details</summary><dl>{items}</dl></details></td>"
 
 
@@ -141,7 +141,7 @@ def _options(values: Iterable[str], order=None) -> str:
 
 def leaderboard_page(table: pd.DataFrame, header: str, legend: Iterable[str]) -> str:
     """The page for a leaderboard table (bench.reports.leaderboard.leaderboard_table)."""
-    shown = [c for c in table.columns if c not in DETAIL_COLUMNS]
+    shown = [c for c in table.columns if c not in ALL_DETAILS]
     numeric = [c for c in shown if is_score_column(c) or c in COST_COLUMNS]
     values = {c: [sort_value(str(t)) for t in table[c]] for c in numeric}
     # an incomplete group number (starred) is not the group's, so it cannot be the column's best
