@@ -10,6 +10,7 @@ name; they raise unless explicitly allowed. Unlike the official loader, nothing 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -345,14 +346,41 @@ def config_metadata(cfg: GLIPConfig) -> dict[str, str]:
     return {"format": "glip-bench", "preset": cfg.name, "config": json.dumps(asdict(cfg))}
 
 
+def write_safetensors(path: str | Path, tensors: Mapping[str, torch.Tensor],
+                      metadata: Mapping[str, str] | None = None) -> Path:
+    """The one weights writer: tensors (cloned to CPU: tied tensors are fine) as safetensors, atomically.
+
+    Written to a temporary file beside `path`, flushed, then renamed over it: a reader sees the old file or
+    the whole new one, never a part (a run stopped mid-write leaves no truncated weights behind).
+    """
+    import tempfile
+
+    from safetensors.torch import save
+
+    data = save({k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()},
+                metadata=dict(metadata) if metadata else None)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)  # what open() would give (mkstemp's own mode is 0600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def save_weights(model: nn.Module, path: str | Path, state_dict: Mapping[str, torch.Tensor] | None = None) -> None:
     """Save this model's weights as safetensors, with its config in the metadata."""
-    from safetensors.torch import save_file
-
     sd = state_dict if state_dict is not None else model.state_dict()
-    sd = {k: v.detach().contiguous().cpu() for k, v in sd.items()}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(sd, str(path), metadata=config_metadata(model.config))  # type: ignore[arg-type]
+    write_safetensors(path, sd, metadata=config_metadata(model.config))  # type: ignore[arg-type]
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -107,19 +107,23 @@ def resize_and_pad(images: Sequence[ImageLike], min_size: int, max_size: int, me
 def train_transform(image: ImageLike, boxes_xyxy: torch.Tensor, min_sizes: Sequence[int], max_size: int,
                     flip_prob: float, mean: Sequence[float], std: Sequence[float],
                     rng: random.Random | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-    """One training image: random shorter side from `min_sizes`, boxes scaled with the image, horizontal
-    flip with probability `flip_prob` (the caption is not changed, official transforms.py,
-    RandomHorizontalFlip).
+    """The one training transform (official build_transforms(is_train=True)): resize the shorter side to a size
+    drawn from `min_sizes` with the longer side capped at `max_size` (official Resize with
+    AUGMENT.MULT_MIN_SIZE_TRAIN / MAX_SIZE_TRAIN), boxes scaled with the image (BoxList.resize), then a
+    horizontal flip with probability `flip_prob` in the resized image, the caption unchanged (official
+    RandomHorizontalFlip, BoxList.transpose with TO_REMOVE = 1), then BGR x255 normalisation.
 
+    rng: the draws, in the official order (size, then flip); a single size is not drawn (nothing to choose).
     Returns (image [3,h,w] normalised, boxes [N,4] legacy xyxy in the resized image, original (H, W)).
     Batch the images with pad_batch.
     """
     rng = rng or random
     rgb = to_rgb(image)
     orig_w, orig_h = rgb.width, rgb.height
-    rgb = resize(rgb, rng.choice(list(min_sizes)), max_size)
+    sizes = list(min_sizes)
+    rgb = resize(rgb, rng.choice(sizes) if len(sizes) > 1 else sizes[0], max_size)
     ratio_w, ratio_h = rgb.width / orig_w, rgb.height / orig_h
-    boxes = boxes_xyxy.to(torch.float32) * torch.tensor([ratio_w, ratio_h, ratio_w, ratio_h])
+    boxes = boxes_xyxy.to(torch.float32).reshape(-1, 4) * torch.tensor([ratio_w, ratio_h, ratio_w, ratio_h])
     if rng.random() < flip_prob:
         rgb = rgb.transpose(Image.FLIP_LEFT_RIGHT)
         boxes = hflip_boxes(boxes, rgb.width)

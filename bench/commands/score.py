@@ -99,9 +99,11 @@ def rescore_main(args: argparse.Namespace) -> int:
         folders = list(store.iter_run_dirs(args.results))
         if not folders:
             raise UserError(f"no run folders (with {store.RECORD}) under {args.results}")
+    # every record is read (and validated: an invalid one is a UserError naming it) before any is rewritten
+    befores = {folder: store.load_record(folder / store.RECORD) for folder in folders}
     changed, failed = 0, []
     for folder in folders:
-        before = store.load_record(folder / store.RECORD)
+        before = befores[folder]
         try:
             if extras:
                 record = add_extra_metrics(folder, extras, args.data_root, args.metric_backend)

@@ -1,9 +1,11 @@
 """Training samples for the grounding loss: detection splits + a class prompt, and MDETR-style grounding.
 
-A sample is one image resized and normalised by the model's own `preprocess` (so training and
-inference see identical pixels), its boxes mapped into the resized image, and one positive-map row per
-box (the tokens of the box's phrase in the caption). `collate` pads a list of samples into an
-ImageBatch, the captions and TrainTargets that GLIP.forward takes.
+A sample is one image through the official training transform (glip.transforms.train_transform: a
+shorter side drawn from the model's `train_min_sizes`, the longer capped at `train_max_size`, a horizontal
+flip with `flip_prob`, the caption unchanged), its boxes moved with the image, and one positive-map row per
+box (the tokens of the box's phrase in the caption). `collate` pads a list of samples into an ImageBatch,
+the captions and TrainTargets that GLIP.forward takes. The synthetic preset glip-synth trains at its one
+scale (128, its test size), so its samples are the inference pixels.
 
 Detection data (fine-tuning): the caption holds every class of the task in category-id order with the
 task's prompt set, fixed order (official DATASETS.DISABLE_SHUFFLE True of the README fine-tuning
@@ -12,15 +14,15 @@ maskrcnn_benchmark/engine/inference.py and maskrcnn_benchmark/data/datasets/od_t
 Grounding data (pre-training on the synthetic world): MDETR json entries, each image with its own
 caption and per-box `tokens_positive` character spans.
 
-Boxes follow the official legacy convention (width = x2 - x1 + 1): flipping maps x to W - 1 - x
-(BoxList.transpose), resizing scales each coordinate by new/old size (BoxList.resize), and boxes left
-empty after clipping are dropped (clip_to_image(remove_empty=True)).
+Boxes follow the official legacy convention (width = x2 - x1 + 1): resizing scales each coordinate by
+new/old size (BoxList.resize), flipping maps x to W - 1 - x (BoxList.transpose), and boxes left empty after
+clipping are dropped (clip_to_image(remove_empty=True)).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,36 @@ from typing import Any
 import torch
 from PIL import Image
 
+from bench.data.types import load_image_file
 from bench.util.errors import UserError
 from bench.util.io import read_json
 from glip.structures import ImageBatch, TrainTarget
+from glip.transforms import train_transform
 
-Preprocess = Callable[[list[Image.Image]], ImageBatch]
+
+@dataclass(frozen=True)
+class TrainInput:
+    """The training input pipeline's settings: shorter sides to draw from, the longer-side cap, the flip
+    probability, the pixel mean / std (official AUGMENT.MULT_MIN_SIZE_TRAIN, MAX_SIZE_TRAIN,
+    FLIP_PROB_TRAIN, INPUT.PIXEL_MEAN / PIXEL_STD)."""
+
+    min_sizes: tuple[int, ...]
+    max_size: int
+    flip_prob: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def of(cls, config: Any, flip_prob: float | None = None) -> TrainInput:
+        """From a glip.config.GLIPConfig (flip_prob: replace the config's)."""
+        return cls(tuple(config.train_min_sizes), config.train_max_size,
+                   config.flip_prob if flip_prob is None else flip_prob, tuple(config.pixel_mean),
+                   tuple(config.pixel_std))
+
+    def as_dict(self) -> dict[str, Any]:
+        """What a record states of the recipe (provenance)."""
+        return {"train_min_sizes": list(self.min_sizes), "train_max_size": self.max_size,
+                "flip_prob": self.flip_prob}
 
 
 @dataclass
@@ -46,39 +73,19 @@ class TrainSample:
     target: TrainTarget
 
 
-def flip_boxes_xyxy(boxes: torch.Tensor, width: int) -> torch.Tensor:
-    """Horizontal flip of legacy xyxy boxes in an image `width` pixels wide: x -> width - 1 - x."""
-    out = boxes.clone()
-    out[:, 0] = width - 1 - boxes[:, 2]
-    out[:, 2] = width - 1 - boxes[:, 0]
-    return out
-
-
-def make_sample(
-    image: Image.Image, boxes_xyxy: torch.Tensor, positive_map: torch.Tensor, caption: str,
-    preprocess: Preprocess, flip: bool,
-) -> TrainSample:
-    """Flip (optionally), resize + normalise with the model's preprocess, map boxes, drop empty ones."""
+def make_sample(image: Image.Image, boxes_xyxy: torch.Tensor, positive_map: torch.Tensor, caption: str,
+                pipeline: TrainInput, rng: random.Random) -> TrainSample:
+    """The training transform (size and flip drawn from `rng`), boxes clipped to the image, empty ones dropped."""
     if boxes_xyxy.shape[0] != positive_map.shape[0]:
         raise ValueError(f"{boxes_xyxy.shape[0]} boxes but {positive_map.shape[0]} positive-map rows")
-    width, height = image.size
-    boxes = boxes_xyxy.float().reshape(-1, 4)
-    if flip:
-        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        boxes = flip_boxes_xyxy(boxes, width)
-    batch = preprocess([image])
-    h, w = batch.image_sizes[0]
-    boxes = boxes * torch.tensor([w / width, h / height, w / width, h / height])
+    pixels, boxes, original = train_transform(image, boxes_xyxy, pipeline.min_sizes, pipeline.max_size,
+                                              pipeline.flip_prob, pipeline.mean, pipeline.std, rng)
+    h, w = pixels.shape[1:]
     boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w - 1)
     boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h - 1)
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    return TrainSample(
-        image=batch.tensor[0, :, :h, :w],
-        image_size=(h, w),
-        original_size=(height, width),
-        caption=caption,
-        target=TrainTarget(boxes_xyxy=boxes[keep], positive_map=positive_map[keep].float()),
-    )
+    return TrainSample(image=pixels, image_size=(h, w), original_size=original, caption=caption,
+                       target=TrainTarget(boxes_xyxy=boxes[keep], positive_map=positive_map[keep].float()))
 
 
 def collate(samples: Sequence[TrainSample], size_divisibility: int = 32) -> tuple[ImageBatch, list[str], list[TrainTarget]]:
@@ -95,7 +102,75 @@ def collate(samples: Sequence[TrainSample], size_divisibility: int = 32) -> tupl
     return batch, [s.caption for s in samples], [s.target for s in samples]
 
 
-class DetectionTrainSet(torch.utils.data.Dataset):
+ModelInputs = tuple[tuple[Any, ...], dict[str, Any]]  # (positional, keyword) arguments of one forward pass
+
+
+class GroundingBatches:
+    """A train view's batching for GLIP: TrainSamples -> GLIP.forward(images, captions, targets) on a device.
+
+    Every train view (these, bench.models.hf.training.CaptionTrainSet) has `batch(samples, device)`, so the
+    training loop never asks which model it trains.
+    """
+
+    size_divisibility: int = 32
+
+    def batch(self, samples: Sequence[TrainSample], device: str) -> ModelInputs:
+        images, captions, targets = collate(samples, self.size_divisibility)
+        targets = [TrainTarget(t.boxes_xyxy.to(device), t.positive_map.to(device)) for t in targets]
+        return (images.to(device), captions, targets), {}
+
+
+class SampleList(GroundingBatches, torch.utils.data.Dataset):
+    """Ready-made TrainSamples as a train view (tests, benchmarks)."""
+
+    def __init__(self, samples: Sequence[TrainSample], size_divisibility: int = 32) -> None:
+        self.samples = list(samples)
+        self.size_divisibility = size_divisibility
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> TrainSample:
+        return self.samples[index]
+
+
+def usable_box(bbox: Sequence[float], width: int, height: int) -> bool:
+    """Whether a COCO xywh box keeps an area once clipped to its image, in the official legacy corners
+    (x2 = x + w - 1; BoxList.clip_to_image(remove_empty=True) drops the rest)."""
+    x, y, w, h = bbox
+    x1, y1 = max(x, 0), max(y, 0)
+    x2, y2 = min(x + w - 1, width - 1), min(y + h - 1, height - 1)
+    return x2 > x1 and y2 > y1
+
+
+def usable_images(dataset: Any) -> list[int]:
+    """The ids of the images with at least one non-crowd box that has an area inside the image (the official
+    COCODataset leaves the others out of training); how many boxes and images were dropped is logged once,
+    and a split with none left is a UserError."""
+    from bench.util.logs import get_logger
+
+    keep, boxes, dropped, images_without = [], 0, 0, 0
+    for img in dataset.images:
+        anns = [a for a in dataset.annotations.get(img.id, []) if not a.get("iscrowd", 0)]
+        good = sum(usable_box(a["bbox"], img.width, img.height) for a in anns)
+        boxes += len(anns)
+        dropped += len(anns) - good
+        if good:
+            keep.append(img.id)
+        elif anns:
+            images_without += 1
+    where = f"{dataset.name}/{dataset.split} ({dataset.ann_file})"
+    if not keep:
+        raise UserError(f"{where} has no image with a usable box to train on ({len(dataset.images)} images, {boxes} "
+                        f"non-crowd boxes, {dropped} of zero area or outside their image); pick a split with boxes")
+    if dropped:
+        get_logger("data").warning("%s: %d of %d boxes have no area inside their image and are dropped from training, "
+                                   "as the official loader does; %d images are left without a box and skipped",
+                                   where, dropped, boxes, images_without)
+    return keep
+
+
+class DetectionTrainSet(GroundingBatches, torch.utils.data.Dataset):
     """A detection split as grounding samples under one class prompt.
 
     class_positive_map: [K, T] binary, row k = tokens of the k-th category (category-id order, i.e. the
@@ -103,21 +178,21 @@ class DetectionTrainSet(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, dataset: Any, caption: str, class_positive_map: torch.Tensor, preprocess: Preprocess,
-        flip_prob: float = 0.5, seed: int = 0,
+        self, dataset: Any, caption: str, class_positive_map: torch.Tensor, pipeline: TrainInput, seed: int = 0,
+        size_divisibility: int = 32,
     ) -> None:
         if class_positive_map.shape[0] != len(dataset.categories):
             raise ValueError(
                 f"{class_positive_map.shape[0]} prompt rows for {len(dataset.categories)} categories of {dataset.name}"
             )
         self.dataset = dataset
+        self.size_divisibility = size_divisibility
         self.caption = caption
         self.class_positive_map = class_positive_map
-        self.preprocess = preprocess
-        self.flip_prob = flip_prob
+        self.pipeline = pipeline
         self.rng = random.Random(seed)
         self.row_of = {int(c["id"]): i for i, c in enumerate(dataset.categories)}
-        self.image_ids = [img.id for img in dataset.images if dataset.annotations.get(img.id)]
+        self.image_ids = usable_images(dataset)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -130,9 +205,8 @@ class DetectionTrainSet(torch.utils.data.Dataset):
         if unknown:
             raise UserError(f"image {image_id} of {self.dataset.name} has category ids {unknown} not in its categories")
         rows = torch.tensor([self.row_of[c] for c in cats], dtype=torch.long)
-        flip = self.rng.random() < self.flip_prob
         return make_sample(self.dataset.load_image(image_id), boxes, self.class_positive_map[rows], self.caption,
-                           self.preprocess, flip)
+                           self.pipeline, self.rng)
 
 
 @dataclass
@@ -172,17 +246,17 @@ def load_grounding_entries(json_path: str | Path, image_root: str | Path) -> lis
     return entries
 
 
-class GroundingTrainSet(torch.utils.data.Dataset):
+class GroundingTrainSet(GroundingBatches, torch.utils.data.Dataset):
     """MDETR-style grounding entries as training samples (one caption per image, a map row per box)."""
 
     def __init__(
-        self, entries: Sequence[GroundingEntry], tokenizer: Any, preprocess: Preprocess, flip_prob: float = 0.5,
-        seed: int = 0, max_len: int = 256,
+        self, entries: Sequence[GroundingEntry], tokenizer: Any, pipeline: TrainInput, seed: int = 0,
+        max_len: int = 256, size_divisibility: int = 32,
     ) -> None:
         self.entries = list(entries)
+        self.size_divisibility = size_divisibility
         self.tokenizer = tokenizer
-        self.preprocess = preprocess
-        self.flip_prob = flip_prob
+        self.pipeline = pipeline
         self.max_len = max_len
         self.rng = random.Random(seed)
 
@@ -194,9 +268,5 @@ class GroundingTrainSet(torch.utils.data.Dataset):
 
         e = self.entries[index]
         pmap = positive_map(self.tokenizer, e.caption, e.spans, max_len=self.max_len)  # [N, T]
-        try:
-            image = Image.open(e.image_path).convert("RGB")
-        except OSError as err:
-            raise UserError(f"cannot read image {e.image_path}: {err}") from err
-        flip = self.rng.random() < self.flip_prob
-        return make_sample(image, torch.tensor(e.boxes_xyxy), pmap, e.caption, self.preprocess, flip)
+        image = load_image_file(e.image_path)
+        return make_sample(image, torch.tensor(e.boxes_xyxy), pmap, e.caption, self.pipeline, self.rng)

@@ -68,6 +68,10 @@ BACKENDS: dict[str, tuple[str, ...]] = {
     "lvis_fixed_ap": ("hotcoco", "faster", "lvis"),
     "lvis_bbox": ("hotcoco", "faster", "lvis"),
     "flickr_recall": ("hotcoco", "faster", "numpy"),
+    "ov_coco_bbox": ("hotcoco", "faster", "pycocotools"),  # bench.metrics.open_vocab
+    "ov_lvis_fixed_ap": ("hotcoco", "faster", "lvis"),
+    "rec_accuracy": ("hotcoco", "faster", "numpy"),  # bench.metrics.refexp (our numpy code, as flickr_recall)
+    "grec_accuracy": ("hotcoco", "faster", "numpy"),
 }
 METRICS: tuple[str, ...] = tuple(BACKENDS)
 BACKEND_NAMES: tuple[str, ...] = ("hotcoco", "faster", "pycocotools", "lvis")  # what --metric-backend takes
@@ -77,6 +81,10 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "lvis_fixed_ap": ("max_dets_per_class",),
     "lvis_bbox": ("max_dets",),
     "flickr_recall": ("merged", "iou_thresh"),
+    "ov_coco_bbox": (),
+    "ov_lvis_fixed_ap": ("max_dets_per_class",),
+    "rec_accuracy": ("iou_thresh",),
+    "grec_accuracy": ("iou_thresh", "score_thresh"),
 }
 
 
@@ -96,6 +104,14 @@ def evaluate(
     if bad:
         valid = ", ".join(OPTIONS[metric]) or "none"
         raise UserError(f"metric {metric!r} got unknown option(s) {bad}; valid options: {valid}")
+    if metric.startswith("ov_"):
+        from bench.metrics import open_vocab
+
+        return getattr(open_vocab, metric)(_detection_gt(gt, metric), predictions, backend=backend, **options)
+    if metric in ("rec_accuracy", "grec_accuracy"):
+        from bench.metrics import refexp
+
+        return getattr(refexp, metric)(getattr(gt, "entities", gt), predictions, backend=backend, **options)
     if metric == "coco_bbox":
         from bench.metrics.coco import coco_bbox
 

@@ -154,6 +154,10 @@ def _is_number(v: Any) -> bool:
 def _bad_numbers(det: Mapping[str, Any], box: tuple[float, float, float, float], score: float) -> str:
     """What is wrong with a parsed detection's numbers ('' if nothing): a string or non-finite value, or a
     negative width or height, which the libraries would score without complaint."""
+    for key in ("image_id", "category_id"):  # int() would truncate 1.5 to 1 and read true as 1
+        v = det[key]
+        if not _is_number(v) or (isinstance(v, float) and not v.is_integer()):
+            return f"has {key} {v!r}, not an integer"
     if not _is_number(det["score"]):
         return f"has a score of type {type(det['score']).__name__}, not a number"
     if not all(_is_number(v) for v in det["bbox"]):

@@ -56,15 +56,15 @@ class Selection:
 # ------------------------------------------------------------------------------------------ reading
 def read_predictions_file(path: str | Path) -> Any:
     """The parsed JSON of a predictions file (.json, or gzipped .json.gz); a clear error if it is not one."""
-    import gzip
     import zlib
+
+    from bench.util.io import read_user_bytes
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"predictions file not found: {path}")
-    raw = path.read_bytes()
     try:
-        data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        data = read_user_bytes(path, "predictions file")  # bounded: --max-read
         return store.parse_json(data)
     except (EOFError, OSError, zlib.error, ValueError) as err:
         raise UserError(f"predictions file {path} is not JSON ({type(err).__name__}: {err}); expected a COCO "

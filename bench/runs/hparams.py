@@ -56,6 +56,15 @@ class TrainHParams:
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
 
 
+# The per-shot values resolve_hparams fills in where a setting is None (official few-shot / full-data values)
+FEW_SHOT_STEP_PATIENCE, FULL_DATA_STEP_PATIENCE = 3, 2
+FEW_SHOT_STOP_PATIENCE, FULL_DATA_STOP_PATIENCE = 8, 4
+
+# Pre-training on grounding data (bench.runs.train.pretrain, the synthetic world's path): the official
+# pre-training solver (weight decay 1e-4, no GENERAL_COPY) with the few-shot plateau patience
+PRETRAIN = TrainHParams(weight_decay=1e-4, copy_factor=1, step_patience=FEW_SHOT_STEP_PATIENCE)
+
+
 @dataclass(frozen=True)
 class RunHParams:
     """Everything one run uses: inference settings, and training settings when its regime trains."""
@@ -72,6 +81,49 @@ H = TypeVar("H", InferenceHParams, TrainHParams)
 _NON_NEGATIVE_OR_NONE = ("max_iters", "val_shots", "step_patience", "stop_patience", "copy_factor")
 _NONE_MEANS_OFF = ("clip_grad",)
 _AT_LEAST_ONE = ("batch_size", "max_epochs", "infer_batch_size")
+MAX_BATCH = 4096  # far above any device's memory at GLIP's input size; a typo past it fails only at the first batch
+# float settings -> (lowest, highest, whether the lowest is allowed); every float must be finite
+_FLOAT_RANGES = {
+    "lr": (0.0, None, False), "lang_lr": (0.0, None, True), "weight_decay": (0.0, None, True),
+    "bias_lr_factor": (0.0, None, True), "bias_weight_decay": (0.0, None, True), "clip_grad": (0.0, None, True),
+    "lr_factor": (0.0, 1.0, False), "final_decay": (0.0, 1.0, True),
+}
+# parameter groups of every model family (glip.model.PARAMETER_GROUPS, bench.models.hf's groups): lang_lr_groups
+# may name only these (an unknown one would silently give no parameter the language LR)
+PARAMETER_GROUP_NAMES = ("backbone_stem", "backbone", "fpn", "language", "fusion", "head", "prompt")
+
+
+def check_optimizer(name: str) -> None:
+    """An optimizer setting names a torch.optim optimizer (what mmengine's OPTIMIZERS registry builds)."""
+    import torch
+
+    cls = getattr(torch.optim, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)) or cls is torch.optim.Optimizer:
+        valid = [n for n, c in vars(torch.optim).items()
+                 if isinstance(c, type) and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer]
+        raise unknown_name("optimizer (override optimizer=...)", name, valid)
+
+
+def _check_range(key: str, value: Any) -> None:
+    """The value checks beyond the type: finite floats in their range, batch sizes, optimizer, groups."""
+    import math
+
+    if isinstance(value, float):
+        low, high, low_ok = _FLOAT_RANGES.get(key, (None, None, True))
+        bad = not math.isfinite(value) or (low is not None and (value < low or (value == low and not low_ok))) \
+            or (high is not None and value > high)
+        if bad:
+            rng = f"{'[' if low_ok else '('}{low}, {high if high is not None else 'inf'}]" if low is not None else "finite"
+            raise UserError(f"override {key}={value!r} must be a finite number in {rng}")
+    if key in ("batch_size", "infer_batch_size") and value > MAX_BATCH:
+        raise UserError(f"override {key}={value} is past {MAX_BATCH} images per batch; use a smaller batch")
+    if key == "optimizer":
+        check_optimizer(value)
+    if key == "lang_lr_groups":
+        unknown = [g for g in value if g not in PARAMETER_GROUP_NAMES]
+        if unknown:
+            raise UserError(f"override lang_lr_groups names {unknown}, which are no parameter group; valid: "
+                            f"{', '.join(PARAMETER_GROUP_NAMES)}")
 
 
 def names(cls: type) -> tuple[str, ...]:
@@ -124,6 +176,8 @@ def coerce(cls: type[H], values: Mapping[str, Any], *, what: str = "setting", ba
         if key not in typed:
             raise unknown_name(what, key, typed)
         out[key] = _value(key, value, typed[key])
+        if out[key] is not None:
+            _check_range(key, out[key])
     return dataclasses.replace(base if base is not None else cls(), **out)
 
 
@@ -159,8 +213,10 @@ def resolve_hparams(regime: Any, shots: int | None, overrides: Mapping[str, Any]
     full = shots is None
     train = dataclasses.replace(
         train,
-        step_patience=(2 if full else 3) if train.step_patience is None else train.step_patience,
-        stop_patience=(4 if full else 8) if train.stop_patience is None else train.stop_patience,
+        step_patience=((FULL_DATA_STEP_PATIENCE if full else FEW_SHOT_STEP_PATIENCE)
+                       if train.step_patience is None else train.step_patience),
+        stop_patience=((FULL_DATA_STOP_PATIENCE if full else FEW_SHOT_STOP_PATIENCE)
+                       if train.stop_patience is None else train.stop_patience),
         copy_factor=copy_factor(shots) if train.copy_factor is None else train.copy_factor,
         val_shots=shots if train.val_shots is None and not full else train.val_shots,
     )

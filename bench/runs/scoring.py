@@ -18,7 +18,9 @@ __all__ = ["DEFAULT_BACKEND", "gc_paused", "ground_truth", "score", "score_saved
 
 
 def ground_truth(task: Any, dataset: Any) -> Any:
-    return dataset.entities if task.format == "mdetr_flickr" else dataset.coco
+    from bench.tasks.task import GROUNDING_FORMATS
+
+    return dataset.entities if task.format in GROUNDING_FORMATS else dataset.coco
 
 
 @contextmanager

@@ -21,8 +21,7 @@ import torch
 
 from bench.dist import comm as dist
 from bench.dist.inference import SHARD_DIR, remove_shards
-from bench.models.base import DetectorAdapter
-from bench.models.glip import ModelTimer
+from bench.models.base import DetectorAdapter, ModelTimer
 from bench.results import store
 from bench.results.records import Cost, Metrics, RunSpec, TaskInfo, build_record
 from bench.runs.predict import (
@@ -36,8 +35,10 @@ from bench.runs.predict import (
 from bench.runs.scoring import extra_metrics
 from bench.runs.spec import ResolvedRun, RunContext, check_world, resolve
 from bench.runs.train_stage import Trained, train_stage
+from bench.util.io import user_write
 from bench.util.logs import get_logger
 from bench.util.provenance import checkpoint_pretrain_seed, device_name, file_sha256, provenance
+from glip.checkpoint import write_safetensors  # the one weights writer (atomic)
 
 log = get_logger("runner")
 
@@ -67,7 +68,7 @@ def run_one(spec: RunSpec | ResolvedRun, ctx: RunContext) -> dict[str, Any] | No
     store.clean_partial(folder)
     if str(ctx.device).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    adapter = ctx.models.get(run.spec.model, run.spec.checkpoint, run.model_overrides)
+    adapter = ctx.models.get(run.spec.model, run.spec.checkpoint, run.model_overrides, resolved=run.model)
     data = load_data(run, ctx, adapter)
     trained = train_stage(run, ctx, adapter, data.chunks)
     predicted = predict_stage(run, ctx, adapter, data, folder)
@@ -118,8 +119,16 @@ def save_trained(run: ResolvedRun, ctx: RunContext, adapter: DetectorAdapter, fo
     if not (run.trains and ctx.save_adapter):
         return [store.PREDICTIONS]
     params = dict(adapter.module.named_parameters())
-    store.write_adapter(folder, {n: params[n] for n in run.regime.stored_names(adapter.parameter_groups())})
+    write_adapter(folder, {n: params[n] for n in run.regime.stored_names(adapter.parameter_groups())})
     return [store.PREDICTIONS, store.ADAPTER]
+
+
+def write_adapter(folder: Path, tensors: dict[str, torch.Tensor]) -> Path:
+    """The run's trained tensors (store.ADAPTER), atomically; a full disk or a read-only folder is a UserError
+    naming the path."""
+    path = Path(folder) / store.ADAPTER
+    with user_write(path):
+        return write_safetensors(path, tensors)
 
 
 def task_info(run: ResolvedRun, ctx: RunContext, num_images: int) -> TaskInfo:
@@ -161,7 +170,8 @@ def run_provenance(run: ResolvedRun, ctx: RunContext, data: RunData, checkpoint:
         metric_backend=ctx.metric_backend,
         extra={"task_file_version": task.version, "num_prompt_chunks": None if chunks is None else len(chunks),
                "captions": None if chunks is None else [_prompt_text(c) for c, _ in chunks],
-               "world_size": dist.world_size(), "detection_caps": detection_caps(task), **model_extra},
+               "world_size": dist.world_size(), "detection_caps": detection_caps(task),
+               **task.provenance_notes(run.splits, ctx.data_root), **model_extra},
         results_dir=ctx.results_dir,
     )
 

@@ -1,74 +1,44 @@
-"""Fine-tuning and pre-training on mmengine's optimisation pieces.
+"""Fine-tuning and pre-training: a short epoch loop over parts that each do one thing.
 
-Built from mmengine parts rather than its Runner: `build_optim_wrapper` with our registered constructor
-(the official per-parameter LR / weight-decay rules), `OptimWrapper` / `AmpOptimWrapper` (zero_grad,
-backward, full-model gradient clipping, step; bf16 autocast on CUDA) and `ReduceOnPlateauLR` (LR x0.1
-when the val metric stops improving). The epoch loop itself is ~40 lines here because the Runner
-would need GLIP wrapped as an mmengine BaseModel with a data preprocessor, a work_dir, loggers and
-visualisers per run, and its CheckpointHook's save/load path trips over torch.load(weights_only=True)
-(environment.md); the best weights are instead kept in memory and restored, and weights on disk are
-safetensors (`save_adapter` / `load_adapter`).
-
-Early stopping follows the official trainer (maskrcnn_benchmark/engine/trainer.py, AUTO_TERMINATE_PATIENCE):
-an evaluation below the best so far counts as a miss, an equal or better one resets the count and
-becomes `model_best`; training stops after `stop_patience` misses in a row. The best weights are
-restored at the end (the official flow evaluates model_best on the test split).
+The parts: a train view (`len`, `view[i]`, `view.batch(samples, device)` -> the model's forward arguments:
+bench.data.training for GLIP, bench.models.hf.training for transformers), typed hyper-parameters
+(bench.runs.hparams.TrainHParams), the optimiser from mmengine pieces (bench.runs.optim), one optimiser
+step (`Step`), evaluation with the plateau schedule and the official auto-termination (bench.runs.early_stop),
+and one atomic weights writer (glip.checkpoint.write_safetensors). The loop is built from mmengine parts
+rather than its Runner, because the Runner would need GLIP wrapped as an mmengine BaseModel with a data
+preprocessor, a work_dir, loggers and visualisers per run, and its CheckpointHook's save/load path trips over
+torch.load(weights_only=True) (environment.md); the best weights are instead kept in memory and restored.
 
 Data-parallel (launched by torchrun, process group joined with `bench.dist.comm.init_from_env()`): `train`
 wraps the model in mmengine's MMDistributedDataParallel and gives each rank a disjoint share of every
 global batch; the loss-finiteness and evaluation decisions are made identically on every rank
-(bench/ddp.py says how). Without a process group none of this runs: one process trains as before.
+(bench/dist/ddp.py says how). Without a process group none of this runs: one process trains as before.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from mmengine.optim import DefaultOptimWrapperConstructor, LinearLR, ReduceOnPlateauLR, build_optim_wrapper
-from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
-from bench.data.training import GroundingTrainSet, collate, load_grounding_entries
+from bench.data.training import GroundingTrainSet, TrainInput, load_grounding_entries
 from bench.dist import comm as bench_dist
 from bench.dist import ddp
-from bench.runs.hparams import TrainHParams, as_train_hparams, coerce, names
+from bench.runs.early_stop import Validation, set_modes
+from bench.runs.hparams import PRETRAIN, TrainHParams, coerce, names
+from bench.runs.optim import build_optimizer, final_decay
 from bench.util.logs import get_logger, progress_bar
 
 log = get_logger("train")
-
-
-@OPTIM_WRAPPER_CONSTRUCTORS.register_module(force=True)
-class GLIPOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """The official per-parameter groups (maskrcnn_benchmark/solver/build.py make_optimizer).
-
-    Language-model parameters (the groups in `lang_lr_groups`, officially just "language") take `lang_lr`;
-    any parameter whose name contains "bias" (the official substring rule: also bias_lang, bias0 and Swin's
-    relative_position_bias_table) takes LR x `bias_lr_factor` and weight decay `bias_weight_decay`. Frozen
-    parameters are left out. paramwise_cfg: {"lang_lr", "lang_lr_groups", "bias_lr_factor", "bias_weight_decay"}.
-    """
-
-    def add_params(self, params: list[dict], module: nn.Module, prefix: str = "", **kwargs: Any) -> None:
-        base_lr = self.optimizer_cfg["lr"]
-        base_wd = self.optimizer_cfg.get("weight_decay", 0.0)
-        cfg = self.paramwise_cfg
-        groups = module.parameter_groups() if hasattr(module, "parameter_groups") else {}
-        language = {n for g in cfg.get("lang_lr_groups", ("language",)) for n in groups.get(g, [])}
-        for name, param in module.named_parameters():
-            if not param.requires_grad:
-                continue
-            lr, wd = base_lr, base_wd
-            if name in language or name.startswith("language."):
-                lr = cfg.get("lang_lr", base_lr)
-            if "bias" in name:
-                lr *= cfg.get("bias_lr_factor", 1.0)
-                wd = cfg.get("bias_weight_decay", wd)
-            params.append({"params": [param], "lr": lr, "weight_decay": wd, "name": name})
+_set_modes = set_modes  # the name tests and older callers use
+__all__ = ["TrainResult", "build_optimizer", "final_decay", "load_adapter", "pretrain", "save_adapter",
+           "set_trainable", "train"]
 
 
 @dataclass
@@ -91,6 +61,17 @@ class TrainResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def end_epoch(self, epoch: int, done: int, batches: int, losses: Sequence[float]) -> None:
+        """Epoch count (fractional when the budget cut the epoch) and the epoch's mean finite loss."""
+        self.epochs = epoch - 1 + done / batches
+        self.epoch_losses.append(sum(losses) / len(losses) if losses else float("nan"))
+
+    def add_validation(self, validation: Validation | None) -> None:
+        if validation is not None:
+            stop = validation.stopping
+            self.history, self.eval_seconds = validation.history, validation.seconds
+            self.best_metric, self.best_epoch = stop.best_metric, stop.best_epoch
+
 
 def set_trainable(model: nn.Module, names: Iterable[str]) -> list[str]:
     """requires_grad on exactly `names`; returns them sorted (unknown name -> ValueError)."""
@@ -104,215 +85,137 @@ def set_trainable(model: nn.Module, names: Iterable[str]) -> list[str]:
     return sorted(names)
 
 
-def _set_modes(model: nn.Module, eval_modules: Sequence[str]) -> None:
-    """Train mode, except eval_modules (dotted names; "backbone_stem" = the model's stem_module_names())."""
-    model.train()
-    names = []
-    for name in eval_modules:
-        names.extend(model.stem_module_names() if name == "backbone_stem" else [name])
-    for name in names:
-        try:
-            sub = model.get_submodule(name)
-        except AttributeError:
-            raise ValueError(f"the model has no submodule {name!r} to keep in eval mode") from None
-        sub.eval()
+class Step:
+    """One optimiser step on one global batch: this rank's share through the train view, the loss, the update.
+
+    A non-finite loss skips the step (the official code zeroes a NaN loss and still steps; skipping is the
+    honest equivalent); data-parallel ranks agree on it, so every rank skips or steps together.
+    """
+
+    def __init__(self, model: nn.Module, view: Any, optim: Any, hp: TrainHParams, device: str,
+                 names: Sequence[str], find_unused_parameters: bool) -> None:
+        self.view, self.optim, self.device = view, optim, device
+        self.decay = final_decay(optim, hp)
+        self.distributed = ddp.is_active()
+        self.rank, self.world = (bench_dist.rank(), bench_dist.world_size()) if self.distributed else (0, 1)
+        if self.distributed:
+            ddp.check_batch_size(hp.batch_size, self.world)
+        self.net = ddp.wrap(model, find_unused_parameters) if self.distributed else model
+        self.coverage = ddp.GradCoverage(model, names) if self.distributed and not find_unused_parameters else None
+
+    def __call__(self, batch: Sequence[int], order: Sequence[int]) -> float | None:
+        """The batch's loss, or None when it was not finite (the step skipped)."""
+        local = ddp.rank_share(batch, order, self.rank, self.world) if self.distributed else batch
+        args, kwargs = self.view.batch([self.view[i] for i in local], self.device)
+        with self.optim.optim_context(self.net):
+            loss_dict = self.net(*args, **kwargs)
+        loss = sum(loss_dict.values())
+        finite, value = self._agree(loss)
+        if finite:
+            self.optim.update_params(loss)
+            if self.coverage is not None:
+                self.coverage.check()  # after the first step: every trainable parameter got a gradient
+                self.coverage = None
+        else:
+            self.optim.zero_grad()
+        if self.decay is not None:
+            self.decay.step()
+        return value if finite else None
+
+    def _agree(self, loss: torch.Tensor) -> tuple[bool, float]:
+        if self.distributed:
+            return ddp.global_loss(loss)
+        finite = bool(torch.isfinite(loss))
+        return finite, float(loss.detach()) if finite else math.nan
 
 
-def final_decay(optim: Any, hp: TrainHParams | Mapping[str, Any]) -> LinearLR | None:
-    """hp.final_decay = f > 0: over the last f x max_iters optimiser steps every group's LR falls linearly
-    to lr_factor x its own (mmengine LinearLR, stepped once per iteration). Not official: a fixed-budget run
-    with no validation to drive the plateau schedule (the demo's pretraining: +7.4 AP on synth-colours for
-    a 1200-step late-fusion run, README "The synthetic world")."""
-    hp = as_train_hparams(hp)
-    f = float(hp.final_decay or 0.0)
-    if f == 0.0:
+def epoch_batches(n: int, hp: TrainHParams, gen: torch.Generator) -> tuple[list[list[int]], list[int]]:
+    """(global batches, the epoch's order): n images x copy_factor (official GENERAL_COPY), shuffled."""
+    order = (torch.randperm(n * (hp.copy_factor or 1), generator=gen) % n).tolist()
+    return [order[b: b + hp.batch_size] for b in range(0, len(order), hp.batch_size)], order
+
+
+def _budget_spent(hp: TrainHParams, res: TrainResult) -> bool:
+    return hp.max_iters is not None and res.iters >= hp.max_iters
+
+
+def _progress(progress: tuple[str, int | None] | None, n: int, hp: TrainHParams) -> Any:
+    """A bar over the optimiser steps (rank 0 only), or None."""
+    if progress is None or (ddp.is_active() and bench_dist.rank() != 0):
         return None
-    max_iters = hp.max_iters
-    if not 0.0 < f <= 1.0 or not max_iters:
-        raise ValueError(f"final_decay must be in (0, 1] and needs max_iters; got {f} with max_iters={max_iters}")
-    begin = int(max_iters) - max(1, round(f * int(max_iters)))
-    return LinearLR(optim, start_factor=1.0, end_factor=hp.lr_factor, begin=begin, end=int(max_iters),
-                    by_epoch=False)
+    total = hp.max_epochs * math.ceil(n * (hp.copy_factor or 1) / hp.batch_size)
+    return progress_bar(min(hp.max_iters, total) if hp.max_iters else total, progress[0], position=progress[1],
+                        unit="step")
 
 
-def build_optimizer(model: nn.Module, hp: TrainHParams | Mapping[str, Any], device: str) -> Any:
-    """An mmengine OptimWrapper (AmpOptimWrapper with bf16 autocast on CUDA when hp.amp)."""
-    hp = as_train_hparams(hp)
-    use_amp = hp.amp and str(device).startswith("cuda") and torch.cuda.is_available()
-    cfg: dict[str, Any] = dict(
-        type="AmpOptimWrapper" if use_amp else "OptimWrapper",
-        optimizer=dict(type=hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay),
-        clip_grad=dict(max_norm=hp.clip_grad) if hp.clip_grad else None,
-        constructor="GLIPOptimWrapperConstructor",
-        paramwise_cfg=dict(lang_lr=hp.lang_lr, lang_lr_groups=hp.lang_lr_groups, bias_lr_factor=hp.bias_lr_factor,
-                           bias_weight_decay=hp.bias_weight_decay),
-    )
-    if use_amp:
-        # bf16 keeps fp32's exponent range, so no dynamic loss scaling is needed (a static scale of 1)
-        cfg.update(dtype="bfloat16", loss_scale=1.0)
-    return build_optim_wrapper(model, cfg)
-
-
-def _sync(device: str) -> None:
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.synchronize()
+def _count(res: TrainResult, bar: Any, batch: Sequence[int], loss: float | None) -> None:
+    res.iters += 1
+    res.images_seen += len(batch)
+    res.skipped_nonfinite += loss is None
+    if bar is not None:
+        bar.update(1)
+        if loss is not None:
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
 
 
 def train(
     model: nn.Module,
-    dataset: torch.utils.data.Dataset,
+    view: Any,
     *,
     trainable: Iterable[str],
-    hp: TrainHParams | Mapping[str, Any],
+    hp: TrainHParams,
     device: str = "cpu",
     seed: int = 0,
     evaluate: Callable[[nn.Module], float] | None = None,
     eval_modules: Sequence[str] = (),
-    size_divisibility: int = 32,
     eval_ranks: str = "all",
     find_unused_parameters: bool = False,
     progress: tuple[str, int | None] | None = None,
 ) -> TrainResult:
-    """Train `trainable` parameters of `model` on `dataset` (TrainSamples).
+    """Train `trainable` parameters of `model` on a train view (`len`, `view[i]`, `view.batch(samples, device)`).
 
-    hp: the training settings (bench.runs.hparams.TrainHParams, or a mapping of its fields; max_iters None =
-    no cap, stop_patience None = no early stop). `evaluate(model) -> metric` (higher is better, model already in eval mode
-    under no_grad) drives the LR schedule, early stopping and the best-weights choice.
-
-    Data-parallel (torch.distributed initialised): batch_size is the global batch, split over the ranks;
-    eval_ranks "all" calls `evaluate` on every rank (needed when it is itself distributed, and no rank idles
-    into the process-group timeout), "main" on rank 0 only; either way rank 0's value is used everywhere.
-    find_unused_parameters: passed to DDP (not needed by any regime; see bench/ddp.py).
-    progress: (label, line) of a progress bar over the optimiser steps (with ETA and the running loss), drawn
-    by rank 0; for long trainings, where nothing else is logged for minutes.
+    `evaluate(model) -> metric` (higher is better; the model in eval mode under no_grad) drives the LR
+    schedule, early stopping and the best weights, every hp.eval_every epochs (0: never; the final weights
+    are kept). Data-parallel: hp.batch_size is the global batch; eval_ranks as bench.runs.early_stop.Validation.
+    progress: (label, line) of a bar over the optimiser steps with ETA and the running loss, drawn by rank 0.
     """
-    n = len(dataset)
+    n = len(view)
     if n == 0:
         raise ValueError("no training samples (no image with boxes in the training split)")
-    if eval_ranks not in ("all", "main"):
-        raise ValueError(f"eval_ranks must be 'all' or 'main', got {eval_ranks!r}")
     names = set_trainable(model, trainable)
-    params = dict(model.named_parameters())
-    distributed = ddp.is_active()
-    rank, world = (bench_dist.rank(), bench_dist.world_size()) if distributed else (0, 1)
-    torch.manual_seed(seed + rank)  # per-rank random augmentation inside the model (dropout, drop path)
+    res = TrainResult(world_size=bench_dist.world_size() if ddp.is_active() else 1)
+    torch.manual_seed(seed + (bench_dist.rank() if ddp.is_active() else 0))  # per-rank dropout, drop path
     gen = torch.Generator().manual_seed(seed)  # the epoch order: the same on every rank
-    hp = as_train_hparams(hp)
     optim = build_optimizer(model, hp, device)
-    sched = None
-    eval_every = hp.eval_every
-    if eval_every == 0:
-        evaluate = None  # no evaluation while training: the final weights are kept
-    if evaluate is not None:
-        sched = ReduceOnPlateauLR(optim, monitor="metric", rule="greater", factor=hp.lr_factor,
-                                  patience=hp.step_patience if hp.step_patience is not None else 3)
-    decay = final_decay(optim, hp)
-    copies = hp.copy_factor or 1
-    batch_size, max_epochs = hp.batch_size, hp.max_epochs
-    if distributed:
-        ddp.check_batch_size(batch_size, world)
-    net = ddp.wrap(model, find_unused_parameters) if distributed else model  # forward/backward through `net`
-    coverage = ddp.GradCoverage(model, names) if distributed and not find_unused_parameters else None
-    max_iters, stop_patience = hp.max_iters, hp.stop_patience
-    res = TrainResult(world_size=world)
-    best_state: dict[str, torch.Tensor] | None = None
-    previous_best, misses = 0.0, 0  # official: previous_best starts at 0.0
-    start = time.perf_counter()
-
-    def run_eval(epoch: float) -> bool:
-        """Evaluate, step the schedule, track the best; True = stop (official auto-termination)."""
-        nonlocal best_state, previous_best, misses
-        t0 = time.perf_counter()
-        model.eval()
-        with torch.no_grad():
-            value = float(evaluate(model)) if not distributed or eval_ranks == "all" or rank == 0 else None
-        if distributed:
-            value = ddp.broadcast_metric(value)
-        _set_modes(model, eval_modules)
-        res.eval_seconds += time.perf_counter() - t0
-        value = value if math.isfinite(value) else -1.0  # not computable (e.g. no ground truth) = COCOeval's -1
-        sched.step({"metric": value})
-        # mmengine appends a parameter-less group holding the base settings: its lr is the schedule's base LR
-        res.history.append({"epoch": epoch, "iter": res.iters, "metric": value, "lr": optim.param_groups[-1]["lr"]})
-        if value < previous_best:
-            misses += 1
-        else:
-            misses, previous_best = 0, value
-            best_state = {k: params[k].detach().clone() for k in names}
-            res.best_metric, res.best_epoch = value, epoch
-        return stop_patience is not None and misses >= stop_patience
-
-    _set_modes(model, eval_modules)
-    evaluated_last = False
-    bar = None
-    if progress is not None and rank == 0:
-        steps_per_epoch = math.ceil(n * copies / batch_size)
-        bar = progress_bar(min(max_iters, max_epochs * steps_per_epoch) if max_iters else max_epochs * steps_per_epoch,
-                           progress[0], position=progress[1], unit="step")
-    for epoch in range(1, max_epochs + 1):
-        order = (torch.randperm(n * copies, generator=gen) % n).tolist()  # official GENERAL_COPY replication
-        batches = [order[b: b + batch_size] for b in range(0, len(order), batch_size)]
+    validation = (Validation(model, evaluate, optim, hp, names, eval_modules, eval_ranks)
+                  if evaluate is not None and hp.eval_every else None)
+    step = Step(model, view, optim, hp, device, names, find_unused_parameters)
+    bar, start = _progress(progress, n, hp), time.perf_counter()
+    set_modes(model, eval_modules)
+    for epoch in range(1, hp.max_epochs + 1):
+        batches, order = epoch_batches(n, hp, gen)
         losses, done = [], 0
-        for idx in batches:
-            if max_iters is not None and res.iters >= max_iters:
+        for batch in batches:
+            if _budget_spent(hp, res):
                 break
-            local = ddp.rank_share(idx, order, rank, world) if distributed else idx
-            if hasattr(dataset, "collate_inputs"):  # a model's own train view (bench.models.hf): keyword inputs
-                inputs = dataset.collate_inputs([dataset[i] for i in local], device)
-                with optim.optim_context(net):
-                    loss_dict = net(**inputs)
-            else:
-                images, captions, targets = collate([dataset[i] for i in local], size_divisibility)
-                images = images.to(device)
-                targets = [type(t)(t.boxes_xyxy.to(device), t.positive_map.to(device)) for t in targets]
-                with optim.optim_context(net):
-                    loss_dict = net(images, captions, targets)
-            loss = sum(loss_dict.values())
-            if distributed:
-                finite, loss_value = ddp.global_loss(loss)  # every rank skips or steps together
-            else:
-                finite = bool(torch.isfinite(loss))
-                loss_value = float(loss.detach()) if finite else math.nan
-            if not finite:
-                # official code zeroes a NaN loss and still steps; skipping the step is the honest equivalent
-                optim.zero_grad()
-                res.skipped_nonfinite += 1
-            else:
-                optim.update_params(loss)
-                losses.append(loss_value)
-                if coverage is not None:
-                    coverage.check()  # after the first step: every trainable parameter got a gradient
-                    coverage = None
-            if decay is not None:
-                decay.step()
-            res.iters += 1
-            res.images_seen += len(idx)
+            loss = step(batch, order)
+            losses += [] if loss is None else [loss]
             done += 1
-            if bar is not None:
-                bar.update(1)
-                if losses:
-                    bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-        res.epochs = epoch - 1 + done / len(batches)
-        res.epoch_losses.append(sum(losses) / len(losses) if losses else float("nan"))
-        evaluated_last = False
-        budget_done = max_iters is not None and res.iters >= max_iters
-        if evaluate is not None and (epoch % eval_every == 0 or budget_done or epoch == max_epochs):
-            evaluated_last = True
-            if run_eval(res.epochs):
-                res.stopped_early = True
-                break
-        if budget_done:
+            _count(res, bar, batch, loss)
+        res.end_epoch(epoch, done, len(batches), losses)
+        last = _budget_spent(hp, res) or epoch == hp.max_epochs
+        if validation is not None and validation.due(epoch, last) and validation(res.epochs, res.iters):
+            res.stopped_early = True
+        if last or res.stopped_early:
             break
-    if evaluate is not None and not evaluated_last:
-        run_eval(res.epochs)
     if bar is not None:
         bar.close()
-    _sync(device)
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.synchronize()
     res.train_seconds = time.perf_counter() - start
-    if best_state is not None:
-        with torch.no_grad():
-            for k, v in best_state.items():
-                params[k].copy_(v)
+    res.add_validation(validation)
+    if validation is not None:
+        validation.stopping.restore()
     model.eval()
     return res
 
@@ -345,31 +248,28 @@ def pretrain(
     unknown = sorted(set(hp_overrides) - set(names(TrainHParams)))
     if unknown:  # a programming error in the caller, not user input
         raise ValueError(f"unknown pre-training settings {unknown}; valid: {sorted(names(TrainHParams))}")
-    hp = coerce(TrainHParams, {"weight_decay": 1e-4, "copy_factor": 1, "step_patience": 3, **hp_overrides,
-                               "max_iters": max_iters, "max_epochs": max_epochs}, what="pre-training setting")
+    hp = coerce(TrainHParams, {**hp_overrides, "max_iters": max_iters, "max_epochs": max_epochs},
+                what="pre-training setting", base=PRETRAIN)
     entries = []
     for path, root in zip(grounding_json_paths, image_roots):
         entries.extend(load_grounding_entries(path, root))
-    dataset = GroundingTrainSet(entries, model.tokenizer, model.preprocess, flip_prob=model.config.flip_prob, seed=seed)
+    view = GroundingTrainSet(entries, model.tokenizer, TrainInput.of(model.config), seed=seed,
+                             size_divisibility=model.config.size_divisibility)
     groups = model.parameter_groups()
     trainable = [n for g, names in groups.items() if g not in frozen_groups for n in names]
     model.to(device)
-    return train(model, dataset, trainable=trainable, hp=hp, device=device, seed=seed, evaluate=evaluate,
-                 size_divisibility=getattr(getattr(model, "config", None), "size_divisibility", 32),
+    return train(model, view, trainable=trainable, hp=hp, device=device, seed=seed, evaluate=evaluate,
                  eval_ranks=eval_ranks, find_unused_parameters=find_unused_parameters, progress=progress)
 
 
 def save_adapter(model: nn.Module, path: str | Path, names: Iterable[str] | None = None) -> Path:
-    """Write the state dict (or the tensors in `names`) as safetensors (cloned: tied tensors are fine)."""
-    from safetensors.torch import save_file
+    """Write the state dict (or the tensors in `names`) as safetensors (glip.checkpoint.write_safetensors)."""
+    from glip.checkpoint import write_safetensors
 
     state = model.state_dict()
     if names is not None:
         state = {k: state[k] for k in names}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().to("cpu").clone().contiguous() for k, v in state.items()}, str(path))
-    return path
+    return write_safetensors(path, state)
 
 
 def load_adapter(model: nn.Module, path: str | Path, strict: bool = True) -> list[str]:

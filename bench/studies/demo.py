@@ -47,7 +47,12 @@ class DemoPlan:
     shots: tuple[int, ...]
     seeds: tuple[int, ...]
     regimes: dict[str, tuple[str, ...]]  # fusion -> training regimes run for it
-    # regime settings: "*" for every training regime, then per regime (bench/runs/regimes.py names)
+    # the few-shot budget as the official recipe scales it (README --custom_shot_and_epoch_and_general_copy
+    # 1_200_8 ... 10_200_1): the same number of epochs for every shot count, each epoch the k-shot images x
+    # GENERAL_COPY (8/4/2/1, resolved per shot: bench.runs.hparams.resolve_hparams); no iteration cap
+    fewshot_epochs: int = 1
+    # regime settings: "*" for every training regime, then per regime (bench/runs/regimes.py names); never
+    # max_iters / max_epochs (the budget is fewshot_epochs: `fewshot_overrides` refuses them)
     train_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     # parameter groups at pretrain_lang_lr: the head's text-side layers too; at the full LR their fresh BERT layers
     # pulled every word's feature together (deep fusion: class words at cosine 0.985) and synth-shapes sat at 13.6
@@ -75,13 +80,17 @@ PLANS: dict[str, DemoPlan] = {
         scale=1.0, pretrain_iters=1200, pretrain_batch=8, pretrain_lr=1e-3, pretrain_lang_lr=1e-4,
         fewshot_tasks=("synth-novel",), shots=(1, 3, 5, 10), seeds=(3, 30, 300),
         regimes={"deep": ("prompt-tuning", "linear-probe", "full-ft"), "late": ("prompt-tuning", "full-ft")},
-        train_overrides=TRAIN_OVERRIDES | {"*": {"max_iters": 40, "max_epochs": 40, "eval_every": 0, "batch_size": 4}},
+        # 10 epochs (the official 200 / 20): a 1-shot run's 2 images x 8 copies x 10 = 160 images, as the former
+        # 40-step cap gave; the 3/5/10-shot runs now see 280/220/210 instead of 160/160/142
+        fewshot_epochs=10,
+        train_overrides=TRAIN_OVERRIDES | {"*": {"eval_every": 0, "batch_size": 4}},
     ),
     "quick": DemoPlan(
         scale="quick", pretrain_iters=40, pretrain_batch=8, pretrain_lr=1e-3, pretrain_lang_lr=1e-4,
         fewshot_tasks=("synth-novel",), shots=(1, 10), seeds=(3,),
         regimes={"deep": ("prompt-tuning", "linear-probe", "full-ft"), "late": ("prompt-tuning", "full-ft")},
-        train_overrides=TRAIN_OVERRIDES | {"*": {"max_iters": 10, "max_epochs": 10, "eval_every": 0, "batch_size": 4}},
+        fewshot_epochs=2,
+        train_overrides=TRAIN_OVERRIDES | {"*": {"eval_every": 0, "batch_size": 4}},
         selftrain_budget="quick",
     ),
 }
@@ -89,6 +98,16 @@ PLANS: dict[str, DemoPlan] = {
 
 # the committed records each plan's fresh records are compared with (paths from the repository root)
 REFERENCES = {"full": "results/demo", "quick": "results/demo-quick"}
+
+
+def demo_data_root(out: Path, quick: bool, data_root: str | Path | None = None) -> Path:
+    """Where the demo writes its world: the full demo into the default data root ($GLIP_BENCH_DATA, else
+    ./data), where `glip-bench tasks` and `run` look after it; the quick check into <out>/data."""
+    from bench.tasks.task import resolve_data_root
+
+    if data_root is not None:
+        return Path(data_root)
+    return Path(out) / "data" if quick else resolve_data_root()
 
 
 def _rel(path: Path) -> str:
@@ -205,11 +224,21 @@ def demo_specs(plan: DemoPlan, checkpoints: dict[str, Path], zero_shot_tasks: Se
         specs += expand_grid(models=[PRESET], tasks=list(zero_shot_tasks), regimes=["zero-shot"], shots=None,
                              seeds=None, overrides=over, checkpoint=_rel(ckpt))
         for regime in plan.regimes[fusion]:
-            regime_over = {**plan.train_overrides.get("*", {}), **plan.train_overrides.get(regime, {})}
+            regime_over = fewshot_overrides(plan, regime)
             specs += expand_grid(models=[PRESET], tasks=list(plan.fewshot_tasks), regimes=[regime],
                                  shots=list(plan.shots), seeds=list(plan.seeds), checkpoint=_rel(ckpt),
                                  overrides={**over, **regime_over})
     return specs
+
+
+def fewshot_overrides(plan: DemoPlan, regime: str) -> dict[str, Any]:
+    """A few-shot regime's settings: "*" then the regime's own, and the budget as epochs (x the per-shot copy)."""
+    over = {**plan.train_overrides.get("*", {}), **plan.train_overrides.get(regime, {})}
+    capped = sorted({"max_iters", "max_epochs"} & set(over))
+    if capped:
+        raise ValueError(f"demo plan: {regime} sets {capped}; the few-shot budget is fewshot_epochs x the per-shot "
+                         "GENERAL_COPY, the same rule for every shot count")
+    return {**over, "max_epochs": plan.fewshot_epochs}
 
 
 def _grid_worker(args: tuple) -> int:
@@ -303,8 +332,11 @@ def selftrain_stage(teacher: Path, data_root: Path, out: Path, plan: DemoPlan) -
 # ------------------------------------------------------------------------------------------ main
 def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 0, workers: int | None = None,
              data_root: str | Path | None = None, threads: int = 1,
-             reference: str | Path | None = None) -> dict[str, Any]:
+             reference: str | Path | None = None, pretrained: dict[str, Path] | None = None) -> dict[str, Any]:
     """Run every stage into `out`; returns the summary (also written to out/summary.json).
+
+    `pretrained`: fusion -> weights to use instead of pretraining (the reproduction check evaluates and
+    fine-tunes the committed quick-demo models this way: bench.studies.reproduce).
 
     `threads`: torch threads of this process (the workers use one each): a float sum's order follows the thread
     count, so a run reproduces bit for bit only at the same count. `reference`: the committed records the
@@ -326,7 +358,7 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
     if workers is not None:
         plan = replace(plan, workers=workers)
     out = Path(out)
-    data_root = Path(data_root) if data_root else out / "data"
+    data_root = demo_data_root(out, quick, data_root)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -337,12 +369,16 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
     log.info("2/6 pretraining %s with %s fusion", PRESET, " and ".join(FUSIONS))
     t = time.perf_counter()
     cached_models = sum(checkpoint_path(f, plan, out / "models", seed)[0].is_file() for f in FUSIONS)
-    jobs = [(f, plan, data_root, out / "models", seed) for f in FUSIONS]
-    if plan.workers > 1:
-        paths = pool_map(_pretrain_worker, jobs, min(plan.workers, len(jobs)))
+    if pretrained is not None:
+        checkpoints = {f: Path(pretrained[f]) for f in FUSIONS}
+        cached_models = len(FUSIONS)
     else:
-        paths = [str(pretrained_checkpoint(*j)) for j in jobs]
-    checkpoints = {f: Path(p) for f, p in zip(FUSIONS, paths)}
+        jobs = [(f, plan, data_root, out / "models", seed) for f in FUSIONS]
+        if plan.workers > 1:
+            paths = pool_map(_pretrain_worker, jobs, min(plan.workers, len(jobs)))
+        else:
+            paths = [str(pretrained_checkpoint(*j)) for j in jobs]
+        checkpoints = {f: Path(p) for f, p in zip(FUSIONS, paths)}
     timings["pretrain"] = time.perf_counter() - t
 
     log.info("3/6 zero-shot on the suite and the few-shot grid")

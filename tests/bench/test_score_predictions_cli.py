@@ -206,7 +206,7 @@ def test_leaderboard_shows_external_rows_beside_reproduced_and_reported(one_run,
 
     table = lb.leaderboard_table(load_record_frame(results), load_reference([reference]))
     kinds = dict(zip(table["model"], table["kind"]))
-    assert kinds == {"glip-tiny": "reproduced", "grounding-dino-t": "external", "GLIP-T": "reported"}
+    assert kinds == {"glip-tiny": "run here", "grounding-dino-t": "external", "GLIP-T": "reported"}
     ext = table[table["model"] == "grounding-dino-t"].iloc[0]
     ours = table[table["model"] == "glip-tiny"].iloc[0]
     assert ext[f"{TASK} (AP)"] == "100.0"
@@ -217,13 +217,13 @@ def test_leaderboard_shows_external_rows_beside_reproduced_and_reported(one_run,
     assert ext["params"] == "172.00M" and ext["stored params / task"] == lb.MISSING
     assert ours["trainable params"] != lb.MISSING and ours["device"].startswith("cpu")
     md = lb.render_markdown(table, 2)
-    assert "| external | grounding-dino-t |" in md and "| reproduced | glip-tiny |" in md
+    assert "| external | grounding-dino-t |" in md and "| run here | glip-tiny |" in md
 
     # through the CLI too: one table from the records of both kinds
     assert cli_main(["leaderboard", "--results", str(results), "--out", str(tmp_path / "lb"),
                      "--reference", str(reference)]) == 0
     csv = (tmp_path / "lb" / "leaderboard.csv").read_text()
-    assert "external,grounding-dino-t" in csv and "reproduced,glip-tiny" in csv
+    assert "external,grounding-dino-t" in csv and "run here,glip-tiny" in csv
 
 
 def test_bare_pair_prints_metrics_and_writes_nothing(tmp_path, capsys):

@@ -8,14 +8,13 @@ predict continuous coordinates, without GLIP's legacy +1 pixel.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 
-def to_pixels(boxes_cxcywh: torch.Tensor, frame: str, width: int, height: int) -> torch.Tensor:
-    """Normalised [N, 4] (cx, cy, w, h) -> xyxy in the original image's pixels, clipped to it.
+def to_pixels(boxes_cxcywh: torch.Tensor, frame: str, width: int, height: int, clip: bool = True) -> torch.Tensor:
+    """Normalised [N, 4] (cx, cy, w, h) -> xyxy in the original image's pixels, clipped to it unless not `clip`.
 
     frame "image": relative to the (resized) image itself; "square": relative to the image padded at the
     bottom/right to a square of its longer side (OWLv2).
@@ -25,9 +24,15 @@ def to_pixels(boxes_cxcywh: torch.Tensor, frame: str, width: int, height: int) -
     sx, sy = (width, height) if frame == "image" else (max(width, height),) * 2
     cx, cy, w, h = boxes_cxcywh.float().unbind(-1)
     xyxy = torch.stack([(cx - w / 2) * sx, (cy - h / 2) * sy, (cx + w / 2) * sx, (cy + h / 2) * sy], dim=-1)
-    xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, width)
-    xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, height)
-    return xyxy
+    return clip_to(xyxy, width, height) if clip else xyxy
+
+
+def clip_to(boxes_xyxy: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """[N, 4] xyxy clipped to a width x height image (a new tensor)."""
+    out = boxes_xyxy.clone()
+    out[:, 0::2] = out[:, 0::2].clamp(0, width)
+    out[:, 1::2] = out[:, 1::2].clamp(0, height)
+    return out
 
 
 def caption_scores(logits: torch.Tensor, token_map: torch.Tensor) -> torch.Tensor:
@@ -65,17 +70,3 @@ def coco_results(image_id: int, boxes_xyxy: torch.Tensor, scores: torch.Tensor, 
     wh = boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]
     return [{"image_id": int(image_id), "category_id": int(c), "bbox": [x, y, w, h], "score": s}
             for (x, y), (w, h), s, c in zip(xy.tolist(), wh.tolist(), scores.tolist(), category_ids.tolist())]
-
-
-def merge_image(parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], cap: int | None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One image's chunk outputs (boxes, scores, category ids) by score, cut to `cap` (None: keep all)."""
-    boxes = torch.cat([p[0] for p in parts]).reshape(-1, 4)
-    scores = torch.cat([p[1] for p in parts])
-    cats = torch.cat([p[2] for p in parts])
-    order = torch.argsort(scores, descending=True, stable=True)
-    if cap is not None:
-        order = order[:cap]
-    return boxes[order], scores[order], cats[order]
-
-

@@ -2,8 +2,8 @@
 
 transformers computes the loss itself from `labels`: per image, the class index of each box (its phrase
 in the caption, which the model finds between the "." delimiters) and the box as normalised
-(cx, cy, w, h). `collate_inputs` batches samples into the model's keyword inputs; bench.runs.train uses
-it instead of GLIP's collate when a training set has it.
+(cx, cy, w, h). `batch` turns samples into the model's keyword inputs (the train-view protocol of
+bench.runs.train, as bench.data.training.GroundingBatches does for GLIP).
 """
 
 from __future__ import annotations
@@ -38,23 +38,25 @@ class CaptionTrainSet(torch.utils.data.Dataset):
         image_id = self.image_ids[i]
         image = self.dataset.load_image(image_id)
         width, height = image.size
-        pairs = [(b, self.index[c]) for b, c in zip(self.dataset.boxes_xyxy(image_id).tolist(),
+        pairs = [(b, self.index[c]) for b, c in zip(self.dataset.boxes_xywh(image_id).tolist(),
                                                     self.dataset.category_ids(image_id)) if c in self.index]
-        boxes = torch.tensor([b for b, _ in pairs], dtype=torch.float32).reshape(-1, 4)
+        # continuous COCO boxes, no legacy +1 (transformers' and Grounding DINO's own loaders read them so)
+        x, y, w, h = torch.tensor([b for b, _ in pairs], dtype=torch.float32).reshape(-1, 4).unbind(-1)
+        x1, x2 = x, x + w
         if self.rng.random() < self.flip_prob:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
-        scale = torch.tensor([width, height, width, height], dtype=torch.float32)
-        x1, y1, x2, y2 = (boxes / scale).clamp(0, 1).unbind(-1)
-        cxcywh = torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
+            x1, x2 = width - x2, width - x1  # the exact mirror of a continuous box
+        x1, x2 = (x1 / width).clamp(0, 1), (x2 / width).clamp(0, 1)
+        y1, y2 = (y / height).clamp(0, 1), ((y + h) / height).clamp(0, 1)
+        cxcywh = torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)  # [N, 4] normalised
         return image, cxcywh, torch.tensor([c for _, c in pairs], dtype=torch.long)
 
-    def collate_inputs(self, samples: Sequence[tuple[Any, torch.Tensor, torch.Tensor]], device: str
-                       ) -> dict[str, Any]:
+    def batch(self, samples: Sequence[tuple[Any, torch.Tensor, torch.Tensor]], device: str
+              ) -> tuple[tuple[()], dict[str, Any]]:
         """The model's keyword inputs for a batch: pixels (padded, with their mask), the caption per image, labels."""
         pixels = self.image_processor(images=[s[0] for s in samples], return_tensors="pt")
         n = len(samples)
         inputs = {k: pixels[k].to(device) for k in ("pixel_values", "pixel_mask") if k in pixels}
         inputs.update({k: v.expand(n, -1).to(device) for k, v in self.text.items()})
         inputs["labels"] = [{"class_labels": c.to(device), "boxes": b.to(device)} for _, b, c in samples]
-        return inputs
+        return (), inputs

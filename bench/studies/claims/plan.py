@@ -44,10 +44,10 @@ PLANS: dict[str, ClaimsPlan] = {
                               "lang_lr": 1e-3, "eval_every": 0},
     ),
     "quick": ClaimsPlan(
-        demo=replace(_DEMO_QUICK, pretrain_iters=6, shots=(1, 10), regimes={
+        # one epoch of the official per-shot budget (k-shot images x GENERAL_COPY), batches of 4
+        demo=replace(_DEMO_QUICK, pretrain_iters=6, shots=(1, 10), fewshot_epochs=1, regimes={
             "deep": ("prompt-tuning", "full-ft"), "late": ("prompt-tuning", "full-ft")},
-            train_overrides={**_DEMO_QUICK.train_overrides,
-                             "*": {"max_iters": 2, "max_epochs": 2, "eval_every": 0, "batch_size": 2}}),
+            train_overrides={**_DEMO_QUICK.train_overrides, "*": {"eval_every": 0, "batch_size": 4}}),
         pretrain_seeds=(0, 1),
         supervised_seeds=(3,),
         supervised_overrides={"fusion": "late", "max_iters": 2, "max_epochs": 2, "batch_size": 2, "lr": 1e-3,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import numpy as np
 import pytest
@@ -11,44 +12,71 @@ from PIL import Image
 
 from bench.data.training import (
     GroundingTrainSet,
+    TrainInput,
     TrainSample,
     collate,
-    flip_boxes_xyxy,
     load_grounding_entries,
     make_sample,
 )
 from bench.util.errors import UserError
-from glip.structures import ImageBatch, TrainTarget
+from glip.config import get_preset
+from glip.structures import TrainTarget
+from glip.transforms import hflip_boxes
 
 
-def fake_preprocess(scale: float):
-    """Resize by `scale` (nearest) and return the image as is: enough to check the box geometry."""
-    def run(images):
-        img = images[0]
-        w, h = img.size
-        nw, nh = round(w * scale), round(h * scale)
-        arr = np.asarray(img.resize((nw, nh), Image.NEAREST), dtype=np.float32).transpose(2, 0, 1)
-        return ImageBatch(torch.from_numpy(arr)[None], [(nh, nw)], [(h, w)])
-    return run
+def recipe(min_sizes, max_size=1333, flip_prob=1.0) -> TrainInput:
+    """Pixels as they are (mean 0, std 1): enough to check where the box's pixels went."""
+    return TrainInput(tuple(min_sizes), max_size, flip_prob, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
 def test_flip_legacy_convention():
     # a box covering pixel columns 0..9 in a 100-wide image covers 90..99 after the flip (BoxList.transpose)
-    assert flip_boxes_xyxy(torch.tensor([[0.0, 5, 9, 20]]), 100).tolist() == [[90.0, 5, 99, 20]]
+    assert hflip_boxes(torch.tensor([[0.0, 5, 9, 20]]), 100).tolist() == [[90.0, 5, 99, 20]]
 
 
-def test_sample_geometry_flip_resize_and_pixels():
+def test_sample_geometry_resize_then_flip_and_pixels():
     arr = np.zeros((40, 60, 3), dtype=np.uint8)
     arr[10:20, 5:15] = 255  # the box's pixels: x 5..14, y 10..19
     boxes = torch.tensor([[5.0, 10, 14, 19], [0, 0, 0, 0]])  # the second box is empty after clipping rules
     pmap = torch.eye(2, 256)
-    s = make_sample(Image.fromarray(arr), boxes, pmap, "cap", fake_preprocess(2.0), flip=True)
-    assert s.image_size == (80, 120) and s.original_size == (40, 60)
-    # flipped: x 45..54, then scaled by 2 (BoxList.resize multiplies every coordinate by new/old)
-    assert s.target.boxes_xyxy.tolist() == [[90.0, 20, 108, 38]]
+    s = make_sample(Image.fromarray(arr), boxes, pmap, "cap", recipe([80]), random.Random(0))
+    assert s.image_size == (80, 120) and s.original_size == (40, 60) and s.caption == "cap"
+    # official order: resize (shorter side 40 -> 80: every coordinate x2, BoxList.resize) -> [10, 20, 28, 38],
+    # then the flip in the 120-wide resized image (x -> 120 - 1 - x, BoxList.transpose): [91, 20, 109, 38]
+    assert s.target.boxes_xyxy.tolist() == [[91.0, 20, 109, 38]]
     assert torch.equal(s.target.positive_map, pmap[:1])
     img = s.image[0]
-    assert img[20:40, 90:110].min() == 255 and img.sum() == 255 * 20 * 20  # pixels moved with the box
+    assert img[22:36, 92:108].min() == 255 and img[22:36, 12:26].max() == 0  # the pixels moved with the box
+
+
+def test_longer_side_capped():
+    # 300 x 100 at shorter side 800 would be 2400 long > 1333: shorter side round(1333 * 100 / 300) = 444
+    s = make_sample(Image.new("RGB", (300, 100)), torch.tensor([[0.0, 0, 299, 99]]), torch.eye(1, 256), "c",
+                    recipe([800], flip_prob=0.0), random.Random(0))
+    assert s.image_size == (444, 1332)
+    assert s.target.boxes_xyxy.tolist() == [[0.0, 0.0, pytest.approx(299 * 1332 / 300), pytest.approx(99 * 4.44)]]
+
+
+def test_training_sizes_drawn_from_the_official_list():
+    official = (480, 560, 640, 720, 800)  # AUGMENT.MULT_MIN_SIZE_TRAIN, MAX_SIZE_TRAIN 1333
+    pipeline = TrainInput.of(get_preset("glip-t"))
+    assert pipeline.min_sizes == official and pipeline.max_size == 1333 and pipeline.flip_prob == 0.5
+    rng = random.Random(3)
+    seen = [make_sample(Image.new("RGB", (40, 30)), torch.tensor([[1.0, 1, 9, 9]]), torch.eye(1, 256), "c",
+                        pipeline, rng).image_size for _ in range(40)]
+    assert {min(hw) for hw in seen} == set(official)  # every size of the list drawn, and no other
+    assert all(max(hw) <= 1333 for hw in seen)
+
+
+def test_single_scale_preset_keeps_its_scale():
+    """glip-synth trains at its test scale (128): its samples are the inference pixels, unflipped or flipped."""
+    from bench.synthetic.preset import glip_synth
+
+    cfg = glip_synth()
+    assert tuple(cfg.train_min_sizes) == (cfg.min_size,) == (128,)
+    s = make_sample(Image.new("RGB", (128, 128)), torch.tensor([[1.0, 1, 9, 9]]), torch.eye(1, 256), "c",
+                    TrainInput.of(cfg), random.Random(0))
+    assert s.image_size == (128, 128)
 
 
 def test_collate_pads_to_multiple():
@@ -97,7 +125,7 @@ def test_grounding_samples_and_pretrain(tmp_path):
     torch.manual_seed(0)
     model = GLIP(get_preset("glip-tiny"))
     path = write_mdetr(tmp_path)
-    ds = GroundingTrainSet(load_grounding_entries(path, tmp_path), model.tokenizer, model.preprocess, flip_prob=0.0)
+    ds = GroundingTrainSet(load_grounding_entries(path, tmp_path), model.tokenizer, TrainInput.of(model.config, 0.0))
     s = ds[0]
     ids = model.tokenizer(s.caption)
     tokens = sorted({ids.char_to_token(c) for c in range(2, 12)} - {None})

@@ -23,9 +23,10 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from bench.data.training import TrainSample
+from bench.data.training import SampleList, TrainSample
 from bench.dist import ddp
-from bench.runs.regimes import TRAIN_DEFAULTS, get_regime
+from bench.runs.hparams import TrainHParams, coerce
+from bench.runs.regimes import get_regime
 from bench.runs.train import train
 from bench.util.errors import UserError
 from glip.config import get_preset
@@ -39,7 +40,7 @@ SCRIPT = {0: [1.0, 2.0, 0.5, 0.5], 1: [0.0, 0.0, 0.0, 9.0]}
 N_SAMPLES = 4  # 2 global batches of 2 per epoch
 
 
-def hparams(regime: str, sgd: bool) -> dict:
+def hparams(regime: str, sgd: bool) -> TrainHParams:
     """2 epochs x 2 global batches = 4 steps, one evaluation per epoch.
 
     sgd: plain SGD without clipping, so the weights are linear in the gradients: AdamW's update and the
@@ -49,7 +50,7 @@ def hparams(regime: str, sgd: bool) -> dict:
           "batch_size": 2, "max_epochs": 2, "eval_every": 1, "lr": 1e-2, "amp": False}
     if sgd:
         hp.update(optimizer="SGD", clip_grad=None, weight_decay=0.0, bias_weight_decay=0.0)
-    return hp
+    return coerce(TrainHParams, hp)
 
 
 def build(seed: int = 0) -> GLIP:
@@ -243,12 +244,12 @@ class Unused(nn.Module):
 
 def _toy_samples(n=2):
     t = TrainTarget(boxes_xyxy=torch.zeros(1, 4), positive_map=torch.zeros(1, 256))
-    return [TrainSample(torch.zeros(3, 8, 8), (8, 8), (8, 8), "a", t) for _ in range(n)]
+    return SampleList([TrainSample(torch.zeros(3, 8, 8), (8, 8), (8, 8), "a", t) for _ in range(n)])
 
 
 def test_unused_trainable_parameter_is_named(group_of_one):
-    hp = {**TRAIN_DEFAULTS, "copy_factor": 1, "step_patience": 1, "stop_patience": None, "batch_size": 1,
-          "max_iters": 1, "eval_every": 0}
+    hp = coerce(TrainHParams, {"copy_factor": 1, "step_patience": 1, "stop_patience": None, "batch_size": 1,
+                               "max_iters": 1, "eval_every": 0})
     with pytest.raises(ValueError, match=r"got no gradient.*'idle'.*find_unused_parameters=True"):
         train(Unused(), _toy_samples(), trainable=["used", "idle"], hp=hp)
     model = Unused()

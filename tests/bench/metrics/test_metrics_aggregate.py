@@ -49,7 +49,8 @@ def test_matches_statistics_on_thirteen_tasks():
 
 
 def test_dispatch_names_and_data_set_objects():
-    assert set(METRICS) == {"coco_bbox", "lvis_fixed_ap", "lvis_bbox", "flickr_recall"}
+    assert set(METRICS) == {"coco_bbox", "lvis_fixed_ap", "lvis_bbox", "flickr_recall", "ov_coco_bbox", "ov_lvis_fixed_ap",
+                            "rec_accuracy", "grec_accuracy"}
     assert all(b[0] == DEFAULT_BACKEND == "hotcoco" for b in BACKENDS.values())  # the default exists for every metric
     with pytest.raises(UserError, match="Did you mean 'flickr_recall'"):
         evaluate("flickr_recal", [], [])

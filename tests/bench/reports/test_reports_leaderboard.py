@@ -123,7 +123,7 @@ def test_invalid_record_is_an_error_naming_the_file(tmp_path):
     bad.write_text(good.read_text())  # the same run twice
     with pytest.raises(UserError, match="has two records"):
         load_record_frame(tmp_path)
-    with pytest.raises(UserError, match="results folder not found"):
+    with pytest.raises(UserError, match="nope not found"):
         load_record_frame(tmp_path / "nope")
 
 

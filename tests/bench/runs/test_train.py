@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench.data.training import TrainSample
-from bench.runs.regimes import TRAIN_DEFAULTS
+from bench.data.training import SampleList, TrainSample
+from bench.runs.hparams import TrainHParams, coerce
 from bench.runs.train import build_optimizer, load_adapter, save_adapter, train
 from glip.structures import TrainTarget
 
@@ -35,11 +35,11 @@ class Toy(nn.Module):
 
 def samples(n=3):
     t = TrainTarget(boxes_xyxy=torch.zeros(1, 4), positive_map=torch.zeros(1, 256))
-    return [TrainSample(torch.zeros(3, 8, 8), (8, 8), (8, 8), "a", t) for _ in range(n)]
+    return SampleList([TrainSample(torch.zeros(3, 8, 8), (8, 8), (8, 8), "a", t) for _ in range(n)])
 
 
 def hp(**kw):
-    return {**TRAIN_DEFAULTS, "copy_factor": 1, "step_patience": 3, "stop_patience": 8, **kw}
+    return coerce(TrainHParams, {"copy_factor": 1, "step_patience": 3, "stop_patience": 8, **kw})
 
 
 def test_official_param_groups():
@@ -119,6 +119,21 @@ def test_budget_and_copy_factor():
     res = train(Toy(), samples(3), trainable=["head.w"], device="cpu", evaluate=lambda m: 0.0,
                 hp=hp(batch_size=3, max_epochs=2, eval_every=1))
     assert [h["epoch"] for h in res.history] == [1, 2] and res.iters == 2
+
+
+def test_a_run_shows_its_training_steps_with_loss_and_eta(monkeypatch, capsys):
+    """A fine-tuning run draws a bar over its optimiser steps (count, rate, ETA, running loss), so a long run
+    is never silent; GLIP_BENCH_NO_PROGRESS turns it off."""
+    monkeypatch.delenv("GLIP_BENCH_NO_PROGRESS", raising=False)
+    train(Toy(), samples(3), trainable=["head.w"], device="cpu", hp=hp(batch_size=1, max_epochs=2, eval_every=0),
+          progress=("train toy full-ft 1-shot seed 3", None))
+    err = capsys.readouterr().err
+    assert "train toy full-ft 1-shot seed 3" in err and "6/6" in err and "step" in err and "loss=" in err
+    assert "<" in err  # tqdm's elapsed<remaining: the ETA
+    monkeypatch.setenv("GLIP_BENCH_NO_PROGRESS", "1")
+    train(Toy(), samples(3), trainable=["head.w"], device="cpu", hp=hp(batch_size=1, max_epochs=1, eval_every=0),
+          progress=("silent", None))
+    assert "silent" not in capsys.readouterr().err
 
 
 def test_nonfinite_loss_is_skipped():

@@ -120,8 +120,7 @@ def test_threshold_and_format(world, tmp_path):
 
 
 def test_round_trip_through_the_training_loader(world, tmp_path):
-    from bench.data.training import GroundingTrainSet
-    from glip.transforms import resize_and_pad
+    from bench.data.training import GroundingTrainSet, TrainInput
 
     img_dir, jsonl, records = world
     out = tmp_path / "pseudo.json"
@@ -142,8 +141,7 @@ def test_round_trip_through_the_training_loader(world, tmp_path):
         assert e.image_path == img_dir / records[caption_id - 1]["file_name"]
         assert all(e.caption[s:t] for sp in e.spans for s, t in sp) and len(anns) == len(e.spans)
     ds = GroundingTrainSet(entries, teacher.tokenizer,
-                           lambda ims: resize_and_pad(ims, 64, 96, (102.98, 115.95, 122.77), (1.0, 1.0, 1.0), 32),
-                           flip_prob=0.0)
+                           TrainInput((64,), 96, 0.0, (102.98, 115.95, 122.77), (1.0, 1.0, 1.0)))
     sample = ds[0]
     assert sample.target.positive_map.shape[0] == sample.target.boxes_xyxy.shape[0] > 0
     assert bool((sample.target.positive_map.sum(1) > 0).all())

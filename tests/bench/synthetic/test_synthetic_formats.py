@@ -17,7 +17,7 @@ from bench.tasks.fewshot import SHOTS as FEWSHOT_SHOTS
 from bench.tasks.fewshot import fewshot_subset
 
 DETECTION = ["synth-shapes", "synth-colours", "synth-compositions", "synth-novel", "synth-crowded"]
-SYNTH_TASKS = DETECTION + ["synth-grounding", "synth-lvis"]
+SYNTH_TASKS = DETECTION + ["synth-grounding", "synth-lvis", "synth-refexp"]
 
 
 @pytest.fixture(scope="module")
