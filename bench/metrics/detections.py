@@ -34,8 +34,6 @@ def detection_array(predictions: Any, gt: Mapping[str, Any]) -> np.ndarray:
         raise UserError(f"a predictions array must be (N, {len(COLUMNS)}) {list(COLUMNS)}, got shape {arr.shape}")
     if arr is predictions:  # the caller's array is not changed
         arr = np.array(arr, dtype=np.float64)
-    for col in (IMAGE, CATEGORY):
-        np.trunc(arr[:, col], out=arr[:, col])  # int(), as the entry-by-entry path
     bad = _bad_rows(arr, gt)
     if bad.size:
         i = int(bad[0])
@@ -79,6 +77,8 @@ def _bad_rows(arr: np.ndarray, gt: Mapping[str, Any]) -> np.ndarray:
     bad = ~np.isfinite(values).all(axis=1)
     bad |= (arr[:, 3] < 0) | (arr[:, 4] < 0)
     bad |= np.abs(arr[:, [IMAGE, CATEGORY]]).max(axis=1, initial=0) >= _EXACT
+    for col in (IMAGE, CATEGORY):  # ids are integers (1.0 is, 1.5 is not: no silent truncation)
+        bad |= arr[:, col] != np.floor(arr[:, col])
     bad |= ~_member(arr[:, IMAGE], image_ids)
     bad |= ~_member(arr[:, CATEGORY], cat_ids)
     return np.flatnonzero(bad)
