@@ -1,4 +1,5 @@
-"""Metrics: COCO box AP, LVIS AP and Fixed AP, Flickr30K recall@k, and group aggregates.
+"""Metrics: COCO box AP, LVIS AP and Fixed AP, Flickr30K recall@k, and group aggregates; open-vocabulary
+novel/base AP (open_vocab.py) and referring-expression accuracy (refexp.py).
 
 Every metric is computed by the official library (pycocotools, lvis-api) or by a re-implementation that
 the tests check against the official one on generated fixtures: hotcoco (Rust, the default: 30-50x the

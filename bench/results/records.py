@@ -260,10 +260,13 @@ def validate_record(record: Any) -> None:
     for name, (ok, want) in _TASK_TYPES.items():
         if name in record["task"] and not ok(record["task"][name]):
             raise ValueError(f"record task.{name} must be {want}, got {record['task'][name]!r}")
+    # another detector's scored predictions (kind "external", bench.runs.external) leave a cost they did not
+    # declare blank (null); the runner's own records always measure theirs
+    undeclared_ok = record.get("kind") == "external"
     for name, value in record["cost"].items():
         text = name in ("device", "peak_memory_kind")
         ok = isinstance(value, str) if text else isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok and not (value is None and name not in _required(Cost)):
+        if not ok and not (value is None and (undeclared_ok or name not in _required(Cost))):
             raise ValueError(f"record cost.{name} must be {'a string' if text else 'a number'}, got {value!r}")
     metrics = record["metrics"]
     if not isinstance(metrics.get("primary"), str) or not isinstance(metrics.get("values"), dict):

@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.results import store
 from bench.results.records import Cost, Metrics, RunSpec
+from bench.tasks.task import GROUNDING_FORMATS
 from bench.util.errors import UserError, unknown_name
 
 REQUIRED_COST = tuple(f.name for f in dataclasses.fields(Cost))  # every cost field of a record
@@ -149,7 +150,7 @@ def per_image_cap(task: Any) -> int | None:
     and Fixed AP, whose cap is per class over the split; bench.runs.predict.merges_capped)."""
     from bench.runs.predict import merges_capped
 
-    if task.format == "mdetr_flickr" or not merges_capped(task):
+    if task.format in GROUNDING_FORMATS or not merges_capped(task):
         return None
     return int(task.detections_per_image)
 
@@ -179,7 +180,7 @@ def checked_predictions(task: Any, dataset: Any, selection: Selection, source: s
     the metric itself."""
     from bench.metrics.coco import clean_detections
 
-    if task.format == "mdetr_flickr":
+    if task.format in GROUNDING_FORMATS:
         return list(selection.predictions)
     try:
         return clean_detections(selection.predictions, dataset.coco)
@@ -190,7 +191,7 @@ def checked_predictions(task: Any, dataset: Any, selection: Selection, source: s
 
 def _what_fits(task: Any, split: str, ann: str | Path) -> str:
     """The second line of a bad-entry error: what the file's entries must match."""
-    if task.format == "mdetr_flickr":
+    if task.format in GROUNDING_FORMATS:
         return f"each entry needs an image_id of task {task.name}'s split {split} and its phrases' boxes ({ann})"
     return f"each entry needs an image_id and a category_id of task {task.name}'s split {split} ({ann})"
 

@@ -5,8 +5,6 @@ and the hf families that can ground a phrase (others refused with the reason).""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +15,6 @@ from bench.testing.formats import write_image, write_json
 from bench.testing.protocols import leaderboard_cell
 from bench.util.errors import UserError
 
-TASKS = Path(__file__).resolve().parents[3] / "tasks"
 W, H = 64, 48
 
 
@@ -36,11 +33,9 @@ def refexp_json(expressions: list[tuple[str, str, list[list[float]] | None]], da
 
 
 @pytest.fixture
-def reg(tmp_path, monkeypatch):
-    d = tmp_path / "tasks"
-    shutil.copytree(TASKS / "refexp", d / "refexp")
-    monkeypatch.setenv("GLIP_BENCH_TASKS", str(d))
-    return load_registry(d, reload=True)
+def reg():
+    """The shipped tasks (the runs below look their task up by name there)."""
+    return load_registry(reload=True)
 
 
 def _write(task, data_root, data) -> None:
@@ -238,3 +233,27 @@ def test_protocol_reference_rows_land_in_the_headline_columns():
     row = raw[(raw.model == "GDINO-T") & (raw.task == "refcoco+") & (raw.split == "testB") & (raw.regime == "zero-shot")]
     cell = cells[(cells.model == "GDINO-T") & (cells.column == "refcocoplus-testb") & (cells.regime == "zero-shot")]
     assert float(row["value"].iloc[0]) == cell["value"].iloc[0]
+
+
+def test_an_external_rec_predictions_file_scores_as_the_brute_force(reg, tmp_path):
+    """`glip-bench score --task refcoco-val --predictions FILE`: grounding entries, one per expression."""
+    from bench.cli import main
+    from bench.results import store
+    from bench.runs import external
+
+    task = reg.get("refcoco-val")
+    _write(task, tmp_path / "data", refexp_json(EXPRESSIONS))
+    entries = task.load("val", tmp_path / "data").entities
+    preds = []
+    for e in entries:  # the referred box first for even ids, a shifted one first for odd ids
+        x1, y1, x2, y2 = e["phrases"][0]["boxes"][0]
+        shifted = [x2, y2, x2 + (x2 - x1), y2 + (y2 - y1)]
+        boxes = [[x1, y1, x2, y2], shifted] if e["image_id"] % 2 == 0 else [shifted, [x1, y1, x2, y2]]
+        preds.append({"image_id": e["image_id"], "boxes": [boxes], "scores": [[0.9, 0.8]]})
+    write_json(tmp_path / "preds.json", preds)
+    assert main(["score", "--task", "refcoco-val", "--predictions", str(tmp_path / "preds.json"),
+                 "--data-root", str(tmp_path / "data"), "--results", str(tmp_path / "out")]) == 0
+    (folder,) = (tmp_path / "out" / external.FOLDER).iterdir()
+    values = store.load_record(folder / store.RECORD)["metrics"]["values"]
+    assert values["Acc@0.5"] == pytest.approx(brute_rec(entries, preds, 1)) == pytest.approx(50.0)
+    assert values["P@5"] == pytest.approx(brute_rec(entries, preds, 5)) == pytest.approx(100.0)
