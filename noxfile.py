@@ -179,6 +179,10 @@ def bench(session: nox.Session) -> None:
     )
     session.run(str(bin_dir / "python"), "-m", "bench.reports.benchmarks", "results/benchmarks/latest.json",
                 external=True)
+    # scoring at COCO-val and LVIS size against the reference libraries, one process per backend (peak memory);
+    # GLIP_BENCH_SMOKE=1 runs every benchmark once at tiny sizes instead (tests/benchmarks/test_bench_smoke.py)
+    session.run(str(bin_dir / "python"), "benchmarks/scoring_scale.py", "--json",
+                "results/benchmarks/scoring-scale.json", external=True)
 
 
 @nox.session(venv_backend="none")

@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/scoring_scale.py                       # COCO 5k images, LVIS Fixed AP 2k images
     PYTHONPATH=. python benchmarks/scoring_scale.py --lvis-images 20000 --backends hotcoco   # LVIS val size only
-    PYTHONPATH=. python benchmarks/scoring_scale.py --coco-images 30 --lvis-images 20 --lvis-classes 50  # smoke
+    GLIP_BENCH_SMOKE=1 PYTHONPATH=. python benchmarks/scoring_scale.py    # tiny sizes (the test suite's smoke run)
 
 The fixtures are written once (ground truth JSON, detections as an (N, 7) .npy); every backend then scores
 them in its own process, through bench.metrics.evaluate (validation and conversion included, as a run
@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.testing.bench_smoke import sized  # noqa: E402  (GLIP_BENCH_SMOKE=1: tiny default sizes)
 
 REFERENCE = {"coco_bbox": "pycocotools", "lvis_fixed_ap": "lvis", "lvis_bbox": "lvis"}
 
@@ -122,11 +124,11 @@ def _line(row: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--child", nargs=3, metavar=("METRIC", "FOLDER", "BACKEND"), help=argparse.SUPPRESS)
-    p.add_argument("--coco-images", type=int, default=5000, help="0: skip the COCO fixture")
+    p.add_argument("--coco-images", type=int, default=sized(5000, 40), help="0: skip the COCO fixture")
     p.add_argument("--coco-classes", type=int, default=80)
-    p.add_argument("--lvis-images", type=int, default=2000, help="0: skip the LVIS fixture")
-    p.add_argument("--lvis-classes", type=int, default=1203)
-    p.add_argument("--per-image", type=int, default=300, help="LVIS detections per image per chunk")
+    p.add_argument("--lvis-images", type=int, default=sized(2000, 20), help="0: skip the LVIS fixture")
+    p.add_argument("--lvis-classes", type=int, default=sized(1203, 50))
+    p.add_argument("--per-image", type=int, default=sized(300, 30), help="LVIS detections per image per chunk")
     p.add_argument("--chunks", type=int, default=2, help="LVIS prompt chunks per image")
     p.add_argument("--backends", default="reference,faster,hotcoco",
                    help="comma-separated; 'reference' = pycocotools / lvis-api")

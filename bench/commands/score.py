@@ -108,6 +108,11 @@ def rescore_main(args: argparse.Namespace) -> int:
             if extras:
                 record = add_extra_metrics(folder, extras, args.data_root, args.metric_backend)
                 print_extras(folder.name, record["metrics"]["extra"], extras)
+                if "tide" in extras:  # the run's TIDE chart beside its record
+                    from bench.reports.tide_chart import write_tide_chart
+
+                    chart = write_tide_chart(record["metrics"]["extra"]["tide"], folder / "tide.png", folder.name)
+                    print(f"{folder.name}: TIDE chart -> {chart}")
                 continue
             record = rescore_run(folder, args.data_root, args.metric_backend)
         except UserError as err:  # this run's record stays as it was; the others are still rescored

@@ -223,5 +223,6 @@ def _largest_pair(arr: np.ndarray) -> int:
     """The most detections any (image, category) pair has (at least 1)."""
     if not len(arr):
         return 1
-    _, counts = np.unique(arr[:, [detections.IMAGE, detections.CATEGORY]], axis=0, return_counts=True)
-    return int(counts.max())
+    cats = arr[:, detections.CATEGORY].astype(np.int64)
+    key = arr[:, detections.IMAGE].astype(np.int64) * (int(cats.max()) + 1) + (cats - int(cats.min()))  # one int per pair
+    return int(np.unique(key, return_counts=True)[1].max())

@@ -17,8 +17,8 @@ from collections.abc import Iterable
 import pandas as pd
 
 from bench.reports.leaderboard import (
+    ALL_DETAILS,
     COST_COLUMNS,
-    DETAIL_COLUMNS,
     MISSING,
     REPORTED,
     header_key,
@@ -138,7 +138,7 @@ def _details(row: pd.Series, folded: dict[str, str] | None = None) -> str:
     """The row's detail columns, then every value folded out of the table (per-task values of a group
     shown as domain means), each with its domain so a reader can find it."""
     items = "".join(f"<dt>{html.escape(c)}</dt><dd>{html.escape(str(row[c]))}</dd>"
-                    for c in DETAIL_COLUMNS if c in row.index and str(row[c]) != MISSING)
+                    for c in ALL_DETAILS if c in row.index and str(row[c]) not in (MISSING, ""))
     items += "".join(f'<dt data-domain="{html.escape(d)}">{html.escape(c)}{f" [{html.escape(d)}]" if d else ""}</dt>'
                      f"<dd>{html.escape(str(row[c]))}</dd>"
                      for c, d in sorted((folded or {}).items(), key=lambda kv: (kv[1], kv[0]))
@@ -162,7 +162,7 @@ def _options(values: Iterable[str], order=None) -> str:
 def leaderboard_page(table: pd.DataFrame, header: str, legend: Iterable[str]) -> str:
     """The page for a leaderboard table (bench.reports.leaderboard.leaderboard_table)."""
     folded, domains = table.attrs.get("folded", {}), table.attrs.get("domains", {})
-    shown = [c for c in table.columns if c not in DETAIL_COLUMNS and c not in folded]
+    shown = [c for c in table.columns if c not in ALL_DETAILS and c not in folded]
     numeric = [c for c in shown if is_score_column(c) or c in COST_COLUMNS]
     values = {c: [sort_value(str(t)) for t in table[c]] for c in numeric}
     # an incomplete group number (starred) is not the group's, so it cannot be the column's best

@@ -36,6 +36,9 @@ HEAD_COLUMNS = ["kind", "model", "variant", "regime", "shots"]
 COST_COLUMNS = ["trainable params", "train time / run"]
 DETAIL_COLUMNS = ["checkpoint", "hparams", "pretrain data", "params", "stored params / task", "images/s", "device",
                   "source"]
+# records' extra metrics (bench.metrics.extras), a detail column only when some record has them
+EXTRA_COLUMN = "extra metrics"
+ALL_DETAILS = [*DETAIL_COLUMNS, EXTRA_COLUMN]
 # a family of task columns this wide gets abbreviated headers with a key
 WIDE_FAMILY = 6
 VALUE_COLUMNS = [*ROW_KEYS, "column", "kind", "group", "metric", "mean", "std", "n_seeds", "expected_seeds",
@@ -204,6 +207,23 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
+def _extra_text(runs: pd.DataFrame) -> str:
+    """The row's extra metrics (records' metrics.extra), each its primary value's mean over the row's runs and
+    tasks: 'nms-ap AP 31.2 (2 runs); f1 F1_50 40.1 (2 runs)'; '' when none has any."""
+    if "extra" not in runs:
+        return ""
+    by_name: dict[str, list[float]] = {}
+    for extra in runs["extra"]:
+        for name, value in (extra or {}).items():
+            by_name.setdefault(name, []).append(value)
+    parts = []
+    for name, values in by_name.items():
+        finite = [v for v in values if not math.isnan(v)]
+        mean = f"{sum(finite) / len(finite):.1f}" if finite else "nan"
+        parts.append(f"{name} {mean} ({len(values)} run{'s' if len(values) > 1 else ''})")
+    return "; ".join(parts)
+
+
 def _seeds_text(rows: pd.DataFrame, n_expected: int) -> str:
     counts = rows.groupby("task")["seed"].nunique()
     lo, hi = int(counts.min()), int(counts.max())
@@ -266,6 +286,7 @@ def leaderboard_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, s
             row["images/s"] = MISSING if math.isnan(ips) else f"{ips:.1f}"
             row["device"] = ", ".join(sorted(set(runs["device"]) - {""})) or MISSING
             row["source"] = f"{len(runs)} record(s)"
+            row[EXTRA_COLUMN] = _extra_text(runs)
             rows.append(row)
     rkeys = ["model", "pretrain_data", "regime", "shots", "source"]
     for key, cells in ref.groupby(rkeys, sort=False):
@@ -282,7 +303,8 @@ def leaderboard_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, s
                 texts.append(t + (f" ({c['split']})" if c["split"] else ""))
             row[column] = " / ".join(texts)
         rows.append(row)
-    table = pd.DataFrame(rows, columns=[*HEAD_COLUMNS, *columns, "seeds", *COST_COLUMNS, *DETAIL_COLUMNS])
+    details = [*DETAIL_COLUMNS, *([EXTRA_COLUMN] if any(r.get(EXTRA_COLUMN) for r in rows) else [])]
+    table = pd.DataFrame(rows, columns=[*HEAD_COLUMNS, *columns, "seeds", *COST_COLUMNS, *details])
     table = table.astype(object).fillna(MISSING).astype(str)
     group_cells = values[values["kind"] != "task"] if not values.empty else values
     # which task columns each group column averages (their union over rows; a row may lack some: '(n/N)')
@@ -335,14 +357,14 @@ def legend(table: pd.DataFrame) -> list[str]:
 
 def is_score_column(column: str) -> bool:
     """Task and group columns: the numbers a row is ranked by."""
-    return column.endswith((")", " mean", " median")) and column not in HEAD_COLUMNS + COST_COLUMNS + DETAIL_COLUMNS
+    return column.endswith((")", " mean", " median")) and column not in HEAD_COLUMNS + COST_COLUMNS + ALL_DETAILS
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The table a person reads: without the detail columns (hyper-parameters, checkpoint, device...) and
     the columns folded into domain means (domain_layout)."""
     folded = table.attrs.get("folded", {})
-    return table[[c for c in table.columns if c not in DETAIL_COLUMNS and c not in folded]]
+    return table[[c for c in table.columns if c not in ALL_DETAILS and c not in folded]]
 
 
 def short_headers(columns: Iterable[str]) -> dict[str, str]:

@@ -34,7 +34,7 @@ COLUMNS = (
     "file", "spec_hash", "record_kind", "model", "checkpoint", "task", "task_version", "ann_sha256", "groups",
     "regime", "shots",
     "shots_label", "seed", "prompt_set", "split", "overrides", "variant", "metric", "primary", "value",
-    *COST_FIELDS, "device",
+    *COST_FIELDS, "device", "extra",
 )
 
 
@@ -137,10 +137,16 @@ def records_to_frame(records: Iterable[dict[str, Any]], sources: Iterable[str] |
             "value": value,
             **{k: _number(cost[k]) for k in COST_FIELDS},
             "device": "" if cost["device"] is None else str(cost["device"]),  # null: not known
+            "extra": extra_values(metrics.get("extra", {})),
         })
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     df["shots"] = df["shots"].astype(object)
     return df
+
+
+def extra_values(extra: dict[str, Any]) -> dict[str, float]:
+    """'<extra metric> <its primary>' -> value, of a record's extra metrics (bench.metrics.extras)."""
+    return {f"{name} {m['primary']}": _number(m["values"].get(m["primary"])) for name, m in extra.items()}
 
 
 def _number(x: Any) -> float:

@@ -120,6 +120,7 @@ def test_score_adds_extra_metrics_without_inference(one_run, capsys, monkeypatch
     assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root), "--metric", "nms-ap,f1,tide"]) == 0
     out = capsys.readouterr().out
     assert "added nms-ap, f1, tide to 1 runs" in out and f"{folder.name}: nms-ap: AP" in out
+    assert (folder / "tide.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the run's TIDE chart
     rec = store.load_record(folder / "record.json")
     assert json.dumps(rec["metrics"]["values"]) == json.dumps(record["metrics"]["values"])  # left alone (NaN-safe)
     extra = rec["metrics"]["extra"]

@@ -7,6 +7,7 @@ no timing, their own correctness checks still on.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -28,3 +29,16 @@ def test_benchmarks_run_in_smoke_mode(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     # every benchmark module was collected and something ran (skips: the CUDA and full-size ones)
     assert " passed" in proc.stdout, proc.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_scoring_scale_runs_in_smoke_mode(tmp_path):
+    env = {**os.environ, "GLIP_BENCH_SMOKE": "1", "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "scale.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scoring_scale.py"), "--json", str(out)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert {(r["metric"], r["asked"]) for r in rows} == {
+        (m, b) for m, ref in (("coco_bbox", "pycocotools"), ("lvis_fixed_ap", "lvis")) for b in (ref, "faster", "hotcoco")}
+    assert all(r["identical"] for r in rows if r["asked"] == "hotcoco")  # the default equals the references

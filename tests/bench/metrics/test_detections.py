@@ -22,9 +22,11 @@ def test_array_equals_the_entry_by_entry_path():
     assert arr.shape == (len(dets), 7) and arr.dtype == np.float64
     assert np.array_equal(arr, _as_rows(clean_detections(dets, gt)))
     assert detections.as_dicts(arr) == clean_detections(dets, gt)
-    # ids written as strings or floats: the entry-by-entry path parses them, as before
-    odd = [{**d, "image_id": str(d["image_id"])} for d in dets[:5]] + [{**d, "category_id": 1.0} for d in dets[5:9]]
-    assert np.array_equal(detections.detection_array(odd, gt), _as_rows(clean_detections(odd, gt)))
+    # integral float ids are ids; a string id goes to the entry-by-entry path, which names it
+    floats = [{**d, "category_id": 1.0} for d in dets[:9]]
+    assert np.array_equal(detections.detection_array(floats, gt), _as_rows(clean_detections(floats, gt)))
+    with pytest.raises(UserError, match=r"prediction #0 has image_id '\d+', not an integer"):
+        detections.detection_array([{**d, "image_id": str(d["image_id"])} for d in dets[:5]], gt)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -33,6 +35,7 @@ def test_array_equals_the_entry_by_entry_path():
     ({"image_id": 10**6}, "image_id 1000000"),
     ({"category_id": 99}, "category_id 99"),
     ({"score": True}, "score of type bool"),
+    ({"image_id": 1.5}, "image_id 1.5, not an integer"),
     ({"bbox": [0, 0, 1]}, "is not {'image_id'"),
 ])
 def test_first_bad_entry_is_named_as_before(change, message):
