@@ -73,6 +73,20 @@ def _torch_choice() -> tuple[str, list[str]]:
     return choice, torch_install_args(choice, os.environ.get("GLIP_BENCH_TORCH_INDEX"))
 
 
+def _install_torch(session: nox.Session, choice: str, command: list[str]) -> None:
+    """pip install torch as GLIP_BENCH_TORCH says; a failure names the variable and its choices."""
+    try:
+        session.run(*command, external=True)
+    except nox.command.CommandFailed:
+        session.error(
+            f"installing torch {TORCH_VERSION} failed (GLIP_BENCH_TORCH={choice!r}; pip's message is above). Choose "
+            "another build with GLIP_BENCH_TORCH: 'cpu' (the CPU build from GLIP_BENCH_TORCH_INDEX, default the "
+            "PyTorch CPU index; set it empty to use only pip's own configuration), 'pypi' (PyPI's build: CUDA on "
+            "Linux), 'none' (bring your own torch: the venv sees this interpreter's packages), or pip arguments such "
+            f"as 'torch=={TORCH_VERSION} --index-url https://download.pytorch.org/whl/cu126'. The committed numbers "
+            f"are made on Python 3.11 (locks/): other Pythons may have no torch {TORCH_VERSION} build on your index.")
+
+
 def _stamp(lock: Path | None, torch_args: list[str], choice: str) -> str:
     h = hashlib.sha256()
     for p in (lock, Path("pyproject.toml"), Path("constraints.txt")):
@@ -103,12 +117,12 @@ def shared_env(session: nox.Session, need_lock: bool) -> Path:
         if lock is not None:
             session.run(*pip, "-r", str(lock), *CONSTRAINTS, external=True)
             if torch_args:
-                session.run(*pip, *CONSTRAINTS, "-c", str(lock), *torch_args, external=True)
+                _install_torch(session, choice, [*pip, *CONSTRAINTS, "-c", str(lock), *torch_args])
             session.run(*pip, "--no-deps", "-e", ".", external=True)
             session.run(python, "-m", "pip", "check", external=True)
         else:
             if torch_args:
-                session.run(*pip, *CONSTRAINTS, *[a for a in torch_args if a != "--no-deps"], external=True)
+                _install_torch(session, choice, [*pip, *CONSTRAINTS, *[a for a in torch_args if a != "--no-deps"]])
             session.run(*pip, *CONSTRAINTS, "-e", ".[dev]", external=True)
         stamp_file.write_text(stamp)
     session.env["VIRTUAL_ENV"] = str(root.resolve())
@@ -176,16 +190,12 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def demo_check(session: nox.Session) -> None:
-    """`glip-bench demo --quick` into build/demo-quick, compared with the committed results/demo-quick; fails
-    when a number moved. `-- --update` makes the fresh records the committed reference instead."""
+    """The reproduction check (bench.studies.reproduce): `glip-bench demo --quick` into build/demo-quick against
+    the committed results/demo-quick, bit for bit where the kernel fingerprint is the committed one, else by the
+    kernel-independent checks; fails when a number moved. `-- --update` makes a fresh quick demo (records and
+    the models behind them) the committed reference instead."""
     bin_dir = shared_env(session, need_lock=True)
-    fresh = Path("build") / "demo-quick"
-    if fresh.exists():
-        shutil.rmtree(fresh)  # every check is a fresh run: nothing reused from an earlier one
-    session.run(str(bin_dir / "glip-bench"), "demo", "--quick", "--out", str(fresh), external=True)
-    update = ["--update"] if "--update" in session.posargs else []
-    session.run(str(bin_dir / "python"), "-m", "bench.results.compare", str(fresh), "results/demo-quick", *update,
-                external=True)
+    session.run(str(bin_dir / "python"), "-m", "bench.studies.reproduce", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")

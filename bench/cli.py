@@ -10,6 +10,7 @@ import os
 import sys
 
 from bench.util.errors import UserError
+from bench.util.io import MAX_READ_ENV, parse_size
 from bench.util.logs import get_logger, setup_logging
 
 # subcommand -> module under bench.commands
@@ -25,6 +26,7 @@ COMMANDS = {
     "demo": "demo",
     "claims": "claims",
     "pseudo-label": "pseudo_label",
+    "fetch": "fetch",
 }
 
 
@@ -47,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("GLIP_BENCH_LOG", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging verbosity (default INFO)")
     parser.add_argument("--tasks-dir", default=None, metavar="DIR",
-                        help="read task YAMLs from DIR (default: $GLIP_BENCH_TASKS, else the shipped tasks)")
+                        help="also read task YAMLs from DIR, beside the shipped tasks (default: $GLIP_BENCH_TASKS)")
+    parser.add_argument("--max-read", default=None, metavar="SIZE",
+                        help="largest predictions / annotation file read, after decompression (e.g. 64G; "
+                             "default: $GLIP_BENCH_MAX_READ, else 32G)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"bench.commands.{module_name}")
@@ -59,13 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
+    if args.command != "fetch":  # fetch is the one command that goes online (building the parser imports no hub)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     setup_logging(args.log_level)
     if args.tasks_dir is not None:  # through the environment, so worker and torchrun processes see it too
         os.environ["GLIP_BENCH_TASKS"] = args.tasks_dir
     try:
+        if args.max_read is not None:
+            os.environ[MAX_READ_ENV] = str(parse_size(args.max_read, "--max-read"))
         return int(args._main(args) or 0)
     except UserError as e:
         get_logger().error("%s", e)

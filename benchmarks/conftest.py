@@ -1,7 +1,8 @@
 """Benchmark-wide settings and shared fixtures (`nox -s bench` = pytest benchmarks --benchmark-only).
 
 Offline, no progress bars. GLIP_BENCH_THREADS=<n> sets torch's thread count (default: torch's own, the core
-count); every model benchmark records the count it ran with in extra_info["threads"].
+count); every model benchmark records the count it ran with in extra_info["threads"]. GLIP_BENCH_SMOKE=1: tiny
+sizes, for `pytest benchmarks --benchmark-disable` in the test suite (bench/testing/bench_smoke.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ os.environ.setdefault("GLIP_BENCH_NO_PROGRESS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+from bench.testing.bench_smoke import sized  # noqa: E402
 
 if os.environ.get("GLIP_BENCH_THREADS"):
     torch.set_num_threads(int(os.environ["GLIP_BENCH_THREADS"]))
@@ -76,10 +79,10 @@ def _detection_tasks(tmp_path_factory, name: str, scale: float | str):
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory):
     """The synthetic world's detection tasks at the 'quick' scale (30 test images each), generated once."""
-    return _detection_tasks(tmp_path_factory, "synthetic", "quick")
+    return _detection_tasks(tmp_path_factory, "synthetic", sized("quick", 0.05))
 
 
 @pytest.fixture(scope="session")
 def synth_root_full(tmp_path_factory):
     """The detection tasks at the demo's scale (120 test images each): what a zero-shot run really scores."""
-    return _detection_tasks(tmp_path_factory, "synthetic-full", 1.0)
+    return _detection_tasks(tmp_path_factory, "synthetic-full", sized(1.0, 0.05))

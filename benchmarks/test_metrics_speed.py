@@ -13,6 +13,7 @@ import math
 import pytest
 
 from bench.metrics import evaluate
+from bench.testing.bench_smoke import sized
 from bench.testing.metrics import make_detection_fixture, make_lvis_fixture
 
 _MIN_SECONDS: dict[tuple[str, str], float] = {}
@@ -22,12 +23,12 @@ _VALUES: dict[tuple[str, str], dict[str, float]] = {}
 @pytest.fixture(scope="module")
 def coco_5000() -> tuple[dict, list[dict]]:
     """5000 images, 20 classes, about 19 detections per image (95k) (realistic score noise)."""
-    return make_detection_fixture(n_images=5000, n_categories=20, seed=0, false_positives=30)
+    return make_detection_fixture(n_images=sized(5000, 50), n_categories=20, seed=0, false_positives=30)
 
 
 @pytest.fixture(scope="module")
 def lvis_1000() -> tuple[dict, list[dict]]:
-    return make_lvis_fixture(n_images=1000, n_categories=200, seed=0)
+    return make_lvis_fixture(n_images=sized(1000, 30), n_categories=sized(200, 20), seed=0)
 
 
 def _run(

@@ -20,16 +20,19 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-SIZE = 256
+from bench.testing.bench_smoke import sized
+
+SIZE = sized(256, 64)
+MATMUL = sized(2048, 64)
 _MATMUL: dict[str, float] = {}
 CAPTION = ". ".join(["person", "bicycle", "car", "red square", "blue circle", "small green star"] * 6)
 
 
 @pytest.mark.benchmark(group="GFLOP/s: glip-t forward (256x256) vs a 2048^3 fp32 matmul")
 def test_matmul_gflops(benchmark):
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a, b = torch.randn(MATMUL, MATMUL), torch.randn(MATMUL, MATMUL)
     benchmark.pedantic(torch.mm, args=(a, b), rounds=5, iterations=1, warmup_rounds=1)
-    flops = 2 * 2048**3
+    flops = 2 * MATMUL**3
     benchmark.extra_info.update(threads=torch.get_num_threads(), gflop=flops / 1e9)
     if benchmark.stats is not None:
         _MATMUL["gflops_per_s"] = flops / benchmark.stats.stats.min / 1e9

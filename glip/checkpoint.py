@@ -10,6 +10,7 @@ name; they raise unless explicitly allowed. Unlike the official loader, nothing 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -352,7 +353,6 @@ def write_safetensors(path: str | Path, tensors: Mapping[str, torch.Tensor],
     Written to a temporary file beside `path`, flushed, then renamed over it: a reader sees the old file or
     the whole new one, never a part (a run stopped mid-write leaves no truncated weights behind).
     """
-    import os
     import tempfile
 
     from safetensors.torch import save

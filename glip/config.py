@@ -30,6 +30,15 @@ BGR_MEAN = (103.530, 116.280, 123.675)
 BGR_STD = (57.375, 57.120, 58.395)
 
 
+MIN_QUERY_LEN = 3
+# sizes and counts that must be >= 1 (0 builds empty layers that fail far from the setting)
+_POSITIVE_INTS = ("num_blocks", "swin_embed_dim", "swin_window_size", "swin_patch_size", "fpn_channels",
+                  "fpn_drop_block_size", "text_hidden", "text_layers", "text_heads", "text_intermediate",
+                  "text_vocab_size", "text_max_positions", "fusion_embed_dim", "fusion_heads", "group_norm_groups",
+                  "dyrelu_reduction", "num_legacy_classes", "prompt_offset_len", "min_size", "max_size",
+                  "train_max_size", "pre_nms_top_n", "detections_per_img")
+
+
 @dataclass(frozen=True, kw_only=True)
 class GLIPConfig:
     """Every number that decides a GLIP model's structure and outputs.
@@ -119,8 +128,15 @@ class GLIPConfig:
                               ("dcn_offset_init", ("default", "zero")), ("dcn_coarse_offsets", ("flat", "pooled"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.num_blocks < 1:
-            raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
+        for name in _POSITIVE_INTS:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_query_len < MIN_QUERY_LEN:
+            raise ValueError(f"max_query_len must be >= {MIN_QUERY_LEN} ([CLS], a token and [SEP]), got {self.max_query_len}")
+        for name in ("swin_drop_path_rate", "fpn_drop_block_prob", "text_dropout", "fusion_dropout", "flip_prob",
+                     "pre_nms_thresh", "nms_thresh"):
+            if not 0.0 <= getattr(self, name) <= 1.0:  # NaN fails too
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if len(self.swin_depths) != 4 or len(self.swin_num_heads) != 4:
             raise ValueError(f"swin_depths and swin_num_heads need 4 stages, got {self.swin_depths}, "
                              f"{self.swin_num_heads}")

@@ -88,6 +88,52 @@ def _check_dir(path: Path, needed: tuple[str, ...], what: str, any_of: tuple[str
         )
 
 
+# Weights a BERT checkpoint may hold that BertModel(add_pooling_layer=False) does not use: the pooler and
+# the pre-training heads of bert-base-uncased's BertForPreTraining checkpoint.
+_UNUSED_PREFIXES = ("pooler.", "cls.", "bert.pooler.")
+
+
+def _check_bert_config(path: Path) -> None:
+    """config.json must be valid JSON of a BERT: any other model_type (distilbert, roberta, ...) would be
+    loaded by BertModel with BERT's defaults and random weights."""
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"text encoder {path}: config.json is not valid JSON ({e}); re-download the folder. "
+                         f"{_how_to_get_bert(path)}") from None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type != "bert":
+        raise ValueError(f"text encoder {path} is a {model_type!r} model (model_type in config.json), not BERT: "
+                         f"GLIP's text encoder is bert-base-uncased. {_how_to_get_bert(path)}")
+
+
+def _load_bert_complete(path: Path) -> BertModel:
+    """BertModel from `path`, refused unless every weight of it is in the folder: transformers would
+    initialise a missing one at random and only log it. .bin files are read with torch's weights-only
+    unpickler (transformers' default), so a pickle payload is refused, never run."""
+    import pickle
+
+    try:
+        model, info = BertModel.from_pretrained(str(path), add_pooling_layer=False, local_files_only=True,
+                                                output_loading_info=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"text encoder {path}: pytorch_model.bin holds more than tensors (a pickle payload), "
+                         f"refused unread ({str(e).splitlines()[0]}); use a model.safetensors") from None
+    except Exception as e:  # truncated safetensors (SafetensorError), size mismatch (RuntimeError), OSError
+        raise ValueError(f"text encoder {path}: its weights cannot be loaded ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}); re-download the folder") from None
+    missing = sorted(info["missing_keys"]) + sorted(k for k, *_ in info.get("mismatched_keys", ()))
+    unexpected = sorted(k for k in info["unexpected_keys"] if not k.startswith(_UNUSED_PREFIXES))
+    if missing or unexpected or info.get("error_msgs"):
+        raise ValueError(f"text encoder {path} does not hold a complete BERT: {len(missing)} weights missing or "
+                         f"of the wrong shape {missing[:5]}, {len(unexpected)} unexpected {unexpected[:5]}"
+                         f"{'; ' + '; '.join(info['error_msgs'][:2]) if info.get('error_msgs') else ''}; "
+                         "GLIP would run with random weights there. Use a bert-base-uncased folder")
+    return model
+
+
 def load_tokenizer(path: str | Path) -> BertTokenizerFast:
     """The fast tokenizer of a local bert-base-uncased directory (tokenizer.json or vocab.txt)."""
     path = Path(path)
@@ -191,9 +237,9 @@ class LanguageBackbone(nn.Module):
         """Weights and tokenizer from a local bert-base-uncased directory (no network)."""
         path = Path(path)
         _check_dir(path, ("config.json",), "LanguageBackbone.from_pretrained", any_of=_WEIGHT_FILES)
+        _check_bert_config(path)
         tokenizer = load_tokenizer(path)
-        model = BertModel.from_pretrained(str(path), add_pooling_layer=False, local_files_only=True)
-        return cls(model, max_len=max_len, tokenizer=tokenizer)
+        return cls(_load_bert_complete(path), max_len=max_len, tokenizer=tokenizer)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextFeatures:
         """input_ids, attention_mask: [B, T] (T = max_len after glip.language.tokenize)."""

@@ -80,3 +80,21 @@ def test_each_lock_pins_every_dependency_exactly_within_pyproject_ranges(lock):
 def test_the_lock_of_the_committed_numbers_exists():
     # results/ records say python 3.11: that environment must be reproducible from the repository
     assert (ROOT / "locks" / "py3.11.txt").is_file()
+
+
+def test_a_failed_torch_install_names_glip_bench_torch_and_its_choices():
+    """pip's own "conflicting dependencies" says nothing of the variable that picks the build; the session does."""
+    import nox
+
+    class FakeSession:
+        def run(self, *args, **kwargs):
+            raise nox.command.CommandFailed("pip exited 1")
+
+        def error(self, message):
+            raise RuntimeError(message)
+
+    with pytest.raises(RuntimeError) as err:
+        noxfile._install_torch(FakeSession(), "cpu", ["pip", "install", "torch==2.13.0+cpu"])
+    message = str(err.value)
+    assert "GLIP_BENCH_TORCH='cpu'" in message
+    assert all(choice in message for choice in ("'cpu'", "'pypi'", "'none'", "GLIP_BENCH_TORCH_INDEX"))

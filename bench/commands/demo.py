@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic world and of pretraining")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes for pretraining and the run grid (default 2, one torch thread each)")
-    parser.add_argument("--data-root", default=None, help="where the synthetic data go (default: <out>/data)")
+    parser.add_argument("--data-root", default=None, help="where the synthetic data go (default: the default data root, $GLIP_BENCH_DATA or "
+                             "./data, where `glip-bench tasks` and `run` look; with --quick <out>/data)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of the main process (results reproduce bit for bit at the same count)")
     parser.add_argument("--reference", default=None,

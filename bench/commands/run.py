@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, help="data root (default: $GLIP_BENCH_DATA, else ./data)")
     parser.add_argument("--results", default="results", help="results folder (runs/<run>/record.json)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run")
-    parser.add_argument("--metric-backend", default="faster", choices=["faster", "pycocotools", "lvis"],
-                        help="metric implementation (faster-coco-eval, or the official libraries)")
+    parser.add_argument("--metric-backend", default="hotcoco", choices=["hotcoco", "faster", "pycocotools", "lvis"],
+                        help="metric implementation (hotcoco, faster-coco-eval, or the official libraries)")
     parser.add_argument("--rescore", action="store_true", help="recompute the metrics of finished runs only")
     parser.add_argument("--shard", default=None, metavar="i/N",
                         help="run the i-th (from 0) of N disjoint parts of the grid (split by spec hash)")
@@ -99,15 +99,32 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return index, count
 
 
+def check_results_dir(results: str) -> None:
+    """--results must be a folder (or not exist yet): a file there would fail at the first write."""
+    from pathlib import Path
+
+    path = Path(results)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--results {results} is a file, not a folder: pass the folder the records go into")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"--results {results}: {parent} is a file, not a folder")
+
+
 def build_specs(args: argparse.Namespace) -> list:
     from bench.runs.spec import expand_grid
 
     regimes = [r.strip() for r in args.regime.split(",") if r.strip()]
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    for flag, names, example in (("--model", models, "glip-tiny"), ("--regime", regimes, "zero-shot")):
+        if not names:
+            raise UserError(f"{flag} {getattr(args, flag[2:])!r} names nothing; give one or more, comma-separated "
+                            f"(e.g. {flag} {example})")
     shots = parse_int_list(args.shots, "shots", allow_all=True)
     seeds = parse_int_list(args.seeds, "seeds")
     if regimes and all(r == "zero-shot" for r in regimes) and (shots is not None or seeds is not None):
         raise UserError("zero-shot runs take no --shots or --seeds; drop them or add a training regime")
-    return expand_grid(models=[m.strip() for m in args.model.split(",") if m.strip()], tasks=args.tasks,
+    return expand_grid(models=models, tasks=args.tasks,
                        regimes=regimes, shots=shots, seeds=seeds, prompt_set=args.prompt_set,
                        overrides=parse_overrides(args.overrides), checkpoint=args.checkpoint)
 
@@ -131,7 +148,11 @@ def main(args: argparse.Namespace) -> int:
             raise UserError("--device cuda, but torch sees no CUDA device; use --device cpu")
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers takes a count >= 0, got {args.workers}")
+    check_results_dir(args.results)
     specs = build_specs(args)
+    for model in sorted({s.model for s in specs if s.checkpoint is None and not s.model.startswith("hf:")}):
+        log.warning("--model %s without --checkpoint: random weights (training regimes start from them too); "
+                    "zero-shot numbers of random weights mean nothing. Pass --checkpoint FILE", model)
     shard = parse_shard(args.shard)
     if args.dry_run:
         chosen = shard_specs(specs, *shard) if shard else specs

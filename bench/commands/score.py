@@ -3,6 +3,8 @@
 Three uses: rescore the harness's own runs (`--run DIR` / `--results DIR`); score another detector's
 predictions file under a task's protocol and keep it as an external record (`--task T --predictions F`);
 score a bare pair of files and print the numbers (`--annotations GT --predictions DT --metric M`).
+`--metric` also names extra metrics (bench.metrics.extras: nms-ap, f1, tide, per-class): with `--run` /
+`--results` they are added to finished runs' records from the saved predictions, without inference.
 """
 
 from __future__ import annotations
@@ -47,13 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"a cost field of the external model that you know ({COST_HELP}); the others stay null")
     ext.add_argument("--annotations", default=None, metavar="GT.json",
                      help="score FILE against this annotations file and print the metrics (no record)")
-    ext.add_argument("--metric", default=None, choices=["coco", "lvis", "lvis-fixed", "flickr"],
-                     help="with --annotations: COCO box AP, LVIS AP, LVIS Fixed AP, or Flickr30K recall@k")
+    ext.add_argument("--metric", default=None, metavar="M[,M...]",
+                     help="with --annotations: coco, lvis, lvis-fixed or flickr (COCO box AP, LVIS AP, LVIS Fixed AP, "
+                          "Flickr30K recall@k) and/or extra metrics (nms-ap, f1, tide, per-class), comma-separated; "
+                          "with --run / --results: extra metrics to add to the records")
     ext.add_argument("--json", action="store_true", help="with --annotations: print the metrics as JSON")
     parser.add_argument("--data-root", default=None, help="data root (default: $GLIP_BENCH_DATA, else ./data)")
-    parser.add_argument("--metric-backend", default=None, choices=["faster", "pycocotools", "lvis"],
+    parser.add_argument("--metric-backend", default=None, choices=["hotcoco", "faster", "pycocotools", "lvis"],
                         help="metric implementation (default: the one each record was made with; for a "
-                             "predictions file: faster)")
+                             "predictions file: hotcoco)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -67,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
             raise UserError("--predictions needs exactly one of --task T (score under the task's protocol and "
                             "write an external record) or --annotations GT.json --metric M (print the metrics)")
         return score_pair_main(args) if args.annotations is not None else score_task_main(args)
-    for name in ("split", "model_name", "regime", "shots", "seed", "dataset", "cost", "metric", "json"):
+    for name in ("split", "model_name", "regime", "shots", "seed", "dataset", "cost", "json"):
         if getattr(args, name) not in (None, [], False):
             raise UserError(f"--{name.replace('_', '-')} goes with --predictions FILE")
     if (args.run is None) == (args.results is None):
@@ -84,7 +88,9 @@ def rescore_main(args: argparse.Namespace) -> int:
 
     from bench.results import store
     from bench.runs.runner import rescore_run
+    from bench.runs.scoring import add_extra_metrics
 
+    extras = parse_extras(args.metric) if args.metric is not None else None
     if args.run is not None:
         folders = [Path(args.run)]
         if not (folders[0] / store.RECORD).is_file():
@@ -93,10 +99,16 @@ def rescore_main(args: argparse.Namespace) -> int:
         folders = list(store.iter_run_dirs(args.results))
         if not folders:
             raise UserError(f"no run folders (with {store.RECORD}) under {args.results}")
+    # every record is read (and validated: an invalid one is a UserError naming it) before any is rewritten
+    befores = {folder: store.load_record(folder / store.RECORD) for folder in folders}
     changed, failed = 0, []
     for folder in folders:
-        before = store.load_record(folder / store.RECORD)
+        before = befores[folder]
         try:
+            if extras:
+                record = add_extra_metrics(folder, extras, args.data_root, args.metric_backend)
+                print_extras(folder.name, record["metrics"]["extra"], extras)
+                continue
             record = rescore_run(folder, args.data_root, args.metric_backend)
         except UserError as err:  # this run's record stays as it was; the others are still rescored
             failed.append(str(err) if folder.name in str(err) else f"{folder.name}: {err}")
@@ -108,11 +120,35 @@ def rescore_main(args: argparse.Namespace) -> int:
         v = m["values"][m["primary"]]
         print(f"{folder.name}: {m['primary']} {'nan' if math.isnan(v) else f'{v:.2f}'}"
               f"{'' if same else ' (changed)'}")
-    print(f"rescored {len(folders) - len(failed)} runs, {changed} changed")
+    what = f"added {', '.join(extras)} to" if extras else "rescored"
+    print(f"{what} {len(folders) - len(failed)} runs" + ("" if extras else f", {changed} changed"))
     if failed:
         raise UserError(f"{len(failed)} of {len(folders)} runs could not be rescored (their records are "
                         "unchanged):\n  " + "\n  ".join(failed))
     return 0
+
+
+def parse_extras(text: str) -> list[str]:
+    """--metric with --run / --results: extra metric names only (the run's own metric is its task's)."""
+    from bench.metrics.extras import parse_list
+    from bench.runs.external import BARE_METRICS
+
+    names = [n.strip() for n in text.split(",")]
+    base = [n for n in names if n in BARE_METRICS]
+    if base:
+        raise UserError(f"--metric {', '.join(base)}: a run is scored with its task's metric (rescore it without "
+                        "--metric); with --run / --results, --metric names extra metrics to add")
+    return parse_list(text)
+
+
+def print_extras(run: str, extra: dict[str, Any], names: list[str]) -> None:
+    import math
+
+    for name in names:
+        values = extra[name]["values"]
+        shown = list(values.items())[:8]
+        text = ", ".join(f"{k} {'nan' if math.isnan(v) else f'{v:.2f}'}" for k, v in shown)
+        print(f"{run}: {name}: {text}{' ...' if len(values) > len(shown) else ''}")
 
 
 # --------------------------------------------------------------------------------- external record
@@ -181,7 +217,7 @@ def score_task_main(args: argparse.Namespace) -> int:
     for sel in selections:
         record = external.score_external(
             task, sel, model_name=name, source=args.predictions, results_dir=results, regime=regime,
-            shots=shots, split=args.split, data_root=args.data_root, metric_backend=args.metric_backend or "faster",
+            shots=shots, split=args.split, data_root=args.data_root, metric_backend=args.metric_backend or "hotcoco",
             cost=cost)
         m = record["metrics"]
         v = m["values"][m["primary"]]
@@ -197,12 +233,13 @@ def score_task_main(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ bare pair
 def score_pair_main(args: argparse.Namespace) -> int:
     import json
-    import math
 
     from bench.runs import external
 
     if args.metric is None:
-        raise UserError("--annotations needs --metric coco, lvis, lvis-fixed or flickr")
+        raise UserError("--annotations needs --metric coco, lvis, lvis-fixed or flickr (and/or extra metrics: "
+                        "nms-ap, f1, tide, per-class)")
+    names = parse_pair_metrics(args.metric)
     extra = [f"--{n.replace('_', '-')}" for n in ("results", "split", "model_name", "regime", "shots", "cost")
              if getattr(args, n) not in (None, [])]
     if extra:
@@ -212,19 +249,54 @@ def score_pair_main(args: argparse.Namespace) -> int:
     if more:
         raise UserError(f"{args.predictions}, entry {sel.dataset!r} holds several seeds "
                         f"({', '.join(str(s.seed) for s in (sel, *more))}); pass --seed S")
-    result = external.score_pair(args.annotations, sel.predictions, args.metric, args.metric_backend or "faster",
-                                 where=sel.where(args.predictions))
+    backend = args.metric_backend or "hotcoco"
+    outputs = [pair_output(name, args.annotations, sel, args.predictions, backend) for name in names]
     if args.json:
-        def finite(x: float) -> float | None:
-            return x if math.isfinite(x) else None
-
-        out = {"metric": external.BARE_METRICS[args.metric], "primary": result.primary,
-               "values": {k: finite(v) for k, v in result.values.items()},
-               "per_class": {k: finite(v) for k, v in result.per_class.items()},
-               "backend": result.backend, "library": result.library}
-        print(json.dumps(out, indent=2))
+        print(json.dumps(outputs[0] if len(outputs) == 1 else outputs, indent=2))
         return 0
-    width = max(len(k) for k in result.values)
-    for k, v in result.values.items():
-        print(f"{k:<{width}}  {'nan' if math.isnan(v) else f'{v:.2f}'}")
+    for out in outputs:
+        if len(outputs) > 1:
+            print(f"[{out['metric']}]")
+        width = max(len(k) for k in out["values"])
+        for k, v in out["values"].items():
+            print(f"{k:<{width}}  {'nan' if v is None else f'{v:.2f}'}")
     return 0
+
+
+def parse_pair_metrics(text: str) -> list[str]:
+    """--metric with --annotations: bare metric names (coco, lvis, ...) and extra metric names, checked."""
+    from bench.metrics.extras import EXTRA_METRICS
+    from bench.runs.external import BARE_METRICS
+    from bench.util.errors import unknown_name
+
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    for n in names:
+        if n not in BARE_METRICS and n not in EXTRA_METRICS:
+            raise unknown_name("--metric", n, (*BARE_METRICS, *EXTRA_METRICS))
+    if not names:
+        raise UserError("--metric needs a name (coco, lvis, lvis-fixed, flickr, nms-ap, f1, tide, per-class)")
+    return names
+
+
+def pair_output(name: str, annotations: str, sel: Any, source: str, backend: str) -> dict[str, Any]:
+    """One metric of a bare pair as printed: metric, primary, values, per_class, backend, library (+ definition)."""
+    import math
+
+    from bench.runs import external
+
+    def finite(x: float) -> float | None:
+        return x if math.isfinite(x) else None
+
+    if name in external.BARE_METRICS:
+        result = external.score_pair(annotations, sel.predictions, name, backend, where=sel.where(source)).to_dict()
+        metric = external.BARE_METRICS[name]
+    else:
+        result = external.score_pair_extra(annotations, sel.predictions, name, backend, where=sel.where(source))
+        metric = name
+    out = {"metric": metric, "primary": result["primary"],
+           "values": {k: finite(v) for k, v in result["values"].items()},
+           "per_class": {k: finite(v) for k, v in result["per_class"].items()},
+           "backend": result["backend"], "library": result["library"]}
+    if "definition" in result:
+        out["definition"] = result["definition"]
+    return out

@@ -170,9 +170,14 @@ def build_detection_dataset(
     for im in sorted(data["images"], key=lambda im: int(im["id"])):
         fname = file_name_of(im)
         images.append(ImageInfo(int(im["id"]), fname, images_dir / fname, int(im["width"]), int(im["height"])))
+    if not images:
+        raise UserError(f"{ann_file}: split {split!r} of {name} has no images; its metric would be NaN. Check the "
+                        "annotation file, or pick another split")
     annotations: dict[int, list[dict[str, Any]]] = {img.id: [] for img in images}
     for a in data["annotations"]:
         annotations[int(a["image_id"])].append(a)
+    if not data["annotations"]:
+        log.warning("%s: split %r of %s has no boxes: its AP is not defined (NaN)", ann_file, split, name)
     return DetectionDataset(
         name=name, split=split, ann_file=ann_file, images=images, categories=categories,
         annotations=annotations, coco=data,

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from bench.data.types import load_image_file
 from bench.util.errors import UserError
 from bench.util.io import read_json
 from glip.structures import ImageBatch, TrainTarget
@@ -133,6 +134,42 @@ class SampleList(GroundingBatches, torch.utils.data.Dataset):
         return self.samples[index]
 
 
+def usable_box(bbox: Sequence[float], width: int, height: int) -> bool:
+    """Whether a COCO xywh box keeps an area once clipped to its image, in the official legacy corners
+    (x2 = x + w - 1; BoxList.clip_to_image(remove_empty=True) drops the rest)."""
+    x, y, w, h = bbox
+    x1, y1 = max(x, 0), max(y, 0)
+    x2, y2 = min(x + w - 1, width - 1), min(y + h - 1, height - 1)
+    return x2 > x1 and y2 > y1
+
+
+def usable_images(dataset: Any) -> list[int]:
+    """The ids of the images with at least one non-crowd box that has an area inside the image (the official
+    COCODataset leaves the others out of training); how many boxes and images were dropped is logged once,
+    and a split with none left is a UserError."""
+    from bench.util.logs import get_logger
+
+    keep, boxes, dropped, images_without = [], 0, 0, 0
+    for img in dataset.images:
+        anns = [a for a in dataset.annotations.get(img.id, []) if not a.get("iscrowd", 0)]
+        good = sum(usable_box(a["bbox"], img.width, img.height) for a in anns)
+        boxes += len(anns)
+        dropped += len(anns) - good
+        if good:
+            keep.append(img.id)
+        elif anns:
+            images_without += 1
+    where = f"{dataset.name}/{dataset.split} ({dataset.ann_file})"
+    if not keep:
+        raise UserError(f"{where} has no image with a usable box to train on ({len(dataset.images)} images, {boxes} "
+                        f"non-crowd boxes, {dropped} of zero area or outside their image); pick a split with boxes")
+    if dropped:
+        get_logger("data").warning("%s: %d of %d boxes have no area inside their image and are dropped from training, "
+                                   "as the official loader does; %d images are left without a box and skipped",
+                                   where, dropped, boxes, images_without)
+    return keep
+
+
 class DetectionTrainSet(GroundingBatches, torch.utils.data.Dataset):
     """A detection split as grounding samples under one class prompt.
 
@@ -155,7 +192,7 @@ class DetectionTrainSet(GroundingBatches, torch.utils.data.Dataset):
         self.pipeline = pipeline
         self.rng = random.Random(seed)
         self.row_of = {int(c["id"]): i for i, c in enumerate(dataset.categories)}
-        self.image_ids = [img.id for img in dataset.images if dataset.annotations.get(img.id)]
+        self.image_ids = usable_images(dataset)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -231,8 +268,5 @@ class GroundingTrainSet(GroundingBatches, torch.utils.data.Dataset):
 
         e = self.entries[index]
         pmap = positive_map(self.tokenizer, e.caption, e.spans, max_len=self.max_len)  # [N, T]
-        try:
-            image = Image.open(e.image_path).convert("RGB")
-        except OSError as err:
-            raise UserError(f"cannot read image {e.image_path}: {err}") from err
+        image = load_image_file(e.image_path)
         return make_sample(image, torch.tensor(e.boxes_xyxy), pmap, e.caption, self.pipeline, self.rng)

@@ -29,17 +29,58 @@ class ImageInfo:
     height: int
 
 
-def load_image_file(path: Path):
-    """Open an image as RGB PIL; a missing or unreadable file raises a UserError naming it."""
+MAX_ASPECT = 100  # the model resizes the long side to <= 1333 px: past 1:100 the short side is ~13 px or less
+_warned_16bit: set[str] = set()
+
+
+def load_image_file(path: Path, expected_size: tuple[int, int] | None = None):
+    """Open an image as RGB PIL; a missing, unreadable, oversized (decompression bomb) or degenerate
+    (aspect ratio past 1:MAX_ASPECT) file, or one whose size is not `expected_size` (width, height: the
+    annotation's), raises a UserError naming it. A 16-bit image is scaled to 8 bits (convert("RGB") would
+    clip it to white), with one warning."""
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
         raise UserError(f"image file not found: {path} (is the data root right, and is the data set fully unpacked?)")
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            check_image_size(path, img.size, expected_size)
+            return to_rgb(img, path)
+    except Image.DecompressionBombError as e:
+        raise UserError(f"image {path} is too large to decode: {e} (PIL's limit guards against decompression "
+                        "bombs; shrink the image, or raise PIL.Image.MAX_IMAGE_PIXELS if it is right)") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise UserError(f"cannot read image {path}: {e} (the file is corrupt or not an image)") from e
+
+
+def check_image_size(path: Path, size: tuple[int, int], expected: tuple[int, int] | None) -> None:
+    """The checks of load_image_file on an image's (width, height), before any pixel is decoded."""
+    w, h = size
+    if min(w, h) < 1 or max(w, h) > MAX_ASPECT * min(w, h):
+        raise UserError(f"image {path} is {w}x{h} pixels: an aspect ratio past 1:{MAX_ASPECT} leaves the resized "
+                        "image a few pixels wide; crop or pad it, or leave it out of the annotation file")
+    if expected is not None and (w, h) != tuple(expected):
+        raise UserError(f"image {path} is {w}x{h} pixels but its annotation says {expected[0]}x{expected[1]}: the "
+                        "boxes would be in another frame; fix the annotation's width/height or use the original image")
+
+
+def to_rgb(img, path: Path):
+    """RGB of a PIL image; 16-bit (and 32-bit integer) grey levels are scaled to 8 bits, not clipped."""
+    import numpy as np
+    from PIL import Image
+
+    if img.mode not in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        return img.convert("RGB")
+    arr = np.asarray(img, dtype=np.int64)  # [H, W]
+    top = 65535 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255
+    grey = np.clip(arr, 0, top) * 255 // top  # [H, W] in 0..255
+    if not _warned_16bit:
+        from bench.util.logs import get_logger
+
+        get_logger("data").warning("image %s is %s (16-bit grey): scaled to 8 bits for the model (further such "
+                                   "images are converted without a warning)", path, img.mode)
+        _warned_16bit.add(str(path))
+    return Image.fromarray(grey.astype(np.uint8)).convert("RGB")  # uint8 [H, W] -> mode L
 
 
 @dataclass
@@ -78,8 +119,9 @@ class DetectionDataset:
             raise UserError(f"image id {image_id} is not in {self.name}/{self.split} ({self.ann_file})") from None
 
     def load_image(self, image_id: int):
-        """The image as an RGB PIL image (unreadable -> UserError naming the file)."""
-        return load_image_file(self.image(image_id).path)
+        """The image as an RGB PIL image (unreadable, or not the annotation's size -> UserError naming the file)."""
+        info = self.image(image_id)
+        return load_image_file(info.path, (info.width, info.height))
 
     def _gt(self, image_id: int) -> list[dict[str, Any]]:
         self.image(image_id)  # raises for an unknown id
@@ -188,8 +230,9 @@ class GroundingDataset:
             raise UserError(f"sample id {sample_id} is not in {self.name}/{self.split} ({self.ann_file})") from None
 
     def load_image(self, sample_id: int):
-        """The image of one sample as RGB PIL (unreadable -> UserError naming the file)."""
-        return load_image_file(self.sample(sample_id).image.path)
+        """The image of one sample as RGB PIL (unreadable, or not the annotation's size -> UserError naming the file)."""
+        info = self.sample(sample_id).image
+        return load_image_file(info.path, (info.width, info.height))
 
     def subset(self, sample_ids: list[int]) -> GroundingDataset:
         wanted = set(sample_ids)

@@ -1,11 +1,13 @@
-"""Metrics: COCO box AP, LVIS AP and Fixed AP, Flickr30K recall@k, and group aggregates.
+"""Metrics: COCO box AP, LVIS AP and Fixed AP, Flickr30K recall@k, and group aggregates; open-vocabulary
+novel/base AP (open_vocab.py) and referring-expression accuracy (refexp.py).
 
-Every metric is computed by the official library (pycocotools, lvis-api) or by faster-coco-eval, a
-C++ re-implementation that the tests check against the official one on generated fixtures; only the
-Flickr30K recall, which has no library, is our own code. Values are on a 0-100 scale and NaN where
-the library reports -1 (nothing to measure, e.g. no ground truth in an area range).
+Every metric is computed by the official library (pycocotools, lvis-api) or by a re-implementation that
+the tests check against the official one on generated fixtures: hotcoco (Rust, the default: 30-50x the
+references' speed, docs/metrics.md) or faster-coco-eval (C++). Only the Flickr30K recall, which has no
+library, is our own code. Values are on a 0-100 scale and NaN where the library reports -1 (nothing to
+measure, e.g. no ground truth in an area range).
 
-    result = evaluate("coco_bbox", coco_dict, predictions)            # faster-coco-eval
+    result = evaluate("coco_bbox", coco_dict, predictions)            # hotcoco
     result = evaluate("coco_bbox", coco_dict, predictions, backend="pycocotools")
     result.values["AP"], result.per_class["fish"]
 
@@ -30,7 +32,7 @@ from bench.util.logs import get_logger
 
 log = get_logger("metrics")
 
-__all__ = ["BACKENDS", "METRICS", "MetricResult", "aggregate", "evaluate", "library_version"]
+__all__ = ["BACKENDS", "BACKEND_NAMES", "DEFAULT_BACKEND", "METRICS", "MetricResult", "aggregate", "evaluate", "library_version"]
 
 
 @dataclass
@@ -39,14 +41,14 @@ class MetricResult:
 
     primary: the key of `values` that leaderboards report ("AP" or "R@1").
     values: 0-100, NaN when not computable. per_class: AP per category name (detection metrics) or
-    R@1 per phrase type (Flickr30K). backend: the backend name asked for ("faster", "pycocotools",
-    "lvis"); library: the package and version that computed it (for the record's provenance).
+    R@1 per phrase type (Flickr30K). backend: the backend that computed it ("hotcoco", "faster",
+    "pycocotools", "lvis"); library: the package and version (for the record's provenance).
     """
 
     primary: str
     values: dict[str, float]
     per_class: dict[str, float] = field(default_factory=dict)
-    backend: str = "faster"
+    backend: str = "hotcoco"
     library: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,26 +61,36 @@ class MetricResult:
         }
 
 
-# metric -> the backends it has; the first is the default when the caller's backend is "faster" and
-# the metric has a single implementation (Flickr recall: our own numpy code).
+DEFAULT_BACKEND = "hotcoco"
+# metric -> the backends it has. A metric with a single implementation (Flickr recall: our own numpy code)
+# accepts every name and records the one asked for.
 BACKENDS: dict[str, tuple[str, ...]] = {
-    "coco_bbox": ("faster", "pycocotools"),
-    "lvis_fixed_ap": ("faster", "lvis"),
-    "lvis_bbox": ("faster", "lvis"),
-    "flickr_recall": ("faster", "numpy"),
+    "coco_bbox": ("hotcoco", "faster", "pycocotools"),
+    "lvis_fixed_ap": ("hotcoco", "faster", "lvis"),
+    "lvis_bbox": ("hotcoco", "faster", "lvis"),
+    "flickr_recall": ("hotcoco", "faster", "numpy"),
+    "ov_coco_bbox": ("hotcoco", "faster", "pycocotools"),  # bench.metrics.open_vocab
+    "ov_lvis_fixed_ap": ("hotcoco", "faster", "lvis"),
+    "rec_accuracy": ("hotcoco", "faster", "numpy"),  # bench.metrics.refexp (our numpy code, as flickr_recall)
+    "grec_accuracy": ("hotcoco", "faster", "numpy"),
 }
 METRICS: tuple[str, ...] = tuple(BACKENDS)
+BACKEND_NAMES: tuple[str, ...] = ("hotcoco", "faster", "pycocotools", "lvis")  # what --metric-backend takes
 # options each metric accepts through evaluate(**options)
 OPTIONS: dict[str, tuple[str, ...]] = {
     "coco_bbox": (),
     "lvis_fixed_ap": ("max_dets_per_class",),
     "lvis_bbox": ("max_dets",),
     "flickr_recall": ("merged", "iou_thresh"),
+    "ov_coco_bbox": (),
+    "ov_lvis_fixed_ap": ("max_dets_per_class",),
+    "rec_accuracy": ("iou_thresh",),
+    "grec_accuracy": ("iou_thresh", "score_thresh"),
 }
 
 
 def evaluate(
-    metric: str, gt: Any, predictions: Sequence[Mapping[str, Any]], backend: str = "faster", **options: Any
+    metric: str, gt: Any, predictions: Sequence[Mapping[str, Any]], backend: str = DEFAULT_BACKEND, **options: Any
 ) -> MetricResult:
     """Score `predictions` against `gt` with `metric` (docs/formats.md, section 2, has the formats).
 
@@ -93,6 +105,14 @@ def evaluate(
     if bad:
         valid = ", ".join(OPTIONS[metric]) or "none"
         raise UserError(f"metric {metric!r} got unknown option(s) {bad}; valid options: {valid}")
+    if metric.startswith("ov_"):
+        from bench.metrics import open_vocab
+
+        return getattr(open_vocab, metric)(_detection_gt(gt, metric), predictions, backend=backend, **options)
+    if metric in ("rec_accuracy", "grec_accuracy"):
+        from bench.metrics import refexp
+
+        return getattr(refexp, metric)(getattr(gt, "entities", gt), predictions, backend=backend, **options)
     if metric == "coco_bbox":
         from bench.metrics.coco import coco_bbox
 

@@ -1,9 +1,10 @@
-"""COCO box AP with pycocotools (the reference) or faster-coco-eval (the fast default).
+"""COCO box AP with pycocotools (the reference), hotcoco (the fast default) or faster-coco-eval.
 
 GLIP scores COCO and every ODinW task with pycocotools COCOeval, iouType bbox, maxDets 100, and reports
 stats[0] (maskrcnn_benchmark/data/datasets/evaluation/coco/coco_eval.py). faster-coco-eval runs the same
 algorithm in C++ (it wraps detectron2's COCOeval_opt); tests/bench/metrics/test_metrics_coco.py checks
-that its 12 stats equal pycocotools' on a generated 1000-image fixture (bench/testing/metrics.py). Boxes
+that its 12 stats equal pycocotools' on a generated 1000-image fixture (bench/testing/metrics.py); hotcoco
+(Rust) is checked the same way, and on the edge cases of `with_edge_cases`. Boxes
 are COCO xywh as exported by the runner (official +1 width); both libraries compute IoU on xywh without
 a +1, exactly as the official evaluation does.
 """
@@ -17,17 +18,19 @@ from typing import Any
 import numpy as np
 
 from bench.metrics import MetricResult, class_keys, library_version, log, nan_if_negative, quiet_library
+from bench.metrics.detections import as_dicts, detection_array
 from bench.util.errors import UserError
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
 def coco_bbox(
-    gt: Mapping[str, Any], predictions: Sequence[Mapping[str, Any]], backend: str = "faster"
+    gt: Mapping[str, Any], predictions: Sequence[Mapping[str, Any]], backend: str = "hotcoco"
 ) -> MetricResult:
     """The 12 COCO box stats x100 and per-class AP (IoU .50:.95, all areas, 100 detections)."""
     gt = gt_copy(gt)
-    dets = clean_detections(predictions, gt)
+    arr = detection_array(predictions, gt)
+    dets = as_dicts(arr) if backend != "hotcoco" else []
     if backend == "pycocotools":
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
@@ -51,11 +54,21 @@ def coco_bbox(
             evaluator = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=log.debug)
             evaluator.run()
         library = library_version("faster-coco-eval")
+    elif backend == "hotcoco":
+        import hotcoco
+
+        with quiet_library("hotcoco"):
+            coco_gt = hotcoco.COCO(gt)
+            coco_dt = coco_gt.load_res(arr)  # the (N, 7) array as is: no dicts
+            evaluator = hotcoco.COCOeval(coco_gt, coco_dt, "bbox")
+            evaluator.run()
+        library = library_version("hotcoco")
     else:  # evaluate() checks names; this guards direct calls
-        raise UserError(f"coco_bbox backend must be 'faster' or 'pycocotools', got {backend!r}")
+        raise UserError(f"coco_bbox backend must be 'hotcoco', 'faster' or 'pycocotools', got {backend!r}")
     stats = np.asarray(evaluator.stats, dtype=float)[: len(STAT_NAMES)]
     values = {name: nan_if_negative(v) for name, v in zip(STAT_NAMES, stats)}
-    per_class = per_class_ap(evaluator.eval["precision"], evaluator.params.catIds, gt["categories"])
+    cat_ids = evaluator.params.cat_ids if backend == "hotcoco" else evaluator.params.catIds
+    per_class = per_class_ap(evaluator.eval["precision"], cat_ids, gt["categories"])
     return MetricResult(primary="AP", values=values, per_class=per_class, backend=backend, library=library)
 
 
@@ -95,7 +108,10 @@ def gt_copy(gt: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def clean_detections(predictions: Sequence[Mapping[str, Any]], gt: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Fresh detection dicts (the libraries mutate theirs), checked against the ground truth.
+    """Fresh detection dicts (the libraries mutate theirs), checked against the ground truth, entry by entry.
+
+    The scorers use bench.metrics.detections.detection_array (the same checks on whole columns, ~10x
+    faster); this path parses what it cannot (ids written as strings) and words every error message.
 
     Raises UserError for a malformed entry, an image id not in the ground truth (pycocotools would
     fail with a bare assert) or a category id not in it (the libraries would silently ignore it,
@@ -138,6 +154,10 @@ def _is_number(v: Any) -> bool:
 def _bad_numbers(det: Mapping[str, Any], box: tuple[float, float, float, float], score: float) -> str:
     """What is wrong with a parsed detection's numbers ('' if nothing): a string or non-finite value, or a
     negative width or height, which the libraries would score without complaint."""
+    for key in ("image_id", "category_id"):  # int() would truncate 1.5 to 1 and read true as 1
+        v = det[key]
+        if not _is_number(v) or (isinstance(v, float) and not v.is_integer()):
+            return f"has {key} {v!r}, not an integer"
     if not _is_number(det["score"]):
         return f"has a score of type {type(det['score']).__name__}, not a number"
     if not all(_is_number(v) for v in det["bbox"]):

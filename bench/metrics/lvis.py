@@ -12,8 +12,10 @@ frequency groups (lvis-api, lvis/eval.py).
   max_dets=-1 (no limit). The selection is `top_per_class`; ties keep input order, as MDETR's
   `sorted(..., reverse=True)[:topk]` does.
 
-Backends: "lvis" is lvis-api 0.5.3, the reference; "faster" is faster-coco-eval with
-lvis_style=True (same matching in C++), checked equal to lvis-api in tests/bench/metrics/test_metrics_lvis.py.
+Backends: "lvis" is lvis-api 0.5.3, the reference; "hotcoco" (the default, Rust) and "faster"
+(faster-coco-eval, C++) run the same matching with lvis_style=True, checked equal to lvis-api in
+tests/bench/metrics/test_metrics_lvis.py. Both fast ones ignore a ground truth's 'ignore' flag, which
+lvis-api honours: such a file is scored by lvis-api (`_evaluate`).
 lvis-api 0.5.3 calls `np.float`, which numpy >= 1.24 removed; `numpy_float_alias` restores it only
 while lvis-api runs.
 
@@ -26,14 +28,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter, defaultdict
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from bench.metrics import MetricResult, library_version, log, nan_if_negative, quiet_library
-from bench.metrics.coco import clean_detections, gt_copy, per_class_ap
+from bench.metrics import MetricResult, detections, library_version, log, nan_if_negative, quiet_library
+from bench.metrics.coco import gt_copy, per_class_ap
+from bench.metrics.detections import as_dicts, detection_array
 from bench.util.errors import UserError
 
 VALUE_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR", "ARs", "ARm", "ARl")
@@ -45,64 +48,32 @@ FREQUENCIES = ("r", "c", "f")
 def lvis_bbox(
     gt: Mapping[str, Any],
     predictions: Sequence[Mapping[str, Any]],
-    backend: str = "faster",
+    backend: str = "hotcoco",
     max_dets: int = MAX_DETS_PER_IMAGE,
 ) -> MetricResult:
     """Standard LVIS box AP: the top `max_dets` detections per image (-1: no cap)."""
     gt = lvis_gt_copy(gt)
-    dets = clean_detections(predictions, gt)
-    return _evaluate(gt, dets, backend, per_image_cap=int(max_dets))
+    return _evaluate(gt, detection_array(predictions, gt), backend, per_image_cap=int(max_dets))
 
 
 def lvis_fixed_ap(
     gt: Mapping[str, Any],
     predictions: Sequence[Mapping[str, Any]],
-    backend: str = "faster",
+    backend: str = "hotcoco",
     max_dets_per_class: int = FIXED_AP_PER_CLASS,
 ) -> MetricResult:
     """Fixed AP: the top `max_dets_per_class` detections per category over the split, no per-image cap."""
     gt = lvis_gt_copy(gt)
-    dets = top_per_class(clean_detections(predictions, gt), int(max_dets_per_class))
-    return _evaluate(gt, dets, backend, per_image_cap=-1)
+    arr = detections.top_per_class(detection_array(predictions, gt), int(max_dets_per_class))
+    return _evaluate(gt, arr, backend, per_image_cap=-1)
 
 
 def top_per_class(dets: Sequence[Mapping[str, Any]], cap: int) -> list[dict[str, Any]]:
-    """Keep each category's `cap` highest-scored detections (ties: earlier first), in input order."""
-    if cap < 1:
-        raise UserError(f"max_dets_per_class must be >= 1, got {cap}")
-    by_cat: dict[int, list[int]] = defaultdict(list)
-    for i, d in enumerate(dets):
-        by_cat[int(d["category_id"])].append(i)
-    keep: list[int] = []
-    short = 0
-    for idx in by_cat.values():
-        if len(idx) <= cap:
-            keep.extend(idx)
-            short += 1
-            continue
-        scores = np.array([dets[i]["score"] for i in idx], dtype=float)
-        order = np.argsort(-scores, kind="stable")[:cap]  # stable: ties keep input order
-        keep.extend(idx[j] for j in order)
-    # MDETR warns when a category has fewer than `cap` detections: its AP may be underestimated
-    log.debug("fixed AP: %d of %d categories have <= %d detections", short, len(by_cat), cap)
-    return [dict(dets[i]) for i in sorted(keep)]
-
-
-def cap_per_image(dets: Sequence[Mapping[str, Any]], cap: int) -> list[dict[str, Any]]:
-    """The top `cap` detections of each image by score (ties: earlier first), as lvis-api's LVISResults does.
-
-    Only the faster backend needs this: COCOeval's maxDets caps per image *and category*, LVIS's per image.
-    """
-    if cap < 0:
-        return [dict(d) for d in dets]
-    by_image: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
-    for d in dets:
-        by_image[int(d["image_id"])].append(d)
-    out: list[dict[str, Any]] = []
-    for group in by_image.values():
-        kept = group if len(group) <= cap else sorted(group, key=lambda d: d["score"], reverse=True)[:cap]
-        out.extend(dict(d) for d in kept)
-    return out
+    """Keep each category's `cap` highest-scored detections (ties: earlier first), in input order (dicts in,
+    dicts out; the scorers use bench.metrics.detections.top_per_class on the array)."""
+    rows = np.array([(d["image_id"], *d["bbox"], d["score"], d["category_id"]) for d in dets],
+                    dtype=np.float64).reshape(-1, len(detections.COLUMNS))
+    return as_dicts(detections.top_per_class(rows, cap))
 
 
 def lvis_gt_copy(gt: Mapping[str, Any]) -> dict[str, Any]:
@@ -141,25 +112,36 @@ def numpy_float_alias() -> Iterator[None]:
             del np.float  # type: ignore[attr-defined]
 
 
-def _evaluate(
-    gt: dict[str, Any], dets: list[dict[str, Any]], backend: str, per_image_cap: int
-) -> MetricResult:
+def _evaluate(gt: dict[str, Any], dets: np.ndarray, backend: str, per_image_cap: int) -> MetricResult:
+    """Run `backend` on the (N, 7) detections `dets` (bench.metrics.detections)."""
+    if backend != "lvis" and any(a.get("ignore") for a in gt["annotations"]):
+        # lvis-api leaves a ground truth flagged 'ignore' out of matching (lvis/eval.py, _prepare and
+        # evaluate_img); hotcoco 1.3.0 and faster-coco-eval 1.8.0 (lvis_style) score it as a normal object,
+        # so their numbers differ (tests/bench/metrics/test_metrics_lvis.py). LVIS files carry no such flag;
+        # a file that does is scored by the reference, and the result says so.
+        log.info("LVIS ground truth has 'ignore' flags, which %s does not honour: scoring with lvis-api", backend)
+        backend = "lvis"
     if backend == "lvis":
         values, precision, cat_ids = _run_lvis_api(gt, dets, per_image_cap)
         library = library_version("lvis")
     elif backend == "faster":
         values, precision, cat_ids = _run_faster(gt, dets, per_image_cap)
         library = library_version("faster-coco-eval")
+    elif backend == "hotcoco":
+        values, precision, cat_ids = _run_hotcoco(gt, dets, per_image_cap)
+        library = library_version("hotcoco")
     else:
-        raise UserError(f"LVIS backend must be 'faster' or 'lvis', got {backend!r}")
+        raise UserError(f"LVIS backend must be 'hotcoco', 'faster' or 'lvis', got {backend!r}")
     per_class = per_class_ap(precision, cat_ids, gt["categories"])
     return MetricResult(primary="AP", values=values, per_class=per_class, backend=backend, library=library)
 
 
 def _run_lvis_api(
-    gt: dict[str, Any], dets: list[dict[str, Any]], per_image_cap: int
+    gt: dict[str, Any], arr: np.ndarray, per_image_cap: int
 ) -> tuple[dict[str, float], np.ndarray, list[int]]:
     from lvis import LVIS, LVISEval, LVISResults
+
+    dets = as_dicts(arr)
 
     class _LVISFromDict(LVIS):
         """lvis-api's LVIS reads a path; this one takes the dict we already hold."""
@@ -190,15 +172,15 @@ def _run_lvis_api(
 
 
 def _run_faster(
-    gt: dict[str, Any], dets: list[dict[str, Any]], per_image_cap: int
+    gt: dict[str, Any], arr: np.ndarray, per_image_cap: int
 ) -> tuple[dict[str, float], np.ndarray, list[int]]:
     from faster_coco_eval import COCO, COCOeval_faster
 
-    dets = cap_per_image(dets, per_image_cap)
+    capped = detections.cap_per_image(arr, per_image_cap)  # LVIS caps per image (lvis-api's LVISResults)
+    dets = as_dicts(capped)
     # COCOeval's maxDets caps each (image, category) pair; after the per-image cap above it must not
     # bind, so it is set to the largest pair count (at least 1).
-    pair_counts = Counter((d["image_id"], d["category_id"]) for d in dets)
-    max_dets = max(pair_counts.values(), default=1)
+    max_dets = _largest_pair(capped)
     with quiet_library("faster_coco_eval"):
         coco_gt = COCO(gt, print_function=log.debug)
         coco_dt = coco_gt.loadRes(dets)
@@ -212,3 +194,34 @@ def _run_faster(
            s["APf"], s["AR_all"], s["AR_small"], s["AR_medium"], s["AR_large"]]  # fmt: skip
     values = {name: nan_if_negative(v) for name, v in zip(VALUE_NAMES, raw)}
     return values, evaluator.eval["precision"], list(evaluator.params.catIds)
+
+
+def _run_hotcoco(
+    gt: dict[str, Any], dets: np.ndarray, per_image_cap: int
+) -> tuple[dict[str, float], np.ndarray, list[int]]:
+    """hotcoco's lvis_style COCOeval on its LVISResults (lvis-api's per-image cap, ties in input order)."""
+    import hotcoco
+
+    largest_pair = _largest_pair(dets)
+    with quiet_library("hotcoco"), warnings.catch_warnings():
+        # hotcoco warns when max_dets is not lvis-api's 300; here that is the point (Fixed AP: no cap)
+        warnings.filterwarnings("ignore", message="hotcoco: max_dets differ", category=UserWarning)
+        coco_gt = hotcoco.COCO(gt)
+        coco_dt = hotcoco.LVISResults(coco_gt, dets, max_dets=per_image_cap)
+        evaluator = hotcoco.COCOeval(coco_gt, coco_dt, "bbox", lvis_style=True)
+        # params.max_dets (a list in hotcoco) also cuts each (image, category) pair's detections; after
+        # LVISResults' per-image cap it must not bind, as in lvis-api: the cap, or the largest pair count
+        evaluator.params.max_dets = [max(per_image_cap, largest_pair)]
+        evaluator.run()
+    r = evaluator.get_results()
+    keys = evaluator.metric_keys()  # AP ... APf, then AR@m, ARs@m, ARm@m, ARl@m
+    values = {name: nan_if_negative(r[k]) for name, k in zip(VALUE_NAMES, keys)}
+    return values, np.asarray(evaluator.eval["precision"]), list(evaluator.params.cat_ids)
+
+
+def _largest_pair(arr: np.ndarray) -> int:
+    """The most detections any (image, category) pair has (at least 1)."""
+    if not len(arr):
+        return 1
+    _, counts = np.unique(arr[:, [detections.IMAGE, detections.CATEGORY]], axis=0, return_counts=True)
+    return int(counts.max())

@@ -1,20 +1,35 @@
-"""What the harness needs from a detector, so that GLIP and other grounded detectors run one protocol.
+"""The model seam: what the harness needs from a model family and from a built detector.
+
+Two protocols, both everything the runner calls:
+
+- `ModelFamily` (one per family, declared in one module of bench/models/families/, found by
+  bench.models.registry): which model names it takes (GLIP presets, or the config.json `model_type`s of
+  an `hf:DIR`), its model config (built once per spec and carried by the resolved run), what it can run
+  per regime and task kind and why not (`refusal`), the settings it refuses (`check_run`), and `build`.
+- `DetectorAdapter` (what `build` returns): prompts, detection, grounding, parameter groups, and for
+  training and the record `training_set`, `record_fields`, `size_divisibility`.
 
 The task, not the model, decides the prompt text and order, the chunking, the detection caps and the
 thresholds (`DetectSettings`); an adapter turns those into its model's inputs and its outputs back into
 the harness's prediction formats (docs/formats.md): COCO results in original pixels for detection, and
-Flickr30K entries for grounding. A regime the adapter cannot do is refused before any compute
-(`refuses`).
+Flickr30K entries for grounding. Shared pieces every adapter uses: `merge_chunks` (one image's chunk
+outputs merged by score and capped), `grounding_entry`, and `ModelTimer` (seconds inside model calls).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
+
+TASK_KINDS = ("detection", "grounding")  # the task kinds a family declares its regimes for
+INIT_SEED = 0  # torch seed while a model is built (its random init, where no checkpoint sets the weights)
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,96 @@ class DetectorAdapter(Protocol):
     def parameter_groups(self) -> Mapping[str, list[str]]:
         """Parameter names of `module` by group (the groups a regime's `train_groups` name)."""
         ...
+
+    # --- training and the record
+    size_divisibility: int  # training batches pad images to a multiple of this (0: the training set batches itself)
+
+    def training_set(self, dataset: Any, chunk: tuple[Any, list[int]], seed: int) -> Any:
+        """The training samples of a detection split under the class prompt's one chunk (a torch Dataset)."""
+        ...
+
+    def record_fields(self, trains: bool) -> dict[str, Any]:
+        """What a record says of this model beyond the run's own fields: {"model": {...}, "provenance": {...}}."""
+        ...
+
+
+@runtime_checkable
+class ModelFamily(Protocol):
+    """One model family: which names it takes, its config, what it can run, and how it is built.
+
+    `regimes` declares, per task kind (TASK_KINDS), the regimes it can run; `refusal` says why not for the
+    others, in a sentence naming what is missing.
+    """
+
+    name: str
+    model_types: tuple[str, ...]  # config.json model_type values it takes under hf:DIR (() for none)
+    takes_presets: bool  # it takes the preset names (model names without the hf: prefix)
+    regimes: Mapping[str, tuple[str, ...]]
+
+    def model_config(self, model: str, overrides: Mapping[str, Any], checkpoint: str | None) -> Any:
+        """The model's config (no weights read): a bad name, value or checkpoint -> UserError."""
+        ...
+
+    def refusal(self, regime: str, task_kind: str) -> str | None:
+        """Why this family cannot run `regime` on a `task_kind` task, or None if it can."""
+        ...
+
+    def check_run(self, config: Any, *, text_encoder: str | Path | None, infer_batch_size: int,
+                  world_size: int) -> None:
+        """Refuse (UserError) settings this model cannot run with, before any compute."""
+        ...
+
+    def build(self, config: Any, checkpoint: str | None, text_encoder: str | Path | None) -> DetectorAdapter:
+        """The adapter of a model with this config (built on CPU, under the seed INIT_SEED)."""
+        ...
+
+
+def merge_chunks(parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], cap: int | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One image's chunk outputs (boxes [N_k, 4], scores [N_k], category ids [N_k]), concatenated in chunk
+    order, sorted by score (stable) and cut to `cap` (None: keep all) -> (boxes, scores, category ids)."""
+    boxes = torch.cat([p[0] for p in parts]).reshape(-1, 4)
+    scores = torch.cat([p[1] for p in parts])
+    cats = torch.cat([p[2] for p in parts])
+    order = torch.argsort(scores, descending=True, stable=True)
+    if cap is not None:
+        order = order[:cap]
+    return boxes[order], scores[order], cats[order]
+
+
+@dataclass
+class ModelTimer:
+    """Seconds spent inside model calls (backbone, text encoder, head, postprocess) vs the whole loop.
+
+    `harness_fraction` = 1 - model / total: data loading, batching, format conversion and bookkeeping.
+    """
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    total: float = 0.0
+
+    @contextmanager
+    def time(self, what: str, device: str | torch.device = "cpu") -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if str(device).startswith("cuda"):
+                torch.cuda.synchronize()
+            self.seconds[what] = self.seconds.get(what, 0.0) + time.perf_counter() - start
+            self.calls[what] = self.calls.get(what, 0) + 1
+
+    @property
+    def model_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+    @property
+    def harness_fraction(self) -> float:
+        return 1.0 - self.model_seconds / self.total if self.total > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"total_seconds": self.total, "model_seconds": self.model_seconds,
+                "harness_fraction": self.harness_fraction, "seconds": dict(self.seconds), "calls": dict(self.calls)}
 
 
 def grounding_entry(sample_id: int, boxes: torch.Tensor, scores: torch.Tensor, phrases: torch.Tensor,

@@ -10,6 +10,7 @@ import torch
 
 from bench.models import build_adapter
 from bench.models.base import DetectorAdapter
+from bench.models.registry import ResolvedModel
 
 
 def freeze_gc_heap() -> None:
@@ -31,12 +32,15 @@ class ModelCache:
         self.state: dict[str, Any] = {}
         self.requires_grad: dict[str, bool] = {}
 
-    def get(self, model: str, checkpoint: str | None, model_overrides: dict[str, Any]) -> DetectorAdapter:
+    def get(self, model: str, checkpoint: str | None, model_overrides: dict[str, Any], *,
+            resolved: ResolvedModel | None = None) -> DetectorAdapter:
+        """resolved: the run's resolved model (its config is reused, not built again)."""
         key = (model, checkpoint, repr(sorted(model_overrides.items())))
         if key != self.key:
             gc.unfreeze()  # the previous model's objects may sit in the permanent generation (freeze_gc_heap)
             self.adapter = None  # free the previous one first
-            self.adapter = build_adapter(model, model_overrides, checkpoint, self.text_encoder, self.device)
+            self.adapter = build_adapter(model, model_overrides, checkpoint, self.text_encoder, self.device,
+                                         resolved=resolved)
             module = self.adapter.module
             self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
             self.requires_grad = {n: p.requires_grad for n, p in module.named_parameters()}

@@ -32,12 +32,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from bench.models.base import grounding_entry
+from bench.models.base import ModelTimer, grounding_entry, merge_chunks
 from bench.models.batching import auto_prefetch, auto_workers, image_batches, plan_batches
 from glip.language import TextFeatures
 from glip.ops.boxes import xyxy_to_xywh
@@ -46,42 +45,6 @@ from glip.structures import Detections, ImageBatch
 
 __all__ = ["ModelTimer", "encode_prompts", "detect_chunks", "predict_detection", "predict_grounding",
            "to_coco_detections"]
-
-
-# ------------------------------------------------------------------------------------------ timing
-@dataclass
-class ModelTimer:
-    """Seconds spent inside model calls (backbone, text encoder, head, postprocess) vs the whole loop.
-
-    `harness_fraction` = 1 - model / total: data loading, batching, format conversion and bookkeeping.
-    """
-
-    seconds: dict[str, float] = field(default_factory=dict)
-    calls: dict[str, int] = field(default_factory=dict)
-    total: float = 0.0
-
-    @contextmanager
-    def time(self, what: str, device: str | torch.device = "cpu") -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            if str(device).startswith("cuda"):
-                torch.cuda.synchronize()
-            self.seconds[what] = self.seconds.get(what, 0.0) + time.perf_counter() - start
-            self.calls[what] = self.calls.get(what, 0) + 1
-
-    @property
-    def model_seconds(self) -> float:
-        return sum(self.seconds.values())
-
-    @property
-    def harness_fraction(self) -> float:
-        return 1.0 - self.model_seconds / self.total if self.total > 0 else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"total_seconds": self.total, "model_seconds": self.model_seconds,
-                "harness_fraction": self.harness_fraction, "seconds": dict(self.seconds), "calls": dict(self.calls)}
 
 
 _NO_TIMER = ModelTimer()
@@ -180,15 +143,10 @@ def to_coco_detections(image_id: int, parts: Sequence[tuple[torch.Tensor, torch.
     """One image's chunk outputs (boxes xyxy, scores, data-set category ids), concatenated in chunk order,
     sorted by score (stable) and capped at `cap` (None: every chunk's detections are kept) -> COCO
     prediction dicts (docs/formats.md section 2, official +1 width)."""
-    boxes = torch.cat([p[0] for p in parts]).reshape(-1, 4)
-    scores = torch.cat([p[1] for p in parts])
-    labels = torch.cat([p[2] for p in parts])
-    keep = torch.argsort(scores, descending=True, stable=True)
-    if cap is not None:
-        keep = keep[:cap]
-    xywh = xyxy_to_xywh(boxes[keep])  # the official COCO export's legacy +1 width
+    boxes, scores, labels = merge_chunks(parts, cap)
+    xywh = xyxy_to_xywh(boxes)  # the official COCO export's legacy +1 width
     return [{"image_id": int(image_id), "category_id": int(c), "bbox": box, "score": s}
-            for box, s, c in zip(xywh.tolist(), scores[keep].tolist(), labels[keep].tolist())]
+            for box, s, c in zip(xywh.tolist(), scores.tolist(), labels.tolist())]
 
 
 # ------------------------------------------------------------------------------------------ loading

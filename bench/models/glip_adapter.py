@@ -17,12 +17,10 @@ from torch import nn
 import glip
 from bench.data.training import DetectionTrainSet, TrainInput
 from bench.models import glip as engine
-from bench.models.base import DetectSettings
+from bench.models.base import INIT_SEED, DetectSettings
 from bench.tasks.prompts import task_prompt_chunks
 from bench.util.errors import UserError
 from glip.config import GLIPConfig, get_preset
-
-INIT_SEED = 0  # torch seed for building models (their random init, where no checkpoint sets the weights)
 
 
 def model_fields() -> set[str]:
@@ -42,10 +40,10 @@ def model_config(preset: str, model_overrides: Mapping[str, Any]) -> GLIPConfig:
         raise UserError(f"model {preset} with overrides {dict(model_overrides)}: {e}") from None
 
 
-def check_glip_inputs(preset: str, overrides: Mapping[str, Any], text_encoder: str | Path | None) -> None:
+def check_glip_inputs(cfg: GLIPConfig, text_encoder: str | Path | None) -> None:
     """A preset without a built-in vocabulary needs a local bert-base-uncased directory."""
-    if model_config(preset, overrides).vocab_words is None and text_encoder is None:
-        raise UserError(f"model {preset} uses bert-base-uncased: pass --text-encoder DIR (a local "
+    if cfg.vocab_words is None and text_encoder is None:
+        raise UserError(f"model {cfg.name} uses bert-base-uncased: pass --text-encoder DIR (a local "
                         "bert-base-uncased directory; `huggingface-cli download bert-base-uncased --local-dir DIR` "
                         "on a machine with internet)")
     if text_encoder is not None and not Path(text_encoder).is_dir():
@@ -86,7 +84,7 @@ class GLIPAdapter:
         return None
 
     def prompt_chunks(self, task: Any, dataset: Any, prompt_set: str) -> list[tuple[Any, list[int]]]:
-        return task_prompt_chunks(task, dataset, self.module.tokenizer, prompt_set)
+        return task_prompt_chunks(task, dataset, self.module.tokenizer, prompt_set, self.config.max_query_len)
 
     def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
                image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:

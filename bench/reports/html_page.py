@@ -1,5 +1,6 @@
 """The leaderboard as one offline HTML page: sortable by any column, filterable by model, regime and
-shots, the best value per score column marked, each row's full hyper-parameters in its details.
+shots (and by domain, where a group is shown as domain means), the best value per score column marked,
+each row's full hyper-parameters and folded per-task values in its details.
 
 The page carries its CSS and its small script inline (no CDN, no external file), so it opens from
 a results folder or an e-mail attachment alike. Cells keep the table's text; the number a cell is
@@ -99,12 +100,17 @@ SCRIPT = """
       var empty = Array.prototype.every.call(body.rows, function (r) {
         return r.hidden || r.cells[i].getAttribute("data-v") === "";
       });
-      h.hidden = empty;
-      Array.prototype.forEach.call(body.rows, function (r) { r.cells[i].hidden = empty; });
+      // the domain select hides the other domains' mean columns (data-domain); group means stay
+      var off = domain !== null && domain.value !== "" && h.hasAttribute("data-domain")
+        && h.getAttribute("data-domain") !== domain.value;
+      h.hidden = empty || off;
+      Array.prototype.forEach.call(body.rows, function (r) { r.cells[i].hidden = empty || off; });
     });
     document.getElementById("count").textContent = shown + " of " + body.rows.length + " rows";
   }
   selects.forEach(function (s) { s.addEventListener("change", filter); });
+  var domain = document.getElementById("domain");
+  if (domain !== null) { domain.addEventListener("change", filter); }
   filter();
 })();
 """
@@ -128,10 +134,24 @@ def _number_cell(text: str, value: float, best: bool) -> str:
     return f'<td class="num{" best" if best else ""}" data-v="{data}">{inner}</td>'
 
 
-def _details(row: pd.Series) -> str:
+def _details(row: pd.Series, folded: dict[str, str] | None = None) -> str:
+    """The row's detail columns, then every value folded out of the table (per-task values of a group
+    shown as domain means), each with its domain so a reader can find it."""
     items = "".join(f"<dt>{html.escape(c)}</dt><dd>{html.escape(str(row[c]))}</dd>"
                     for c in DETAIL_COLUMNS if c in row.index and str(row[c]) != MISSING)
+    items += "".join(f'<dt data-domain="{html.escape(d)}">{html.escape(c)}{f" [{html.escape(d)}]" if d else ""}</dt>'
+                     f"<dd>{html.escape(str(row[c]))}</dd>"
+                     for c, d in sorted((folded or {}).items(), key=lambda kv: (kv[1], kv[0]))
+                     if c in row.index and str(row[c]) != MISSING)
     return f"<td><details><summary>details</summary><dl>{items}</dl></details></td>"
+
+
+def _domain_filter(domains: dict[str, str]) -> str:
+    """A select that shows one domain's mean columns only (the group means stay)."""
+    if not domains:
+        return ""
+    return (f'<label>Domain <select id="domain"><option value="">all</option>{_options(domains.values())}'
+            "</select></label>")
 
 
 def _options(values: Iterable[str], order=None) -> str:
@@ -141,18 +161,20 @@ def _options(values: Iterable[str], order=None) -> str:
 
 def leaderboard_page(table: pd.DataFrame, header: str, legend: Iterable[str]) -> str:
     """The page for a leaderboard table (bench.reports.leaderboard.leaderboard_table)."""
-    shown = [c for c in table.columns if c not in DETAIL_COLUMNS]
+    folded, domains = table.attrs.get("folded", {}), table.attrs.get("domains", {})
+    shown = [c for c in table.columns if c not in DETAIL_COLUMNS and c not in folded]
     numeric = [c for c in shown if is_score_column(c) or c in COST_COLUMNS]
     values = {c: [sort_value(str(t)) for t in table[c]] for c in numeric}
     # an incomplete group number (starred) is not the group's, so it cannot be the column's best
     best = {c: max((v for v, t in zip(values[c], table[c]) if not math.isnan(v) and "*" not in str(t)),
                    default=math.nan) for c in shown if is_score_column(c)}
-    short = short_headers(table.columns)
+    short = short_headers(shown)
     heads = []
     for c in shown:
         kind = "num" if c in numeric else "text"
         title = f' title="{html.escape(c)}"' if c in short else ""
-        heads.append(f'<th data-type="{kind}"{title}>{html.escape(short.get(c, c))}</th>')
+        domain = f' data-domain="{html.escape(domains[c])}"' if c in domains else ""
+        heads.append(f'<th data-type="{kind}"{title}{domain}>{html.escape(short.get(c, c))}</th>')
     heads.append("<th>details</th>")
     rows = []
     for i, row in table.reset_index(drop=True).iterrows():
@@ -166,13 +188,14 @@ def leaderboard_page(table: pd.DataFrame, header: str, legend: Iterable[str]) ->
                 cells.append(f"<td>{html.escape(text)}</td>")
         attrs = "".join(f' data-{f}="{html.escape(str(row[f]))}"' for f in FILTERS)
         cls = ' class="reported"' if row["kind"] == REPORTED else ""
-        rows.append(f"<tr{cls}{attrs}>{''.join(cells)}{_details(row)}</tr>")
+        rows.append(f"<tr{cls}{attrs}>{''.join(cells)}{_details(row, folded)}</tr>")
     orders = {"regime": regime_order, "shots": lambda s: shots_order(s) if s.replace(".", "").isdigit() or s == "all"
               else math.inf}
     filters = "".join(
         f'<label>{label} <select data-filter="{f}"><option value="">all</option>'
         f"{_options(table[f].astype(str), orders.get(f))}</select></label>" for f, label in FILTERS.items())
-    key = header_key(table.columns)
+    filters += _domain_filter(domains)
+    key = header_key(shown)
     notes = "".join(f"<li>{html.escape(t)}</li>" for t in [*legend, *([key] if key else [])])
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

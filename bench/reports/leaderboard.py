@@ -39,18 +39,57 @@ DETAIL_COLUMNS = ["checkpoint", "hparams", "pretrain data", "params", "stored pa
 # a family of task columns this wide gets abbreviated headers with a key
 WIDE_FAMILY = 6
 VALUE_COLUMNS = [*ROW_KEYS, "column", "kind", "group", "metric", "mean", "std", "n_seeds", "expected_seeds",
-                 "n_tasks", "expected_tasks"]
+                 "n_tasks", "expected_tasks", "tasks"]
 
 
 # --------------------------------------------------------------------------------------------- numbers
 def task_headers(df: pd.DataFrame) -> pd.Series:
-    """Column header per record: "task (AP)", or "task@v2 (AP)" when several task versions are present
-    (numbers from different task versions are not comparable, so they get separate columns)."""
+    """Column header per record: "task (AP)", or "task@v2 (AP)" when several task versions are present,
+    or "task#1a2b3c4d (AP)" when records of one task version and split scored different annotation files
+    (a changed test set, a re-download): numbers from different files are never averaged together. (Rows
+    on different splits of a task, zero-shot on val and fine-tuned on test, still share its column.)"""
     versions = df.groupby("task")["task_version"].nunique()
-    labels = [
-        f"{t}@v{v}" if versions[t] > 1 else t for t, v in zip(df["task"], df["task_version"])
-    ]
+    keys = ["task", "task_version", "split"]
+    hashes = df.groupby(keys)["ann_sha256"].nunique() if "ann_sha256" in df else None
+    labels = []
+    for i, (t, v, split) in enumerate(zip(df["task"], df["task_version"], df["split"])):
+        label = f"{t}@v{v}" if versions[t] > 1 else t
+        if hashes is not None and hashes[(t, v, split)] > 1:
+            label += f"#{df['ann_sha256'].iloc[i][:8] or 'nohash'}"
+        labels.append(label)
     return pd.Series([f"{lab} ({m})" for lab, m in zip(labels, df["primary"])], index=df.index)
+
+
+def domain_layout(df: pd.DataFrame) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """For a group split into domain groups (`<group>-<domain>` holding only the group's tasks, as
+    rf100vl-aerial in rf100vl): (folded column -> domain, domain mean column -> domain, domain group -> group).
+
+    Folded columns (the group's task columns and the medians of its groups and subsets) leave the Markdown
+    and LaTeX tables, so 100 tasks fit a screen as 7 domain means and the group mean; the CSV keeps them,
+    the HTML row details show them. A task column's domain is "" when its task is in no domain group."""
+    tasks_of: dict[str, set[str]] = {}
+    for column, groups in zip(task_headers(df), df["groups"]):
+        for g in groups:
+            tasks_of.setdefault(g, set()).add(column)
+    folded: dict[str, str] = {}
+    domain_cols: dict[str, str] = {}
+    parents: dict[str, str] = {}
+    for parent, columns in tasks_of.items():
+        subs = {g: g[len(parent) + 1:] for g in tasks_of if g.startswith(parent + "-") and tasks_of[g] <= columns}
+        if not subs:
+            continue
+        for column in columns:
+            folded.setdefault(column, "")
+        for g, domain in subs.items():
+            domain_cols[f"{g} mean"] = domain
+            parents[g] = parent
+            folded[f"{g} median"] = domain
+            folded.update({c: domain for c in tasks_of[g]})
+        folded[f"{parent} median"] = ""
+    for g, columns in tasks_of.items():  # a subset of folded tasks (rf20vl-fsod) keeps its mean only
+        if g not in parents and columns <= set(folded):
+            folded.setdefault(f"{g} median", "")
+    return folded, domain_cols, parents
 
 
 def expected_seed_sets(df: pd.DataFrame, seeds: Iterable[int] | None = None) -> dict[tuple[str, str], frozenset]:
@@ -109,7 +148,8 @@ def leaderboard_values(df: pd.DataFrame, seeds: Iterable[int] | None = None,
             per_task[column] = trows
             out.append({**base, "column": column, "kind": "task", "group": "", "metric": trows["primary"].iloc[0],
                         "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else math.nan,
-                        "n_seeds": len(values), "expected_seeds": n_expected, "n_tasks": 1, "expected_tasks": 1})
+                        "n_seeds": len(values), "expected_seeds": n_expected, "n_tasks": 1, "expected_tasks": 1,
+                        "tasks": column})
         groups = sorted({g for gs in rows["groups"] for g in gs})
         for group in groups:
             members = rows[rows["groups"].map(lambda gs, g=group: g in gs)]
@@ -118,7 +158,8 @@ def leaderboard_values(df: pd.DataFrame, seeds: Iterable[int] | None = None,
             seed_means = by_seed.mean(axis=1)
             common = dict(base, group=group, metric="/".join(sorted(set(members["primary"]))),
                           n_seeds=int(members.groupby("column")["seed"].nunique().min()),
-                          expected_seeds=n_expected, n_tasks=len(task_means), expected_tasks=sizes[group])
+                          expected_seeds=n_expected, n_tasks=len(task_means), expected_tasks=sizes[group],
+                          tasks=", ".join(task_means.index))
             out.append({**common, "column": f"{group} mean", "kind": "group_mean", "mean": task_means.mean(),
                         "std": seed_means.std(ddof=1) if len(seed_means) > 1 else math.nan})
             out.append({**common, "column": f"{group} median", "kind": "group_median",
@@ -174,14 +215,16 @@ def _row_sort_key(key: tuple) -> tuple:
     return (model, checkpoint, variant, regime_order(regime), shots_order(shots), kind)
 
 
-def _ordered_columns(values: pd.DataFrame, ref: pd.DataFrame) -> list[str]:
+def _ordered_columns(values: pd.DataFrame, ref: pd.DataFrame, parents: Mapping[str, str] | None = None) -> list[str]:
     task_cols = sorted(set(values.loc[values["kind"] == "task", "column"]))
     group_of = values[values["kind"] == "group_mean"].set_index("column")["group"].to_dict()
     ref_cols = set(ref["column"])
     ref_tasks = [f"{t} ({m})" for t, m in HEADLINE_METRIC.items() if f"{t} ({m})" in ref_cols]
     task_cols += [c for c in ref_tasks if c not in task_cols]
     ref_groups = {c.rsplit(" ", 1)[0] for c in ref_cols if c.endswith((" mean", " median"))}
-    groups = sorted(set(group_of.values()) | ref_groups)
+    parents = parents or {}
+    # a group's domain groups right after it: rf100vl, rf100vl-aerial, ..., then rf100vl-fsod, ...
+    groups = sorted(set(group_of.values()) | ref_groups, key=lambda g: (parents.get(g, g), g in parents, g))
     group_cols = [f"{g} {stat}" for g in groups for stat in ("mean", "median")]
     return task_cols + group_cols
 
@@ -196,7 +239,8 @@ def leaderboard_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, s
                               "split"])
     # reference task columns carry the headline metric in their header, as ours do
     ref = ref.assign(column=[f"{c} ({HEADLINE_METRIC[c]})" if c in HEADLINE_METRIC else c for c in ref["column"]])
-    columns = _ordered_columns(values, ref)
+    folded, domains, parents = domain_layout(df) if not df.empty else ({}, {}, {})
+    columns = _ordered_columns(values, ref, parents)
     rows: list[dict[str, str]] = []
     if not values.empty:
         expected = expected_seed_sets(df, seeds)
@@ -239,7 +283,14 @@ def leaderboard_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, s
             row[column] = " / ".join(texts)
         rows.append(row)
     table = pd.DataFrame(rows, columns=[*HEAD_COLUMNS, *columns, "seeds", *COST_COLUMNS, *DETAIL_COLUMNS])
-    return table.astype(object).fillna(MISSING).astype(str)
+    table = table.astype(object).fillna(MISSING).astype(str)
+    group_cells = values[values["kind"] != "task"] if not values.empty else values
+    # which task columns each group column averages (their union over rows; a row may lack some: '(n/N)')
+    table.attrs["group_tasks"] = {c: sorted({t for ts in g["tasks"] for t in ts.split(", ")})
+                                  for c, g in group_cells.groupby("column")}
+    table.attrs["folded"] = {c: d for c, d in folded.items() if c in table.columns}
+    table.attrs["domains"] = {c: d for c, d in domains.items() if c in table.columns}
+    return table
 
 
 # --------------------------------------------------------------------------------------------- render
@@ -255,6 +306,8 @@ LEGEND = [
     "The ± of a group mean is the std over seeds of the per-seed group mean (seeds present in every task).",
     "Variant: the settings that differ between rows of the same model and regime (the checkpoint's name where "
     "only it differs); every hyper-parameter and the checkpoint are in leaderboard.csv and the HTML row details.",
+    "Rows of kind 'run here' were measured by this harness from the records read (they reproduce no paper by "
+    "themselves: compare them with the 'reported' rows of the same model).",
     "Rows of kind 'reported' are published numbers (not reproduced by this code); their variant is the "
     "pre-training data, their source is in the details (evaluation split in brackets).",
     "Rows of kind 'external' are another detector's predictions scored here under the task's protocol "
@@ -264,14 +317,32 @@ LEGEND = [
 ]
 
 
+DOMAIN_LEGEND = ("A group split into domains (RF100-VL: rf100vl-aerial ... rf100vl-sport) shows its domain means and "
+                 "its mean here; every per-task value is in leaderboard.csv and the HTML row details (the HTML "
+                 "filters by domain).")
+
+
+def legend(table: pd.DataFrame) -> list[str]:
+    """The notes under a table: LEGEND, which task columns each group column averages, and DOMAIN_LEGEND
+    when columns were folded into domain means."""
+    folded = table.attrs.get("folded", {})
+    groups = [f"{c}: over {', '.join(ts)}" if not set(ts) <= set(folded) else
+              f"{c}: {len(ts)} task column(s), in leaderboard.csv"
+              for c, ts in table.attrs.get("group_tasks", {}).items() if c not in folded]
+    return [*LEGEND, *([f"Group columns average these task columns: {'; '.join(groups)}."] if groups else []),
+            *([DOMAIN_LEGEND] if table.attrs.get("folded") else [])]
+
+
 def is_score_column(column: str) -> bool:
     """Task and group columns: the numbers a row is ranked by."""
     return column.endswith((")", " mean", " median")) and column not in HEAD_COLUMNS + COST_COLUMNS + DETAIL_COLUMNS
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The table a person reads: without the detail columns (hyper-parameters, checkpoint, device...)."""
-    return table[[c for c in table.columns if c not in DETAIL_COLUMNS]]
+    """The table a person reads: without the detail columns (hyper-parameters, checkpoint, device...) and
+    the columns folded into domain means (domain_layout)."""
+    folded = table.attrs.get("folded", {})
+    return table[[c for c in table.columns if c not in DETAIL_COLUMNS and c not in folded]]
 
 
 def short_headers(columns: Iterable[str]) -> dict[str, str]:
@@ -312,8 +383,8 @@ def render_markdown(table: pd.DataFrame, n_records: int) -> str:
         return str(x).replace("|", "\\|").replace("\n", " ")
 
     shown = _readable(table)
-    key = header_key(table.columns)
-    lines = [header_line(n_records), "", *(f"- {t}" for t in LEGEND), *([f"- {key}"] if key else []), ""]
+    key = header_key(display_table(table).columns)
+    lines = [header_line(n_records), "", *(f"- {t}" for t in legend(table)), *([f"- {key}"] if key else []), ""]
     lines.append("| " + " | ".join(cell(c) for c in shown.columns) + " |")
     lines.append("|" + "|".join("---" for _ in shown.columns) + "|")
     for row in shown.itertuples(index=False):
@@ -331,7 +402,7 @@ def render_latex(table: pd.DataFrame, n_records: int) -> str:
     styler = shown.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
     body = styler.to_latex(hrules=True, column_format="l" * len(shown.columns))
     body = body.replace("±", r"$\pm$").replace(MISSING, "--")
-    key = header_key(table.columns)
+    key = header_key(display_table(table).columns)
     return f"% {header_line(n_records)}\n% needs \\usepackage{{booktabs}}\n" + (f"% {key}\n" if key else "") + body
 
 
@@ -339,7 +410,7 @@ def render_html(table: pd.DataFrame, n_records: int) -> str:
     """The interactive page (bench.reports.html_page): sortable, filterable, details per row, offline."""
     from bench.reports.html_page import leaderboard_page
 
-    return leaderboard_page(table, header_line(n_records), LEGEND)
+    return leaderboard_page(table, header_line(n_records), legend(table))
 
 
 def values_to_csv(values: pd.DataFrame) -> str:

@@ -1,6 +1,10 @@
 """Records -> one pandas DataFrame, the only input of every table and plot.
 
-Every record found under a results folder (recursively, `**/record.json`) is validated with
+A results folder is one set of runs: `<folder>/runs/<run>/record.json` (the runner's) and
+`<folder>/external/<run>/record.json` (scored predictions). Sets are never mixed into one table: a folder
+that is a set gives its own records (sets nested below it, such as results/demo under results, are left
+out and named in the log); a folder holding several sets and none of its own is refused with their names.
+Every record found is validated with
 `bench.results.records.validate_record`; a broken record stops the report with an error naming the file,
 because a silently skipped run would make a table look complete when it is not.
 """
@@ -15,9 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results.records import REGIMES, RunSpec, validate_record
+from bench.results.records import REGIMES, RunSpec
+from bench.results.store import load_record
 from bench.util.errors import UserError
-from bench.util.io import read_json
 
 COST_FIELDS = (
     "total_params", "trainable_params", "stored_params", "train_seconds", "images_seen",
@@ -25,21 +29,47 @@ COST_FIELDS = (
 )
 # a row's record_kind: the record's "kind" where it has one ("external": bench.runs.external), else this
 # (the runner's own records carry none)
-REPRODUCED = "reproduced"
+REPRODUCED = "run here"
 # one row per record; key columns are plain strings so groupby never drops a None checkpoint
 COLUMNS = (
-    "file", "spec_hash", "record_kind", "model", "checkpoint", "task", "task_version", "groups", "regime", "shots",
+    "file", "spec_hash", "record_kind", "model", "checkpoint", "task", "task_version", "ann_sha256", "groups",
+    "regime", "shots",
     "shots_label", "seed", "prompt_set", "split", "overrides", "variant", "metric", "primary", "value",
     *COST_FIELDS, "device",
 )
 
 
+RUN_FOLDERS = ("runs", "external")  # where a set keeps its records: bench.results.store, bench.runs.external
+
+
+def set_root(record_file: Path) -> Path:
+    """The results set a record belongs to: the folder above its runs/ or external/ folder."""
+    run_dir = record_file.parent
+    return run_dir.parent.parent if run_dir.parent.name in RUN_FOLDERS else run_dir.parent
+
+
 def find_record_files(results_dir: str | Path) -> list[Path]:
-    """All `record.json` files below `results_dir`, in a stable (sorted) order."""
+    """The `record.json` files of the one results set `results_dir` names, in a stable (sorted) order."""
     root = Path(results_dir)
     if not root.is_dir():
-        raise UserError(f"results folder not found: {root} (pass --results DIR, the folder the runner wrote)")
-    return sorted(root.glob("**/record.json"))
+        what = "is not a folder" if root.exists() else "not found"
+        raise UserError(f"results folder {root} {what} (pass --results DIR, the folder the runner wrote)")
+    by_set: dict[Path, list[Path]] = {}
+    for path in sorted(root.glob("**/record.json")):
+        by_set.setdefault(set_root(path), []).append(path)
+    if root in by_set:
+        others = sorted(str(s) for s in by_set if s != root)
+        if others:
+            from bench.util.logs import get_logger
+
+            get_logger("reports").info("%s: its own %d records; other result sets below it left out: %s (pass one "
+                                       "with --results)", root, len(by_set[root]), ", ".join(others))
+        return by_set[root]
+    if len(by_set) > 1:
+        sets = ", ".join(f"{s} ({len(f)} records)" for s, f in sorted(by_set.items()))
+        raise UserError(f"{root} holds {len(by_set)} result sets, which one table must not mix: {sets}. "
+                        f"Pass one with --results, e.g. --results {min(by_set)}")
+    return next(iter(by_set.values()), [])
 
 
 def load_record_frame(results_dir: str | Path) -> pd.DataFrame:
@@ -47,14 +77,7 @@ def load_record_frame(results_dir: str | Path) -> pd.DataFrame:
     files = find_record_files(results_dir)
     records = []
     for path in files:
-        record = read_json(path)
-        if not isinstance(record, dict):
-            raise UserError(f"invalid record {path}: expected a JSON object, got {type(record).__name__}")
-        try:
-            validate_record(record)
-        except (ValueError, UserError) as e:
-            raise UserError(f"invalid record {path}: {e}") from e
-        records.append(record)
+        records.append(load_record(path))  # validated; an invalid one is a UserError naming it
     return records_to_frame(records, [str(p) for p in files])
 
 
@@ -100,6 +123,7 @@ def records_to_frame(records: Iterable[dict[str, Any]], sources: Iterable[str] |
             "checkpoint": spec.checkpoint or "",
             "task": str(task["name"]),
             "task_version": int(task["version"]),
+            "ann_sha256": str(task.get("ann_sha256") or ""),  # which annotation file was scored
             "groups": tuple(sorted(str(g) for g in task["groups"])),
             "regime": spec.regime,
             "shots": spec.shots,

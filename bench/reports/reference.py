@@ -2,7 +2,9 @@
 
 Both CSVs share the header `model,pretrain_data,task,split,regime,shots,metric,value,std,source,note`
 (results/reference/README.md). Only the headline metric of each benchmark becomes a table cell:
-COCO AP, LVIS AP (Fixed AP), Flickr30K R@1, and the ODinW-13 / ODinW-35 mean (and median).
+COCO AP, LVIS AP (Fixed AP), Flickr30K R@1, the ODinW-13 / ODinW-35 mean (and median), the RF100-VL
+group and domain means (task rf100vl, rf100vl-<domain>, rf100vl-fsod..., rf20vl-fsod; metric AP); OV-COCO
+novel AP50, OV-LVIS APr, RefCOCO/+/g Acc@0.5 and gRefCOCO Pr@F1=1.
 Per-dataset ODinW rows and compute rows stay in the CSV; the curves do not use them.
 """
 
@@ -21,11 +23,25 @@ REFERENCE_COLUMNS = ("model", "pretrain_data", "task", "split", "regime", "shots
 # listed (e.g. COCO test-dev) land in the benchmark's main column with the split in brackets
 TASK_ALIASES = {"coco_det": "coco", "lvis_det": "lvis", "flickr30k_grounding": "flickr30k"}
 SPLIT_TASKS = {("lvis", "minival"): "lvis-minival", ("lvis", "val"): "lvis-val", ("lvis", "val_v1.0"): "lvis-val",
-               ("flickr30k", "val"): "flickr30k-val", ("flickr30k", "test"): "flickr30k-test"}
-MAIN_TASK = {"coco": "coco", "lvis": "lvis-minival", "flickr30k": "flickr30k-val"}
+               ("flickr30k", "val"): "flickr30k-val", ("flickr30k", "test"): "flickr30k-test",
+               # open-vocabulary and referring-expression protocols (results/reference/protocol-numbers.csv)
+               ("ov_coco", "val2017"): "ov-coco", ("ov_lvis", "minival"): "ov-lvis-minival", ("ov_lvis", "val"): "ov-lvis-val",
+               **{(ref, split): f"{name}-{split.lower()}" for ref, name in (("refcoco", "refcoco"), ("refcoco+", "refcocoplus"))
+                  for split in ("val", "testA", "testB")},
+               ("refcocog", "val"): "refcocog-val", ("refcocog", "test"): "refcocog-test",
+               **{("grefcoco", split): f"grefcoco-{split.lower()}" for split in ("val", "testA", "testB")}}
+MAIN_TASK = {"coco": "coco", "lvis": "lvis-minival", "flickr30k": "flickr30k-val", "ov_coco": "ov-coco",
+             "ov_lvis": "ov-lvis-minival", "refcoco": "refcoco-val", "refcoco+": "refcocoplus-val",
+             "refcocog": "refcocog-val", "grefcoco": "grefcoco-val"}
 # our task name -> its headline (primary) metric, in column order
 HEADLINE_METRIC = {"coco": "AP", "lvis-minival": "AP", "lvis-val": "AP", "flickr30k-val": "R@1",
-                   "flickr30k-test": "R@1"}
+                   "flickr30k-test": "R@1", "ov-coco": "AP50_novel", "ov-lvis-minival": "APr", "ov-lvis-val": "APr",
+                   **{f"{name}-{split}": "Acc@0.5" for name in ("refcoco", "refcocoplus") for split in ("val", "testa", "testb")},
+                   "refcocog-val": "Acc@0.5", "refcocog-test": "Acc@0.5",
+                   **{f"grefcoco-{split}": "Pr@F1=1" for split in ("val", "testa", "testb")}}
+# task families reported as a mean over their data sets: `task` is the group (rf100vl, rf100vl-aerial,
+# rf100vl-fsod, rf20vl-fsod, ...), `split` the test set it was scored on
+FAMILY_GROUPS = ("rf100vl", "rf20vl")
 # reference regime -> bench regime; others ("pretrain-eval", "supervised", ...) are kept as written
 REGIME_ALIASES = {"full-finetune": "full-ft", "fine-tune": "full-ft", "prompt-tune": "prompt-tuning",
                   "linear-probe": "linear-probe", "zero-shot": "zero-shot"}
@@ -34,8 +50,13 @@ DUPLICATE_SOURCES = ("Table 14", "Table 15", "Table 16")
 
 
 def default_reference_dir() -> Path:
-    """results/reference/ of the repository that holds the bench package."""
-    return Path(__file__).resolve().parents[2] / "results" / "reference"
+    """results/reference/ of the checkout that holds the bench package, else the copy an installed package
+    ships as bench/reference_numbers (pyproject.toml maps results/reference there)."""
+    bench_dir = Path(__file__).resolve().parents[1]
+    checkout = bench_dir.parent / "results" / "reference"
+    if (bench_dir.parent / "pyproject.toml").is_file() and checkout.is_dir():
+        return checkout
+    return bench_dir / "reference_numbers"
 
 
 def load_reference(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -70,6 +91,8 @@ def reference_column(task: str, split: str, metric: str) -> str | None:
         return "odinw13 mean"
     if task == "odinw35" and metric == "AP":
         return {"avg35": "odinw35 mean", "median35": "odinw35 median"}.get(split)
+    if task.startswith(FAMILY_GROUPS) and metric == "AP":  # RF100-VL: the group or domain mean over data sets
+        return f"{task} mean"
     if task not in MAIN_TASK:
         return None
     ours = SPLIT_TASKS.get((task, split), MAIN_TASK[task])

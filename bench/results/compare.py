@@ -53,10 +53,12 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal, with NaN equal to NaN (an undefined AP is the same result twice)."""
+def _same(a: Any, b: Any, tolerance: float = 0.0) -> bool:
+    """Equal (within `tolerance` for numbers), with NaN equal to NaN (an undefined AP is the same result twice)."""
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
+    if tolerance and isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) <= tolerance
     return a == b
 
 
@@ -67,14 +69,21 @@ def _metrics(record: dict[str, Any]) -> dict[str, Any]:
 
 def _provenance(record: dict[str, Any]) -> dict[str, Any]:
     prov = {k: v for k, v in record["provenance"].items() if k not in IGNORED_PROVENANCE}
+    kernels = prov.pop("kernels", None) or {}
+    if kernels:  # one line for the kernel set: its id names it, the CPU and torch's pick say what it is
+        cpu = kernels.get("cpu") or {}
+        prov["kernels"] = (f"{kernels.get('id')} ({cpu.get('model_name')} {cpu.get('family_model_stepping')}, "
+                           f"{kernels.get('cpu_capability')} kernels)")
     # the machine the run saw: the device string holds the CPU kind and torch's thread count
     return _flat(prov) | {"device": record.get("cost", {}).get("device")}
 
 
-def diff_record(fresh: dict[str, Any], committed: dict[str, Any]) -> RecordDiff:
-    """Metrics compared exactly (a reproduction is bit for bit or it moved); provenance field by field."""
+def diff_record(fresh: dict[str, Any], committed: dict[str, Any], tolerance: float = 0.0) -> RecordDiff:
+    """Metrics compared exactly (a reproduction is bit for bit or it moved), or within `tolerance` points
+    where the kernels differ (bench.studies.reproduce); provenance field by field."""
     fm, cm = _metrics(fresh), _metrics(committed)
-    moved = {k: (cm.get(k), fm.get(k)) for k in sorted(fm.keys() | cm.keys()) if not _same(fm.get(k), cm.get(k))}
+    moved = {k: (cm.get(k), fm.get(k)) for k in sorted(fm.keys() | cm.keys())
+             if not _same(fm.get(k), cm.get(k), tolerance)}
     fp, cp = _provenance(fresh), _provenance(committed)
     prov = {k: (cp.get(k), fp.get(k)) for k in sorted(fp.keys() | cp.keys()) if not _same(fp.get(k), cp.get(k))}
     return RecordDiff(_run_name(fresh), "moved" if moved else "identical", moved, prov)
@@ -104,14 +113,30 @@ class Reference:
         return self.by_hash.get(record["spec_hash"]) or self.by_key.get(_portable_key(record["spec"]))
 
 
-def compare(fresh: list[dict[str, Any]], reference: Reference) -> list[RecordDiff]:
+def compare(fresh: list[dict[str, Any]], reference: Reference, tolerance: float = 0.0) -> list[RecordDiff]:
     """Each fresh record against its committed twin, in the order given."""
     out = []
     for rec in fresh:
         twin = reference.find(rec)
-        out.append(diff_record(rec, twin) if twin is not None
+        out.append(diff_record(rec, twin, tolerance) if twin is not None
                    else RecordDiff(_run_name(rec), "no reference"))
     return out
+
+
+def kernel_ids(records: list[dict[str, Any]]) -> set[str | None]:
+    """The kernel fingerprints the records were made with (bench.util.cpu_kernels; None: not recorded)."""
+    return {(r["provenance"].get("kernels") or {}).get("id") for r in records}
+
+
+def same_kernels(fresh: list[dict[str, Any]], reference: Reference) -> bool:
+    """Whether bit-identity can be expected: one recorded fingerprint on both sides, the same."""
+    ids = kernel_ids(fresh)
+    return len(ids) == 1 and None not in ids and ids == kernel_ids(reference.records())
+
+
+def largest_move(diffs: list[RecordDiff]) -> float:
+    """The largest |fresh - committed| over every compared metric (inf where one side lacks a value)."""
+    return max((_delta(pair) for d in diffs for pair in d.moved.values()), default=0.0)
 
 
 def _fmt(v: Any) -> str:
@@ -166,15 +191,18 @@ def reproduced(diffs: list[RecordDiff]) -> bool:
 
 
 def attach_reproduction(summary: dict[str, Any], fresh: list[dict[str, Any]], reference: Reference) -> dict[str, Any]:
-    """The summary with the comparison as data and as the first lines of its Markdown (after a title line)."""
+    """The summary with the comparison as data, its headline as the Markdown's first line (after the title) and
+    its details (which records moved, which provenance differs) at the end."""
     diffs = compare(fresh, reference)
-    text = report(diffs, reference)
+    line = headline(diffs, reference) + ("" if reproduced(diffs) or not reference.by_hash else
+                                         " What moved, and the provenance that differs: end of this page.")
     md = summary["markdown"]
     if md.startswith("#"):
         title, _, rest = md.partition("\n")
-        md = f"{title}\n\n{text}{rest}"
+        md = f"{title}\n\n{line}\n{rest}"
     else:
-        md = f"{text}\n{md}"
+        md = f"{line}\n\n{md}"
+    md = md.rstrip("\n") + "\n\n## Reproduction\n\n" + report(diffs, reference)
     return {**summary, "markdown": md,
             "reproduction": {"reference": str(reference.folder), "identical": reproduced(diffs),
                              "headline": headline(diffs, reference),

@@ -30,7 +30,7 @@ import orjson
 
 from bench.results.records import RunSpec, validate_record
 from bench.util.errors import UserError
-from bench.util.io import atomic_write_bytes, atomic_write_json
+from bench.util.io import atomic_write_bytes, atomic_write_json, read_user_bytes, user_write
 from bench.util.logs import get_logger
 
 RECORD = "record.json"
@@ -64,7 +64,8 @@ def claim(results_dir: str | os.PathLike, spec: RunSpec) -> Any:
     from filelock import FileLock
 
     path = Path(results_dir) / LOCKS / f"{spec.run_name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with user_write(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(path)
 
 
@@ -82,17 +83,20 @@ def clean_partial(folder: str | os.PathLike) -> list[Path]:
 
 
 def load_record(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The record at `path` if it parses and validates, else None (a broken record is not a finished run)."""
+    """The record at `path`, validated; None if there is none. A record.json that is there but is not a
+    valid record (hand-edited, from a newer glip-bench, not a file) is a UserError naming it: records are
+    written atomically, so it is not an interrupted run, and running over it would destroy it."""
     path = Path(path)
+    if not path.exists():
+        return None
     if not path.is_file():
-        return None
+        raise UserError(f"invalid record {path}: not a file; remove it (and its run folder to run that run again)")
     try:
-        with open(path, encoding="utf-8") as f:
-            record = json.load(f)
+        record = parse_json(read_user_bytes(path, "record"))
         validate_record(record)
-    except (OSError, ValueError, UserError, TypeError) as e:
-        log.warning("ignoring invalid record %s: %s", path, e)
-        return None
+    except (OSError, ValueError, UserError) as e:  # orjson's and json's decode errors are ValueErrors
+        raise UserError(f"invalid record {path}: {e}; repair it, or delete its run folder {path.parent} to run "
+                        "that run again") from None
     return record
 
 
@@ -113,7 +117,8 @@ def finished_record(results_dir: str | os.PathLike, spec: RunSpec, why: list[str
     if record is None or record["spec_hash"] != spec.hash:
         return None
     folder = run_dir(results_dir, spec)
-    missing = [name for name in record.get("files", [PREDICTIONS]) if not _output_present(folder, name)]
+    files = record.get("files")
+    missing = [name for name in (files if files is not None else [PREDICTIONS]) if not _output_present(folder, name)]
     if missing:
         _unfinished(why, spec, f"a record without its {', '.join(missing)}")
         return None
@@ -170,13 +175,6 @@ def write_predictions(folder: str | os.PathLike, predictions: list[dict[str, Any
     return path
 
 
-def write_adapter(folder: str | os.PathLike, tensors: dict[str, Any]) -> Path:
-    """The run's trained tensors as safetensors, written atomically (glip.checkpoint.write_safetensors)."""
-    from glip.checkpoint import write_safetensors
-
-    return write_safetensors(Path(folder) / ADAPTER, tensors)
-
-
 def read_predictions(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a run's predictions (predictions.json.gz, or a plain predictions.json)."""
     folder = Path(folder)
@@ -184,7 +182,7 @@ def read_predictions(folder: str | os.PathLike) -> list[dict[str, Any]]:
     for path in (gz, plain):
         if path.is_file():
             try:
-                data = gzip.decompress(path.read_bytes()) if path == gz else path.read_bytes()
+                data = read_user_bytes(path, "predictions file")  # bounded: --max-read
                 return parse_json(data)
             except (EOFError, OSError, zlib.error, ValueError) as err:  # truncated or not gzip / JSON
                 raise UserError(f"{path} is unreadable ({type(err).__name__}: {err}): truncated or corrupt; "
@@ -205,13 +203,14 @@ def iter_run_dirs(results_dir: str | os.PathLike) -> Iterator[Path]:
     """Every folder under `results_dir` (recursively) that holds a record.json, sorted."""
     root = Path(results_dir)
     if not root.is_dir():
-        raise UserError(f"results folder not found: {root}")
+        what = "is not a folder" if root.exists() else "not found"
+        raise UserError(f"results folder {root} {what} (pass --results DIR, the folder the runner wrote)")
     for p in sorted(root.rglob(RECORD)):
         yield p.parent
 
 
 def load_records(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every valid record under `results_dir`; invalid ones are logged and skipped."""
+    """Every record under `results_dir`; an invalid one is a UserError naming it (load_record)."""
     out = []
     for folder in iter_run_dirs(results_dir):
         record = load_record(folder / RECORD)

@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.results import store
 from bench.results.records import Cost, Metrics, RunSpec
+from bench.tasks.task import GROUNDING_FORMATS
 from bench.util.errors import UserError, unknown_name
 
 REQUIRED_COST = tuple(f.name for f in dataclasses.fields(Cost))  # every cost field of a record
@@ -56,15 +57,15 @@ class Selection:
 # ------------------------------------------------------------------------------------------ reading
 def read_predictions_file(path: str | Path) -> Any:
     """The parsed JSON of a predictions file (.json, or gzipped .json.gz); a clear error if it is not one."""
-    import gzip
     import zlib
+
+    from bench.util.io import read_user_bytes
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"predictions file not found: {path}")
-    raw = path.read_bytes()
     try:
-        data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        data = read_user_bytes(path, "predictions file")  # bounded: --max-read
         return store.parse_json(data)
     except (EOFError, OSError, zlib.error, ValueError) as err:
         raise UserError(f"predictions file {path} is not JSON ({type(err).__name__}: {err}); expected a COCO "
@@ -149,7 +150,7 @@ def per_image_cap(task: Any) -> int | None:
     and Fixed AP, whose cap is per class over the split; bench.runs.predict.merges_capped)."""
     from bench.runs.predict import merges_capped
 
-    if task.format == "mdetr_flickr" or not merges_capped(task):
+    if task.format in GROUNDING_FORMATS or not merges_capped(task):
         return None
     return int(task.detections_per_image)
 
@@ -179,7 +180,7 @@ def checked_predictions(task: Any, dataset: Any, selection: Selection, source: s
     the metric itself."""
     from bench.metrics.coco import clean_detections
 
-    if task.format == "mdetr_flickr":
+    if task.format in GROUNDING_FORMATS:
         return list(selection.predictions)
     try:
         return clean_detections(selection.predictions, dataset.coco)
@@ -190,7 +191,7 @@ def checked_predictions(task: Any, dataset: Any, selection: Selection, source: s
 
 def _what_fits(task: Any, split: str, ann: str | Path) -> str:
     """The second line of a bad-entry error: what the file's entries must match."""
-    if task.format == "mdetr_flickr":
+    if task.format in GROUNDING_FORMATS:
         return f"each entry needs an image_id of task {task.name}'s split {split} and its phrases' boxes ({ann})"
     return f"each entry needs an image_id and a category_id of task {task.name}'s split {split} ({ann})"
 
@@ -212,7 +213,7 @@ def external_dir(results_dir: str | Path, spec: RunSpec) -> Path:
 def score_external(task: Any, selection: Selection, *, model_name: str, source: str | Path,
                    results_dir: str | Path, regime: str = "zero-shot", shots: int | None = 0,
                    split: str | None = None, data_root: str | Path | None = None,
-                   metric_backend: str = "faster", cost: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   metric_backend: str = "hotcoco", cost: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Score one selection with the task's metric and write its run folder (predictions, then the record,
     each atomically); returns the record.
 
@@ -283,7 +284,22 @@ def score_external(task: Any, selection: Selection, *, model_name: str, source: 
     return record
 
 
-def score_pair(annotations: str | Path, predictions: Sequence[Any], metric: str, backend: str = "faster",
+def score_pair_extra(annotations: str | Path, predictions: Sequence[Any], name: str, backend: str = "hotcoco",
+                     where: str = "") -> dict[str, Any]:
+    """An extra metric (bench.metrics.extras) of a bare (ground truth file, predictions) pair, as records keep it."""
+    from bench.metrics.extras import compute_extra
+    from bench.runs.scoring import gc_paused
+    from bench.util.io import read_json
+
+    gt = read_json(annotations, "annotations file")
+    try:
+        with gc_paused():
+            return compute_extra(name, gt, predictions, backend)
+    except UserError as err:
+        raise UserError(f"{where or 'predictions'} scored against {annotations}: {err}") from None
+
+
+def score_pair(annotations: str | Path, predictions: Sequence[Any], metric: str, backend: str = "hotcoco",
                where: str = "") -> Any:
     """MetricResult of a bare (ground truth file, predictions) pair; `metric` is a BARE_METRICS name."""
     from bench.metrics import evaluate
@@ -291,8 +307,11 @@ def score_pair(annotations: str | Path, predictions: Sequence[Any], metric: str,
 
     if metric not in BARE_METRICS:
         raise unknown_name("--metric", metric, BARE_METRICS)
+    from bench.runs.scoring import gc_paused
+
     gt = read_json(annotations, "annotations file")
     try:
-        return evaluate(BARE_METRICS[metric], gt, predictions, backend=backend)
+        with gc_paused():  # the parsed file and the libraries' copies: short-lived objects by the million
+            return evaluate(BARE_METRICS[metric], gt, predictions, backend=backend)
     except UserError as err:
         raise UserError(f"{where or 'predictions'} scored against {annotations}: {err}") from None

@@ -81,6 +81,49 @@ H = TypeVar("H", InferenceHParams, TrainHParams)
 _NON_NEGATIVE_OR_NONE = ("max_iters", "val_shots", "step_patience", "stop_patience", "copy_factor")
 _NONE_MEANS_OFF = ("clip_grad",)
 _AT_LEAST_ONE = ("batch_size", "max_epochs", "infer_batch_size")
+MAX_BATCH = 4096  # far above any device's memory at GLIP's input size; a typo past it fails only at the first batch
+# float settings -> (lowest, highest, whether the lowest is allowed); every float must be finite
+_FLOAT_RANGES = {
+    "lr": (0.0, None, False), "lang_lr": (0.0, None, True), "weight_decay": (0.0, None, True),
+    "bias_lr_factor": (0.0, None, True), "bias_weight_decay": (0.0, None, True), "clip_grad": (0.0, None, True),
+    "lr_factor": (0.0, 1.0, False), "final_decay": (0.0, 1.0, True),
+}
+# parameter groups of every model family (glip.model.PARAMETER_GROUPS, bench.models.hf's groups): lang_lr_groups
+# may name only these (an unknown one would silently give no parameter the language LR)
+PARAMETER_GROUP_NAMES = ("backbone_stem", "backbone", "fpn", "language", "fusion", "head", "prompt")
+
+
+def check_optimizer(name: str) -> None:
+    """An optimizer setting names a torch.optim optimizer (what mmengine's OPTIMIZERS registry builds)."""
+    import torch
+
+    cls = getattr(torch.optim, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)) or cls is torch.optim.Optimizer:
+        valid = [n for n, c in vars(torch.optim).items()
+                 if isinstance(c, type) and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer]
+        raise unknown_name("optimizer (override optimizer=...)", name, valid)
+
+
+def _check_range(key: str, value: Any) -> None:
+    """The value checks beyond the type: finite floats in their range, batch sizes, optimizer, groups."""
+    import math
+
+    if isinstance(value, float):
+        low, high, low_ok = _FLOAT_RANGES.get(key, (None, None, True))
+        bad = not math.isfinite(value) or (low is not None and (value < low or (value == low and not low_ok))) \
+            or (high is not None and value > high)
+        if bad:
+            rng = f"{'[' if low_ok else '('}{low}, {high if high is not None else 'inf'}]" if low is not None else "finite"
+            raise UserError(f"override {key}={value!r} must be a finite number in {rng}")
+    if key in ("batch_size", "infer_batch_size") and value > MAX_BATCH:
+        raise UserError(f"override {key}={value} is past {MAX_BATCH} images per batch; use a smaller batch")
+    if key == "optimizer":
+        check_optimizer(value)
+    if key == "lang_lr_groups":
+        unknown = [g for g in value if g not in PARAMETER_GROUP_NAMES]
+        if unknown:
+            raise UserError(f"override lang_lr_groups names {unknown}, which are no parameter group; valid: "
+                            f"{', '.join(PARAMETER_GROUP_NAMES)}")
 
 
 def names(cls: type) -> tuple[str, ...]:
@@ -133,6 +176,8 @@ def coerce(cls: type[H], values: Mapping[str, Any], *, what: str = "setting", ba
         if key not in typed:
             raise unknown_name(what, key, typed)
         out[key] = _value(key, value, typed[key])
+        if out[key] is not None:
+            _check_range(key, out[key])
     return dataclasses.replace(base if base is not None else cls(), **out)
 
 

@@ -61,7 +61,9 @@ class EvalTask:
 
 
 def is_grounding(task: Any) -> bool:
-    return task.format == "mdetr_flickr"
+    from bench.tasks.task import GROUNDING_FORMATS
+
+    return task.format in GROUNDING_FORMATS  # Flickr30K, referring expressions (EvalTask too)
 
 
 def merges_capped(task: Any) -> bool:
@@ -70,7 +72,7 @@ def merges_capped(task: Any) -> bool:
     Not for Fixed AP: the official chunked LVIS evaluation hands every chunk's (capped) detections to the
     Fixed-AP evaluator, which caps per class over the split, not per image (tasks/README.md).
     """
-    return task.metric != "lvis_fixed_ap"
+    return task.metric not in ("lvis_fixed_ap", "ov_lvis_fixed_ap")
 
 
 def detection_caps(task: Any) -> dict[str, int | None] | None:

@@ -27,6 +27,7 @@ from bench.runs.spec import RunContext, check_world, resolve, shard_specs, valid
 from bench.runs.stages import now, run_one
 from bench.tasks.registry import get_task
 from bench.util.errors import UserError
+from bench.util.io import user_write
 from bench.util.logs import get_logger, progress
 
 log = get_logger("runner")
@@ -105,7 +106,8 @@ def _claim_decision(results_dir: str | Path, spec: RunSpec, wait: bool) -> tuple
         return "done", None
     lock = store.claim(results_dir, spec)
     try:
-        lock.acquire(timeout=-1 if wait else 0)
+        with user_write(lock.lock_file):  # a read-only results folder fails here first
+            lock.acquire(timeout=-1 if wait else 0)
     except Timeout:
         log.info("later: %s (another process is computing it)", spec.run_name)
         return "busy", None

@@ -10,15 +10,17 @@ from typing import Any
 
 import orjson
 
-from bench.metrics import MetricResult, evaluate
+from bench.metrics import DEFAULT_BACKEND, MetricResult, evaluate
 from bench.results import store
 from bench.util.errors import UserError
 
-DEFAULT_BACKEND = "faster"  # faster-coco-eval; the official libraries give the same numbers (tests/bench/metrics)
+__all__ = ["DEFAULT_BACKEND", "gc_paused", "ground_truth", "score", "score_saved"]  # DEFAULT_BACKEND: hotcoco
 
 
 def ground_truth(task: Any, dataset: Any) -> Any:
-    return dataset.entities if task.format == "mdetr_flickr" else dataset.coco
+    from bench.tasks.task import GROUNDING_FORMATS
+
+    return dataset.entities if task.format in GROUNDING_FORMATS else dataset.coco
 
 
 @contextmanager
@@ -60,3 +62,47 @@ def score_saved(task: Any, dataset: Any, folder: str | Path, backend: str) -> Me
             return evaluate(task.metric, ground_truth(task, dataset), preds, backend=backend)
         except UserError as err:  # a bad entry: name the run whose file holds it
             raise UserError(f"run {Path(folder).name} ({folder}): {err}") from None
+
+
+def extra_metrics(names: list[str] | tuple[str, ...], task: Any, dataset: Any, folder: str | Path,
+                  backend: str) -> dict[str, dict[str, Any]]:
+    """record["metrics"]["extra"] entries of a run: each named extra metric of its saved predictions file."""
+    from bench.metrics.extras import check_names, compute_extra
+
+    if not names:
+        return {}
+    if task.format == "mdetr_flickr":
+        raise UserError(f"task {task.name} is a grounding task: extra metrics ({', '.join(names)}) need boxes "
+                        "with classes")
+    with gc_paused():
+        preds = store.read_predictions(folder)
+        try:
+            return {name: compute_extra(name, ground_truth(task, dataset), preds, backend, base=task.metric)
+                    for name in check_names(names)}
+        except UserError as err:
+            raise UserError(f"run {Path(folder).name} ({folder}): {err}") from None
+
+
+def add_extra_metrics(folder: str | Path, names: list[str], data_root: str | Path | None = None,
+                      metric_backend: str | None = None) -> dict[str, Any]:
+    """Add (or recompute) extra metrics in a finished run's record from its saved predictions; no inference.
+
+    The record's own metric is left as it is; the record is rewritten atomically.
+    """
+    from bench.results.records import RunSpec
+    from bench.runs.stages import now
+    from bench.tasks.registry import get_task
+
+    folder = Path(folder)
+    record = store.load_record(folder / store.RECORD)
+    if record is None:
+        raise UserError(f"{folder} holds no valid record.json")
+    task = get_task(RunSpec.from_dict(record["spec"]).task)
+    backend = metric_backend or record["provenance"].get("metric_backend") or DEFAULT_BACKEND
+    dataset = task.load(record["task"]["split"], data_root)
+    extra = dict(record["metrics"].get("extra", {}))
+    extra.update(extra_metrics(names, task, dataset, folder, backend))
+    record["metrics"]["extra"] = extra
+    record["rescored_at"] = now()
+    store.write_record(folder, record)
+    return record

@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.dist import comm as dist
 from bench.dist import ddp
-from bench.models import check_model_config, check_model_inputs, model_fields
+from bench.models import ResolvedModel, model_fields, resolve_model
 from bench.models.cache import ModelCache
 from bench.results.records import RunSpec
 from bench.runs.hparams import RunHParams, resolve_hparams
@@ -58,6 +58,7 @@ class RunContext:
 class ResolvedRun:
     """A spec with every name looked up and every default filled in.
 
+    model: the model's family and config, built once here (the checks and the build read it).
     eval_split: the split predicted and scored; train_split / val_split: the training and early-stopping
     splits of a training regime (None for zero-shot).
     """
@@ -67,6 +68,7 @@ class ResolvedRun:
     regime: Regime
     model_overrides: dict[str, Any]
     hparams: RunHParams
+    model: ResolvedModel
     eval_split: str
     train_split: str | None = None
     val_split: str | None = None
@@ -183,12 +185,12 @@ def resolve(spec: RunSpec, data_root: str | Path | None = None, *, check_data: b
     regime, task = get_regime(spec.regime), get_task(spec.task)
     model_over, reg_over = split_overrides(spec.overrides, spec.regime)
     hparams = resolve_hparams(regime, spec.shots, reg_over)
-    check_model_config(spec.model, model_over, spec.checkpoint)  # a bad preset, value or checkpoint fails here
+    model = resolve_model(spec.model, model_over, spec.checkpoint)  # a bad preset, value or checkpoint fails here
     if task.prompt_sets and spec.prompt_set not in task.prompt_sets:
         raise unknown_name(f"prompt set of task {task.name}", spec.prompt_set, task.prompt_sets)
     train_split = val_split = None
     if regime.trains:
-        if task.format == "mdetr_flickr":
+        if task.is_grounding:
             raise UserError(f"task {task.name} is a grounding task: only zero-shot runs are supported on it")
         if task.chunk_size is not None:
             raise UserError(f"task {task.name} needs chunked prompts ({task.chunk_size} classes per prompt); "
@@ -197,6 +199,7 @@ def resolve(spec: RunSpec, data_root: str | Path | None = None, *, check_data: b
             raise UserError(f"--seeds {spec.seed}: a few-shot seed must be >= 0")
         train_split, val_split = train_val_splits(task)
     run = ResolvedRun(spec=spec, task=task, regime=regime, model_overrides=model_over, hparams=hparams,
+                      model=model,
                       eval_split=spec.split or task.eval_split, train_split=train_split, val_split=val_split)
     for split in run.splits:
         if split not in task.splits:
@@ -224,9 +227,9 @@ def validate_specs(specs: Iterable[RunSpec], data_root: str | Path | None = None
     runs = []
     for spec in specs:
         run = resolve(spec, data_root, check_data=False)
-        check_model_inputs(spec.model, run.model_overrides, text_encoder, regime=spec.regime,
-                           grounding=run.task.format == "mdetr_flickr",
-                           infer_batch_size=run.hparams.infer.infer_batch_size, world_size=dist.world_size())
+        run.model.check(regime=spec.regime, task_kind="grounding" if run.task.is_grounding else "detection",
+                        text_encoder=text_encoder, infer_batch_size=run.hparams.infer.infer_batch_size,
+                        world_size=dist.world_size())
         check_run_data(run, data_root)
         runs.append(run)
     return runs

@@ -21,8 +21,7 @@ import torch
 
 from bench.dist import comm as dist
 from bench.dist.inference import SHARD_DIR, remove_shards
-from bench.models.base import DetectorAdapter
-from bench.models.glip import ModelTimer
+from bench.models.base import DetectorAdapter, ModelTimer
 from bench.results import store
 from bench.results.records import Cost, Metrics, RunSpec, TaskInfo, build_record
 from bench.runs.predict import (
@@ -33,10 +32,13 @@ from bench.runs.predict import (
     evaluate_split,
     is_grounding,
 )
+from bench.runs.scoring import extra_metrics
 from bench.runs.spec import ResolvedRun, RunContext, check_world, resolve
 from bench.runs.train_stage import Trained, train_stage
+from bench.util.io import user_write
 from bench.util.logs import get_logger
 from bench.util.provenance import checkpoint_pretrain_seed, device_name, file_sha256, provenance
+from glip.checkpoint import write_safetensors  # the one weights writer (atomic)
 
 log = get_logger("runner")
 
@@ -66,7 +68,7 @@ def run_one(spec: RunSpec | ResolvedRun, ctx: RunContext) -> dict[str, Any] | No
     store.clean_partial(folder)
     if str(ctx.device).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    adapter = ctx.models.get(run.spec.model, run.spec.checkpoint, run.model_overrides)
+    adapter = ctx.models.get(run.spec.model, run.spec.checkpoint, run.model_overrides, resolved=run.model)
     data = load_data(run, ctx, adapter)
     trained = train_stage(run, ctx, adapter, data.chunks)
     predicted = predict_stage(run, ctx, adapter, data, folder)
@@ -83,6 +85,9 @@ def run_one(spec: RunSpec | ResolvedRun, ctx: RunContext) -> dict[str, Any] | No
         hparams=run.hparams.as_dict(), model=model,
         training=trained.result if trained else None, fewshot=trained.fewshot if trained else None, files=files,
         started_at=started, finished_at=now(), wall_seconds=time.perf_counter() - t0)
+    if run.task.extra_metrics:  # the task's extra metrics (bench.metrics.extras), from the saved predictions
+        record["metrics"]["extra"] = extra_metrics(run.task.extra_metrics, run.task, data.dataset, folder,
+                                                   ctx.metric_backend)
     store.write_record(folder, record)  # last: its presence marks the run finished
     remove_shards(folder)  # merged into the predictions file
     log.info("%s: %s = %.2f", run.spec.run_name, record["metrics"]["primary"], predicted.evaluation.primary)
@@ -114,8 +119,16 @@ def save_trained(run: ResolvedRun, ctx: RunContext, adapter: DetectorAdapter, fo
     if not (run.trains and ctx.save_adapter):
         return [store.PREDICTIONS]
     params = dict(adapter.module.named_parameters())
-    store.write_adapter(folder, {n: params[n] for n in run.regime.stored_names(adapter.parameter_groups())})
+    write_adapter(folder, {n: params[n] for n in run.regime.stored_names(adapter.parameter_groups())})
     return [store.PREDICTIONS, store.ADAPTER]
+
+
+def write_adapter(folder: Path, tensors: dict[str, torch.Tensor]) -> Path:
+    """The run's trained tensors (store.ADAPTER), atomically; a full disk or a read-only folder is a UserError
+    naming the path."""
+    path = Path(folder) / store.ADAPTER
+    with user_write(path):
+        return write_safetensors(path, tensors)
 
 
 def task_info(run: ResolvedRun, ctx: RunContext, num_images: int) -> TaskInfo:
@@ -157,7 +170,8 @@ def run_provenance(run: ResolvedRun, ctx: RunContext, data: RunData, checkpoint:
         metric_backend=ctx.metric_backend,
         extra={"task_file_version": task.version, "num_prompt_chunks": None if chunks is None else len(chunks),
                "captions": None if chunks is None else [_prompt_text(c) for c, _ in chunks],
-               "world_size": dist.world_size(), "detection_caps": detection_caps(task), **model_extra},
+               "world_size": dist.world_size(), "detection_caps": detection_caps(task),
+               **task.provenance_notes(run.splits, ctx.data_root), **model_extra},
         results_dir=ctx.results_dir,
     )
 

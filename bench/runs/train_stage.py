@@ -35,6 +35,8 @@ def train_stage(run: ResolvedRun, ctx: RunContext, adapter: DetectorAdapter,
     va = fewshot_subset(task, run.val_split, hp.train.val_shots, spec.seed, ctx.data_root, which="val")
     if len(chunks) != 1:
         raise UserError(f"task {task.name}: the class prompt needs {len(chunks)} captions; training needs one")
+    if task.open_vocab is not None:  # train and stop early on the base classes only: prompts from the base view
+        chunks = adapter.prompt_chunks(task, tr.dataset, spec.prompt_set)
     dataset = adapter.training_set(tr.dataset, chunks[0], spec.seed)
     settings = detect_settings(task, hp.infer, ctx.device, ctx.num_workers)
 
@@ -43,7 +45,8 @@ def train_stage(run: ResolvedRun, ctx: RunContext, adapter: DetectorAdapter,
 
     trainable = run.regime.trainable_names(adapter.parameter_groups())
     result = train(adapter.module, dataset, trainable=trainable, hp=hp.train, device=ctx.device, seed=spec.seed,
-                   evaluate=val_metric, eval_modules=run.regime.eval_modules)
+                   evaluate=val_metric, eval_modules=run.regime.eval_modules,
+                   progress=(f"train {spec.task} {spec.regime} {spec.shots}-shot seed {spec.seed}", None))
     fewshot = {"train_image_ids": sorted(tr.image_ids), "train_source": tr.source, "val_split": run.val_split,
                "val_image_ids": sorted(va.image_ids), "val_source": va.source, "train_images_with_boxes": len(dataset)}
     return Trained(result=result.to_dict(), trainable=trainable, fewshot=fewshot)

@@ -100,6 +100,16 @@ PLANS: dict[str, DemoPlan] = {
 REFERENCES = {"full": "results/demo", "quick": "results/demo-quick"}
 
 
+def demo_data_root(out: Path, quick: bool, data_root: str | Path | None = None) -> Path:
+    """Where the demo writes its world: the full demo into the default data root ($GLIP_BENCH_DATA, else
+    ./data), where `glip-bench tasks` and `run` look after it; the quick check into <out>/data."""
+    from bench.tasks.task import resolve_data_root
+
+    if data_root is not None:
+        return Path(data_root)
+    return Path(out) / "data" if quick else resolve_data_root()
+
+
 def _rel(path: Path) -> str:
     """Paths stored in specs and records are relative to the working directory (no machine paths)."""
     return os.path.relpath(path)
@@ -322,8 +332,11 @@ def selftrain_stage(teacher: Path, data_root: Path, out: Path, plan: DemoPlan) -
 # ------------------------------------------------------------------------------------------ main
 def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 0, workers: int | None = None,
              data_root: str | Path | None = None, threads: int = 1,
-             reference: str | Path | None = None) -> dict[str, Any]:
+             reference: str | Path | None = None, pretrained: dict[str, Path] | None = None) -> dict[str, Any]:
     """Run every stage into `out`; returns the summary (also written to out/summary.json).
+
+    `pretrained`: fusion -> weights to use instead of pretraining (the reproduction check evaluates and
+    fine-tunes the committed quick-demo models this way: bench.studies.reproduce).
 
     `threads`: torch threads of this process (the workers use one each): a float sum's order follows the thread
     count, so a run reproduces bit for bit only at the same count. `reference`: the committed records the
@@ -345,7 +358,7 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
     if workers is not None:
         plan = replace(plan, workers=workers)
     out = Path(out)
-    data_root = Path(data_root) if data_root else out / "data"
+    data_root = demo_data_root(out, quick, data_root)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -356,12 +369,16 @@ def run_demo(out: str | Path = "results/demo", quick: bool = False, seed: int = 
     log.info("2/6 pretraining %s with %s fusion", PRESET, " and ".join(FUSIONS))
     t = time.perf_counter()
     cached_models = sum(checkpoint_path(f, plan, out / "models", seed)[0].is_file() for f in FUSIONS)
-    jobs = [(f, plan, data_root, out / "models", seed) for f in FUSIONS]
-    if plan.workers > 1:
-        paths = pool_map(_pretrain_worker, jobs, min(plan.workers, len(jobs)))
+    if pretrained is not None:
+        checkpoints = {f: Path(pretrained[f]) for f in FUSIONS}
+        cached_models = len(FUSIONS)
     else:
-        paths = [str(pretrained_checkpoint(*j)) for j in jobs]
-    checkpoints = {f: Path(p) for f, p in zip(FUSIONS, paths)}
+        jobs = [(f, plan, data_root, out / "models", seed) for f in FUSIONS]
+        if plan.workers > 1:
+            paths = pool_map(_pretrain_worker, jobs, min(plan.workers, len(jobs)))
+        else:
+            paths = [str(pretrained_checkpoint(*j)) for j in jobs]
+        checkpoints = {f: Path(p) for f, p in zip(FUSIONS, paths)}
     timings["pretrain"] = time.perf_counter() - t
 
     log.info("3/6 zero-shot on the suite and the few-shot grid")

@@ -154,6 +154,45 @@ def _write_grounding(root: Path, seed: int, scale: float) -> int:
     return n_images
 
 
+# ------------------------------------------------------------------------------- referring expressions
+
+
+def referring_expression(objects: list[SceneObject], index: int) -> str | None:
+    """The shortest "the [size] colour shape" naming objects[index] and no other object, or None."""
+    obj = objects[index]
+    for words in ([obj.colour, obj.shape], [obj.size, obj.colour, obj.shape]):
+        same = [o for o in objects if [o.size, o.colour, o.shape][-len(words):] == words]
+        if len(same) == 1:
+            return " ".join(["the", *words])
+    return None
+
+
+def _write_refexp(root: Path, seed: int, scale: float) -> int:
+    """MDETR refexp json (final_refexp_{split}.json): one entry per expression, one referred box each.
+
+    Its own image streams (image_rng(seed, "synth-refexp", ...)): no other task's files change."""
+    task = "synth-refexp"
+    n_images = 0
+    for split, n in specs.REFEXP_COUNTS.items():
+        entries = []
+        for i in range(scaled(n, scale)):
+            rng = image_rng(seed, task, split, i)
+            scene = sample_scene(specs.REFEXP_PLAN, rng)
+            file_name = f"{split}_{i + 1:06d}.png"
+            write_png(root / "images" / file_name, scene.image)
+            named = [(j, e) for j in rng.permutation(len(scene.objects))
+                     if (e := referring_expression(scene.objects, int(j))) is not None]
+            for s, (j, expression) in enumerate(named[: specs.REFEXP_PER_IMAGE]):
+                o = scene.objects[int(j)]
+                entries.append({"id": len(entries) + 1, "original_img_id": i + 1, "sentence_id": s,
+                                "file_name": file_name, "height": IMAGE_SIZE, "width": IMAGE_SIZE,
+                                "caption": expression, "phrases": [{"spans": [[0, len(expression)]], "boxes": [list(o.bbox)],
+                                                                    "areas": [o.area], "type": o.shape}]})
+            n_images += 1
+        dump_json(root / "mdetr_annotations" / f"final_refexp_{split}.json", mdetr_dict(entries))
+    return n_images
+
+
 # --------------------------------------------------------------------------------------------- LVIS
 
 
@@ -318,6 +357,9 @@ def _config(task: str, seed: int, scale: float) -> dict[str, Any]:
     elif task == "synth-grounding":
         spec = {"plan": dataclasses.asdict(specs.GROUNDING_PLAN), "counts": specs.GROUNDING_COUNTS,
                 "captions": specs.GROUNDING_CAPTIONS_PER_IMAGE}
+    elif task == "synth-refexp":
+        spec = {"plan": dataclasses.asdict(specs.REFEXP_PLAN), "counts": specs.REFEXP_COUNTS,
+                "per_image": specs.REFEXP_PER_IMAGE}
     elif task == "synth-lvis":
         spec = {"counts": specs.LVIS_COUNTS, "weights": specs.LVIS_GROUP_WEIGHT,
                 "not_exhaustive": specs.LVIS_NOT_EXHAUSTIVE_PROB, "negatives": specs.LVIS_NUM_NEGATIVES}
@@ -335,6 +377,8 @@ def _write_task(task: str, root: Path, seed: int, scale: float) -> int:
         return _write_grounding(root, seed, scale)
     if task == "synth-lvis":
         return _write_lvis(root, seed, scale)
+    if task == "synth-refexp":
+        return _write_refexp(root, seed, scale)
     return _write_pretraining(root, seed, scale)
 
 

@@ -106,7 +106,12 @@ PRETRAIN_PLAN = ScenePlan(targets=BASE_PAIRS, num_objects=(1, 6), sizes=("tiny",
 PRETRAIN_CROWDED_PLAN = ScenePlan(targets=BASE_PAIRS, num_objects=(8, 16), sizes=("tiny", "small"), gap=2)
 PRETRAIN_CROWDED_PROB = 0.15
 
-ALL_TASKS: tuple[str, ...] = (*DETECTION_TASKS, "synth-grounding", "synth-lvis", "pretrain")
+# Referring expressions (RefCOCO-style, MDETR refexp json): "the red star", "the small blue ring", one box each.
+REFEXP_PLAN = ScenePlan(targets=BASE_PAIRS, num_objects=(2, 6))
+REFEXP_COUNTS = {"train": 60, "val": 30, "test": 40}
+REFEXP_PER_IMAGE = 2
+
+ALL_TASKS: tuple[str, ...] = (*DETECTION_TASKS, "synth-grounding", "synth-lvis", "synth-refexp", "pretrain")
 
 
 def lvis_frequency(colour: str, shape: str) -> str:

@@ -13,7 +13,9 @@ Differences from the official code, on purpose:
 - Only `random.Random(seed)` is used, on a sorted list: no dependence on dict/set/hash order or on
   numpy's global state, so one seed gives one sample on every machine and Python version >= 3.2.
 
-When the data set ships pre-sampled split files (`Task.fewshot_path`), those are used instead.
+When the data set ships pre-sampled split files (`Task.fewshot_path`), those are used instead. A task
+whose whole train split is the benchmark's fixed k-shot sample (`fixed_train_shots`, RF100-VL-FSOD) is
+never sampled: --shots k uses that split as is, and any other k is refused.
 """
 
 from __future__ import annotations
@@ -86,11 +88,25 @@ def most_shots(coco: Mapping[str, Any]) -> tuple[int, str]:
     return len(images[best]), names.get(best, str(best))
 
 
+def check_fixed_shots(task: Any, shots: int | None) -> None:
+    """A task whose train split IS a fixed k-shot sample (RF100-VL-FSOD: `fixed_train_shots`) takes --shots k
+    only: any other count would resample or enlarge the benchmark's own sample."""
+    fixed = getattr(task, "fixed_train_shots", None)
+    if fixed is not None and shots != fixed:
+        asked = "all" if shots is None else shots
+        raise UserError(f"--shots {asked}: the train split of task {task.name} is the benchmark's fixed {fixed}-shot "
+                        f"sample (it ships that way, e.g. RF100-VL-FSOD); only --shots {fixed} runs on it, using it as "
+                        f"is (seeds then vary training only). For other shot counts use the full variant of the data set")
+
+
 def check_shots(task: Any, split: str, shots: int | None, seed: int, data_root: Any) -> None:
     """Refuse a k the split cannot give (unless a pre-sampled file for it ships with the data)."""
+    check_fixed_shots(task, shots)
+    if getattr(task, "fixed_train_shots", None) is not None:
+        return
     if shots is None or task.fewshot_path(shots, seed, data_root, which="train") is not None:
         return
-    full = task.load(split, data_root)
+    full = task.load(split, data_root, vocabulary="base")
     most, name = most_shots(full.coco)
     if shots > most:
         raise UserError(f"--shots {shots}: the {split} split of task {task.name} ({len(full.images)} images) gives "
@@ -113,9 +129,15 @@ def fewshot_subset(
     """The k-shot subset of `task`'s `split` for `seed` (`shots=None`: the whole split).
 
     A pre-sampled file shipped with the data set (`task.fewshot_path(shots, seed, data_root, which)`)
-    wins over sampling; its image ids must belong to the split.
+    wins over sampling; its image ids must belong to the split. Training data: an open-vocabulary task
+    gives its base classes only (no novel class in the prompts or the boxes).
     """
-    full = task.load(split, data_root)
+    full = task.load(split, data_root, vocabulary="base")
+    if which == "train" and getattr(task, "fixed_train_shots", None) is not None:
+        check_fixed_shots(task, shots)
+        from bench.tasks.family import fixed_shots_note
+
+        return FewShotSplit(full, [img.id for img in full.images], fixed_shots_note(shots))
     if shots is None:
         ids = [img.id for img in full.images]
         return FewShotSplit(full, ids, "full")

@@ -26,7 +26,7 @@ def task_prompt_chunks(
     """(chunk, category ids of its phrases in phrase order) for every chunk of the task's prompt."""
     from glip.prompts import build_prompt_chunks
 
-    if task.format == "mdetr_flickr":
+    if task.is_grounding:
         raise UserError(f"task {task.name} is a grounding task: its prompts are the captions themselves")
     cats = dataset.categories
     names, prefixes, suffixes = task.prompt_names(prompt_set, [c["name"] for c in cats])
@@ -37,6 +37,7 @@ def task_prompt_chunks(
         )
     except ValueError as e:
         raise UserError(f"task {task.name}, prompt set {prompt_set!r}: {e}") from e
+    warn_token_collisions(tokenizer, task.name, names)
     ids = [int(c["id"]) for c in cats]
     out = [(chunk, [ids[i] for i in chunk.phrase_indices]) for chunk in chunks]
     covered = sorted(i for _, cid in out for i in cid)
@@ -44,3 +45,29 @@ def task_prompt_chunks(
         raise UserError(f"task {task.name}: prompt chunks cover {len(covered)} phrases for {len(ids)} categories")
     return out
 
+
+
+_warned: set[tuple[str, tuple[str, ...]]] = set()
+
+
+def token_collisions(tokenizer, names: list[str]) -> list[list[str]]:
+    """Groups of class names the tokenizer encodes as the same tokens ('circlé' and 'circle' for an uncased
+    BERT; two names of unknown words, both [UNK]): the model sees one prompt for all of them."""
+    by_tokens: dict[tuple[int, ...], list[str]] = {}
+    for name in names:
+        by_tokens.setdefault(tuple(tokenizer(name, add_special_tokens=False)["input_ids"]), []).append(name)
+    return [group for group in by_tokens.values() if len(group) > 1]
+
+
+def warn_token_collisions(tokenizer, task_name: str, names: list[str]) -> None:
+    """One warning per task and tokenizer vocabulary for classes the model cannot tell apart (as `predict` warns)."""
+    from bench.util.logs import get_logger
+
+    groups = token_collisions(tokenizer, names)
+    key = (task_name, tuple(sorted(n for g in groups for n in g)))
+    if groups and key not in _warned:
+        _warned.add(key)
+        get_logger("tasks").warning(
+            "task %s: classes the tokenizer encodes as the same tokens, so the model cannot tell them apart "
+            "(their AP is a coin toss between them): %s; rename them in the task's classes or prompt set", task_name,
+            "; ".join(" = ".join(repr(n) for n in g) for g in groups))

@@ -1,8 +1,9 @@
 """Task registry: finds the task YAMLs, validates them, and serves `Task` values.
 
-Tasks are data (tasks/**/*.yaml, read with mmengine's Config so `_base_` inheritance works; files
-whose name starts with "_" are bases or group lists, not tasks). Every file is checked against
-`SCHEMA`: unknown keys, missing keys, wrong types, duplicate names and inconsistent groups raise a
+Tasks are data (tasks/**/*.yaml, read with PyYAML's safe loader, `_base_` merged as mmengine would; files
+whose name starts with "_" are bases or group lists, not tasks). A `_family.yaml` declares a whole
+task family found in a downloaded folder (bench.tasks.family); its tasks and groups join the YAML ones.
+Every file is checked against `SCHEMA`: unknown keys, missing keys, wrong types, duplicate names and inconsistent groups raise a
 UserError naming the file and the key. Valid tasks go into an mmengine `Registry("task")`; lookups
 of unknown names raise a UserError with the closest valid name.
 
@@ -13,27 +14,31 @@ The data root is `--data-root`, else $GLIP_BENCH_DATA, else ./data; task paths a
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from bench.tasks.family import find_families, read_family
 from bench.tasks.task import Task, resolve_data_root
-from bench.tasks.task_file import NAME_RE, _validate, check_duplicate_keys, key_error, read_task_yaml, str_map
+from bench.tasks.task_file import (
+    NAME_RE,
+    _validate,
+    check_duplicate_keys,
+    key_error,
+    read_task_yaml,
+    shipped_tasks_dir,
+    str_map,
+)
 from bench.util.errors import UserError, unknown_name
 
-__all__ = ["Task", "TaskRegistry", "all_groups", "default_tasks_dir", "get_task", "load_registry",
+__all__ = ["Task", "TaskRegistry", "all_groups", "default_tasks_dirs", "get_task", "load_registry",
            "resolve_data_root", "resolve_tasks"]
 
 
-def default_tasks_dir() -> Path:
-    """$GLIP_BENCH_TASKS, else the checkout's tasks/ next to the bench package, else the copy an installed
-    package ships as bench/task_files (pyproject.toml maps tasks/ there)."""
-    env = os.environ.get("GLIP_BENCH_TASKS")
-    if env:
-        return Path(env)
-    bench_dir = Path(__file__).resolve().parents[1]
-    checkout = bench_dir.parent / "tasks"
-    if (bench_dir.parent / "pyproject.toml").is_file() and checkout.is_dir():
-        return checkout
-    return bench_dir / "task_files"
+def default_tasks_dirs() -> list[Path]:
+    """The shipped tasks, then each folder of $GLIP_BENCH_TASKS (`--tasks-dir DIR`; several joined by the
+    path separator): a user's own tasks add to the shipped ones (a name defined twice is an error)."""
+    env = os.environ.get("GLIP_BENCH_TASKS") or ""
+    return [shipped_tasks_dir(), *(Path(p) for p in env.split(os.pathsep) if p)]
 
 
 # ---- the registry -----------------------------------------------------------------------------
@@ -49,35 +54,57 @@ class _Entry:
 
 
 class TaskRegistry:
-    """All tasks of one tasks directory, validated, in an mmengine Registry, plus their groups."""
+    """All tasks of one or more tasks directories, validated, in an mmengine Registry, plus their groups."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directories: Path | Sequence[Path]) -> None:
         from mmengine.registry import Registry
 
-        self.directory = Path(directory)
+        dirs = [Path(directories)] if isinstance(directories, (str, os.PathLike)) else [Path(d) for d in directories]
+        self.directories = dirs
+        self.directory = dirs[-1]  # the last one: where a user's own tasks are (named in messages)
         self.registry = Registry("task")
         self.group_files: dict[str, Path] = {}
         self.declared: dict[str, dict[str, str]] = {}  # group -> member task name -> note (official config)
         self.descriptions: dict[str, str] = {}
-        if not self.directory.is_dir():
-            raise UserError(f"tasks directory not found: {self.directory} (pass --tasks-dir DIR or set GLIP_BENCH_TASKS)")
-        files = sorted(self.directory.rglob("*.yaml"))
-        for path in files:
-            check_duplicate_keys(path)
-        for path in files:
-            if path.name == "_groups.yaml":
-                self._read_groups(path)
-        for path in files:
-            if not path.name.startswith("_"):
-                self.register(_validate(read_task_yaml(path), path))
+        for d in dirs:
+            if not d.is_dir():
+                raise UserError(f"tasks directory not found: {d} (pass --tasks-dir DIR or set GLIP_BENCH_TASKS)")
+        self.origin: dict[str, Path] = {}  # task or group name -> the tasks directory that defined it
+        for d in dirs:  # later directories (a user's own) replace what an earlier one defines, by name
+            files = sorted(d.rglob("*.yaml"))
+            for path in files:
+                check_duplicate_keys(path)
+            for path in files:
+                if path.name == "_groups.yaml":
+                    self._read_groups(path, d)
+            for path in files:
+                if not path.name.startswith("_"):
+                    self.register(_validate(read_task_yaml(path), path), d)
+            for path in find_families(d):
+                self._add_family(path, d)
         self._check_groups()
 
-    def register(self, task: Task) -> None:
-        """Add a task; a name registered twice raises, naming both files."""
-        if task.name in self.registry.module_dict:
-            other = self.registry.module_dict[task.name].task.file
-            raise UserError(f"task name {task.name!r} is defined twice: {other} and {task.file}")
-        self.registry.register_module(name=task.name, module=_Entry(task))
+    def _claim(self, kind: str, name: str, where: Path, directory: Path, earlier: Path | None) -> bool:
+        """Whether `name` may be (re)defined from `directory`: a name defined twice in one tasks directory is an
+        error naming both files; one an earlier directory defined is replaced (logged), so a user's folder can
+        override a shipped task or group by name. Returns True when it replaces one."""
+        if earlier is None:
+            self.origin[f"{kind}:{name}"] = directory
+            return False
+        if self.origin.get(f"{kind}:{name}") == directory:
+            raise UserError(f"{kind} name {name!r} is defined twice: {earlier} and {where}")
+        from bench.util.logs import get_logger
+
+        get_logger("tasks").info("%s %r from %s replaces the one in %s", kind, name, where, earlier)
+        self.origin[f"{kind}:{name}"] = directory
+        return True
+
+    def register(self, task: Task, directory: Path | None = None) -> None:
+        """Add a task; a name registered twice from one directory raises, naming both files."""
+        existing = self.registry.module_dict.get(task.name)
+        replace = self._claim("task", task.name, Path(task.file), directory or self.directory,
+                              Path(existing.task.file) if existing is not None else None)
+        self.registry.register_module(name=task.name, module=_Entry(task), force=replace)
 
     def names(self) -> list[str]:
         return sorted(self.registry.module_dict)
@@ -88,15 +115,14 @@ class TaskRegistry:
             raise unknown_name("task", name, self.names())
         return self.registry.get(name)()
 
-    def _read_groups(self, path: Path) -> None:
+    def _read_groups(self, path: Path, directory: Path | None = None) -> None:
         cfg = read_task_yaml(path)
         if set(cfg) != {"groups"} or not isinstance(cfg["groups"], dict):
             raise UserError(f"{path}: a _groups.yaml holds one key 'groups': {{group: {{description, members}}}}")
         for group, spec in cfg["groups"].items():
             if not isinstance(group, str) or not NAME_RE.match(group):
                 raise key_error(path, f"groups.{group}", "group names are lower-case words joined by dashes")
-            if group in self.declared:
-                raise UserError(f"group {group!r} is declared twice: {self.group_files[group]} and {path}")
+            self._claim("group", group, path, directory or self.directory, self.group_files.get(group))
             if not isinstance(spec, dict) or set(spec) - {"description", "members"} or "members" not in spec:
                 raise key_error(path, f"groups.{group}", "must be a mapping with 'members' (and optional 'description')")
             members = spec["members"]
@@ -109,6 +135,17 @@ class TaskRegistry:
             self.declared[group] = members
             self.group_files[group] = path
             self.descriptions[group] = str(spec.get("description", ""))
+
+    def _add_family(self, path: Path, directory: Path | None = None) -> None:
+        """The tasks and groups of a task family file (bench.tasks.family), declared as a _groups.yaml would."""
+        family = read_family(path)
+        for task in family.tasks:
+            self.register(task, directory)
+        for group, members in family.groups.items():
+            self._claim("group", group, path, directory or self.directory, self.group_files.get(group))
+            self.declared[group] = {m: "" for m in members}
+            self.group_files[group] = path
+            self.descriptions[group] = family.descriptions.get(group, "")
 
     def _check_groups(self) -> None:
         """A task that names a declared group must be listed in it, and a listed, defined task must
@@ -176,15 +213,15 @@ class TaskRegistry:
         return list(out.values())
 
 
-_CACHE: dict[Path, TaskRegistry] = {}
+_CACHE: dict[tuple[Path, ...], TaskRegistry] = {}
 
 
 def load_registry(directory: str | os.PathLike | None = None, reload: bool = False) -> TaskRegistry:
-    """The (cached) registry of a tasks directory (default: default_tasks_dir())."""
-    d = Path(directory) if directory is not None else default_tasks_dir()
-    key = d.resolve()
+    """The (cached) registry of one tasks directory, or by default of default_tasks_dirs()."""
+    dirs = [Path(directory)] if directory is not None else default_tasks_dirs()
+    key = tuple(d.resolve() for d in dirs)
     if reload or key not in _CACHE:
-        _CACHE[key] = TaskRegistry(d)
+        _CACHE[key] = TaskRegistry(dirs)
     return _CACHE[key]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from bench.util.errors import UserError, unknown_name
 
 PROMPT_SET_KEYS = ("names", "prefix", "suffix")
+GROUNDING_FORMATS = ("mdetr_flickr", "mdetr_refexp")  # each entry brings its own caption: no class prompt
 
 
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
@@ -55,10 +56,17 @@ class Task:
     detections_per_image: int
     metric: str
     ann_sha256: dict[str, str]
+    open_vocab: dict[str, Any] | None = None  # {base, novel, drop_empty_images}: bench.data.open_vocab
     file: Path = field(default=Path(), compare=False)
+    extra_metrics: tuple[str, ...] = ()  # bench.metrics.extras names, computed on top of `metric`
 
     def __hash__(self) -> int:
         return hash((self.name, self.version))
+
+    @property
+    def is_grounding(self) -> bool:
+        """Phrase grounding (Flickr30K) or referring expressions: predicted per caption, not per class prompt."""
+        return self.format in GROUNDING_FORMATS
 
     # ---- paths --------------------------------------------------------------------------------
     def split_files(self, split: str) -> SplitFiles:
@@ -105,15 +113,25 @@ class Task:
         return path if path.is_file() else None
 
     # ---- loading ------------------------------------------------------------------------------
-    def load(self, split: str | None = None, data_root: str | os.PathLike | None = None):
-        """Load a split (default: eval_split) as a DetectionDataset or GroundingDataset."""
+    def load(self, split: str | None = None, data_root: str | os.PathLike | None = None, vocabulary: str = "all"):
+        """Load a split (default: eval_split) as a DetectionDataset or GroundingDataset (Flickr30K, REC).
+
+        vocabulary: for an open-vocabulary task, "all" (base + novel classes: evaluation) or "base" (the
+        classes training may see: their prompts and boxes only); other tasks have one vocabulary.
+        """
         split = split or self.eval_split
-        return self._load_file(split, self.ann_path(split, data_root), data_root, check_hash=True)
+        dataset = self._load_file(split, self.ann_path(split, data_root), data_root, check_hash=True)
+        if self.open_vocab is None:
+            return dataset
+        from bench.data.open_vocab import open_vocab_view
+
+        return open_vocab_view(dataset, self.open_vocab, vocabulary, self.name)
 
     def _load_file(self, split: str, ann: Path, data_root, check_hash: bool):
         from bench.data.coco import load_coco
         from bench.data.flickr import load_mdetr_flickr
         from bench.data.lvis import load_lvis
+        from bench.data.refexp import load_mdetr_refexp
         from bench.util.io import sha256_file
 
         source = f"{self.source} (task {self.name}, defined in {self.file})"
@@ -134,8 +152,15 @@ class Task:
         kwargs = dict(name=self.name, split=split, source=source)
         if self.format == "mdetr_flickr":
             return load_mdetr_flickr(ann, images, self.entities_path(split, data_root), **kwargs)
+        if self.format == "mdetr_refexp":
+            return load_mdetr_refexp(ann, images, allow_no_target=self.metric == "grec_accuracy", **kwargs)
         loader = load_lvis if self.format == "lvis" else load_coco
         return loader(ann, images, classes=self.classes, renames=self.renames, **kwargs)
+
+    def provenance_notes(self, splits: list[str], data_root: str | os.PathLike | None = None) -> dict[str, Any]:
+        """What a record should say about how this task's data were read (a task family's cleaning, for
+        one); nothing for a plain YAML task."""
+        return {}
 
     # ---- prompts ------------------------------------------------------------------------------
     @property
@@ -198,5 +223,6 @@ class Task:
             "classes": None if self.classes is None else list(self.classes), "renames": dict(self.renames),
             "prompt_sets": self.prompt_sets, "separator": self.separator, "chunk_size": self.chunk_size,
             "detections_per_image": self.detections_per_image, "metric": self.metric,
-            "ann_sha256": dict(self.ann_sha256), "file": str(self.file),
+            "ann_sha256": dict(self.ann_sha256), "open_vocab": self.open_vocab, "file": str(self.file),
+            **({"extra_metrics": list(self.extra_metrics)} if self.extra_metrics else {}),
         }

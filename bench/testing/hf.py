@@ -134,6 +134,34 @@ def _omdet(folder: Path) -> None:
     DetrImageProcessorPil(size={"height": 64, "width": 64}, do_pad=False).save_pretrained(folder)
 
 
+def _sam3(folder: Path) -> None:
+    """A tiny Sam3Model (112 px square input, 10 queries) with a CLIP tokenizer and the processor's settings
+    written as preprocessor_config.json (Sam3Processor itself cannot be imported without torchvision)."""
+    from transformers import CLIPTokenizer, Sam3Config, Sam3Model
+
+    vocab, merges = write_clip_vocab(folder)
+    tokenizer = CLIPTokenizer(str(vocab), str(merges), pad_token="!")
+    vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+               num_attention_heads=2, image_size=112, patch_size=14, window_size=4, global_attn_indexes=[1],
+               pretrain_image_size=56)
+    layers = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64)
+    config = Sam3Config(
+        vision_config=dict(backbone_config=vit, fpn_hidden_size=32, backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]]),
+        text_config=dict(model_type="clip_text_model", vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         projection_dim=32, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id),
+        geometry_encoder_config=dict(num_layers=1, **layers), detr_encoder_config=dict(num_layers=1, **layers),
+        detr_decoder_config=dict(num_layers=2, num_queries=10, **layers),
+        mask_decoder_config=dict(hidden_size=32, num_attention_heads=2))
+    Sam3Model(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "Sam3ImageProcessor", "size": {"height": 112, "width": 112}, "resample": 2,
+        "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "rescale_factor": 1 / 255, "do_resize": True,
+        "do_rescale": True, "do_normalize": True, "do_convert_rgb": True}))
+
+
 def save_tiny(family: str, folder: str | Path, seed: int = 0) -> Path:
     """A random tiny `family` detector + processor saved into `folder` (made if missing); returns it."""
     folder = Path(folder)
@@ -141,7 +169,7 @@ def save_tiny(family: str, folder: str | Path, seed: int = 0) -> Path:
     builders = {"grounding-dino": lambda: _grounding_dino(folder, mm=False),
                 "mm-grounding-dino": lambda: _grounding_dino(folder, mm=True),
                 "owlv2": lambda: _owl(folder, v2=True), "owlvit": lambda: _owl(folder, v2=False),
-                "omdet-turbo": lambda: _omdet(folder)}
+                "omdet-turbo": lambda: _omdet(folder), "sam3": lambda: _sam3(folder)}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         builders[family]()

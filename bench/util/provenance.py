@@ -163,12 +163,13 @@ def provenance(
     results_dir: the folder the record goes to, left out of git_dirty."""
     import torch
 
-    from bench.util.cpu_kernels import cpu_capability
+    from bench.util.cpu_kernels import cpu_capability, kernel_fingerprint
 
     out = environment(results_dir)
     out.update(
         torch_threads=torch.get_num_threads(),  # a reduction's order, so its float result, can follow it
         cpu_capability=cpu_capability(),  # so can the vector kernels (bench.util.cpu_kernels)
+        kernels=kernel_fingerprint(),  # and the CPU model under them: bit-identity holds within one fingerprint
         seeds=dict(seeds),
         ann_sha256=dict(ann_sha256),
         checkpoint_sha256=file_sha256(checkpoint),

@@ -108,3 +108,50 @@ def test_score_results_rescores_every_good_run_and_lists_the_bad(tmp_path, monke
     captured = capsys.readouterr()
     assert "1 of 2 runs could not be rescored" in captured.err and bad.name in captured.err
     assert store.load_record(good / "record.json")["metrics"]["values"]["AP"] == true_ap
+
+
+def test_score_adds_extra_metrics_without_inference(one_run, capsys, monkeypatch):
+    """`score --run DIR --metric nms-ap,f1,tide` adds them to the record from the saved predictions alone."""
+    from bench.metrics.extras import compute_extra
+    from bench.models import cache
+
+    data_root, results, folder, record = one_run
+    monkeypatch.setattr(cache.ModelCache, "get", lambda *a, **k: pytest.fail("no model may be built"))
+    assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root), "--metric", "nms-ap,f1,tide"]) == 0
+    out = capsys.readouterr().out
+    assert "added nms-ap, f1, tide to 1 runs" in out and f"{folder.name}: nms-ap: AP" in out
+    rec = store.load_record(folder / "record.json")
+    assert json.dumps(rec["metrics"]["values"]) == json.dumps(record["metrics"]["values"])  # left alone (NaN-safe)
+    extra = rec["metrics"]["extra"]
+    assert set(extra) == {"nms-ap", "f1", "tide"}
+    gt = json.loads((data_root / "runner" / "runner-shapes-a" / "val" / "ann.json").read_text())
+    preds = store.read_predictions(folder)
+    for name in extra:
+        assert json.dumps(extra[name]) == json.dumps(compute_extra(name, gt, preds, "hotcoco", base="coco_bbox"))
+        assert extra[name]["definition"] and extra[name]["backend"] == "hotcoco"
+    # a base metric name is not an extra metric here
+    assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root), "--metric", "coco"]) == 2
+    assert "task's metric" in capsys.readouterr().err
+    assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root), "--metric", "nmsap"]) == 2
+    assert "nms-ap" in capsys.readouterr().err
+
+
+def test_task_extra_metrics_are_recorded_by_a_run(tmp_path, monkeypatch):
+    from bench.tasks.registry import load_registry
+    from bench.util.errors import UserError
+
+    tasks_dir, data_root = make_world(tmp_path, monkeypatch)
+    path = tasks_dir / "runner-shapes-a.yaml"
+    original = path.read_text()
+    for bad, message in (("[nmsap]", "unknown"), ("nms-ap", "list of names"), ("[f1, f1]", "repeats")):
+        path.write_text(original + f"extra_metrics: {bad}\n")
+        with pytest.raises(UserError, match=f"extra_metrics.*{message}"):
+            load_registry(tasks_dir, reload=True)
+    path.write_text(original + "extra_metrics: [nms-ap, f1]\n")
+    load_registry(tasks_dir, reload=True)
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a", regimes=["zero-shot"], shots=None, seeds=None,
+                        overrides={"infer_batch_size": 4})
+    (record,) = run_grid(specs, RunContext(data_root=data_root, results_dir=tmp_path / "results"))
+    extra = record["metrics"]["extra"]
+    assert list(extra) == ["nms-ap", "f1"] and extra["f1"]["primary"] == "F1_50"
+    assert extra["nms-ap"]["backend"] == "hotcoco" and "OVDEval" in extra["nms-ap"]["definition"]

@@ -206,7 +206,7 @@ def test_leaderboard_shows_external_rows_beside_reproduced_and_reported(one_run,
 
     table = lb.leaderboard_table(load_record_frame(results), load_reference([reference]))
     kinds = dict(zip(table["model"], table["kind"]))
-    assert kinds == {"glip-tiny": "reproduced", "grounding-dino-t": "external", "GLIP-T": "reported"}
+    assert kinds == {"glip-tiny": "run here", "grounding-dino-t": "external", "GLIP-T": "reported"}
     ext = table[table["model"] == "grounding-dino-t"].iloc[0]
     ours = table[table["model"] == "glip-tiny"].iloc[0]
     assert ext[f"{TASK} (AP)"] == "100.0"
@@ -217,13 +217,13 @@ def test_leaderboard_shows_external_rows_beside_reproduced_and_reported(one_run,
     assert ext["params"] == "172.00M" and ext["stored params / task"] == lb.MISSING
     assert ours["trainable params"] != lb.MISSING and ours["device"].startswith("cpu")
     md = lb.render_markdown(table, 2)
-    assert "| external | grounding-dino-t |" in md and "| reproduced | glip-tiny |" in md
+    assert "| external | grounding-dino-t |" in md and "| run here | glip-tiny |" in md
 
     # through the CLI too: one table from the records of both kinds
     assert cli_main(["leaderboard", "--results", str(results), "--out", str(tmp_path / "lb"),
                      "--reference", str(reference)]) == 0
     csv = (tmp_path / "lb" / "leaderboard.csv").read_text()
-    assert "external,grounding-dino-t" in csv and "reproduced,glip-tiny" in csv
+    assert "external,grounding-dino-t" in csv and "run here,glip-tiny" in csv
 
 
 def test_bare_pair_prints_metrics_and_writes_nothing(tmp_path, capsys):
@@ -303,3 +303,26 @@ def test_bare_pair_flickr_recall(tmp_path, capsys):
     want = evaluate("flickr_recall", entries, preds)
     assert out["primary"] == "R@1" and out["values"]["R@5"] == pytest.approx(want.values["R@5"])
     assert 0 < out["values"]["R@1"] < out["values"]["R@10"]
+
+
+def test_bare_pair_extra_metrics(tmp_path, capsys):
+    """`score --annotations GT --predictions DT --metric nms-ap --json` prints NMS-AP; several names, a list."""
+    from bench.metrics import nms_ap
+    from bench.testing.metrics import make_detection_fixture
+
+    gt, dets = make_detection_fixture(n_images=30, seed=1)
+    gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_path.write_text(json.dumps(gt))
+    dt_path.write_text(json.dumps(dets))
+    assert _score("--annotations", str(gt_path), "--predictions", str(dt_path), "--metric", "nms-ap", "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    want = nms_ap.compute(gt, dets, backend="hotcoco")
+    assert out["metric"] == "nms-ap" and out["values"]["AP"] == pytest.approx(want.values["AP"])
+    assert out["definition"].startswith("NMS-AP") and out["backend"] == "hotcoco"
+    assert _score("--annotations", str(gt_path), "--predictions", str(dt_path), "--metric", "coco,f1", "--json") == 0
+    both = json.loads(capsys.readouterr().out)
+    assert [o["metric"] for o in both] == ["coco_bbox", "f1"] and "F1_50" in both[1]["values"]
+    assert _score("--annotations", str(gt_path), "--predictions", str(dt_path), "--metric", "tide") == 0
+    assert re.search(r"^dAP_Cls +\d+\.\d\d$", capsys.readouterr().out, re.M)
+    assert _score("--annotations", str(gt_path), "--predictions", str(dt_path), "--metric", "nms") == 2
+    assert "nms-ap" in capsys.readouterr().err

@@ -1,5 +1,8 @@
 """transformers' zero-shot detectors (Grounding DINO, MM Grounding DINO, OWLv2, OWL-ViT, OmDet-Turbo) as adapters.
 
+Their families (what each can run, its refusals) are declared in bench/models/families/; this package
+is the shared machinery: loading (loading.py), prompts, outputs, the adapter and training.
+
     adapter = build_hf_adapter("hf:/path/to/saved")   # a save_pretrained directory, loaded offline
 """
 
@@ -16,20 +19,4 @@ def build_hf_adapter(name: str):
     return HFAdapter(load(name))
 
 
-def check_hf_inputs(name: str, regime: str, *, grounding: bool, infer_batch_size: int, world_size: int) -> None:
-    """An hf:DIR run's own checks, before any compute: the directory, the family's regimes, its settings."""
-    from bench.models.hf.adapter import refusal
-    from bench.models.hf.loading import detect_family, model_dir
-    from bench.util.errors import UserError
-
-    why = refusal(detect_family(model_dir(name)), regime, grounding=grounding)
-    if why:
-        raise UserError(f"--model {name}: {why}")
-    if infer_batch_size != 1:
-        raise UserError(f"--model {name}: infer_batch_size must be 1 (one image per pass: batching pads "
-                        f"images, which moves the numbers); got {infer_batch_size}")
-    if world_size > 1:
-        raise UserError(f"--model {name}: transformers detectors run in one process, not under torchrun")
-
-
-__all__ = ["PREFIX", "build_hf_adapter", "check_hf_inputs", "is_hf_model"]
+__all__ = ["PREFIX", "build_hf_adapter", "is_hf_model"]

@@ -14,9 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.models.base import DetectSettings, grounding_entry
+from bench.models.base import DetectSettings, grounding_entry, merge_chunks
 from bench.models.hf import outputs, prompts
-from bench.models.hf.families import WHY_NO_GROUNDING, WHY_NO_TRAINING
 from bench.models.hf.loading import Loaded, weights_file
 
 # parameter groups by name: the first group whose marker occurs in a parameter's name; the rest is "fusion"
@@ -101,7 +100,7 @@ class HFAdapter:
                 boxes = outputs.to_pixels(boxes, self.loaded.family.box_frame, *image.size, clip=False)
                 kept = self._select(scores, boxes, settings.per_chunk_cap)
                 parts.append((outputs.clip_to(kept[0], *image.size), kept[1], torch.as_tensor(cat_ids)[kept[2]]))
-            results += outputs.coco_results(image_id, *outputs.merge_image(parts, settings.per_image_cap))
+            results += outputs.coco_results(image_id, *merge_chunks(parts, settings.per_image_cap))
         return results
 
     def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,
@@ -214,16 +213,4 @@ class HFAdapter:
 
 def refusal(family: Any, regime: str, grounding: bool = False) -> str | None:
     """Why `family` cannot run `regime` (on a grounding task when `grounding`), or None."""
-    if grounding and not family.grounds:
-        return f"{family.name} cannot run phrase grounding: {WHY_NO_GROUNDING}"
-    if grounding and regime != "zero-shot":
-        return f"{family.name} on a grounding task: only zero-shot runs are supported"
-    if regime == "zero-shot":
-        return None
-    if not family.trains:
-        return f"{family.name} cannot run {regime}: {WHY_NO_TRAINING}; only zero-shot"
-    if regime != "full-ft":
-        return (f"{family.name} cannot run {regime}: only full-ft is defined for transformers detectors "
-                "(linear-probe and prompt-tuning name GLIP's own layers)")
-    return None
-
+    return family.refusal(regime, "grounding" if grounding else "detection")

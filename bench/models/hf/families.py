@@ -1,5 +1,9 @@
 """What differs between transformers' zero-shot detectors, as data: text input, box frame, training, grounding.
 
+`Family` is a bench.models.base.ModelFamily whose model is a transformers detector loaded from `hf:DIR`
+(config.json's model_type == its name) and run by the shared HFAdapter. The families themselves are
+declared in bench/models/families/ (grounding_dino.py, owl.py, omdet_turbo.py).
+
 box_frame says which image the model's normalised boxes are relative to, so they map back to original
 pixels: "image" (the resized image keeps the original's frame: x by width, y by height) or "square"
 (OWLv2 pads the image to a square at the bottom/right first: both axes by the longer side).
@@ -7,12 +11,30 @@ pixels: "image" (the resized image keeps the original's frame: x by width, y by 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.util.errors import UserError
+
+WHY_NO_GROUNDING = ("its text input is one independent query per class, not a caption whose tokens it scores, so it "
+                    "cannot localise a phrase inside a sentence")
+WHY_NO_TRAINING = "its transformers class computes no training loss from labels"
+
+
+@dataclass(frozen=True)
+class HFModelConfig:
+    """An hf:DIR model's config as the run carries it: the name and the checked directory (no weights read)."""
+
+    name: str
+    folder: Path
+    model_type: str
 
 
 @dataclass(frozen=True)
 class Family:
-    """One model family: how it is prompted, where its boxes live, and what it can do."""
+    """One transformers detector family: how it is prompted, where its boxes live, and what it can do."""
 
     name: str
     text: str  # "caption" (one "a. b." caption, token spans per class) | "queries" (one query per class) | "classes+task"
@@ -20,17 +42,52 @@ class Family:
     trains: bool  # the transformers class returns a training loss from `labels`
     grounds: bool  # scores tokens of free text, so it can localise a caption's phrases
     nms_iou: float | None = None  # class-wise NMS of the family's own post-processing
+    takes_presets = False
 
+    @property
+    def model_types(self) -> tuple[str, ...]:
+        return (self.name,)
 
-FAMILIES: dict[str, Family] = {
-    "grounding-dino": Family("grounding-dino", "caption", "image", trains=True, grounds=True),
-    "mm-grounding-dino": Family("mm-grounding-dino", "caption", "image", trains=True, grounds=True),
-    "owlv2": Family("owlv2", "queries", "square", trains=False, grounds=False),
-    "owlvit": Family("owlvit", "queries", "image", trains=False, grounds=False),
-    # transformers' OmDetTurboProcessor post-processing: class-wise NMS at IoU 0.5
-    "omdet-turbo": Family("omdet-turbo", "classes+task", "image", trains=False, grounds=False, nms_iou=0.5),
-}
+    @property
+    def regimes(self) -> Mapping[str, tuple[str, ...]]:
+        return {"detection": ("zero-shot", "full-ft") if self.trains else ("zero-shot",),
+                "grounding": ("zero-shot",) if self.grounds else ()}
 
-WHY_NO_GROUNDING = ("its text input is one independent query per class, not a caption whose tokens it scores, so it "
-                    "cannot localise a phrase inside a sentence")
-WHY_NO_TRAINING = "its transformers class computes no training loss from labels"
+    def model_config(self, model: str, overrides: Mapping[str, Any], checkpoint: str | None) -> HFModelConfig:
+        from bench.models.hf.loading import model_dir
+
+        if overrides:
+            raise UserError(f"--model {model}: GLIP model fields {sorted(overrides)} do not apply to a "
+                            "transformers detector; drop them")
+        if checkpoint is not None:
+            raise UserError(f"--model {model}: the directory holds the weights; drop --checkpoint")
+        return HFModelConfig(model, model_dir(model), self.name)
+
+    def refusal(self, regime: str, task_kind: str) -> str | None:
+        """Why this family cannot run `regime` on a `task_kind` task, or None."""
+        grounding = task_kind == "grounding"
+        if grounding and not self.grounds:
+            return f"{self.name} cannot run phrase grounding: {WHY_NO_GROUNDING}"
+        if grounding and regime != "zero-shot":
+            return f"{self.name} on a grounding task: only zero-shot runs are supported"
+        if regime == "zero-shot":
+            return None
+        if not self.trains:
+            return f"{self.name} cannot run {regime}: {WHY_NO_TRAINING}; only zero-shot"
+        if regime != "full-ft":
+            return (f"{self.name} cannot run {regime}: only full-ft is defined for transformers detectors "
+                    "(linear-probe and prompt-tuning name GLIP's own layers)")
+        return None
+
+    def check_run(self, config: HFModelConfig, *, text_encoder: str | Path | None, infer_batch_size: int,
+                  world_size: int) -> None:
+        if infer_batch_size != 1:
+            raise UserError(f"--model {config.name}: infer_batch_size must be 1 (one image per pass: batching pads "
+                            f"images, which moves the numbers); got {infer_batch_size}")
+        if world_size > 1:
+            raise UserError(f"--model {config.name}: transformers detectors run in one process, not under torchrun")
+
+    def build(self, config: HFModelConfig, checkpoint: str | None, text_encoder: str | Path | None) -> Any:
+        from bench.models.hf import build_hf_adapter
+
+        return build_hf_adapter(config.name)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.models.hf.families import FAMILIES, Family
-from bench.util.errors import UserError, unknown_name
+from bench.models.hf.families import Family
+from bench.util.errors import UserError
 
 PREFIX = "hf:"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -38,14 +38,9 @@ def model_dir(name: str) -> Path:
 
 def detect_family(folder: Path) -> Family:
     """The family of a saved model from config.json's model_type (unknown -> UserError listing the supported)."""
-    try:
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError) as e:
-        raise UserError(f"{folder / 'config.json'}: unreadable ({e})") from None
-    if model_type not in FAMILIES:
-        raise unknown_name(f"transformers detector family (model_type in {folder / 'config.json'})", str(model_type),
-                           list(FAMILIES))
-    return FAMILIES[model_type]
+    from bench.models.registry import family_of_type, read_model_type
+
+    return family_of_type(read_model_type(folder), folder / "config.json")
 
 
 def check_loadable(folder: Path, family: Family) -> None:
@@ -82,6 +77,27 @@ def weights_file(folder: Path) -> Path:
     return next(folder / f for f in WEIGHT_FILES if (folder / f).is_file())
 
 
+def load_complete(name: str, folder: Path, loader: Any) -> Any:
+    """The model, refused unless its weights match its config: transformers would initialise a missing or
+    mis-shaped weight at random and only log it (a random detector that records AP 0). A .bin is read by
+    torch's weights-only unpickler (transformers' default), so a pickle payload is refused, never run."""
+    try:
+        model, info = loader.from_pretrained(folder, local_files_only=True, output_loading_info=True)
+    except Exception as e:  # truncated safetensors (SafetensorError), pickle payload (UnpicklingError), OSError
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise UserError(f"--model {name}: cannot load its weights from {weights_file(folder)} "
+                        f"({type(e).__name__}: {first}); save the model again with save_pretrained") from None
+    missing = sorted(info["missing_keys"]) + sorted(str(k[0] if isinstance(k, tuple) else k)
+                                                   for k in info.get("mismatched_keys", ()))
+    unexpected = sorted(info["unexpected_keys"])
+    if missing or unexpected:
+        raise UserError(f"--model {name}: the weights in {weights_file(folder)} do not match its config.json: "
+                        f"{len(missing)} weights missing or of the wrong shape (e.g. {missing[:3]}), "
+                        f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}); it would run with random weights. "
+                        "Save the model and its config together with save_pretrained")
+    return model
+
+
 @dataclass
 class Loaded:
     """A loaded detector: the torch model, its tokenizer and image processor."""
@@ -100,9 +116,8 @@ def load(name: str) -> Loaded:
     folder = model_dir(name)
     family = detect_family(folder)
     check_loadable(folder, family)
-    pieces: dict[str, Any] = {}
-    for what, loader in (("model", AutoModelForZeroShotObjectDetection), ("tokenizer", AutoTokenizer),
-                         ("image processor", AutoImageProcessor)):
+    pieces: dict[str, Any] = {"model": load_complete(name, folder, AutoModelForZeroShotObjectDetection)}
+    for what, loader in (("tokenizer", AutoTokenizer), ("image processor", AutoImageProcessor)):
         try:
             pieces[what] = loader.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError, ImportError) as e:

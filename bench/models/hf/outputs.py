@@ -8,7 +8,6 @@ predict continuous coordinates, without GLIP's legacy +1 pixel.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -71,17 +70,3 @@ def coco_results(image_id: int, boxes_xyxy: torch.Tensor, scores: torch.Tensor, 
     wh = boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]
     return [{"image_id": int(image_id), "category_id": int(c), "bbox": [x, y, w, h], "score": s}
             for (x, y), (w, h), s, c in zip(xy.tolist(), wh.tolist(), scores.tolist(), category_ids.tolist())]
-
-
-def merge_image(parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], cap: int | None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One image's chunk outputs (boxes, scores, category ids) by score, cut to `cap` (None: keep all)."""
-    boxes = torch.cat([p[0] for p in parts]).reshape(-1, 4)
-    scores = torch.cat([p[1] for p in parts])
-    cats = torch.cat([p[2] for p in parts])
-    order = torch.argsort(scores, descending=True, stable=True)
-    if cap is not None:
-        order = order[:cap]
-    return boxes[order], scores[order], cats[order]
-
-

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.metrics import BACKENDS, METRICS, MetricResult, aggregate, evaluate
+from bench.metrics import BACKENDS, DEFAULT_BACKEND, METRICS, MetricResult, aggregate, evaluate
 from bench.util.errors import UserError
 
 
@@ -49,8 +49,9 @@ def test_matches_statistics_on_thirteen_tasks():
 
 
 def test_dispatch_names_and_data_set_objects():
-    assert set(METRICS) == {"coco_bbox", "lvis_fixed_ap", "lvis_bbox", "flickr_recall"}
-    assert all(b[0] == "faster" for b in BACKENDS.values())  # the default backend exists for every metric
+    assert set(METRICS) == {"coco_bbox", "lvis_fixed_ap", "lvis_bbox", "flickr_recall", "ov_coco_bbox", "ov_lvis_fixed_ap",
+                            "rec_accuracy", "grec_accuracy"}
+    assert all(b[0] == DEFAULT_BACKEND == "hotcoco" for b in BACKENDS.values())  # the default exists for every metric
     with pytest.raises(UserError, match="Did you mean 'flickr_recall'"):
         evaluate("flickr_recal", [], [])
     with pytest.raises(UserError, match="numpy"):
@@ -63,7 +64,7 @@ def test_dispatch_names_and_data_set_objects():
     det = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}]
     result = evaluate("coco_bbox", SimpleNamespace(coco=gt), det)  # e.g. DetectionDataset.coco
     assert isinstance(result, MetricResult) and result.values["AP"] == pytest.approx(100.0)
-    assert result.to_dict()["backend"] == "faster"
+    assert result.to_dict()["backend"] == "hotcoco"
     entities = [{"image_id": 1, "phrases": [{"phrase_id": "x", "boxes": [[0, 0, 5, 5]], "types": ["other"]}]}]
     grounding = evaluate(
         "flickr_recall", SimpleNamespace(entities=entities), [{"image_id": 1, "boxes": [[[0, 0, 5, 5]]]}]

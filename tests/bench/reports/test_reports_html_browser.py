@@ -61,7 +61,7 @@ PROBE_KIND = """
 <script>
 (function () {
   var kind = document.querySelector('select[data-filter="kind"]');
-  kind.value = "reproduced";
+  kind.value = "run here";
   kind.dispatchEvent(new Event("change"));
   var out = {shown: {}, hidden: []};
   Array.prototype.forEach.call(document.getElementById("leaderboard").tHead.rows[0].cells, function (h) {

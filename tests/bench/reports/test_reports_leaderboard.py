@@ -110,21 +110,34 @@ def test_task_versions_get_separate_columns(tmp_path):
 
 def test_invalid_record_is_an_error_naming_the_file(tmp_path):
     [good] = write_records(tmp_path, [make_record()])
-    bad = tmp_path / "elsewhere" / "deep" / "record.json"
+    bad = tmp_path / "runs" / "elsewhere" / "record.json"  # a second run folder of the same results set
     bad.parent.mkdir(parents=True)
     record = make_record(seed=1)
     record["metrics"]["values"]["AP"] = 140.0
     bad.write_text(json.dumps(record))
-    with pytest.raises(UserError, match=r"invalid record .*elsewhere/deep/record.json.*0-100"):
+    with pytest.raises(UserError, match=r"invalid record .*runs/elsewhere/record.json.*0-100"):
         load_record_frame(tmp_path)
     bad.write_text("[1, 2]")
-    with pytest.raises(UserError, match="elsewhere/deep/record.json"):
+    with pytest.raises(UserError, match="runs/elsewhere/record.json"):
         load_record_frame(tmp_path)
     bad.write_text(good.read_text())  # the same run twice
     with pytest.raises(UserError, match="has two records"):
         load_record_frame(tmp_path)
-    with pytest.raises(UserError, match="results folder not found"):
+    with pytest.raises(UserError, match="nope not found"):
         load_record_frame(tmp_path / "nope")
+
+
+def test_report_commands_read_one_results_set_and_refuse_to_mix_them(tmp_path):
+    """A folder that is a set gives its own records (sets below it are left out); a folder holding several
+    sets and none of its own is refused, naming them."""
+    write_records(tmp_path / "results", [make_record(value=10.0)])
+    write_records(tmp_path / "results" / "demo", [make_record(value=20.0), make_record(seed=1, value=30.0)])
+    assert list(load_record_frame(tmp_path / "results")["value"]) == [10.0]
+    assert len(load_record_frame(tmp_path / "results" / "demo")) == 2
+    write_records(tmp_path / "sets" / "a", [make_record()])
+    write_records(tmp_path / "sets" / "b", [make_record()])
+    with pytest.raises(UserError, match=r"holds 2 result sets.*sets/a \(1 records\).*sets/b.*--results"):
+        load_record_frame(tmp_path / "sets")
 
 
 def _reference_csv(path):

@@ -8,6 +8,7 @@ import pytest
 
 from bench.results import store
 from bench.results.records import RunSpec
+from bench.util.errors import UserError
 
 
 def _record(spec: RunSpec) -> dict:
@@ -16,7 +17,7 @@ def _record(spec: RunSpec) -> dict:
         "task": {"name": spec.task, "version": 1, "groups": [], "metric": "coco_bbox", "split": "val", "num_images": 2},
         "metrics": {"primary": "AP", "values": {"AP": 12.5, "AP50": float("nan")}, "per_class": {}},
         "cost": {k: 0 for k in ("total_params", "trainable_params", "stored_params", "train_seconds", "images_seen",
-                                "infer_images_per_s", "peak_memory_mb", "device", "device_hours")},
+                                "infer_images_per_s", "peak_memory_mb", "device_hours")} | {"device": "cpu"},
         "provenance": {k: None for k in ("git_commit", "git_dirty", "packages", "torch", "cuda", "seeds", "ann_sha256",
                                          "checkpoint_sha256", "prompt_set", "chunk_size", "metric_backend")},
         "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z", "wall_seconds": 1.0,
@@ -29,8 +30,9 @@ def test_finished_only_after_valid_record(tmp_path):
     assert store.finished_record(tmp_path, spec) is None
     store.write_predictions(folder, [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}])
     assert store.finished_record(tmp_path, spec) is None  # predictions alone are not a finished run
-    (folder / "record.json").write_text("{truncated")
-    assert store.finished_record(tmp_path, spec) is None  # a broken record is not finished either
+    (folder / "record.json").write_text("{truncated")  # records are written atomically: this is not ours
+    with pytest.raises(UserError, match=f"invalid record {folder / 'record.json'}: .*delete its run folder"):
+        store.finished_record(tmp_path, spec)
     store.write_record(folder, _record(spec))
     got = store.finished_record(tmp_path, spec)
     assert got is not None and got["spec_hash"] == spec.hash
@@ -66,14 +68,16 @@ def test_clean_partial_removes_only_temp_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["predictions.json.gz"]
 
 
-def test_load_records_recursive_skips_invalid(tmp_path):
+def test_load_records_recursive_refuses_invalid(tmp_path):
     a = RunSpec(model="m", task="t", regime="zero-shot")
     b = RunSpec(model="m", task="u", regime="zero-shot")
     store.write_record(store.run_dir(tmp_path / "x", a), _record(a))
     store.write_record(store.run_dir(tmp_path / "y", b), _record(b))
     (tmp_path / "z").mkdir()
-    (tmp_path / "z" / "record.json").write_text("{}")
     assert sorted(r["spec"]["task"] for r in store.load_records(tmp_path)) == ["t", "u"]
+    (tmp_path / "z" / "record.json").write_text("{}")
+    with pytest.raises(UserError, match=f"invalid record {tmp_path / 'z' / 'record.json'}: record schema_version None"):
+        store.load_records(tmp_path)
 
 
 def test_predictions_floats_read_back_exactly_with_either_parser(tmp_path):

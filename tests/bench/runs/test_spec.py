@@ -30,7 +30,7 @@ def test_resolve_fills_in_everything_a_run_reads(world):
     assert isinstance(run.hparams, RunHParams) and (run.hparams.train.max_iters, run.hparams.train.lr) == (2, 0.05)
     zero = resolve(RunSpec(model="glip-tiny", task="runner-shapes-a", regime="zero-shot"), data_root)
     assert (zero.eval_split, zero.train_split, zero.splits, zero.hparams.train) == ("val", None, ["val"], None)
-    with pytest.raises(UserError, match="seed must be >= 0"):
+    with pytest.raises(UserError, match="seed -1 is out of range"):
         resolve(RunSpec(model="glip-tiny", task="runner-shapes-a", regime="full-ft", shots=1, seed=-1), data_root)
 
 

@@ -121,6 +121,21 @@ def test_budget_and_copy_factor():
     assert [h["epoch"] for h in res.history] == [1, 2] and res.iters == 2
 
 
+def test_a_run_shows_its_training_steps_with_loss_and_eta(monkeypatch, capsys):
+    """A fine-tuning run draws a bar over its optimiser steps (count, rate, ETA, running loss), so a long run
+    is never silent; GLIP_BENCH_NO_PROGRESS turns it off."""
+    monkeypatch.delenv("GLIP_BENCH_NO_PROGRESS", raising=False)
+    train(Toy(), samples(3), trainable=["head.w"], device="cpu", hp=hp(batch_size=1, max_epochs=2, eval_every=0),
+          progress=("train toy full-ft 1-shot seed 3", None))
+    err = capsys.readouterr().err
+    assert "train toy full-ft 1-shot seed 3" in err and "6/6" in err and "step" in err and "loss=" in err
+    assert "<" in err  # tqdm's elapsed<remaining: the ETA
+    monkeypatch.setenv("GLIP_BENCH_NO_PROGRESS", "1")
+    train(Toy(), samples(3), trainable=["head.w"], device="cpu", hp=hp(batch_size=1, max_epochs=1, eval_every=0),
+          progress=("silent", None))
+    assert "silent" not in capsys.readouterr().err
+
+
 def test_nonfinite_loss_is_skipped():
     model = Toy()
     model.scale = float("nan")

@@ -61,3 +61,45 @@ def test_demo_worker_pool_leaves_no_leaked_semaphore(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "[3, 3]", done.stderr
     assert "w1" in done.stderr and "leaked semaphore" not in done.stderr
+
+
+def test_the_full_demo_writes_its_world_where_tasks_and_run_look(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from bench.studies.demo import demo_data_root
+    from bench.tasks.task import resolve_data_root
+
+    monkeypatch.delenv("GLIP_BENCH_DATA", raising=False)
+    assert demo_data_root(tmp_path / "demo", quick=False) == resolve_data_root() == Path("data")
+    monkeypatch.setenv("GLIP_BENCH_DATA", str(tmp_path / "d"))
+    assert demo_data_root(tmp_path / "demo", quick=False) == resolve_data_root() == tmp_path / "d"
+    assert demo_data_root(tmp_path / "demo", quick=True) == tmp_path / "demo" / "data"  # the check stays apart
+    assert demo_data_root(tmp_path / "demo", quick=False, data_root="x") == Path("x")
+
+
+def test_summary_leads_with_results_and_targets_carry_source_and_verdict(tmp_path):
+    """SUMMARY.md: the title, one reproduction line, then results; the moved records at the end; every target
+    with its verdict and source."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from bench.results import compare
+    from bench.studies.demo_extras import TARGETS_SOURCE, demo_summary
+    from bench.testing.reports import make_record, write_records
+
+    records = [make_record(task="synth-colours", regime="zero-shot", value=72.0, overrides={"fusion": "deep"}),
+               make_record(task="synth-compositions", regime="zero-shot", value=40.0, overrides={"fusion": "deep"})]
+    committed = [dict(r, metrics={**r["metrics"], "values": {**r["metrics"]["values"], "AP": 1.0}}) for r in records]
+    write_records(tmp_path / "ref", committed)
+    summary = demo_summary(records, pd.DataFrame(), {}, SimpleNamespace(shots=(10,)), {"total": 1.0})
+    out = compare.attach_reproduction(summary, records, compare.Reference.load(tmp_path / "ref"))
+    lines = out["markdown"].splitlines()
+    assert lines[0].startswith("# ") and lines[2].startswith("Reproduction: NOT identical") and "end of this page" in lines[2]
+    assert lines[4].startswith("Wall time") and "## Reproduction" in out["markdown"]
+    assert out["markdown"].index("## Reproduction") > out["markdown"].index("## Targets")
+    targets = out["targets"]
+    assert targets["seen concepts (synth-colours, zero-shot, deep)"]["verdict"] == "met"
+    assert targets["unseen compositions (synth-compositions, zero-shot, deep)"]["verdict"] == "missed"
+    assert all(t["source"] == TARGETS_SOURCE for t in targets.values())
+    assert "| 72.0 | >= 70 | met |" in out["markdown"]

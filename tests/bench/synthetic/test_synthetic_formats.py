@@ -17,7 +17,7 @@ from bench.tasks.fewshot import SHOTS as FEWSHOT_SHOTS
 from bench.tasks.fewshot import fewshot_subset
 
 DETECTION = ["synth-shapes", "synth-colours", "synth-compositions", "synth-novel", "synth-crowded"]
-SYNTH_TASKS = DETECTION + ["synth-grounding", "synth-lvis"]
+SYNTH_TASKS = DETECTION + ["synth-grounding", "synth-lvis", "synth-refexp"]
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +168,12 @@ def test_every_synthetic_task_loads_through_the_registry(data_root: Path) -> Non
                 assert [e["image_id"] for e in theirs] == [e["image_id"] for e in ours]
                 for t, o in zip(theirs, ours):
                     assert [(p["boxes"], p["types"]) for p in t["phrases"]] == [(p["boxes"], p["types"]) for p in o["phrases"]]
+                continue
+            if task.format == "mdetr_refexp":  # one referred box per expression, inside the image
+                assert len(ds) > 0 and all(len(s.phrases) == 1 and len(s.phrases[0].boxes_xyxy) == 1 for s in ds.samples)
+                assert all(0 <= b[0] < b[2] <= s.image.width and 0 <= b[1] < b[3] <= s.image.height
+                           for s in ds.samples for b in s.phrases[0].boxes_xyxy)
+                ds.load_image(ds.samples[0].id)
                 continue
             assert ds.images and sum(len(v) for v in ds.annotations.values()) > 0
             ds.load_image(ds.images[0].id)

@@ -45,10 +45,31 @@ def test_data_presence_follows_the_data_root(capsys, tmp_path):
     assert partial["odinw-raccoon"]["data"] == "partial: train,val"
 
 
-def test_group_odinw35_shows_which_are_defined(capsys):
+def test_group_odinw35_lists_its_35_tasks(capsys):
     assert main(["tasks", "--group", "odinw35"]) == 0
     out = capsys.readouterr().out
-    assert "odinw-boggle-boards" in out and "not defined" in out and "13 of 35 defined" in out
+    assert "odinw-boggle-boards" in out and "not defined" not in out and "group odinw35: 35 tasks" in out
+
+
+def test_a_group_member_without_a_yaml_is_shown_as_not_defined(tmp_path, monkeypatch, capsys):
+    (tmp_path / "_groups.yaml").write_text("groups:\n  mine:\n    members: [toy-missing]\n")
+    monkeypatch.setenv("GLIP_BENCH_TASKS", str(tmp_path))
+    load_registry(tmp_path, reload=True)
+    assert main(["tasks", "--group", "mine"]) == 0
+    out = capsys.readouterr().out
+    assert "toy-missing" in out and "not defined" in out and "0 of 1 defined" in out
+
+
+def test_tasks_shows_the_ov_splits_and_rec_tasks_with_data_presence_and_sources(capsys):
+    rows = {r["name"]: r for r in _json(capsys)}
+    assert rows["ov-coco"]["classes_label"] == "base 48 / novel 17"
+    assert rows["ov-lvis-minival"]["classes_label"] == "base f+c / novel r"
+    assert rows["refcoco-val"]["classes_label"] == "per expression" and rows["refcoco-val"]["metric"] == "rec_accuracy"
+    assert all(r["data"] == "no" for n, r in rows.items() if n.startswith(("ov-", "refcoco", "grefcoco")))
+    assert main(["tasks", "--data-root", "/nonexistent", "--sources"]) == 0
+    out = capsys.readouterr().out
+    assert "where to get the missing data:" in out
+    assert "refcoco-val: MDETR annotations (https://zenodo.org/record/4729015" in out
 
 
 def test_unknown_group_is_a_user_error(capsys):

@@ -1,0 +1,1 @@
+"""Model families, one module each; every module defines FAMILIES (bench.models.registry reads them all)."""

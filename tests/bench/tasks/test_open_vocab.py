@@ -1,0 +1,231 @@
+"""OV-COCO / OV-LVIS: the base/novel split as data, the base and all-class views, the metric's novel/base
+numbers, and training that never sees a novel class (its prompts or its boxes)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.metrics import evaluate
+from bench.tasks.fewshot import fewshot_subset
+from bench.tasks.registry import _validate, load_registry
+from bench.testing.formats import coco_dict, write_coco_split
+from bench.util.errors import UserError
+
+
+@pytest.fixture
+def ov_tasks():
+    """The shipped tasks (the runs below look their task up by name there)."""
+    return load_registry(reload=True)
+
+
+def test_shipped_ov_tasks_declare_the_standard_splits():
+    reg = load_registry(reload=True)
+    coco = reg.get("ov-coco").open_vocab
+    assert len(coco["base"]) == 48 and len(coco["novel"]) == 17 and not set(coco["base"]) & set(coco["novel"])
+    assert {"airplane", "bus", "cat", "dog", "scissors"} <= set(coco["novel"]) and "person" in coco["base"]
+    assert reg.get("ov-coco").metric == "ov_coco_bbox" and reg.get("ov-coco").root == reg.get("coco").root
+    for name in ("ov-lvis-minival", "ov-lvis-val"):
+        t = reg.get(name)
+        assert t.open_vocab["base"] == {"frequency": ["f", "c"]} and t.open_vocab["novel"] == {"frequency": ["r"]}
+        assert t.metric == "ov_lvis_fixed_ap" and t.chunk_size == 40 and t.detections_per_image == 300
+
+
+def _ov_yaml(**change):
+    cfg = {"name": "toy", "version": 1, "description": "d", "source": "s", "format": "coco", "root": "toy",
+           "splits": {"val": {"ann": "a.json", "images": "i"}}, "eval_split": "val", "prompt_sets": {"plain": {}},
+           "metric": "ov_coco_bbox", "open_vocab": {"base": ["cat"], "novel": ["dog"]}}
+    cfg.update(change)
+    return cfg
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"open_vocab": None}, "needs"),
+    ({"metric": "coco_bbox"}, "takes no"),
+    ({"open_vocab": {"base": ["cat"], "novel": ["cat"]}}, "both base and novel"),
+    ({"open_vocab": {"base": ["cat"]}}, "base, novel"),
+    ({"open_vocab": {"base": {"frequency": ["f"]}, "novel": ["dog"]}}, "LVIS tasks only"),
+    ({"open_vocab": {"base": ["cat"], "novel": ["dog"], "drop_empty_images": "yes"}}, "true or false"),
+    ({"classes": ["cat", "dog"]}, "classes: null"),
+])
+def test_bad_open_vocab_blocks_name_the_key(change, match):
+    cfg = _ov_yaml(**change)
+    if cfg["open_vocab"] is None:
+        del cfg["open_vocab"]
+    with pytest.raises(UserError, match=match):
+        _validate(cfg, Path("toy.yaml"))
+
+
+def _coco_fixture(task, data_root, split, extra=("traffic light", "fire hydrant"), n_images=40):
+    names = task.open_vocab["base"] + task.open_vocab["novel"] + list(extra)
+    data = coco_dict([(i + 1, n) for i, n in enumerate(names)], n_images=n_images)
+    data["images"].append({"id": 999, "file_name": "img_0999.jpg", "width": 8, "height": 6})  # no box at all
+    write_coco_split(task, split, data_root, data)
+    return data, {n: i + 1 for i, n in enumerate(names)}
+
+
+def test_ov_coco_views_keep_65_classes_for_evaluation_and_48_for_training(ov_tasks, tmp_path):
+    task = ov_tasks.get("ov-coco")
+    data, ids = _coco_fixture(task, tmp_path / "data", "val")
+    _coco_fixture(task, tmp_path / "data", "train")
+    base, novel = {ids[n] for n in task.open_vocab["base"]}, {ids[n] for n in task.open_vocab["novel"]}
+    full = task.load("val", tmp_path / "data")
+    assert {c["id"] for c in full.categories} == base | novel  # the 15 others are dropped
+    assert {a["category_id"] for a in full.coco["annotations"]} <= base | novel
+    with_boxes = {a["image_id"] for a in data["annotations"] if a["category_id"] in base | novel}
+    assert set(full.image_ids) == with_boxes and 999 not in full.image_ids  # OVR-CNN's instances_val2017_all
+    assert full.coco["open_vocab"] == {"base": sorted(base), "novel": sorted(novel)}
+    seen = task.load("val", tmp_path / "data", vocabulary="base")
+    assert {c["id"] for c in seen.categories} == base and 999 in seen.image_ids
+    assert {a["category_id"] for a in seen.coco["annotations"]} <= base and seen.coco["open_vocab"]["novel"] == []
+    tr = fewshot_subset(task, "train", 1, 3, tmp_path / "data")  # what every training regime samples from
+    assert {c["id"] for c in tr.dataset.categories} == base
+    assert all(cid in base for i in tr.dataset.image_ids for cid in tr.dataset.category_ids(i))
+
+
+def _box_iou(a, b):
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw, ih = max(0.0, min(ax2, bx2) - max(a[0], b[0])), max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def test_ov_coco_metric_splits_novel_and_base(ov_tasks, tmp_path):
+    """Novel / base AP are COCO AP of the classes alone (pycocotools on a hand-cut file as the reference);
+    the headline is novel AP50; a detection of a novel class never moves base AP."""
+    task = ov_tasks.get("ov-coco")
+    _coco_fixture(task, tmp_path / "data", "val")
+    gt = task.load("val", tmp_path / "data").coco
+    preds = []
+    for k, a in enumerate(gt["annotations"]):
+        hit = k % 3 != 0  # two of three boxes found, one missed by a shifted box
+        box = a["bbox"] if hit else [a["bbox"][0] + 2.5, a["bbox"][1], a["bbox"][2], a["bbox"][3]]
+        preds.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": box, "score": 0.3 + 0.01 * (k % 50)})
+    got = evaluate("ov_coco_bbox", gt, preds, backend="faster")
+    assert got.primary == "AP50_novel"
+    for part in ("novel", "base"):
+        ids = set(gt["open_vocab"][part])
+        ref_gt = {k: v for k, v in gt.items() if k != "open_vocab"}
+        ref_gt = dict(ref_gt, categories=[c for c in gt["categories"] if c["id"] in ids],
+                      annotations=[a for a in gt["annotations"] if a["category_id"] in ids])
+        ref = evaluate("coco_bbox", ref_gt, [p for p in preds if p["category_id"] in ids], backend="pycocotools")
+        assert got.values[f"AP50_{part}"] == pytest.approx(ref.values["AP50"], abs=1e-6)
+        assert got.values[f"AP_{part}"] == pytest.approx(ref.values["AP"], abs=1e-6)
+    # brute force AP50 of one class: every box is its image's only box of the class, so AP50 = recall at
+    # IoU 0.5 over the whole curve when every hit outranks every miss; here ranks mix, so check the bound
+    novel = set(gt["open_vocab"]["novel"])
+    hits = [p for p in preds if p["category_id"] in novel and any(
+        _box_iou(p["bbox"], a["bbox"]) >= 0.5 for a in gt["annotations"]
+        if a["image_id"] == p["image_id"] and a["category_id"] == p["category_id"])]
+    n_gt = sum(a["category_id"] in novel for a in gt["annotations"])
+    assert 0 < got.values["AP50_novel"] <= 100 * len(hits) / n_gt + 1e-6
+    stray = preds + [{"image_id": gt["images"][0]["id"], "category_id": min(novel), "bbox": [0, 0, 1, 1], "score": 0.99}]
+    assert evaluate("ov_coco_bbox", gt, stray).values["AP_base"] == got.values["AP_base"]
+    with pytest.raises(UserError, match="open-vocabulary task"):
+        evaluate("ov_coco_bbox", {k: v for k, v in gt.items() if k != "open_vocab"}, preds)
+
+
+def _ov_world(tmp_path, monkeypatch):
+    """The runner world with task runner-shapes-b as an OV task: 2 base classes, "red circle" novel."""
+    from bench.testing.world import make_world
+
+    tasks_dir, data_root = make_world(tmp_path)
+    path = tasks_dir / "runner-shapes-b.yaml"
+    text = path.read_text().replace("metric: coco_bbox", "metric: ov_coco_bbox\nopen_vocab:\n"
+                                    "  base: [green square, yellow circle]\n  novel: [red circle]\n")
+    path.write_text(text.replace('classes: ["green square", "yellow circle", "red circle"]', "classes: null"))
+    monkeypatch.setenv("GLIP_BENCH_TASKS", str(tasks_dir))
+    load_registry(tasks_dir, reload=True)
+    return data_root
+
+
+def test_fine_tuning_on_the_base_split_never_sees_a_novel_class(tmp_path, monkeypatch):
+    """full-ft on the OV task: every training caption (training set and early-stopping scoring) lacks the
+    novel class and every training box is a base box; the eval split is prompted with all three."""
+    import bench.runs.train_stage as train_stage
+    from bench.models.glip_adapter import GLIPAdapter
+    from bench.results.records import RunSpec
+    from bench.runs.spec import RunContext
+    from bench.runs.stages import run_one
+
+    data_root = _ov_world(tmp_path, monkeypatch)
+    seen: dict[str, list] = {"captions": [], "box_ids": [], "val_captions": [], "val_cats": []}
+    real_training_set, real_eval = GLIPAdapter.training_set, train_stage.evaluate_split
+
+    def spy_training_set(self, dataset, chunk, seed):
+        seen["captions"].append(chunk[0].caption)
+        seen["box_ids"] += [c for i in dataset.image_ids for c in dataset.category_ids(i)]
+        return real_training_set(self, dataset, chunk, seed)
+
+    def spy_eval(adapter, task, dataset, settings, **kw):
+        seen["val_captions"] += [c.caption for c, _ in kw["chunks"]]
+        seen["val_cats"] += [c["id"] for c in dataset.categories]
+        return real_eval(adapter, task, dataset, settings, **kw)
+
+    monkeypatch.setattr(GLIPAdapter, "training_set", spy_training_set)
+    monkeypatch.setattr(train_stage, "evaluate_split", spy_eval)
+    spec = RunSpec(model="glip-tiny", task="runner-shapes-b", regime="full-ft", shots=2, seed=3,
+                   split="test", overrides={"max_iters": 2, "pre_nms_thresh": 0.0, "pre_nms_top_n": 5})
+    record = run_one(spec, RunContext(data_root=data_root, results_dir=tmp_path / "results", num_workers=0))
+    assert seen["captions"] and seen["val_captions"] and seen["box_ids"]
+    assert all("red circle" not in c and "green square" in c for c in seen["captions"] + seen["val_captions"])
+    assert set(seen["box_ids"]) <= {1, 2} and set(seen["val_cats"]) <= {1, 2}
+    assert "red circle" in record["provenance"]["captions"][0]  # evaluation prompts base + novel
+    assert record["metrics"]["primary"] == "AP50_novel"
+    assert {"AP_novel", "AP50_novel", "AP_base", "AP50_base", "AP"} <= set(record["metrics"]["values"])
+
+
+def test_base_only_ground_truth_has_the_base_headline():
+    gt = {"images": [{"id": 1, "width": 8, "height": 8}], "categories": [{"id": 1, "name": "a"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4], "area": 16, "iscrowd": 0}],
+          "open_vocab": {"base": [1], "novel": []}}
+    res = evaluate("ov_coco_bbox", gt, [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4], "score": 0.9}])
+    assert res.primary == "AP50_base" and res.values["AP50_base"] == pytest.approx(100.0)
+    assert math.isnan(res.values["AP50_novel"])
+    assert json.dumps(res.values)  # plain floats
+
+
+def test_an_ov_lvis_run_end_to_end_gives_the_reference_novel_and_base_ap(ov_tasks, tmp_path, monkeypatch):
+    """A zero-shot run of the shipped ov-lvis-minival task on a fixture LVIS file: its APr / AP_novel /
+    AP_base are the official lvis-api's per-class APs of the saved predictions, averaged by hand."""
+    from bench.results import store
+    from bench.results.records import RunSpec
+    from bench.runs.spec import RunContext
+    from bench.runs.stages import run_one
+    from bench.testing.formats import lvis_dict, write_image, write_json
+
+    task = ov_tasks.get("ov-lvis-minival")
+    cats = [(1, "red square", "f"), (2, "blue circle", "c"), (3, "green star", "r"), (4, "yellow ring", "r")]
+    data_root = tmp_path / "data"
+    gt = lvis_dict(cats, n_images=4)
+    for im in gt["images"]:  # boxes as large as the image: an untrained model's boxes overlap some of them
+        im["width"], im["height"] = 64, 48
+        write_image(task.images_path("minival", data_root) / "/".join(im["coco_url"].split("/")[-2:]), 64, 48)
+    for a in gt["annotations"]:
+        a["bbox"], a["area"] = [2.0, 2.0, 60.0, 44.0], 2640.0
+    write_json(task.ann_path("minival", data_root), gt)
+    spec = RunSpec(model="glip-tiny", task="ov-lvis-minival", regime="zero-shot",
+                   overrides={"pre_nms_thresh": 0.0, "pre_nms_top_n": 5})
+    record = run_one(spec, RunContext(data_root=data_root, results_dir=tmp_path / "results", num_workers=0))
+    preds = store.read_predictions(store.run_dir(tmp_path / "results", spec))
+    assert preds and {p["category_id"] for p in preds} <= {1, 2, 3, 4}
+    ref = evaluate("lvis_fixed_ap", gt, preds, backend="lvis")  # the file as written, no open_vocab key
+    per_id = {c[0]: ref.per_class[c[1]] for c in cats}
+
+    def mean(ids):
+        vals = [per_id[i] for i in ids if not math.isnan(per_id[i])]
+        return sum(vals) / len(vals)
+
+    values = record["metrics"]["values"]
+    assert values["AP"] > 0  # not a comparison of zeros
+    assert record["metrics"]["primary"] == "APr"
+    assert values["AP_novel"] == pytest.approx(mean([3, 4]), abs=1e-4)
+    assert values["AP_base"] == pytest.approx(mean([1, 2]), abs=1e-4)
+    assert values["APr"] == pytest.approx(ref.values["APr"], abs=1e-4) == pytest.approx(values["AP_novel"], abs=1e-4)
+    assert values["AP"] == pytest.approx(ref.values["AP"], abs=1e-4)
+    from bench.testing.protocols import leaderboard_cell
+
+    assert leaderboard_cell(tmp_path / "results", "ov-lvis-minival (APr)") == f"{values['APr']:.1f}"
