@@ -181,13 +181,14 @@ def missing_files(plan: PaperPlan, data_root: Path) -> list[str]:
 
 def unrunnable(plan: PaperPlan, data_root: Path) -> list[str]:
     """One line per arm whose model cannot run its regime (e.g. a transformers family this build lacks)."""
-    from bench.models import check_model_inputs
+    from bench.models.registry import resolve_model
 
     lines = []
     for arm in plan.arms():
-        model, _ = model_name(plan, arm.model, data_root)
+        model, checkpoint = model_name(plan, arm.model, data_root)
         try:
-            check_model_inputs(model, {}, text_encoder_dir(plan, data_root), regime=arm.regime)
+            resolve_model(model, {}, checkpoint).check(regime=arm.regime, task_kind="detection",
+                                                       text_encoder=text_encoder_dir(plan, data_root))
         except UserError as e:
             lines.append(f"{plan.models[arm.model].name} ({arm.regime}): {e}")
     return list(dict.fromkeys(lines))
