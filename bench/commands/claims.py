@@ -15,7 +15,14 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="results/claims", help="results folder of the study")
+    parser.add_argument("--plan", choices=("synthetic", "paper"), default="synthetic",
+                        help="synthetic: the study on the synthetic world (default); paper: the released GLIP-T "
+                             "checkpoints on COCO and ODinW-13 (needs --data-root; lists what is missing first)")
+    parser.add_argument("--data-root", default=None,
+                        help="--plan paper: the data root holding coco/, odinw/ and checkpoints/")
+    parser.add_argument("--device", default="cpu", help="--plan paper: the device the runs use")
+    parser.add_argument("--out", default=None, help="results folder of the study (default results/claims, "
+                                                    "results/claims-paper with --plan paper)")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny budget for every stage (a check that everything runs, not a measurement)")
     parser.add_argument("--pretrain-seeds", type=_seeds, default=None, metavar="S1,S2,...",
@@ -38,6 +45,9 @@ def main(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise UserError(f"--threads must be at least 1 (got {args.threads})")
+    if args.plan == "paper":
+        return _paper(args)
+    args.out = args.out or "results/claims"
     plan = get_plan(args.quick, args.pretrain_seeds, args.workers)
     if args.show_plan:
         print(json.dumps(plan_dict(plan), indent=2))
@@ -46,6 +56,28 @@ def main(args: argparse.Namespace) -> int:
 
     run_claims(out=args.out, quick=args.quick, pretrain_seeds=args.pretrain_seeds, workers=args.workers,
                threads=args.threads, command=["glip-bench", "claims", *command_options(args)])
+    return 0
+
+
+def _paper(args: argparse.Namespace) -> int:
+    """The paper plan: refuse (rc 2) listing every missing file, else run it and write its claims table."""
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from bench.studies.claims.paper import PAPER, check_plan, run_paper
+    from bench.util.errors import UserError
+
+    if args.quick or args.pretrain_seeds is not None:
+        raise UserError("--quick and --pretrain-seeds belong to the synthetic plan; the paper plan runs the "
+                        "released checkpoints")
+    if args.show_plan:
+        print(json.dumps(asdict(PAPER), indent=2, default=str))
+        return 0
+    if args.data_root is None:
+        raise UserError("--plan paper needs --data-root D (holding coco/, odinw/ and checkpoints/)")
+    check_plan(PAPER, Path(args.data_root))
+    run_paper(PAPER, args.data_root, args.out or "results/claims-paper", device=args.device)
     return 0
 
 

@@ -208,6 +208,13 @@ def train(
             res.stopped_early = True
         if last or res.stopped_early:
             break
+    _finish(model, res, validation, bar, device, start)
+    return res
+
+
+def _finish(model: nn.Module, res: TrainResult, validation: Validation | None, bar: Any, device: str,
+            start: float) -> None:
+    """Close the bar, time the training, fill the result from the evaluations, restore the best weights."""
     if bar is not None:
         bar.close()
     if str(device).startswith("cuda") and torch.cuda.is_available():
@@ -217,7 +224,6 @@ def train(
     if validation is not None:
         validation.stopping.restore()
     model.eval()
-    return res
 
 
 def pretrain(

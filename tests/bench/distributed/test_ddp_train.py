@@ -25,7 +25,7 @@ from torch import nn
 
 from bench.data.training import SampleList, TrainSample
 from bench.dist import ddp
-from bench.runs.hparams import TrainHParams, coerce
+from bench.runs.hparams import TrainHParams, coerce, names
 from bench.runs.regimes import get_regime
 from bench.runs.train import train
 from bench.util.errors import UserError
@@ -50,7 +50,7 @@ def hparams(regime: str, sgd: bool) -> TrainHParams:
           "batch_size": 2, "max_epochs": 2, "eval_every": 1, "lr": 1e-2, "amp": False}
     if sgd:
         hp.update(optimizer="SGD", clip_grad=None, weight_decay=0.0, bias_weight_decay=0.0)
-    return coerce(TrainHParams, hp)
+    return coerce(TrainHParams, {k: v for k, v in hp.items() if k in names(TrainHParams)})  # no inference keys
 
 
 def build(seed: int = 0) -> GLIP:
@@ -68,8 +68,7 @@ def run_regime(model: GLIP, regime: str, samples: list, rank: int, eval_ranks: s
         return SCRIPT[rank][len(calls) - 1]
 
     res = train(model, samples, trainable=reg.trainable_names(model.parameter_groups()), hp=hparams(regime, sgd),
-                device="cpu", seed=7, evaluate=evaluate, eval_modules=reg.eval_modules,
-                size_divisibility=model.config.size_divisibility, eval_ranks=eval_ranks)
+                device="cpu", seed=7, evaluate=evaluate, eval_modules=reg.eval_modules, eval_ranks=eval_ranks)
     return {"result": res.to_dict(), "eval_calls": len(calls)}
 
 
