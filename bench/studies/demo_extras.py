@@ -22,8 +22,8 @@ from bench.util.logs import get_logger, progress
 
 log = get_logger("demo")
 BASE_TASK = "synth-colours"
-# what the full demo aims for (COCO AP@[.5:.95] x 100), as set by the synthetic world's brief (issue 6)
-TARGETS_SOURCE = "issue 6 (the synthetic world's brief)"
+# what the full demo aims for (COCO AP@[.5:.95] x 100), as set by the brief for the synthetic world
+TARGETS_SOURCE = "the project's brief for the synthetic world (tracker item 6)"
 TARGETS = {
     "seen concepts (synth-colours, zero-shot, deep)": 70.0,
     "unseen compositions (synth-compositions, zero-shot, deep)": 45.0,

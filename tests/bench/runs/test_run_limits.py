@@ -37,4 +37,4 @@ def test_shots_above_what_the_split_gives_are_refused_naming_the_most(world, tmp
 
 def test_a_negative_seed_is_refused(world, tmp_path, capsys):
     assert _run(world[1], tmp_path, "--shots", "1", "--seeds", "-1") == 2
-    assert "--seeds -1: a few-shot seed must be >= 0" in capsys.readouterr().err
+    assert "seed -1 is out of range: seeds are integers from 0" in capsys.readouterr().err
