@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from bench.models.base import DetectSettings, grounding_entry, merge_chunks
 from bench.models.generative.answers import (
@@ -29,6 +28,7 @@ from bench.models.generative.answers import (
     token_spans,
 )
 from bench.models.generative.loading import Loaded
+from bench.models.hf.adapter import TRAIN_FLIP_PROB, HFDetector
 from bench.models.hf.outputs import coco_results
 
 SCORE = ("product of the generation's softmax probabilities (raw logits, before any logits processor) of the "
@@ -45,18 +45,9 @@ class GenChunk:
     prompt: str
 
 
-TRAIN_FLIP_PROB = 0.5  # horizontal flips while fine-tuning, as GLIP's default flip_prob
-
-
-class GenerativeModule(nn.Module):
-    """The module the harness counts, trains and saves: the transformers model (its loss, for training)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, **inputs: Any) -> dict[str, torch.Tensor]:
-        return {"loss": self.model(**inputs).loss}
+class GenerativeModule(HFDetector):
+    """The module the harness counts, trains and saves: the transformers model (its loss, for training), as
+    the hf detectors'; only the parameter groups differ (a vision tower, and a language model for the rest)."""
 
     def parameter_groups(self) -> dict[str, list[str]]:
         groups: dict[str, list[str]] = {"backbone": [], "language": [], "fpn": [], "head": [], "fusion": []}
@@ -64,9 +55,6 @@ class GenerativeModule(nn.Module):
             vision = any(m in name for m in ("vision", "visual", "image_", "multi_modal_projector"))
             groups["backbone" if vision else "language"].append(name)
         return groups
-
-    def stem_module_names(self) -> list[str]:
-        return []
 
 
 class GenerativeAdapter:
