@@ -52,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default="results", help="folder searched recursively for **/record.json")
     parser.add_argument("--out", default=None, help="output folder (default: the --results folder)")
     parser.add_argument("--reference", action="append", default=None, metavar="CSV",
-                        help="reported-numbers CSV (repeatable; default: results/reference/reported-numbers.csv "
-                             "of this repository; add paper-numbers.csv for the paper's ODinW few-shot rows)")
+                        help="reported-numbers CSV (repeatable; default: results/reference/reported-numbers.csv and "
+                             "rf100vl-numbers.csv of this repository; add paper-numbers.csv for the paper's ODinW "
+                             "few-shot rows)")
     parser.add_argument("--no-reference", action="store_true", help="leave out the reported (published) rows")
     parser.add_argument("--seeds", default=None,
                         help="expected seeds, e.g. 0,1,2 (default: every seed seen for a row's regime and shots)")
@@ -71,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
 
     from bench.reports import leaderboard as lb
     from bench.reports.load import load_record_frame
-    from bench.reports.reference import default_reference_dir, load_reference
+    from bench.reports.reference import DEFAULT_REFERENCE_FILES, default_reference_dir, load_reference
     from bench.util.errors import UserError
     from bench.util.io import atomic_write_text
     from bench.util.logs import get_logger
@@ -84,10 +85,10 @@ def main(args: argparse.Namespace) -> int:
     if not args.no_reference:
         paths = args.reference
         if paths is None:
-            default = default_reference_dir() / "reported-numbers.csv"
-            paths = [default] if default.is_file() else []
+            folder = default_reference_dir()
+            paths = [folder / name for name in DEFAULT_REFERENCE_FILES if (folder / name).is_file()]
             if not paths:
-                log.warning("no reference numbers at %s; the table has reproduced rows only", default)
+                log.warning("no reference numbers in %s; the table has reproduced rows only", folder)
         reference = load_reference(paths) if paths else None
     seeds = parse_seeds(args.seeds)
     sizes = {**registry_group_sizes(), **parse_group_sizes(args.group_size)}

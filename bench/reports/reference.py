@@ -19,6 +19,9 @@ from bench.util.errors import UserError
 
 REFERENCE_COLUMNS = ("model", "pretrain_data", "task", "split", "regime", "shots", "metric", "value", "std",
                      "source", "note")
+# the CSVs of results/reference/ a leaderboard reads when no --reference is given (paper-numbers.csv and
+# protocol-numbers.csv are passed by hand: they add many columns a plain table does not need)
+DEFAULT_REFERENCE_FILES = ("reported-numbers.csv", "rf100vl-numbers.csv")
 # reference task name -> benchmark; (benchmark, split) -> our task name (tasks/*.yaml); splits not
 # listed (e.g. COCO test-dev) land in the benchmark's main column with the split in brackets
 TASK_ALIASES = {"coco_det": "coco", "lvis_det": "lvis", "flickr30k_grounding": "flickr30k"}
