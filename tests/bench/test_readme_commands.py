@@ -197,3 +197,11 @@ def test_adding_a_task_as_documented(tmp_path, monkeypatch, capsys):
     assert cli(["--tasks-dir", str(mine), "tasks", "--json"]) == 0
     names = {t["name"] for t in json.loads(capsys.readouterr().out)}
     assert {"odinw-bees", "odinw-aquarium", "synth-shapes"} <= names
+
+
+def test_the_readme_stays_a_newcomers_page():
+    """What it is, the two commands, data and weights, models, tasks, the architecture: under 250 lines; results
+    and history live in results/README.md and docs/, and every docs/ page it links exists."""
+    assert len(README.splitlines()) < 250
+    for page in set(re.findall(r"\((docs/[a-z0-9-]+\.md)\)", README)):
+        assert (REPO / page).is_file(), page
