@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.util.errors import UserError
+from bench.util.shipped import shipped_dir
 
 REFERENCE_COLUMNS = ("model", "pretrain_data", "task", "split", "regime", "shots", "metric", "value", "std",
                      "source", "note")
@@ -53,13 +54,8 @@ DUPLICATE_SOURCES = ("Table 14", "Table 15", "Table 16")
 
 
 def default_reference_dir() -> Path:
-    """results/reference/ of the checkout that holds the bench package, else the copy an installed package
-    ships as bench/reference_numbers (pyproject.toml maps results/reference there)."""
-    bench_dir = Path(__file__).resolve().parents[1]
-    checkout = bench_dir.parent / "results" / "reference"
-    if (bench_dir.parent / "pyproject.toml").is_file() and checkout.is_dir():
-        return checkout
-    return bench_dir / "reference_numbers"
+    """The reported numbers: the checkout's results/reference/, else the installed bench/reference_numbers."""
+    return shipped_dir("results/reference", "reference_numbers")
 
 
 def load_reference(paths: Iterable[str | Path]) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.tasks.task import PROMPT_SET_KEYS, SplitFiles, Task
 from bench.util.errors import UserError
+from bench.util.shipped import shipped_dir
 
 FORMATS = ("coco", "lvis", "mdetr_flickr", "mdetr_refexp")
 METRICS = ("coco_bbox", "lvis_fixed_ap", "lvis_bbox", "flickr_recall", "ov_coco_bbox", "ov_lvis_fixed_ap",
@@ -349,13 +350,8 @@ def merge_into(child: Any, base: Any) -> Any:
 
 
 def shipped_tasks_dir() -> Path:
-    """The checkout's tasks/ next to the bench package, else the copy an installed package ships as
-    bench/task_files (pyproject.toml maps tasks/ there)."""
-    bench_dir = Path(__file__).resolve().parents[1]
-    checkout = bench_dir.parent / "tasks"
-    if (bench_dir.parent / "pyproject.toml").is_file() and checkout.is_dir():
-        return checkout
-    return bench_dir / "task_files"
+    """The shipped task YAMLs: the checkout's tasks/, else the installed bench/task_files."""
+    return shipped_dir("tasks", "task_files")
 
 
 def _base_path(path: Path, name: str) -> Path:
