@@ -221,14 +221,24 @@ class PredictionsWriter:
 
 def read_predictions(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a run's predictions (predictions.json.gz, or a plain predictions.json)."""
+    path, data = predictions_bytes(folder)
+    try:
+        return parse_json(data)
+    except ValueError as err:  # not JSON
+        raise UserError(f"{path} is unreadable ({type(err).__name__}: {err}): truncated or corrupt; "
+                        "rerun the run to write it again") from None
+
+
+def predictions_bytes(folder: str | os.PathLike) -> tuple[Path, bytes | bytearray]:
+    """The path and the (gunzipped) bytes of a run's predictions file (predictions.json.gz, or a plain
+    predictions.json), bounded by --max-read."""
     folder = Path(folder)
     gz, plain = folder / PREDICTIONS, folder / "predictions.json"
     for path in (gz, plain):
         if path.is_file():
             try:
-                data = read_user_bytes(path, "predictions file")  # bounded: --max-read
-                return parse_json(data)
-            except (EOFError, OSError, zlib.error, ValueError) as err:  # truncated or not gzip / JSON
+                return path, read_user_bytes(path, "predictions file")  # bounded: --max-read
+            except (EOFError, OSError, zlib.error) as err:  # truncated or not gzip
                 raise UserError(f"{path} is unreadable ({type(err).__name__}: {err}): truncated or corrupt; "
                                 "rerun the run to write it again") from None
     raise UserError(f"no predictions in {folder} (expected {PREDICTIONS}); rerun the run without --rescore")

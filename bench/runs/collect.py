@@ -38,8 +38,8 @@ from bench.metrics.detections import CATEGORY, COLUMNS, SCORE, as_dicts
 from bench.results import store
 from bench.util.io import user_write
 
-PRUNE_AT = 1 << 20  # Fixed AP: cut the classes once at least this many new rows wait (and as many as are kept)
-WRITE_ROWS = 1 << 16  # rows encoded per JSON piece when writing the kept Fixed-AP rows
+PRUNE_AT = 1 << 18  # Fixed AP: cut the classes once at least this many new rows wait (and as many as are kept)
+WRITE_ROWS = 1 << 14  # rows encoded per JSON piece when writing the kept Fixed-AP rows
 
 
 class DetectionCollector:
