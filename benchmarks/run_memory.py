@@ -114,7 +114,7 @@ def child(folder: Path, chunk_size: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, nargs="+", default=sized([200, 2000], [20, 60]))
+    parser.add_argument("--images", type=int, nargs="+", default=sized([200, 2000], [10, 30]))
     parser.add_argument("--classes", type=int, default=20)
     parser.add_argument("--chunk-size", type=int, default=10, help="classes per prompt chunk")
     parser.add_argument("--json", type=Path, help="write the rows here")

@@ -228,3 +228,40 @@ def test_a_split_with_an_image_left_out_is_not_finished(tmp_path):
             collector.add(2, rows[rows[:, 0] == 2])
             collector.finish()
     assert _leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------ reading the file back
+def test_the_file_is_read_back_piece_by_piece_into_the_lists_rows(tmp_path, monkeypatch):
+    import bench.runs.scoring as scoring
+    from bench.metrics.detections import detection_rows
+
+    monkeypatch.setattr(scoring, "PIECE_BYTES", 500)  # many pieces
+    gt, rows = make_lvis_v1_like(20, n_categories=20, per_image=10, chunks=2, seed=6)
+    store.write_predictions(tmp_path, as_dicts(rows))
+    got = scoring.read_prediction_rows(tmp_path)
+    assert got.shape == rows.shape and np.array_equal(got, detection_rows(store.read_predictions(tmp_path)))
+    task, dataset = EvalTask("lvis_fixed_ap", "coco", 300), SimpleNamespace(coco=gt)
+    listed = evaluate("lvis_fixed_ap", gt, store.read_predictions(tmp_path), backend="hotcoco")
+    assert json.dumps(scoring.score_saved(task, dataset, tmp_path, "hotcoco").values) == json.dumps(listed.values)
+
+
+def test_another_layout_or_a_bad_entry_is_read_as_a_list(tmp_path):
+    import bench.runs.scoring as scoring
+
+    gt, rows = make_lvis_v1_like(5, n_categories=20, per_image=4, chunks=1, seed=7)
+    entries = as_dicts(rows)
+    pretty = tmp_path / "pretty"
+    pretty.mkdir()
+    (pretty / "predictions.json").write_text(json.dumps(entries, indent=1))  # another tool's layout
+    assert scoring.read_prediction_rows(pretty) is None
+    task, dataset = EvalTask("coco_bbox", "coco", 100), SimpleNamespace(coco=gt)
+    assert scoring.score_saved(task, dataset, pretty, "hotcoco").values == pytest.approx(
+        evaluate("coco_bbox", gt, entries, backend="hotcoco").values, nan_ok=True)
+    bad = tmp_path / "bad"
+    entries[3] = {**entries[3], "image_id": 999}  # not in the ground truth: named by its index, as before
+    store.write_predictions(bad, entries)
+    with pytest.raises(Exception) as listed:
+        evaluate("coco_bbox", gt, entries, backend="hotcoco")
+    with pytest.raises(Exception) as saved:
+        scoring.score_saved(task, dataset, bad, "hotcoco")
+    assert str(saved.value) == f"run bad ({bad}): {listed.value}" and "#3" in str(listed.value)
