@@ -109,8 +109,8 @@ class GLIPAdapter:
 
     def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
                image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
-        ids = list(dataset.image_ids if image_ids is None else image_ids)
-        return detection_dicts(self.detect_images(dataset, chunks, settings, image_ids=image_ids, timer=timer), ids)
+        per_image = self.detect_images(dataset, chunks, settings, image_ids=image_ids, timer=timer)  # checks the caps
+        return detection_dicts(per_image, list(dataset.image_ids if image_ids is None else image_ids))
 
     def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,
                timer: Any = None) -> list[dict[str, Any]]:
