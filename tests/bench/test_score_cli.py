@@ -156,3 +156,56 @@ def test_task_extra_metrics_are_recorded_by_a_run(tmp_path, monkeypatch):
     extra = record["metrics"]["extra"]
     assert list(extra) == ["nms-ap", "f1"] and extra["f1"]["primary"] == "F1_50"
     assert extra["nms-ap"]["backend"] == "hotcoco" and "OVDEval" in extra["nms-ap"]["definition"]
+
+
+def test_f1_operating_point_chosen_on_another_split(one_run, capsys):
+    """`--f1-threshold-from VAL` scores a test run's P/R/F1 at the best-F1 score of the same model on val."""
+    from bench.metrics import f1
+    from bench.tasks.registry import load_registry
+
+    data_root, results, _, _ = one_run
+    tasks_dir = data_root.parent / "tasks"
+    (tasks_dir / "runner-shapes-a-test.yaml").write_text(  # the same task scored on test: data, one line changed
+        "_base_: ./runner-shapes-a.yaml\nname: runner-shapes-a-test\neval_split: test\n")
+    load_registry(reload=True)  # the shipped tasks and GLIP_BENCH_TASKS (make_world set it)
+    # runner-shapes-a evaluates on val; every candidate box kept, so the random model has detections to rank
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a,runner-shapes-a-test", regimes=["zero-shot"],
+                        shots=None, seeds=None, overrides={"infer_batch_size": 4, "pre_nms_thresh": 0.0})
+    run_grid(specs, RunContext(data_root=data_root, results_dir=results))
+    val_run, test_run = (store.run_dir(results, s) for s in specs)
+    assert val_run.name.startswith("runner-shapes-a__") and test_run.name.startswith("runner-shapes-a-test__")
+
+    def gt(split):
+        return json.loads((data_root / "runner" / "runner-shapes-a" / split / "ann.json").read_text())
+
+    chosen = f1.compute(gt("val"), store.read_predictions(val_run)).values["score_F1max50"]
+    args = ["score", "--run", str(test_run), "--data-root", str(data_root), "--metric", "f1"]
+    assert cli_main([*args, "--f1-threshold-from", str(val_run)]) == 0
+    entry = store.load_record(test_run / "record.json")["metrics"]["extra"]["f1"]
+    assert entry["options"] == {"score_threshold": chosen}
+    assert entry["threshold_from"]["run"] == val_run.name and entry["threshold_from"]["split"] == "val"
+    expected = f1.compute(gt("test"), store.read_predictions(test_run), score_threshold=chosen).values
+    assert json.dumps(entry["values"]) == json.dumps(expected)
+
+    assert cli_main([*args, "--f1-threshold", "0.2"]) == 0  # a threshold the user chose
+    entry = store.load_record(test_run / "record.json")["metrics"]["extra"]["f1"]
+    assert entry["options"] == {"score_threshold": 0.2} and entry["threshold_from"] == {"given": 0.2}
+
+    capsys.readouterr()
+    refused = {  # each names what to fix
+        "same annotations": [*args, "--f1-threshold-from", str(test_run)],
+        "between 0 and 1": [*args, "--f1-threshold", "1.5"],
+        "add --metric f1": ["score", "--run", str(test_run), "--data-root", str(data_root), "--metric", "nms-ap",
+                            "--f1-threshold", "0.3"],
+        "pass it with --run": ["score", "--results", str(results), "--data-root", str(data_root), "--metric", "f1",
+                               "--f1-threshold-from", str(val_run)],
+    }
+    for message, argv in refused.items():
+        assert cli_main(argv) == 2, message
+        assert message in capsys.readouterr().err
+    # a run of another model setting (its batch size) on val may not set the threshold
+    other = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a", regimes=["zero-shot"], shots=None,
+                        seeds=None, overrides={"infer_batch_size": 2, "pre_nms_thresh": 0.0})
+    run_grid(other, RunContext(data_root=data_root, results_dir=results))
+    assert cli_main([*args, "--f1-threshold-from", str(store.run_dir(results, other[0]))]) == 2
+    assert "differs from the scored run's in overrides" in capsys.readouterr().err
