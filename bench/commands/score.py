@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="with --run: at the best-F1 score (IoU 0.5) of RUN, a finished run of the same model on "
                          "another split (e.g. val) of the same classes")
     parser.add_argument("--data-root", default=None, help="data root (default: $GLIP_BENCH_DATA, else ./data)")
-    parser.add_argument("--metric-backend", default=None, choices=["hotcoco", "faster", "pycocotools", "lvis"],
+    parser.add_argument("--metric-backend", default=None, choices=["hotcoco", "pycocotools", "lvis"],
                         help="metric implementation (default: the one each record was made with; for a "
                              "predictions file: hotcoco)")
 

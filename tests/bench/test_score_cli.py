@@ -39,12 +39,26 @@ def test_score_recomputes_from_predictions(one_run, capsys):
     gt = json.loads((data_root / "runner" / "runner-shapes-a" / "val" / "ann.json").read_text())
     store.write_predictions(folder, [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
                                       "score": 0.9} for a in gt["annotations"]])
-    for backend in ("faster", "pycocotools"):
+    for backend in ("hotcoco", "pycocotools"):
         assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root),
                          "--metric-backend", backend]) == 0
         rec = store.load_record(folder / "record.json")
         assert rec["metrics"]["values"]["AP"] == pytest.approx(100.0)
         assert rec["provenance"]["metric_backend"] == backend and "rescored_at" in rec
+
+
+def test_a_record_of_the_dropped_backend_is_refused_with_the_fix(one_run, capsys):
+    """faster-coco-eval is no longer shipped: a record naming it says why and how to rescore it."""
+    data_root, _, folder, record = one_run
+    old = store.load_record(folder / "record.json")
+    old["provenance"]["metric_backend"] = "faster"
+    store.write_record(folder, old)
+    assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root)]) == 2
+    err = capsys.readouterr().err
+    assert "faster-coco-eval was dropped" in err and "--metric-backend hotcoco" in err
+    assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root), "--metric-backend", "hotcoco"]) == 0
+    rescored = store.load_record(folder / "record.json")["metrics"]["values"]
+    assert json.dumps(rescored) == json.dumps(record["metrics"]["values"])  # NaN-safe equality
 
 
 def test_score_errors(one_run, tmp_path, capsys):

@@ -104,7 +104,7 @@ def test_ov_coco_metric_splits_novel_and_base(ov_tasks, tmp_path):
         hit = k % 3 != 0  # two of three boxes found, one missed by a shifted box
         box = a["bbox"] if hit else [a["bbox"][0] + 2.5, a["bbox"][1], a["bbox"][2], a["bbox"][3]]
         preds.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": box, "score": 0.3 + 0.01 * (k % 50)})
-    got = evaluate("ov_coco_bbox", gt, preds, backend="faster")
+    got = evaluate("ov_coco_bbox", gt, preds, backend="hotcoco")
     assert got.primary == "AP50_novel"
     for part in ("novel", "base"):
         ids = set(gt["open_vocab"][part])
