@@ -4,7 +4,10 @@ top 300 pairs per image, recorded with their sources and shown as the variant.""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -111,10 +114,13 @@ def test_canonical_queries_follow_the_authors_rules():
 
 def test_published_owlv2_run_records_the_ensembling_and_embeds_text_once(data_root, tmp_path, monkeypatch):
     """`glip-bench run --model hf:DIR --set protocol=published`: rc 0; the record names the 7 templates, the
-    ensembling rule, the cap, the threshold and their sources; the leaderboard variant says protocol=published;
+    ensembling rule, the cap, the threshold and their sources; the leaderboard's variant column says
+    protocol=published beside the task protocol's row;
     every image keeps all its (patch, class) pairs under the cap of 300; each class's text is embedded once
     per run, not once per image."""
     from transformers import Owlv2Model
+
+    from bench.cli import main
 
     calls = []
     original = Owlv2Model.get_text_features
@@ -125,11 +131,15 @@ def test_published_owlv2_run_records_the_ensembling_and_embeds_text_once(data_ro
 
     monkeypatch.setattr(Owlv2Model, "get_text_features", counted)
     model_dir = save_tiny("owlv2", tmp_path / "owlv2")
+    results = tmp_path / "results"  # one result set: the leaderboard puts both rows in one table
     with OneThread():
-        rc_task, [task] = run_cli(model_dir, data_root, tmp_path / "task")
+        rc_task, [task] = run_cli(model_dir, data_root, results)
         calls.clear()
-        rc, [record] = run_cli(model_dir, data_root, tmp_path / "published", "--set", "protocol=published")
+        rc, records = run_cli(model_dir, data_root, results, "--set", "protocol=published")
     assert rc_task == rc == 0
+    [record] = [r for r in records if r["provenance"]["model_limits"]["protocol"] == "published"]
+    runs = {json.loads((d / "record.json").read_text())["provenance"]["model_limits"]["protocol"]: d
+            for d in (results / "runs").iterdir()}
     limits = record["provenance"]["model_limits"]
     published = limits["published_settings"]
     assert limits["protocol"] == "published" and task["provenance"]["model_limits"]["published_settings"] is None
@@ -140,12 +150,15 @@ def test_published_owlv2_run_records_the_ensembling_and_embeds_text_once(data_ro
     assert "evaluator.py get_predict_fn" in published["source"]["ensembling"]
     assert "label_ops.py CLIP_BEST_PROMPT_TEMPLATES" in published["source"]["templates"]
     assert "protocol=published" in variant_label(RunSpec.from_dict(record["spec"]))
+    assert main(["leaderboard", "--results", str(results), "--out", str(tmp_path / "lb"), "--no-reference"]) == 0
+    rows = pd.read_csv(tmp_path / "lb" / "leaderboard.csv")
+    assert sorted(rows.loc[rows["kind"] == "run here", "variant"]) == ["default", "protocol=published"]
 
     classes = len(BASE_SHAPES)  # synth-shapes' classes, one chunk
-    num_images = len({p["image_id"] for p in store.read_predictions(next((tmp_path / "task" / "runs").iterdir()))})
+    num_images = len({p["image_id"] for p in store.read_predictions(runs["task"])})
     assert num_images > 1 and calls == [7 * classes]  # one text pass: 7 templates x the task's classes
     per_image: dict[int, int] = {}
-    for p in store.read_predictions(next((tmp_path / "published" / "runs").iterdir())):
+    for p in store.read_predictions(runs["published"]):
         per_image[p["image_id"]] = per_image.get(p["image_id"], 0) + 1
     cap = task["provenance"]["detection_caps"]["per_chunk"]
     assert cap < 16 * classes and set(per_image.values()) == {16 * classes}  # 16 patches x 8 classes, under 300
