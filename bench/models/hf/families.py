@@ -123,5 +123,5 @@ class Family:
         from bench.models.hf import build_hf_adapter
 
         adapter = build_hf_adapter(config.name)
-        adapter.protocol = config.protocol
+        adapter.set_protocol(config.protocol)
         return adapter
