@@ -67,6 +67,10 @@ class Family:
     # protocol=published: settings of the authors' evaluation (detections_per_image, source), or why it is refused
     published: Mapping[str, Any] | str = "no published evaluation protocol is declared for this family"
     takes_presets = False
+    # per-image sampled captions (tasks with a train_prompt, OV-LVIS) are not built for transformers detectors:
+    # CaptionTrainSet gives every image of a batch one tokenized caption and indexes labels into it; those
+    # tasks refuse their training by name (bench.runs.spec.train_prompt_refusal)
+    samples_train_captions = False
 
     @property
     def model_types(self) -> tuple[str, ...]:
