@@ -102,7 +102,8 @@ class ModelFamily(Protocol):
     others, in a sentence naming what is missing. A family whose adapter also has
     `sampled_training_set(dataset, entries, separator, settings, seed)` (per-image sampled captions,
     bench.data.od_captions: what tasks with a `train_prompt` train with) says so with a class attribute
-    `samples_train_captions = True`; the others are refused on those tasks by bench.runs.spec.
+    `sampled_captions_refusal = None`; a training family without it (or with a reason there) is refused
+    on those tasks by bench.runs.spec.
     """
 
     name: str

@@ -221,8 +221,8 @@ def train_prompt_refusal(task: Task, regime: str, model: ResolvedModel) -> str |
     """Why a training regime cannot run on `task` because of its class prompt, or None.
 
     A task whose prompt needs several chunks trains only with per-image sampled captions (its
-    `train_prompt`, bench.data.od_captions); those need a model family that builds them
-    (`samples_train_captions`) and a regime that does not tune a fixed caption's positions.
+    `train_prompt`, bench.data.od_captions); those need a model family that builds them (its
+    `sampled_captions_refusal` is None) and a regime that does not tune a fixed caption's positions.
     """
     if task.train_prompt is None:
         if task.chunk_size is None:
@@ -233,10 +233,10 @@ def train_prompt_refusal(task: Task, regime: str, model: ResolvedModel) -> str |
     if regime == "prompt-tuning":
         return f"task {task.name}: {WHY_NO_PROMPT_TUNING}"
     family = model.family
-    if family.refusal(regime, "detection") is None and not getattr(family, "samples_train_captions", False):
-        return (f"--model {model.name}: {family.name} cannot train on task {task.name}: the task trains on per-image "
-                "sampled captions (train_prompt), and this family's training view holds one fixed caption for "
-                "every image; run it zero-shot, or train GLIP")
+    why = getattr(family, "sampled_captions_refusal", "its adapter builds no per-image captions")
+    if family.refusal(regime, "detection") is None and why:
+        return (f"--model {model.name}: {family.name} cannot train on task {task.name}, which trains on per-image "
+                f"sampled captions (train_prompt): {why}. Run it zero-shot, or train GLIP")
     return None
 
 

@@ -21,6 +21,13 @@ from bench.util.errors import UserError
 WHY_NO_GROUNDING = ("its text input is one independent query per class, not a caption whose tokens it scores, so it "
                     "cannot localise a phrase inside a sentence")
 WHY_NO_TRAINING = "its transformers class computes no training loss from labels"
+# transformers 5.x loss/loss_grounding_dino.py, GroundingDinoImageLoss._get_target_classes_one_hot: image i's
+# class labels are offset by its own phrase count (len(label_maps[i])), not by the earlier images' total, which
+# is right only when every image of a batch has the same caption
+WHY_NO_SAMPLED_CAPTIONS = (
+    "transformers' Grounding DINO loss finds image i's target phrases at an offset of its own phrase count "
+    "rather than the earlier images' total (GroundingDinoImageLoss._get_target_classes_one_hot), which is "
+    "right only when every image of a batch has the same caption, and sampled captions differ per image")
 # transformers/models/grounding_dino/modeling_grounding_dino.py (and mm_grounding_dino's), SPECIAL_TOKENS: the
 # loss and the text masks find a caption's phrases between these bert-base-uncased ids
 BERT_SPECIAL_IDS = {"[CLS]": 101, "[SEP]": 102, ".": 1012, "?": 1029}
@@ -67,10 +74,9 @@ class Family:
     # protocol=published: settings of the authors' evaluation (detections_per_image, source), or why it is refused
     published: Mapping[str, Any] | str = "no published evaluation protocol is declared for this family"
     takes_presets = False
-    # per-image sampled captions (tasks with a train_prompt, OV-LVIS) are not built for transformers detectors:
-    # CaptionTrainSet gives every image of a batch one tokenized caption and indexes labels into it; those
-    # tasks refuse their training by name (bench.runs.spec.train_prompt_refusal)
-    samples_train_captions = False
+    # why tasks with per-image sampled training captions (train_prompt: OV-LVIS) refuse its training
+    # (bench.runs.spec.train_prompt_refusal); None would mean its adapter has sampled_training_set
+    sampled_captions_refusal: str | None = WHY_NO_SAMPLED_CAPTIONS
 
     @property
     def model_types(self) -> tuple[str, ...]:

@@ -374,8 +374,8 @@ def test_bad_train_prompt_blocks_name_the_key(block, match):
 
 
 def test_grounding_dino_fine_tuning_on_ov_lvis_is_refused_by_name(ov_tasks, tmp_path):
-    """transformers' caption families train with one fixed caption: OV-LVIS's sampled captions are refused,
-    naming the family and the reason, before any weights are read; zero-shot still resolves."""
+    """transformers' Grounding DINO loss is right only when a batch shares one caption: OV-LVIS's sampled
+    captions are refused, naming the family and the reason, before any weights are read; zero-shot resolves."""
     from bench.results.records import RunSpec
     from bench.runs.spec import resolve
     from bench.testing.hf import save_tiny
@@ -383,6 +383,6 @@ def test_grounding_dino_fine_tuning_on_ov_lvis_is_refused_by_name(ov_tasks, tmp_
     _ov_lvis_fixture(ov_tasks.get("ov-lvis-minival"), tmp_path / "data")
     model = f"hf:{save_tiny('grounding-dino', tmp_path / 'gdino')}"
     spec = RunSpec(model=model, task="ov-lvis-minival", regime="full-ft", shots=1, seed=3, split="minival")
-    with pytest.raises(UserError, match="grounding-dino cannot train on task ov-lvis-minival.*one fixed caption"):
+    with pytest.raises(UserError, match="grounding-dino cannot train on task ov-lvis-minival.*same caption"):
         resolve(spec, tmp_path / "data")
     assert resolve(RunSpec(model=model, task="ov-lvis-minival", regime="zero-shot"), tmp_path / "data").train_split is None
