@@ -333,14 +333,20 @@ def test_an_ov_lvis_fine_tuning_run_through_the_cli_gives_the_reference_novel_an
 @pytest.mark.parametrize("regime, match", [("prompt-tuning", "one offset per token position"),
                                            ("linear-probe", None), ("full-ft", None)])
 def test_which_regimes_train_on_sampled_captions(regime, match, ov_tasks, tmp_path):
-    """linear-probe and full-ft train GLIP on OV-LVIS's sampled captions; prompt tuning is refused with its reason."""
+    """linear-probe and full-ft train GLIP on OV-LVIS's sampled captions (one step here, its record states the
+    rule and what trained); prompt tuning is refused with its reason."""
     from bench.results.records import RunSpec
-    from bench.runs.spec import resolve
+    from bench.runs.spec import RunContext, resolve
+    from bench.runs.stages import run_one
 
     _ov_lvis_fixture(ov_tasks.get("ov-lvis-minival"), tmp_path / "data")
-    spec = RunSpec(model="glip-tiny", task="ov-lvis-minival", regime=regime, shots=1, seed=3, split="minival")
+    spec = RunSpec(model="glip-tiny", task="ov-lvis-minival", regime=regime, shots=1, seed=3, split="minival",
+                   overrides={"max_iters": 1, "pre_nms_thresh": 0.0, "pre_nms_top_n": 5})
     if match is None:
         assert resolve(spec, tmp_path / "data").train_split == "train"
+        record = run_one(spec, RunContext(data_root=tmp_path / "data", results_dir=tmp_path / "results", num_workers=0))
+        assert record["training"]["iters"] == 1 and record["cost"]["trainable_params"] > 0
+        assert record["provenance"]["train_prompt"]["drawn"]["captions"] == record["training"]["images_seen"]
     else:
         with pytest.raises(UserError, match=match):
             resolve(spec, tmp_path / "data")
