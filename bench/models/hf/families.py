@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bench.util.errors import UserError
 
@@ -76,7 +76,7 @@ class Family:
     takes_presets = False
     # why tasks with per-image sampled training captions (train_prompt: OV-LVIS) refuse its training
     # (bench.runs.spec.train_prompt_refusal); None would mean its adapter has sampled_training_set
-    sampled_captions_refusal: str | None = WHY_NO_SAMPLED_CAPTIONS
+    sampled_captions_refusal: ClassVar[str | None] = WHY_NO_SAMPLED_CAPTIONS
 
     @property
     def model_types(self) -> tuple[str, ...]:
