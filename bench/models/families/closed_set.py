@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bench.models.hf.families import HFModelConfig
 from bench.util.errors import UserError
@@ -19,6 +19,9 @@ NAME = "closed-set"
 MODEL_TYPES = ("rt_detr", "rt_detr_v2", "d_fine")
 WHY_NO_PROMPT = ("a closed-set detector cannot read a prompt: its classifier has one output per class it was "
                  "trained on, so it must be trained on the task's classes first (full-ft, e.g. --shots all)")
+# tasks that train on per-image sampled captions (train_prompt: OV-LVIS) need an adapter that builds them
+WHY_NO_SAMPLED_CAPTIONS = ("it reads no captions, and training its classifier over all of a chunked task's classes "
+                           "at once is not wired here (its adapter has no sampled_training_set)")
 
 
 def refusal(regime: str, task_kind: str) -> str | None:
@@ -37,6 +40,7 @@ class ClosedSetFamily:
     name: str = NAME
     model_types: tuple[str, ...] = MODEL_TYPES
     takes_presets = False
+    sampled_captions_refusal: ClassVar[str | None] = WHY_NO_SAMPLED_CAPTIONS  # bench.runs.spec.train_prompt_refusal
 
     @property
     def regimes(self) -> Mapping[str, tuple[str, ...]]:

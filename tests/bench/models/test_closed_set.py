@@ -166,3 +166,14 @@ def test_model_settings_it_has_not_are_refused(rtdetr, data_root, tmp_path, caps
     rc, _ = run_cli(rtdetr, data_root, tmp_path / "r", "--shots", "1", "--seeds", "3", "--set", "protocol=published",
                     regime="full-ft")
     assert rc == 2 and "closed-set has no protocol=published" in capsys.readouterr().err
+
+
+def test_a_task_that_trains_on_sampled_captions_is_refused_by_name(rtdetr):
+    """OV-LVIS trains on per-image sampled captions (train_prompt); the closed-set adapter builds none."""
+    from bench.results.records import RunSpec
+    from bench.runs.spec import resolve
+    from bench.util.errors import UserError
+
+    spec = RunSpec(model=f"hf:{rtdetr}", task="ov-lvis-minival", regime="full-ft", shots=1, seed=3, split="minival")
+    with pytest.raises(UserError, match="closed-set cannot train on task ov-lvis-minival.*reads no captions"):
+        resolve(spec, check_data=False)
