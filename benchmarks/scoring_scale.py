@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lvis-classes", type=int, default=sized(1203, 50))
     p.add_argument("--per-image", type=int, default=sized(300, 30), help="LVIS detections per image per chunk")
     p.add_argument("--chunks", type=int, default=2, help="LVIS prompt chunks per image")
-    p.add_argument("--backends", default="reference,faster,hotcoco",
+    p.add_argument("--backends", default="reference,hotcoco",
                    help="comma-separated; 'reference' = pycocotools / lvis-api")
     p.add_argument("--json", default=None, help="write the rows here")
     args = p.parse_args(argv)

@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, help="data root (default: $GLIP_BENCH_DATA, else ./data)")
     parser.add_argument("--results", default="results", help="results folder (runs/<run>/record.json)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run")
-    parser.add_argument("--metric-backend", default="hotcoco", choices=["hotcoco", "faster", "pycocotools", "lvis"],
-                        help="metric implementation (hotcoco, faster-coco-eval, or the official libraries)")
+    parser.add_argument("--metric-backend", default="hotcoco", choices=["hotcoco", "pycocotools", "lvis"],
+                        help="metric implementation (hotcoco, or the official libraries)")
     parser.add_argument("--rescore", action="store_true", help="recompute the metrics of finished runs only")
     parser.add_argument("--shard", default=None, metavar="i/N",
                         help="run the i-th (from 0) of N disjoint parts of the grid (split by spec hash)")

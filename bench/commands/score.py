@@ -54,13 +54,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "Flickr30K recall@k) and/or extra metrics (nms-ap, f1, tide, per-class), comma-separated; "
                           "with --run / --results: extra metrics to add to the records")
     ext.add_argument("--json", action="store_true", help="with --annotations: print the metrics as JSON")
+    op = parser.add_argument_group("f1's operating point (default: score 0.5; F1max50 is the oracle's best)")
+    op.add_argument("--f1-threshold", type=float, default=None, metavar="T",
+                    help="score f1's P/R/F1 at this detection score (0-1)")
+    op.add_argument("--f1-threshold-from", default=None, metavar="RUN",
+                    help="with --run: at the best-F1 score (IoU 0.5) of RUN, a finished run of the same model on "
+                         "another split (e.g. val) of the same classes")
     parser.add_argument("--data-root", default=None, help="data root (default: $GLIP_BENCH_DATA, else ./data)")
-    parser.add_argument("--metric-backend", default=None, choices=["hotcoco", "faster", "pycocotools", "lvis"],
+    parser.add_argument("--metric-backend", default=None, choices=["hotcoco", "pycocotools", "lvis"],
                         help="metric implementation (default: the one each record was made with; for a "
                              "predictions file: hotcoco)")
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.f1_threshold_from is not None and args.run is None:
+        raise UserError("--f1-threshold-from RUN sets the threshold of one run: pass it with --run DIR")
+    if args.f1_threshold is not None and args.task is not None:
+        raise UserError("--f1-threshold goes with --run / --results (extra metrics) or --annotations, not --task")
     if args.predictions is not None or args.task is not None or args.annotations is not None:
         if args.run is not None:
             raise UserError("--run rescores a harness run; it does not combine with --predictions, --task or "
@@ -91,6 +101,8 @@ def rescore_main(args: argparse.Namespace) -> int:
     from bench.runs.scoring import add_extra_metrics
 
     extras = parse_extras(args.metric) if args.metric is not None else None
+    if (args.f1_threshold is not None or args.f1_threshold_from is not None) and "f1" not in (extras or []):
+        raise UserError("--f1-threshold / --f1-threshold-from set f1's operating point: add --metric f1")
     if args.run is not None:
         folders = [Path(args.run)]
         if not (folders[0] / store.RECORD).is_file():
@@ -106,7 +118,8 @@ def rescore_main(args: argparse.Namespace) -> int:
         before = befores[folder]
         try:
             if extras:
-                record = add_extra_metrics(folder, extras, args.data_root, args.metric_backend)
+                record = add_extra_metrics(folder, extras, args.data_root, args.metric_backend,
+                                           f1_threshold=args.f1_threshold, f1_threshold_from=args.f1_threshold_from)
                 print_extras(folder.name, record["metrics"]["extra"], extras)
                 if "tide" in extras:  # the run's TIDE chart beside its record
                     from bench.reports.tide_chart import write_tide_chart
@@ -247,6 +260,8 @@ def score_pair_main(args: argparse.Namespace) -> int:
     names = parse_pair_metrics(args.metric)
     extra = [f"--{n.replace('_', '-')}" for n in ("results", "split", "model_name", "regime", "shots", "cost")
              if getattr(args, n) not in (None, [])]
+    if args.f1_threshold is not None and "f1" not in names:
+        raise UserError("--f1-threshold sets f1's operating point: add f1 to --metric")
     if extra:
         raise UserError(f"{', '.join(extra)}: a bare pair of files writes no record; drop them or use --task")
     data = external.read_predictions_file(args.predictions)
@@ -255,7 +270,9 @@ def score_pair_main(args: argparse.Namespace) -> int:
         raise UserError(f"{args.predictions}, entry {sel.dataset!r} holds several seeds "
                         f"({', '.join(str(s.seed) for s in (sel, *more))}); pass --seed S")
     backend = args.metric_backend or "hotcoco"
-    outputs = [pair_output(name, args.annotations, sel, args.predictions, backend) for name in names]
+    options = {"f1": {"score_threshold": args.f1_threshold}} if args.f1_threshold is not None else {}
+    outputs = [pair_output(name, args.annotations, sel, args.predictions, backend, options.get(name))
+               for name in names]
     if args.json:
         print(json.dumps(outputs[0] if len(outputs) == 1 else outputs, indent=2))
         return 0
@@ -283,7 +300,8 @@ def parse_pair_metrics(text: str) -> list[str]:
     return names
 
 
-def pair_output(name: str, annotations: str, sel: Any, source: str, backend: str) -> dict[str, Any]:
+def pair_output(name: str, annotations: str, sel: Any, source: str, backend: str,
+                options: dict[str, Any] | None = None) -> dict[str, Any]:
     """One metric of a bare pair as printed: metric, primary, values, per_class, backend, library (+ definition)."""
     import math
 
@@ -296,12 +314,14 @@ def pair_output(name: str, annotations: str, sel: Any, source: str, backend: str
         result = external.score_pair(annotations, sel.predictions, name, backend, where=sel.where(source)).to_dict()
         metric = external.BARE_METRICS[name]
     else:
-        result = external.score_pair_extra(annotations, sel.predictions, name, backend, where=sel.where(source))
+        result = external.score_pair_extra(annotations, sel.predictions, name, backend, where=sel.where(source),
+                                           options=options)
         metric = name
     out = {"metric": metric, "primary": result["primary"],
            "values": {k: finite(v) for k, v in result["values"].items()},
            "per_class": {k: finite(v) for k, v in result["per_class"].items()},
            "backend": result["backend"], "library": result["library"]}
-    if "definition" in result:
-        out["definition"] = result["definition"]
+    for key in ("definition", "options"):
+        if key in result:
+            out[key] = result[key]
     return out

@@ -209,6 +209,44 @@ class DetectionTrainSet(GroundingBatches, torch.utils.data.Dataset):
                            self.pipeline, self.rng)
 
 
+class SampledCaptionTrainSet(GroundingBatches, torch.utils.data.Dataset):
+    """A detection split as grounding samples, each image under its own sampled caption (bench.data.od_captions):
+    its classes plus sampled negatives within the token budget; a box's map row marks its class's tokens in
+    that caption, and boxes of a class that did not fit are dropped (official check_for_positive_overflow).
+
+    The caption draws come from the sampler's own seeded generator, the image transform's from `seed` as in
+    DetectionTrainSet, so neither moves the other.
+    """
+
+    def __init__(self, dataset: Any, sampler: Any, tokenizer: Any, max_len: int, pipeline: TrainInput, seed: int = 0,
+                 size_divisibility: int = 32) -> None:
+        self.dataset = dataset
+        self.sampler = sampler  # bench.data.od_captions.CaptionSampler over the dataset's categories
+        self.tokenizer = tokenizer
+        self.max_len = max_len
+        self.pipeline = pipeline
+        self.size_divisibility = size_divisibility
+        self.rng = random.Random(seed)
+        self.image_ids = usable_images(dataset)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> TrainSample:
+        from glip.prompts import positive_map
+
+        image_id = self.image_ids[index]
+        boxes = self.dataset.boxes_xyxy(image_id)
+        cats = self.dataset.category_ids(image_id)
+        drawn = self.sampler.sample(cats)
+        row = {c: i for i, c in enumerate(drawn.category_ids)}
+        class_map = positive_map(self.tokenizer, drawn.caption, [[s] for s in drawn.spans], self.max_len)  # [P, T]
+        keep = torch.tensor([c in row for c in cats], dtype=torch.bool)
+        rows = torch.tensor([row[c] for c in cats if c in row], dtype=torch.long)
+        return make_sample(self.dataset.load_image(image_id), boxes[keep], class_map[rows], drawn.caption,
+                           self.pipeline, self.rng)
+
+
 @dataclass
 class GroundingEntry:
     """One MDETR-style entry: image file, caption, boxes (legacy xyxy) with their character spans."""

@@ -1,10 +1,9 @@
-"""COCO box AP with pycocotools (the reference), hotcoco (the fast default) or faster-coco-eval.
+"""COCO box AP with pycocotools (the reference) or hotcoco (the fast default).
 
 GLIP scores COCO and every ODinW task with pycocotools COCOeval, iouType bbox, maxDets 100, and reports
-stats[0] (maskrcnn_benchmark/data/datasets/evaluation/coco/coco_eval.py). faster-coco-eval runs the same
-algorithm in C++ (it wraps detectron2's COCOeval_opt); tests/bench/metrics/test_metrics_coco.py checks
-that its 12 stats equal pycocotools' on a generated 1000-image fixture (bench/testing/metrics.py); hotcoco
-(Rust) is checked the same way, and on the edge cases of `with_edge_cases`. Boxes
+stats[0] (maskrcnn_benchmark/data/datasets/evaluation/coco/coco_eval.py). hotcoco runs the same
+algorithm in Rust; tests/bench/metrics/test_metrics_coco.py checks that its 12 stats equal pycocotools' on
+a generated 1000-image fixture (bench/testing/metrics.py) and on the edge cases of `with_edge_cases`. Boxes
 are COCO xywh as exported by the runner (official +1 width); both libraries compute IoU on xywh without
 a +1, exactly as the official evaluation does.
 """
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.metrics import MetricResult, class_keys, library_version, log, nan_if_negative, quiet_library
+from bench.metrics import MetricResult, class_keys, library_version, nan_if_negative, quiet_library
 from bench.metrics.detections import as_dicts, detection_array
 from bench.util.errors import UserError
 
@@ -45,15 +44,6 @@ def coco_bbox(
             evaluator.accumulate()
             evaluator.summarize()
         library = library_version("pycocotools")
-    elif backend == "faster":
-        from faster_coco_eval import COCO, COCOeval_faster
-
-        with quiet_library("faster_coco_eval"):
-            coco_gt = COCO(gt, print_function=log.debug)
-            coco_dt = coco_gt.loadRes(dets) if dets else _empty_results(COCO, gt)
-            evaluator = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=log.debug)
-            evaluator.run()
-        library = library_version("faster-coco-eval")
     elif backend == "hotcoco":
         import hotcoco
 
@@ -64,7 +54,7 @@ def coco_bbox(
             evaluator.run()
         library = library_version("hotcoco")
     else:  # evaluate() checks names; this guards direct calls
-        raise UserError(f"coco_bbox backend must be 'hotcoco', 'faster' or 'pycocotools', got {backend!r}")
+        raise UserError(f"coco_bbox backend must be 'hotcoco' or 'pycocotools', got {backend!r}")
     stats = np.asarray(evaluator.stats, dtype=float)[: len(STAT_NAMES)]
     values = {name: nan_if_negative(v) for name, v in zip(STAT_NAMES, stats)}
     cat_ids = evaluator.params.cat_ids if backend == "hotcoco" else evaluator.params.catIds
@@ -77,7 +67,7 @@ def per_class_ap(
 ) -> dict[str, float]:
     """AP x100 per category from the accumulated precision array; NaN for a class without ground truth.
 
-    precision: [T, R, K, A, M] (pycocotools, faster-coco-eval) or [T, R, K, A] (lvis-api), T IoU
+    precision: [T, R, K, A, M] (pycocotools, hotcoco) or [T, R, K, A] (lvis-api), T IoU
     thresholds, R recall points, K categories in `cat_ids` order, A area ranges (0 = all), M maxDets
     (last = the largest). Entries of -1 mean 'no ground truth' and are left out of the mean.
     """

@@ -43,17 +43,24 @@ def parse_list(text: str) -> list[str]:
     return check_names(dict.fromkeys(names))
 
 
-def compute_extra(name: str, gt: Any, predictions: Any, backend: str, base: str | None = None) -> dict[str, Any]:
+def compute_extra(name: str, gt: Any, predictions: Any, backend: str, base: str | None = None,
+                  options: dict[str, Any] | None = None) -> dict[str, Any]:
     """One extra metric as the record keeps it: values, per_class, definition, backend, library.
 
     base: the task's own AP metric, for the modules that score AP after a change (nms-ap, per-class):
     an LVIS task's NMS-AP is LVIS AP after the suppression. Default: COCO box AP.
+    options: keyword settings of the metric's `compute` (f1: score_threshold), kept in the record.
     """
     module = importlib.import_module(EXTRA_METRICS[check_names([name])[0]])
     gt = getattr(gt, "coco", gt)
     if not isinstance(gt, dict) or "annotations" not in gt:
         raise UserError(f"metric {name!r} needs a COCO-format ground truth (a detection task)")
-    takes_base = "base" in inspect.signature(module.compute).parameters
-    options = {"base": base} if base and takes_base else {}
-    result = module.compute(gt, predictions, backend=backend, **options)
-    return {"definition": module.DEFINITION, **result.to_dict()}
+    params = inspect.signature(module.compute).parameters
+    settings = dict(options or {})
+    unknown = sorted(k for k in settings if k not in params or k in ("gt", "predictions", "backend", "base"))
+    if unknown:
+        raise UserError(f"metric {name!r} takes no setting {', '.join(unknown)}")
+    kwargs = {"base": base} if base and "base" in params else {}
+    result = module.compute(gt, predictions, backend=backend, **kwargs, **settings)
+    out = {"definition": module.DEFINITION, **result.to_dict()}
+    return {**out, "options": settings} if settings else out

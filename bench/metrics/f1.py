@@ -11,7 +11,8 @@ R = TP / objects, F1 = 2PR / (P + R) (0 when P + R = 0).
 Values (0-100): P50, R50, F1_50, P95, R95, F1_95 at `score_threshold` (default 0.5); F1max50 and F1max95,
 the best F1 over every threshold on the split scored, with the score that gives it (score_F1max50,
 score_F1max95, on the detector's 0-1 scale). The best F1 of a test split is an oracle's operating point:
-choose the threshold on val (its score_F1max50) and pass it as `score_threshold` when scoring test.
+`glip-bench score --run TEST --metric f1 --f1-threshold-from VAL` scores test at the threshold that gave
+the best F1 on a validation run of the same model (bench.runs.operating_point).
 """
 
 from __future__ import annotations

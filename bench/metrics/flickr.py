@@ -45,7 +45,7 @@ def flickr_recall(
 ) -> MetricResult:
     """Recall@k (k = 1, 5, 10) and UB x100 for grounding predictions; see the module docstring.
 
-    backend: recorded only; "hotcoco", "faster" and "numpy" all name this one implementation.
+    backend: recorded only; "hotcoco" and "numpy" both name this one implementation.
     """
     by_image = _index_predictions(predictions, entries)
     first_hit: list[float] = []  # per scored phrase: 0-based rank of its first matching box, inf if none

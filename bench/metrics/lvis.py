@@ -12,10 +12,9 @@ frequency groups (lvis-api, lvis/eval.py).
   max_dets=-1 (no limit). The selection is `top_per_class`; ties keep input order, as MDETR's
   `sorted(..., reverse=True)[:topk]` does.
 
-Backends: "lvis" is lvis-api 0.5.3, the reference; "hotcoco" (the default, Rust) and "faster"
-(faster-coco-eval, C++) run the same matching with lvis_style=True, checked equal to lvis-api in
-tests/bench/metrics/test_metrics_lvis.py. Both fast ones ignore a ground truth's 'ignore' flag, which
-lvis-api honours: such a file is scored by lvis-api (`_evaluate`).
+Backends: "lvis" is lvis-api 0.5.3, the reference; "hotcoco" (the default, Rust) runs the same matching
+with lvis_style=True, checked equal to lvis-api in tests/bench/metrics/test_metrics_lvis.py. It ignores a
+ground truth's 'ignore' flag, which lvis-api honours: such a file is scored by lvis-api (`_evaluate`).
 lvis-api 0.5.3 calls `np.float`, which numpy >= 1.24 removed; `numpy_float_alias` restores it only
 while lvis-api runs.
 
@@ -116,7 +115,7 @@ def _evaluate(gt: dict[str, Any], dets: np.ndarray, backend: str, per_image_cap:
     """Run `backend` on the (N, 7) detections `dets` (bench.metrics.detections)."""
     if backend != "lvis" and any(a.get("ignore") for a in gt["annotations"]):
         # lvis-api leaves a ground truth flagged 'ignore' out of matching (lvis/eval.py, _prepare and
-        # evaluate_img); hotcoco 1.3.0 and faster-coco-eval 1.8.0 (lvis_style) score it as a normal object,
+        # evaluate_img); hotcoco 1.3.0 (lvis_style, as faster-coco-eval 1.8.0 did) scores it as a normal object,
         # so their numbers differ (tests/bench/metrics/test_metrics_lvis.py). LVIS files carry no such flag;
         # a file that does is scored by the reference, and the result says so.
         log.info("LVIS ground truth has 'ignore' flags, which %s does not honour: scoring with lvis-api", backend)
@@ -124,14 +123,11 @@ def _evaluate(gt: dict[str, Any], dets: np.ndarray, backend: str, per_image_cap:
     if backend == "lvis":
         values, precision, cat_ids = _run_lvis_api(gt, dets, per_image_cap)
         library = library_version("lvis")
-    elif backend == "faster":
-        values, precision, cat_ids = _run_faster(gt, dets, per_image_cap)
-        library = library_version("faster-coco-eval")
     elif backend == "hotcoco":
         values, precision, cat_ids = _run_hotcoco(gt, dets, per_image_cap)
         library = library_version("hotcoco")
     else:
-        raise UserError(f"LVIS backend must be 'hotcoco', 'faster' or 'lvis', got {backend!r}")
+        raise UserError(f"LVIS backend must be 'hotcoco' or 'lvis', got {backend!r}")
     per_class = per_class_ap(precision, cat_ids, gt["categories"])
     return MetricResult(primary="AP", values=values, per_class=per_class, backend=backend, library=library)
 
@@ -169,31 +165,6 @@ def _run_lvis_api(
            r[f"AR@{cap}"], r[f"ARs@{cap}"], r[f"ARm@{cap}"], r[f"ARl@{cap}"]]  # fmt: skip
     values = {name: nan_if_negative(v) for name, v in zip(VALUE_NAMES, raw)}
     return values, evaluator.eval["precision"], list(evaluator.params.cat_ids)
-
-
-def _run_faster(
-    gt: dict[str, Any], arr: np.ndarray, per_image_cap: int
-) -> tuple[dict[str, float], np.ndarray, list[int]]:
-    from faster_coco_eval import COCO, COCOeval_faster
-
-    capped = detections.cap_per_image(arr, per_image_cap)  # LVIS caps per image (lvis-api's LVISResults)
-    dets = as_dicts(capped)
-    # COCOeval's maxDets caps each (image, category) pair; after the per-image cap above it must not
-    # bind, so it is set to the largest pair count (at least 1).
-    max_dets = _largest_pair(capped)
-    with quiet_library("faster_coco_eval"):
-        coco_gt = COCO(gt, print_function=log.debug)
-        coco_dt = coco_gt.loadRes(dets)
-        evaluator = COCOeval_faster(
-            coco_gt, coco_dt, iouType="bbox", lvis_style=True, print_function=log.debug
-        )
-        evaluator.params.maxDets = [max_dets]
-        evaluator.run()
-    s = evaluator.stats_as_dict
-    raw = [s["AP_all"], s["AP_50"], s["AP_75"], s["AP_small"], s["AP_medium"], s["AP_large"], s["APr"], s["APc"],
-           s["APf"], s["AR_all"], s["AR_small"], s["AR_medium"], s["AR_large"]]  # fmt: skip
-    values = {name: nan_if_negative(v) for name, v in zip(VALUE_NAMES, raw)}
-    return values, evaluator.eval["precision"], list(evaluator.params.catIds)
 
 
 def _run_hotcoco(

@@ -107,7 +107,11 @@ class ModelFamily(Protocol):
     """One model family: which names it takes, its config, what it can run, and how it is built.
 
     `regimes` declares, per task kind (TASK_KINDS), the regimes it can run; `refusal` says why not for the
-    others, in a sentence naming what is missing.
+    others, in a sentence naming what is missing. A family whose adapter also has
+    `sampled_training_set(dataset, entries, separator, settings, seed)` (per-image sampled captions,
+    bench.data.od_captions: what tasks with a `train_prompt` train with) says so with a class attribute
+    `sampled_captions_refusal = None`; a training family without it (or with a reason there) is refused
+    on those tasks by bench.runs.spec.
     """
 
     name: str

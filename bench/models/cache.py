@@ -1,4 +1,8 @@
-"""Built models kept across the runs of a grid: one build per (model, checkpoint, overrides), reset per run."""
+"""Built models kept across the runs of a grid: one build per (model, checkpoint, overrides), reset per run.
+
+An adapter that replaced its module since it was built (a closed-set detector whose classifier was re-sized
+to a task's classes, bench.models.hf.closed_set) is built again: its weights no longer have the built shapes.
+"""
 
 from __future__ import annotations
 
@@ -31,17 +35,18 @@ class ModelCache:
         self.adapter: DetectorAdapter | None = None
         self.state: dict[str, Any] = {}
         self.requires_grad: dict[str, bool] = {}
+        self.module: Any = None  # the module as built: an adapter that replaced it (a re-sized head) is rebuilt
 
     def get(self, model: str, checkpoint: str | None, model_overrides: dict[str, Any], *,
             resolved: ResolvedModel | None = None) -> DetectorAdapter:
         """resolved: the run's resolved model (its config is reused, not built again)."""
         key = (model, checkpoint, repr(sorted(model_overrides.items())))
-        if key != self.key:
+        if key != self.key or self.adapter.module is not self.module:
             gc.unfreeze()  # the previous model's objects may sit in the permanent generation (freeze_gc_heap)
             self.adapter = None  # free the previous one first
             self.adapter = build_adapter(model, model_overrides, checkpoint, self.text_encoder, self.device,
                                          resolved=resolved)
-            module = self.adapter.module
+            module = self.module = self.adapter.module
             self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
             self.requires_grad = {n: p.requires_grad for n, p in module.named_parameters()}
             self.key = key

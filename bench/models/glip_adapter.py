@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 import glip
-from bench.data.training import DetectionTrainSet, TrainInput
+from bench.data.od_captions import CaptionSampler, TrainPrompt
+from bench.data.training import DetectionTrainSet, SampledCaptionTrainSet, TrainInput
 from bench.models import glip as engine
 from bench.models.base import INIT_SEED, MODEL_SETTINGS, DetectSettings, detection_dicts
 from bench.tasks.prompts import task_prompt_chunks
@@ -137,3 +138,13 @@ class GLIPAdapter:
         class_map = chunk.positive_map[torch.tensor(chunk.phrase_indices).argsort()]  # rows in category order
         return DetectionTrainSet(dataset, chunk.caption, class_map, TrainInput.of(self.config), seed=seed,
                                  size_divisibility=self.config.size_divisibility)
+
+    def sampled_training_set(self, dataset: Any, entries: Mapping[int, tuple[str, str, str]], separator: str,
+                             settings: TrainPrompt, seed: int) -> SampledCaptionTrainSet:
+        """TrainSamples of a detection data set, each image under its own sampled caption over `entries`
+        (category id -> prefix, name, suffix) within max_query_len - 2 tokens (bench.data.od_captions)."""
+        tokenizer = self.module.tokenizer
+        sampler = CaptionSampler(entries, lambda text: len(tokenizer.tokenize(text)), self.config.max_query_len - 2,
+                                 separator, settings, seed)
+        return SampledCaptionTrainSet(dataset, sampler, tokenizer, self.config.max_query_len, TrainInput.of(self.config),
+                                      seed=seed, size_divisibility=self.config.size_divisibility)

@@ -285,8 +285,10 @@ def score_external(task: Any, selection: Selection, *, model_name: str, source: 
 
 
 def score_pair_extra(annotations: str | Path, predictions: Sequence[Any], name: str, backend: str = "hotcoco",
-                     where: str = "") -> dict[str, Any]:
-    """An extra metric (bench.metrics.extras) of a bare (ground truth file, predictions) pair, as records keep it."""
+                     where: str = "", options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An extra metric (bench.metrics.extras) of a bare (ground truth file, predictions) pair, as records keep it.
+
+    options: settings of the metric's `compute` (f1: score_threshold)."""
     from bench.metrics.extras import compute_extra
     from bench.runs.scoring import gc_paused
     from bench.util.io import read_json
@@ -294,7 +296,7 @@ def score_pair_extra(annotations: str | Path, predictions: Sequence[Any], name: 
     gt = read_json(annotations, "annotations file")
     try:
         with gc_paused():
-            return compute_extra(name, gt, predictions, backend)
+            return compute_extra(name, gt, predictions, backend, options=options)
     except UserError as err:
         raise UserError(f"{where or 'predictions'} scored against {annotations}: {err}") from None
 

@@ -119,8 +119,11 @@ def read_prediction_rows(folder: str | Path) -> np.ndarray | None:
 
 
 def extra_metrics(names: list[str] | tuple[str, ...], task: Any, dataset: Any, folder: str | Path,
-                  backend: str) -> dict[str, dict[str, Any]]:
-    """record["metrics"]["extra"] entries of a run: each named extra metric of its saved predictions file."""
+                  backend: str, options: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """record["metrics"]["extra"] entries of a run: each named extra metric of its saved predictions file.
+
+    options: per metric name, settings of its `compute` (f1: {"score_threshold": t}).
+    """
     from bench.metrics.extras import check_names, compute_extra
 
     if not names:
@@ -131,16 +134,20 @@ def extra_metrics(names: list[str] | tuple[str, ...], task: Any, dataset: Any, f
     with gc_paused():
         preds = store.read_predictions(folder)
         try:
-            return {name: compute_extra(name, ground_truth(task, dataset), preds, backend, base=task.metric)
+            return {name: compute_extra(name, ground_truth(task, dataset), preds, backend, base=task.metric,
+                                        options=(options or {}).get(name))
                     for name in check_names(names)}
         except UserError as err:
             raise UserError(f"run {Path(folder).name} ({folder}): {err}") from None
 
 
 def add_extra_metrics(folder: str | Path, names: list[str], data_root: str | Path | None = None,
-                      metric_backend: str | None = None) -> dict[str, Any]:
+                      metric_backend: str | None = None, f1_threshold: float | None = None,
+                      f1_threshold_from: str | Path | None = None) -> dict[str, Any]:
     """Add (or recompute) extra metrics in a finished run's record from its saved predictions; no inference.
 
+    f1_threshold / f1_threshold_from: f1's operating point, a score or the best-F1 score of another run of the
+    same model on another split (bench.runs.operating_point); both kept in the record's f1 entry.
     The record's own metric is left as it is; the record is rewritten atomically.
     """
     from bench.results.records import RunSpec
@@ -154,8 +161,18 @@ def add_extra_metrics(folder: str | Path, names: list[str], data_root: str | Pat
     task = get_task(RunSpec.from_dict(record["spec"]).task)
     backend = metric_backend or record["provenance"].get("metric_backend") or DEFAULT_BACKEND
     dataset = task.load(record["task"]["split"], data_root)
+    options, source = {}, None
+    if f1_threshold is not None or f1_threshold_from is not None:
+        from bench.runs.operating_point import f1_operating_point
+
+        threshold, source = f1_operating_point(names, record, dataset, f1_threshold, f1_threshold_from, data_root,
+                                               backend)
+        options["f1"] = {"score_threshold": threshold}
+    added = extra_metrics(names, task, dataset, folder, backend, options)
+    if source is not None:
+        added["f1"]["threshold_from"] = source
     extra = dict(record["metrics"].get("extra", {}))
-    extra.update(extra_metrics(names, task, dataset, folder, backend))
+    extra.update(added)
     record["metrics"]["extra"] = extra
     record["rescored_at"] = now()
     store.write_record(folder, record)

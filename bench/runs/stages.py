@@ -81,7 +81,8 @@ def run_one(spec: RunSpec | ResolvedRun, ctx: RunContext) -> dict[str, Any] | No
     record = build_record(
         run.spec, task=task_info(run, ctx, len(data.dataset)), metrics=Metrics.from_result(predicted.evaluation.result),
         cost=cost(run, ctx, adapter, trained, predicted, len(data.dataset)),
-        provenance=run_provenance(run, ctx, data, model["checkpoint"], extra.get("provenance", {})),
+        provenance=run_provenance(run, ctx, data, model["checkpoint"],
+                                  {**extra.get("provenance", {}), **(trained.provenance if trained else {})}),
         hparams=run.hparams.as_dict(), model=model,
         training=trained.result if trained else None, fewshot=trained.fewshot if trained else None, files=files,
         started_at=started, finished_at=now(), wall_seconds=time.perf_counter() - t0)

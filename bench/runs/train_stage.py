@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from bench.data.od_captions import TrainPrompt
 from bench.models.base import DetectorAdapter
 from bench.runs.predict import detect_settings, evaluate_split
 from bench.runs.spec import ResolvedRun, RunContext
 from bench.runs.train import train
 from bench.tasks.fewshot import fewshot_subset
+from bench.tasks.prompts import class_entries
 from bench.util.errors import UserError
 
 
@@ -20,6 +22,7 @@ class Trained:
     result: dict[str, Any]  # bench.runs.train.TrainResult.to_dict()
     trainable: list[str]
     fewshot: dict[str, Any]
+    provenance: dict[str, Any] = field(default_factory=dict)  # the sampled train prompt's record, if any
 
 
 def train_stage(run: ResolvedRun, ctx: RunContext, adapter: DetectorAdapter,
@@ -33,11 +36,12 @@ def train_stage(run: ResolvedRun, ctx: RunContext, adapter: DetectorAdapter,
     task, spec, hp = run.task, run.spec, run.hparams
     tr = fewshot_subset(task, run.train_split, spec.shots, spec.seed, ctx.data_root, which="train")
     va = fewshot_subset(task, run.val_split, hp.train.val_shots, spec.seed, ctx.data_root, which="val")
-    if len(chunks) != 1:
-        raise UserError(f"task {task.name}: the class prompt needs {len(chunks)} captions; training needs one")
+    if task.train_prompt is None and len(chunks) != 1:
+        raise UserError(f"task {task.name}: the class prompt needs {len(chunks)} captions; training needs one "
+                        "(or per-image sampled captions: train_prompt in its task file)")
     if task.open_vocab is not None:  # train and stop early on the base classes only: prompts from the base view
         chunks = adapter.prompt_chunks(task, tr.dataset, spec.prompt_set)
-    dataset = adapter.training_set(tr.dataset, chunks[0], spec.seed)
+    dataset = training_view(adapter, task, tr.dataset, chunks, spec.prompt_set, spec.seed)
     settings = detect_settings(task, hp.infer, ctx.device, ctx.num_workers)
 
     def val_metric(_: Any) -> float:
@@ -49,4 +53,16 @@ def train_stage(run: ResolvedRun, ctx: RunContext, adapter: DetectorAdapter,
                    progress=(f"train {spec.task} {spec.regime} {spec.shots}-shot seed {spec.seed}", None))
     fewshot = {"train_image_ids": sorted(tr.image_ids), "train_source": tr.source, "val_split": run.val_split,
                "val_image_ids": sorted(va.image_ids), "val_source": va.source, "train_images_with_boxes": len(dataset)}
-    return Trained(result=result.to_dict(), trainable=trainable, fewshot=fewshot)
+    sampler = getattr(dataset, "sampler", None)
+    return Trained(result=result.to_dict(), trainable=trainable, fewshot=fewshot,
+                   provenance={} if sampler is None else {"train_prompt": sampler.record()})
+
+
+def training_view(adapter: DetectorAdapter, task: Any, dataset: Any, chunks: list[tuple[Any, list[int]]],
+                  prompt_set: str, seed: int) -> Any:
+    """The task's training captions: its one class caption (chunks[0], every class as evaluated), or per
+    image its classes plus sampled negatives of the data set's classes (task.train_prompt; chunked tasks)."""
+    if task.train_prompt is None:
+        return adapter.training_set(dataset, chunks[0], seed)
+    return adapter.sampled_training_set(dataset, class_entries(task, dataset, prompt_set), task.separator,
+                                        TrainPrompt.from_block(task.train_prompt), seed)

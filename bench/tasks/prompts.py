@@ -46,7 +46,6 @@ def task_prompt_chunks(
     return out
 
 
-
 _warned: set[tuple[str, tuple[str, ...]]] = set()
 
 
@@ -71,3 +70,10 @@ def warn_token_collisions(tokenizer, task_name: str, names: list[str]) -> None:
             "task %s: classes the tokenizer encodes as the same tokens, so the model cannot tell them apart "
             "(their AP is a coin toss between them): %s; rename them in the task's classes or prompt set", task_name,
             "; ".join(" = ".join(repr(n) for n in g) for g in groups))
+
+
+def class_entries(task: Task, dataset: DetectionDataset, prompt_set: str = "plain") -> dict[int, tuple[str, str, str]]:
+    """category id -> (prefix, name, suffix) of every class of `dataset` as the task's prompt set writes it:
+    the vocabulary of per-image training captions (bench.data.od_captions)."""
+    names, prefixes, suffixes = task.prompt_names(prompt_set, [c["name"] for c in dataset.categories])
+    return {int(c["id"]): entry for c, entry in zip(dataset.categories, zip(prefixes, names, suffixes))}

@@ -59,6 +59,9 @@ class Task:
     open_vocab: dict[str, Any] | None = None  # {base, novel, drop_empty_images}: bench.data.open_vocab
     file: Path = field(default=Path(), compare=False)
     extra_metrics: tuple[str, ...] = ()  # bench.metrics.extras names, computed on top of `metric`
+    # how training captions are made: None = the task's one fixed class caption; {rule: sampled, negatives,
+    # all_negatives_prob} = per-image captions (bench.data.od_captions), what chunked tasks train with
+    train_prompt: dict[str, Any] | None = None
 
     def __hash__(self) -> int:
         return hash((self.name, self.version))
@@ -225,4 +228,5 @@ class Task:
             "detections_per_image": self.detections_per_image, "metric": self.metric,
             "ann_sha256": dict(self.ann_sha256), "open_vocab": self.open_vocab, "file": str(self.file),
             **({"extra_metrics": list(self.extra_metrics)} if self.extra_metrics else {}),
+            **({"train_prompt": dict(self.train_prompt)} if self.train_prompt else {}),
         }

@@ -22,6 +22,7 @@ METRICS = ("coco_bbox", "lvis_fixed_ap", "lvis_bbox", "flickr_recall", "ov_coco_
            "rec_accuracy", "grec_accuracy")
 METRICS_BY_FORMAT = {"coco": ("coco_bbox", "ov_coco_bbox"), "lvis": ("lvis_fixed_ap", "lvis_bbox", "ov_lvis_fixed_ap"),
                      "mdetr_flickr": ("flickr_recall",), "mdetr_refexp": ("rec_accuracy", "grec_accuracy")}
+TRAIN_PROMPT_DEFAULTS = {"negatives": 85, "all_negatives_prob": 0.5}  # = bench.data.od_captions.DEFAULTS
 OPEN_VOCAB_METRICS = ("ov_coco_bbox", "ov_lvis_fixed_ap")  # need an open_vocab block, and only they take one
 FREQUENCIES = ("r", "c", "f")
 NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -55,6 +56,9 @@ SCHEMA: dict[str, tuple[bool, Any]] = {
     "shared_prompts": (False, []),
     # open-vocabulary split: {base, novel: names or {frequency: [r|c|f]}, drop_empty_images: bool}
     "open_vocab": (False, None),
+    # training captions: null = the one fixed class caption; {rule: sampled, negatives, all_negatives_prob} =
+    # per-image captions of the image's classes plus sampled negatives (bench.data.od_captions; chunked tasks)
+    "train_prompt": (False, None),
 }
 
 
@@ -197,6 +201,7 @@ def _validate(cfg: dict[str, Any], path: Path) -> Task:
         separator=c["separator"], chunk_size=c["chunk_size"], detections_per_image=c["detections_per_image"],
         metric=c["metric"], ann_sha256=sha, open_vocab=open_vocab, file=path,
         extra_metrics=tuple(c["extra_metrics"]),
+        train_prompt=None if c["train_prompt"] is None else _train_prompt(c["train_prompt"], path),
     )
 
 
@@ -251,6 +256,21 @@ def _open_vocab(block: Any, metric: str, fmt: str, path: Path) -> dict[str, Any]
         if both:
             raise key_error(path, "open_vocab", f"frequency groups {both} are both base and novel")
     return out
+
+
+def _train_prompt(block: Any, path: Path) -> dict[str, Any]:
+    """The checked train_prompt block: {rule: sampled, negatives: int >= 0, all_negatives_prob: 0..1}
+    (bench.data.od_captions; the defaults are the official O365 pre-training settings)."""
+    if not isinstance(block, dict) or block.get("rule") != "sampled" or set(block) - {"rule", *TRAIN_PROMPT_DEFAULTS}:
+        raise key_error(path, "train_prompt", f"must be a mapping {{rule: sampled, negatives: N, all_negatives_prob: "
+                        f"P}} (N and P optional, defaults {TRAIN_PROMPT_DEFAULTS}), got {block!r}")
+    out = {"rule": "sampled", **TRAIN_PROMPT_DEFAULTS, **{k: v for k, v in block.items() if k != "rule"}}
+    if not _is_int(out["negatives"]) or out["negatives"] < 0:
+        raise key_error(path, "train_prompt.negatives", f"must be an integer >= 0, got {out['negatives']!r}")
+    prob = out["all_negatives_prob"]
+    if not isinstance(prob, (int, float)) or isinstance(prob, bool) or not 0.0 <= prob <= 1.0:
+        raise key_error(path, "train_prompt.all_negatives_prob", f"must be a number in [0, 1], got {prob!r}")
+    return {**out, "all_negatives_prob": float(prob)}
 
 
 def prompt_key(name: str) -> str:

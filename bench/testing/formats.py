@@ -238,3 +238,41 @@ prompt_sets:
   official: {suffix: {dog: " that barks"}}
 metric: coco_bbox
 """
+
+
+# ---- a chunked open-vocabulary LVIS fixture -----------------------------------------------------------
+def chunked_lvis_categories(n_base: int = 110, n_rare: int = 40) -> list[tuple[int, str, str]]:
+    """(id, name, frequency) of n_base frequent/common and n_rare rare classes named from glip-tiny's
+    whole-word vocabulary ("small red square": 3 tokens + the separator), enough that the base classes'
+    prompt needs several 40-class chunks and does not fit one 256-token caption."""
+    sizes, colors = ("small", "large", "big"), ("red", "green", "blue", "yellow", "orange", "purple", "pink", "brown",
+                                                 "black", "white", "gray")
+    shapes = ("square", "circle", "triangle", "rectangle", "star", "ring", "cross", "diamond", "heart")
+    names = [f"{s} {c} {h}" for s in sizes for h in shapes for c in colors][: n_base + n_rare]
+    return [(k + 1, name, ("f", "c")[k % 2] if k < n_base else "r") for k, name in enumerate(names)]
+
+
+def write_chunked_lvis(task, data_root: Path, split: str, categories: list[tuple[int, str, str]], n_images: int,
+                       first_image_id: int, boxes_per_image: int = 3, size: tuple[int, int] = (64, 48)) -> dict[str, Any]:
+    """An LVIS v1 split at the task's paths: every image has `boxes_per_image` large boxes of classes cycling
+    over all categories (rare ones included), so training must drop the novel boxes."""
+    data = lvis_dict(categories, n_images=n_images)
+    w, h = size
+    anns = []
+    for i, im in enumerate(data["images"]):
+        im["id"] = first_image_id + i
+        folder = "val2017" if split != "train" else "train2017"
+        im["coco_url"] = f"http://images.cocodataset.org/{folder}/{im['id']:012d}.jpg"
+        im["width"], im["height"] = w, h
+        im["neg_category_ids"], im["not_exhaustive_category_ids"] = [], []
+        for j in range(boxes_per_image):
+            cid = categories[(i * boxes_per_image + j * 53) % len(categories)][0]
+            box = [2.0 + 3 * j, 2.0 + 2 * j, w - 6.0 * (j + 1), h - 5.0 * (j + 1)]
+            anns.append({"id": len(anns) + 1, "image_id": im["id"], "category_id": cid, "bbox": box,
+                         "area": box[2] * box[3], "segmentation": [[box[0], box[1], box[0] + box[2], box[1],
+                                                                    box[0] + box[2], box[1] + box[3]]]})
+        write_image(task.images_path(split, data_root) / "/".join(im["coco_url"].split("/")[-2:]), w, h,
+                    color=(40 * (i % 6), 200 - 30 * (i % 5), 90))
+    data["annotations"] = anns
+    write_json(task.ann_path(split, data_root), data)
+    return data

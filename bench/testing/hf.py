@@ -166,15 +166,59 @@ def _sam3(folder: Path, lite: bool = False) -> None:
         "do_rescale": True, "do_normalize": True, "do_convert_rgb": True}))
 
 
-def save_tiny(family: str, folder: str | Path, seed: int = 0) -> Path:
-    """A random tiny `family` detector + processor saved into `folder` (made if missing); returns it."""
+CLOSED_SET = ("rt_detr_v2", "d_fine")  # closed-set detectors (bench/models/families/closed_set.py)
+# the closed-set detectors' shared sizes: 3 feature levels of 32 channels, 20 queries, 2 decoder layers
+_CLOSED = dict(encoder_hidden_dim=32, feat_strides=[8, 16, 32], encoder_ffn_dim=32, encoder_attention_heads=2,
+               d_model=32, num_queries=20, decoder_in_channels=[32, 32, 32], decoder_ffn_dim=32, decoder_layers=2,
+               decoder_attention_heads=2, decoder_n_points=2, num_denoising=10, use_timm_backbone=False)
+
+
+def _closed_set(folder: Path, model_type: str, labels: tuple[str, ...]) -> None:
+    """A tiny RT-DETRv2 (transformers' ResNet backbone) or D-FINE (HGNetV2 backbone) whose classifier has
+    `labels`, with RT-DETR's image processor at 64 x 64."""
+    from transformers import (
+        DFineConfig,
+        DFineForObjectDetection,
+        HGNetV2Config,
+        RTDetrResNetConfig,
+        RTDetrV2Config,
+        RTDetrV2ForObjectDetection,
+    )
+    from transformers.models.rt_detr.image_processing_pil_rt_detr import RTDetrImageProcessorPil
+
+    out = ["stage2", "stage3", "stage4"]
+    labels_kw = dict(id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    if model_type == "rt_detr_v2":
+        backbone = RTDetrResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
+                                      layer_type="basic", out_features=out)
+        model = RTDetrV2ForObjectDetection(RTDetrV2Config(backbone_config=backbone, encoder_in_channels=[32, 64, 128],
+                                                          **_CLOSED, **labels_kw))
+    else:
+        backbone = HGNetV2Config(embedding_size=16, hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1],
+                                 stem_channels=[3, 16, 16], stage_in_channels=[16, 32, 64, 128],
+                                 stage_mid_channels=[16, 16, 32, 64], stage_out_channels=[32, 64, 128, 256],
+                                 stage_num_blocks=[1, 1, 1, 1], stage_downsample=[False, True, True, True],
+                                 stage_light_block=[False, False, True, True], stage_kernel_size=[3, 3, 5, 5],
+                                 stage_numb_of_layers=[1, 1, 1, 1], out_features=out)
+        model = DFineForObjectDetection(DFineConfig(backbone_config=backbone, encoder_in_channels=[64, 128, 256],
+                                                    **_CLOSED, **labels_kw))
+    model.save_pretrained(folder)
+    RTDetrImageProcessorPil(size={"height": 64, "width": 64}).save_pretrained(folder)
+
+
+def save_tiny(family: str, folder: str | Path, seed: int = 0, labels: tuple[str, ...] = ("a", "b", "c")) -> Path:
+    """A random tiny `family` detector + processor saved into `folder` (made if missing); returns it.
+
+    family: a zero-shot family (FAMILIES), sam3 / sam3_lite_text, or a closed-set model type (CLOSED_SET),
+    whose classifier gets `labels`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     builders = {"grounding-dino": lambda: _grounding_dino(folder, mm=False),
                 "mm-grounding-dino": lambda: _grounding_dino(folder, mm=True),
                 "owlv2": lambda: _owl(folder, v2=True), "owlvit": lambda: _owl(folder, v2=False),
                 "omdet-turbo": lambda: _omdet(folder), "sam3": lambda: _sam3(folder),
-                "sam3_lite_text": lambda: _sam3(folder, lite=True)}
+                "sam3_lite_text": lambda: _sam3(folder, lite=True),
+                **{t: lambda t=t: _closed_set(folder, t, labels) for t in CLOSED_SET}}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         builders[family]()

@@ -36,7 +36,7 @@ def make_record(*, model: str = "glip-synth", task: str = "synth-a", regime: str
                  "device_hours": train_seconds / 3600 if device_hours is None else device_hours},
         "provenance": {"git_commit": "0" * 40, "git_dirty": False, "packages": {}, "torch": "2", "cuda": None,
                        "seeds": {"seed": seed}, "ann_sha256": "", "checkpoint_sha256": None,
-                       "prompt_set": prompt_set, "chunk_size": None, "metric_backend": "faster"},
+                       "prompt_set": prompt_set, "chunk_size": None, "metric_backend": "hotcoco"},
         "started_at": "2026-01-01T00:00:00Z",
         "finished_at": "2026-01-01T00:01:00Z",
         "wall_seconds": 60.0,

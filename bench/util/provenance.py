@@ -21,7 +21,7 @@ from bench.util.io import sha256_file
 # libraries whose version can move a number in a record
 PACKAGES = (
     "glip-bench", "torch", "transformers", "tokenizers", "safetensors", "mmengine", "numpy", "pillow",
-    "pycocotools", "faster-coco-eval", "lvis",
+    "pycocotools", "lvis", "hotcoco",
 )
 
 

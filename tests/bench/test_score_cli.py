@@ -39,12 +39,26 @@ def test_score_recomputes_from_predictions(one_run, capsys):
     gt = json.loads((data_root / "runner" / "runner-shapes-a" / "val" / "ann.json").read_text())
     store.write_predictions(folder, [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
                                       "score": 0.9} for a in gt["annotations"]])
-    for backend in ("faster", "pycocotools"):
+    for backend in ("hotcoco", "pycocotools"):
         assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root),
                          "--metric-backend", backend]) == 0
         rec = store.load_record(folder / "record.json")
         assert rec["metrics"]["values"]["AP"] == pytest.approx(100.0)
         assert rec["provenance"]["metric_backend"] == backend and "rescored_at" in rec
+
+
+def test_a_record_of_the_dropped_backend_is_refused_with_the_fix(one_run, capsys):
+    """faster-coco-eval is no longer shipped: a record naming it says why and how to rescore it."""
+    data_root, _, folder, record = one_run
+    old = store.load_record(folder / "record.json")
+    old["provenance"]["metric_backend"] = "faster"
+    store.write_record(folder, old)
+    assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root)]) == 2
+    err = capsys.readouterr().err
+    assert "faster-coco-eval was dropped" in err and "--metric-backend hotcoco" in err
+    assert cli_main(["score", "--run", str(folder), "--data-root", str(data_root), "--metric-backend", "hotcoco"]) == 0
+    rescored = store.load_record(folder / "record.json")["metrics"]["values"]
+    assert json.dumps(rescored) == json.dumps(record["metrics"]["values"])  # NaN-safe equality
 
 
 def test_score_errors(one_run, tmp_path, capsys):
@@ -156,3 +170,56 @@ def test_task_extra_metrics_are_recorded_by_a_run(tmp_path, monkeypatch):
     extra = record["metrics"]["extra"]
     assert list(extra) == ["nms-ap", "f1"] and extra["f1"]["primary"] == "F1_50"
     assert extra["nms-ap"]["backend"] == "hotcoco" and "OVDEval" in extra["nms-ap"]["definition"]
+
+
+def test_f1_operating_point_chosen_on_another_split(one_run, capsys):
+    """`--f1-threshold-from VAL` scores a test run's P/R/F1 at the best-F1 score of the same model on val."""
+    from bench.metrics import f1
+    from bench.tasks.registry import load_registry
+
+    data_root, results, _, _ = one_run
+    tasks_dir = data_root.parent / "tasks"
+    (tasks_dir / "runner-shapes-a-test.yaml").write_text(  # the same task scored on test: data, one line changed
+        "_base_: ./runner-shapes-a.yaml\nname: runner-shapes-a-test\neval_split: test\n")
+    load_registry(reload=True)  # the shipped tasks and GLIP_BENCH_TASKS (make_world set it)
+    # runner-shapes-a evaluates on val; every candidate box kept, so the random model has detections to rank
+    specs = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a,runner-shapes-a-test", regimes=["zero-shot"],
+                        shots=None, seeds=None, overrides={"infer_batch_size": 4, "pre_nms_thresh": 0.0})
+    run_grid(specs, RunContext(data_root=data_root, results_dir=results))
+    val_run, test_run = (store.run_dir(results, s) for s in specs)
+    assert val_run.name.startswith("runner-shapes-a__") and test_run.name.startswith("runner-shapes-a-test__")
+
+    def gt(split):
+        return json.loads((data_root / "runner" / "runner-shapes-a" / split / "ann.json").read_text())
+
+    chosen = f1.compute(gt("val"), store.read_predictions(val_run)).values["score_F1max50"]
+    args = ["score", "--run", str(test_run), "--data-root", str(data_root), "--metric", "f1"]
+    assert cli_main([*args, "--f1-threshold-from", str(val_run)]) == 0
+    entry = store.load_record(test_run / "record.json")["metrics"]["extra"]["f1"]
+    assert entry["options"] == {"score_threshold": chosen}
+    assert entry["threshold_from"]["run"] == val_run.name and entry["threshold_from"]["split"] == "val"
+    expected = f1.compute(gt("test"), store.read_predictions(test_run), score_threshold=chosen).values
+    assert json.dumps(entry["values"]) == json.dumps(expected)
+
+    assert cli_main([*args, "--f1-threshold", "0.2"]) == 0  # a threshold the user chose
+    entry = store.load_record(test_run / "record.json")["metrics"]["extra"]["f1"]
+    assert entry["options"] == {"score_threshold": 0.2} and entry["threshold_from"] == {"given": 0.2}
+
+    capsys.readouterr()
+    refused = {  # each names what to fix
+        "same annotations": [*args, "--f1-threshold-from", str(test_run)],
+        "between 0 and 1": [*args, "--f1-threshold", "1.5"],
+        "add --metric f1": ["score", "--run", str(test_run), "--data-root", str(data_root), "--metric", "nms-ap",
+                            "--f1-threshold", "0.3"],
+        "pass it with --run": ["score", "--results", str(results), "--data-root", str(data_root), "--metric", "f1",
+                               "--f1-threshold-from", str(val_run)],
+    }
+    for message, argv in refused.items():
+        assert cli_main(argv) == 2, message
+        assert message in capsys.readouterr().err
+    # a run of another model setting (its batch size) on val may not set the threshold
+    other = expand_grid(models=["glip-tiny"], tasks="runner-shapes-a", regimes=["zero-shot"], shots=None,
+                        seeds=None, overrides={"infer_batch_size": 2, "pre_nms_thresh": 0.0})
+    run_grid(other, RunContext(data_root=data_root, results_dir=results))
+    assert cli_main([*args, "--f1-threshold-from", str(store.run_dir(results, other[0]))]) == 2
+    assert "differs from the scored run's in overrides" in capsys.readouterr().err

@@ -307,7 +307,7 @@ def test_bare_pair_flickr_recall(tmp_path, capsys):
 
 def test_bare_pair_extra_metrics(tmp_path, capsys):
     """`score --annotations GT --predictions DT --metric nms-ap --json` prints NMS-AP; several names, a list."""
-    from bench.metrics import nms_ap
+    from bench.metrics import f1, nms_ap
     from bench.testing.metrics import make_detection_fixture
 
     gt, dets = make_detection_fixture(n_images=30, seed=1)
@@ -322,6 +322,12 @@ def test_bare_pair_extra_metrics(tmp_path, capsys):
     assert _score("--annotations", str(gt_path), "--predictions", str(dt_path), "--metric", "coco,f1", "--json") == 0
     both = json.loads(capsys.readouterr().out)
     assert [o["metric"] for o in both] == ["coco_bbox", "f1"] and "F1_50" in both[1]["values"]
+    pair = ("--annotations", str(gt_path), "--predictions", str(dt_path), "--metric", "f1", "--json")
+    assert _score(*pair, "--f1-threshold", "0.3") == 0  # f1 at an operating point the user chose
+    at = json.loads(capsys.readouterr().out)
+    assert at["options"] == {"score_threshold": 0.3}
+    assert at["values"] == pytest.approx(f1.compute(gt, dets, score_threshold=0.3).values, nan_ok=True)
+    assert at["values"]["F1_50"] != both[1]["values"]["F1_50"]  # the default 0.5 gives another operating point
     assert _score("--annotations", str(gt_path), "--predictions", str(dt_path), "--metric", "tide") == 0
     assert re.search(r"^dAP_Cls +\d+\.\d\d$", capsys.readouterr().out, re.M)
     assert _score("--annotations", str(gt_path), "--predictions", str(dt_path), "--metric", "nms") == 2

@@ -19,6 +19,8 @@ class GLIPFamily:
     model_types: tuple[str, ...] = ()
     takes_presets = True
     regimes: Mapping[str, tuple[str, ...]] = {"detection": ALL_REGIMES, "grounding": ("zero-shot",)}
+    # None: it trains on per-image sampled captions (GLIPAdapter.sampled_training_set), tasks with a train_prompt
+    sampled_captions_refusal: str | None = None
 
     def model_config(self, model: str, overrides: Mapping[str, Any], checkpoint: str | None) -> Any:
         if overrides.get("protocol", "task") != "task":

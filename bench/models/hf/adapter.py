@@ -3,7 +3,8 @@
 One forward pass per (image batch, prompt chunk): Grounding DINO's text attends over the image, so
 nothing is cached across chunks; caption families run batch 1 (their processor pads images, which moves the
 numbers), the families whose processor resizes every image to one size (OWL, OmDet-Turbo) batch images
-that share the prompts. The settings
+that share the prompts. Under OWL's protocol=published (prompt-template ensembling, bench.models.hf.ensemble)
+the class queries are embedded once per run and the images once per batch for every chunk. The settings
 the run used (chunks, caps, text limits, truncated queries, scoring) are in `limits()` for the record.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from bench.models.base import DetectSettings, detection_dicts, grounding_entry, merge_chunks
-from bench.models.hf import outputs, prompts
+from bench.models.hf import ensemble, outputs, prompts
 from bench.models.hf.loading import Loaded, weights_file
 
 # parameter groups by name: the first group whose marker occurs in a parameter's name; the rest is "fusion"
@@ -70,6 +71,15 @@ class HFAdapter:
         self.batch_size = 1  # images per forward in the last detect (families that batch)
         self.autocast: str | None = None  # the autocast dtype of the last detect
         self.protocol = "task"  # "published": the family's published settings replace the task's caps
+        self.prompt_templates: tuple[str, ...] | None = None  # published OWL: class queries ensembled over these
+        self._queries_cache: dict[tuple, torch.Tensor] = {}  # ensembled queries per (chunk, templates, device)
+
+    def set_protocol(self, protocol: str) -> None:
+        """"task" or "published" (the family's published settings: caps, and prompt templates where it has them)."""
+        self.protocol = protocol
+        published = self.loaded.family.published
+        templates = published.get("prompt_templates") if protocol == "published" and isinstance(published, Mapping) else None
+        self.prompt_templates = tuple(templates) if templates else None
 
     # ------------------------------------------------------------------ protocol
     def refuses(self, regime: str) -> str | None:
@@ -103,15 +113,14 @@ class HFAdapter:
         self.batch_size = settings.batch_size if self.loaded.family.batches else 1
         self.autocast = None if settings.autocast_dtype is None else str(settings.autocast_dtype)
         settings = self._protocol_settings(settings)
-        texts = [self._text_inputs(chunk) for chunk, _ in chunks]
+        texts = [self._chunk_text(chunk, settings, timer) for chunk, _ in chunks]
         ids = list(image_ids if image_ids is not None else dataset.image_ids)
         for start in range(0, len(ids), self.batch_size):
             batch = ids[start:start + self.batch_size]
             images = [dataset.load_image(i) for i in batch]
             pixels = self._pixel_inputs(images)
             parts: list[list[tuple]] = [[] for _ in batch]
-            for (_, cat_ids), (text, tmap) in zip(chunks, texts):
-                out = self._forward({**pixels, **self._repeat_text(text, len(batch))}, settings, timer)
+            for (_, cat_ids), (_, tmap), out in zip(chunks, texts, self._chunk_outputs(pixels, texts, settings, timer)):
                 for j, image in enumerate(images):
                     scores, boxes = self._scores(out, tmap, j)
                     # unclipped until after NMS, as transformers' OmDet-Turbo post-processing orders it
@@ -141,12 +150,43 @@ class HFAdapter:
         return preds
 
     def _protocol_settings(self, settings: DetectSettings) -> DetectSettings:
-        """The task's caps, or under protocol=published the family's published detections per image."""
+        """The task's caps, or under protocol=published the family's published detections per image (also after
+        the chunks are merged where the authors keep the top pairs over all classes of an image)."""
         if self.protocol != "published":
             return settings
-        cap = int(self.loaded.family.published["detections_per_image"])
-        return dataclasses.replace(settings, per_chunk_cap=cap,
-                                   per_image_cap=None if settings.per_image_cap is None else cap)
+        published = self.loaded.family.published
+        cap = int(published["detections_per_image"])
+        whole_image = settings.per_image_cap is not None or bool(published.get("top_k_over_all_classes"))
+        return dataclasses.replace(settings, per_chunk_cap=cap, per_image_cap=cap if whole_image else None)
+
+    def _chunk_text(self, chunk: Any, settings: DetectSettings, timer: Any) -> tuple[Any, torch.Tensor | None]:
+        """A chunk's text input: the tokens (and caption token map), or under prompt templates the chunk's
+        [T, C, d] ensembled query embeddings, computed once per run (cached) rather than per image."""
+        if self.prompt_templates is None:
+            return self._text_inputs(chunk)
+        key = (chunk.entries, self.prompt_templates, str(settings.device), str(settings.autocast_dtype))
+        if key not in self._queries_cache:
+            tokens = self._queries(ensemble.templated(chunk.entries, self.prompt_templates))
+            with self._model_context(settings, timer):
+                tokens = {k: v.to(settings.device) for k, v in tokens.items()}
+                self._queries_cache[key] = ensemble.text_queries(self.loaded.model, tokens, len(self.prompt_templates))
+        return self._queries_cache[key], None
+
+    def _chunk_outputs(self, pixels: dict[str, torch.Tensor], texts: Sequence[tuple[Any, Any]],
+                       settings: DetectSettings, timer: Any) -> Iterator[Any]:
+        """The model's outputs on one batch of images, per prompt chunk: the full forward per chunk, or under
+        prompt templates the images embedded once and the class head run per chunk on its ensembled queries."""
+        b = len(pixels["pixel_values"])
+        if self.prompt_templates is None:
+            for text, _ in texts:
+                yield self._forward({**pixels, **self._repeat_text(text, b)}, settings, timer)
+            return
+        with self._model_context(settings, timer):
+            image = ensemble.embed_images(self.loaded.model, pixels["pixel_values"].to(settings.device))
+        for queries, _ in texts:
+            with self._model_context(settings, timer):
+                out = ensemble.classify(self.loaded.model, image, queries)
+            yield out
 
     # ------------------------------------------------------------------ optional: for the record and training
     def limits(self) -> dict[str, Any]:
@@ -157,8 +197,18 @@ class HFAdapter:
                 "nms_iou": fam.nms_iou, "box_frame": fam.box_frame, "infer_batch_size": self.batch_size,
                 "autocast": self.autocast, "image_processor": type(self.loaded.image_processor).__name__,
                 "box_clipping": "corners clipped to the image", "protocol": self.protocol,
-                "published_settings": dict(fam.published) if self.protocol == "published" else None,
+                "published_settings": self._published_settings(),
                 "truncated_queries": sorted(set(self.truncated))}
+
+    def _published_settings(self) -> dict[str, Any] | None:
+        """The family's published settings as this run applied them (the templates it used), or None."""
+        if self.protocol != "published":
+            return None
+        settings = dict(self.loaded.family.published)
+        if self.prompt_templates is not None:
+            settings |= {"prompt_templates": list(self.prompt_templates),
+                         "prompt_template_count": len(self.prompt_templates)}
+        return settings
 
     def training_set(self, dataset: Any, chunk: tuple[Any, list[int]], seed: int) -> Any:
         """The protocol's training view: `train_view` under the class prompt's one chunk, flipping as GLIP."""
@@ -228,13 +278,19 @@ class HFAdapter:
                 "classes_structure": torch.tensor([len(chunk.entries)])}, None
 
     def _forward(self, inputs: dict[str, torch.Tensor], settings: DetectSettings, timer: Any) -> Any:
-        device = settings.device
-        inputs = {k: v.to(device) for k, v in inputs.items()}
-        dtype = settings.autocast_dtype
+        inputs = {k: v.to(settings.device) for k, v in inputs.items()}
+        with self._model_context(settings, timer):
+            return self.loaded.model(**inputs)
+
+    @staticmethod
+    @contextmanager
+    def _model_context(settings: DetectSettings, timer: Any) -> Iterator[None]:
+        """No gradients, the run's autocast, and the timer's "model" clock around model work."""
+        device, dtype = settings.device, settings.autocast_dtype
         amp = torch.autocast(torch.device(device).type, dtype=dtype) if dtype is not None else nullcontext()
         clock = timer.time("model", device) if timer is not None else nullcontext()
         with torch.no_grad(), amp, clock:
-            return self.loaded.model(**inputs)
+            yield
 
     def _scores(self, out: Any, tmap: torch.Tensor | None, j: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """([Q, C] class scores, [Q, 4] normalised cxcywh boxes) of image j of a forward pass."""

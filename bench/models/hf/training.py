@@ -1,4 +1,5 @@
-"""Training samples for transformers' Grounding DINO family: a detection split under one class caption.
+"""Training samples for transformers' detectors: a detection split under one class caption (Grounding DINO's
+family), or labelled by classifier column (the closed-set detectors, bench.models.hf.closed_set).
 
 transformers computes the loss itself from `labels`: per image, the class index of each box (its phrase
 in the caption, which the model finds between the "." delimiters) and the box as normalised
@@ -9,7 +10,7 @@ bench.runs.train, as bench.data.training.GroundingBatches does for GLIP).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -19,9 +20,12 @@ class CaptionTrainSet(torch.utils.data.Dataset):
     """Images with boxes of a detection split; boxes labelled by their category's place in the caption."""
 
     def __init__(self, dataset: Any, category_ids: Sequence[int], text: dict[str, torch.Tensor],
-                 image_processor: Any, *, seed: int, flip_prob: float = 0.5) -> None:
+                 image_processor: Any, *, seed: int, flip_prob: float = 0.5,
+                 columns: Mapping[int, int] | None = None) -> None:
+        """columns: the class index of each category id (default: its place in category_ids; a closed-set
+        detector's classifier column)."""
         self.dataset = dataset
-        self.index = {c: i for i, c in enumerate(category_ids)}
+        self.index = dict(columns) if columns is not None else {c: i for i, c in enumerate(category_ids)}
         self.text = text
         self.image_processor = image_processor
         self.flip_prob = flip_prob

@@ -1,4 +1,4 @@
-"""LVIS AP and Fixed AP: equal to lvis-api called directly; hotcoco and faster-coco-eval lvis_style equal to it."""
+"""LVIS AP and Fixed AP: equal to lvis-api called directly; hotcoco lvis_style equal to it."""
 
 from __future__ import annotations
 
@@ -82,13 +82,13 @@ def test_fixed_ap_equals_lvis_api_on_the_top_per_class(tmp_path, lvis_1000, lvis
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
-@pytest.mark.parametrize("backend", ["faster", "hotcoco"])
-def test_fast_lvis_style_equals_lvis_api(lvis_1000, lvis_backend_results, config, backend):
+def test_hotcoco_lvis_style_equals_lvis_api(lvis_1000, lvis_backend_results, config):
+    backend = "hotcoco"
     gt, dets = lvis_1000
     metric, options = CONFIGS[config]
     ref = lvis_backend_results[config]
     fast = evaluate(metric, gt, dets, backend=backend, **options)
-    # observed: equal, or off by at most ~1e-14 on the 0-100 scale (summation order in C++)
+    # observed: equal (hotcoco 1.3.0); the tolerance allows the last digits of another summation order
     for key in VALUE_NAMES:
         assert fast.values[key] == pytest.approx(ref.values[key], abs=1e-12, nan_ok=True), key
     assert fast.per_class.keys() == ref.per_class.keys()
@@ -158,7 +158,7 @@ HAND_DETS = [
 ]
 
 
-@pytest.mark.parametrize("backend", ["lvis", "faster", "hotcoco"])
+@pytest.mark.parametrize("backend", ["lvis", "hotcoco"])
 @pytest.mark.parametrize(
     "neg, not_exhaustive, apple, bicycle",
     [
@@ -174,7 +174,7 @@ def test_federated_rules_hand_case(backend, neg, not_exhaustive, apple, bicycle)
     assert r.values["APr"] == pytest.approx(100.0)
 
 
-@pytest.mark.parametrize("backend", ["lvis", "faster", "hotcoco"])
+@pytest.mark.parametrize("backend", ["lvis", "hotcoco"])
 def test_per_image_cap_versus_per_class_cap(backend):
     gt = _hand_gt([2], [])
     # standard AP with 2 detections per image drops image 1's lowest-scored one: the apple TP
@@ -187,7 +187,7 @@ def test_per_image_cap_versus_per_class_cap(backend):
     assert fixed1.per_class["crane"] == pytest.approx(100.0)
 
 
-@pytest.mark.parametrize("backend", ["lvis", "faster", "hotcoco"])
+@pytest.mark.parametrize("backend", ["lvis", "hotcoco"])
 def test_empty_predictions(backend):
     r = evaluate("lvis_bbox", _hand_gt([2], []), [], backend=backend)
     assert r.values["AP"] == 0.0 and r.values["APr"] == 0.0
@@ -207,7 +207,7 @@ def test_inputs_not_mutated_and_no_output(capsys):
     gt, dets = _hand_gt([2], [1]), copy.deepcopy(HAND_DETS)
     before = copy.deepcopy((gt, dets))
     for metric in ("lvis_bbox", "lvis_fixed_ap"):
-        for backend in ("lvis", "faster", "hotcoco"):
+        for backend in ("lvis", "hotcoco"):
             evaluate(metric, gt, dets, backend=backend)
     assert (gt, dets) == before
     captured = capsys.readouterr()
@@ -242,13 +242,12 @@ def test_hotcoco_equals_lvis_api_on_edge_cases(metric, options):
     assert 10 < ref.values["AP"] < 80
 
 
-@pytest.mark.parametrize("backend", ["hotcoco", "faster"])
-def test_ignore_flags_are_scored_by_lvis_api(backend):
-    """hotcoco 1.3.0 and faster-coco-eval (lvis_style) score a ground truth flagged 'ignore' as a normal
+def test_ignore_flags_are_scored_by_lvis_api():
+    """hotcoco 1.3.0 (lvis_style) scores a ground truth flagged 'ignore' as a normal
     object where lvis-api leaves it out (AP 41.19 vs 40.43 here): such a file goes to lvis-api, named in
     the result's backend."""
     gt, dets = with_edge_cases(*make_lvis_fixture(n_images=300, n_categories=30, seed=6), heavy=0)
     assert any(a.get("ignore") for a in gt["annotations"])
     ref = evaluate("lvis_bbox", gt, dets, backend="lvis")
-    routed = evaluate("lvis_bbox", gt, dets, backend=backend)
+    routed = evaluate("lvis_bbox", gt, dets, backend="hotcoco")
     assert routed.values == ref.values and routed.backend == "lvis" and routed.library.startswith("lvis")

@@ -36,8 +36,8 @@ def test_grounding_dino_published_keeps_300_detections_per_image(data_root, tmp_
 
 
 @pytest.mark.parametrize(("family", "message"), [
-    ("owlv2", "owlv2 has no protocol=published here: its published evaluation ensembles"),
-    ("omdet-turbo", "omdet-turbo has no protocol=published here"),
+    ("omdet-turbo", "omdet-turbo has no protocol=published here: no published setting differs from the task protocol"),
+    ("sam3", "sam3 has no protocol=published here: its authors publish no LVIS / COCO box evaluation settings"),
 ])
 def test_families_without_published_settings_refuse_it(family, message, data_root, tmp_path, capsys):
     rc, records = run_cli(save_tiny(family, tmp_path / family), data_root, tmp_path / "r", "--set", "protocol=published")

@@ -24,7 +24,7 @@ def test_headline_quotes_the_issue_ratios_present_and_says_what_is_missing():
     data = {"benchmarks": [
         b("test_chunked_prompt_glip_t_parts[glip-t]", cached_over_naive=0.61, cached_over_official_naive=0.47,
           per_chunk_share_of_full_forward=0.6),
-        b("test_coco_bbox_speed[faster]", speedup_vs_reference=7.5),
+        b("test_coco_bbox_speed[hotcoco]", speedup_vs_reference=7.5),
         b("test_harness_overhead[plain]", pipeline="plain", harness_fraction=0.2),
         b("test_harness_overhead[fast]", pipeline="fast", harness_fraction=0.08),
         b("test_postprocess_batched[batched]", 0.5), b("test_postprocess_batched[image-by-image]", 1.0),

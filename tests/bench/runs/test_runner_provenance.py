@@ -41,7 +41,7 @@ def test_provenance_section(tmp_path):
     ckpt = tmp_path / "w.bin"
     ckpt.write_bytes(b"abc")
     p = provenance.provenance(seeds={"fewshot": 3}, ann_sha256={"val": "x"}, checkpoint=str(ckpt), prompt_set="plain",
-                              chunk_size=None, metric_backend="faster")
+                              chunk_size=None, metric_backend="hotcoco")
     assert p["checkpoint_sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # sha256("abc")
     assert p["packages"]["torch"] and p["packages"]["mmengine"] and p["torch"]
     assert {"git_commit", "git_dirty", "cuda", "seeds", "prompt_set", "chunk_size", "metric_backend"} <= set(p)

@@ -1,9 +1,11 @@
 """`glip-bench claims --plan paper`: the released-checkpoint plan refuses before any compute, listing every
 missing file with its source (rc 2); on fixture data with random official-layout checkpoints the same code
-runs every arm and writes a claims table (plumbing, not findings: the weights are random)."""
+runs every arm, claim 3's supervised baseline (a tiny random RT-DETRv2) included, and writes a claims table
+(plumbing, not findings: the weights are random)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pandas as pd
@@ -11,6 +13,7 @@ import pandas as pd
 from bench.cli import main as cli_main
 from bench.studies.claims.paper import CHECKPOINTS, PAPER, Arm, PaperClaim, PaperPlan, Weights, run_paper
 from bench.testing.checkpoints import write_official_checkpoint
+from bench.testing.hf import save_tiny
 from bench.testing.world import make_world
 from glip.config import get_preset
 
@@ -36,27 +39,45 @@ def test_paper_plan_names_the_checkpoints_the_claims_need():
 def test_runs_end_to_end_on_fixture_data(tmp_path, monkeypatch):
     _, data_root = make_world(tmp_path, monkeypatch)
     cfg = get_preset("glip-tiny")
-    for i, name in enumerate(("a.pth", "b.pth")):
+    for i, name in enumerate(("a.pth", "b.pth", "t.pth")):
         write_official_checkpoint(cfg, data_root / CHECKPOINTS / name, seed=i)
-    # the paper plan's claims 1-2 with the fixture world's tasks for COCO / ODinW-13 and glip-tiny for GLIP-T
+    save_tiny("rt_detr_v2", data_root / CHECKPOINTS / "sup")  # the supervised baseline's initial weights
+    # every claim of the paper plan, with the fixture world's tasks for COCO / ODinW-13, glip-tiny for GLIP-T
+    # and a tiny random RT-DETRv2 for the baseline's COCO weights
     sets = {"coco": ("runner-shapes-a",), "odinw13": ("runner-shapes-a", "runner-shapes-b")}
     plan = PaperPlan(models={"A": Weights("GLIP-T (A)", "glip-tiny", "a.pth", "fixture"),
-                             "B": Weights("GLIP-T (B)", "glip-tiny", "b.pth", "fixture")},
-                     task_sets=sets, claims=tuple(c for c in PAPER.claims if c.id != "3"), seeds=(3, 30),
+                             "B": Weights("GLIP-T (B)", "glip-tiny", "b.pth", "fixture"),
+                             "T": Weights("GLIP-T", "glip-tiny", "t.pth", "fixture"),
+                             "supervised": Weights("RT-DETRv2 (fixture)", "hf", "sup", "fixture")},
+                     task_sets=sets, claims=PAPER.claims, seeds=(3, 30),
                      text_encoder=None, overrides={"max_iters": 1, "batch_size": 1, "eval_every": 0})
     table = run_paper(plan, data_root, tmp_path / "out")
-    assert list(table.claim) == ["1a", "1b", "2a", "2b"]
+    assert list(table.claim) == ["1a", "1b", "2a", "2b", "3"]
     on_disk = pd.read_csv(tmp_path / "out" / "claims.csv")
-    assert list(on_disk.claim) == ["1a", "1b", "2a", "2b"]
+    assert list(on_disk.claim) == ["1a", "1b", "2a", "2b", "3"]
     assert table.effect.notna().all() and (table.ci_low <= table.effect).all()
     assert set(table.verdict) <= {"holds", "contradicted", "inconclusive"}
     assert table.loc[table.claim == "1a", "paper"].item() == 44.9 - 42.9  # the paper's figure in the row
     assert (table.loc[table.claim == "2a", "finetune_seeds"] == 2).all()
+    claim3 = table.loc[table.claim == "3"].iloc[0]
+    assert claim3.finetune_seeds == 2 and "in place of the paper's DyHead-T" in claim3.note
+    baseline = [r for r in map(_json, (tmp_path / "out").glob("runs/*/record.json"))
+                if r["model"].get("family") == "closed-set"]
+    assert sorted((r["spec"]["task"], r["spec"]["seed"]) for r in baseline) == [
+        (t, s) for t in sets["odinw13"] for s in (3, 30)]
+    for r in baseline:  # the whole train split, from the named initial weights, re-headed to the task's classes
+        assert r["spec"]["shots"] is None and r["fewshot"]["train_source"] == "full"
+        assert r["spec"]["model"] == f"hf:{data_root / CHECKPOINTS / 'sup'}"
+        assert r["provenance"]["classifier"]["kept_from_checkpoint"] is False
     md = (tmp_path / "out" / "CLAIMS.md").read_text()
-    assert "Verdict rule" in md and "| 2b |" in md
+    assert "Verdict rule" in md and "| 2b |" in md and "| 3 |" in md and "RT-DETRv2 (fixture) = sup" in md
     # resumable: a second call reruns nothing and gives the same table
     again = run_paper(plan, data_root, tmp_path / "out")
     pd.testing.assert_frame_equal(table, again)
+
+
+def _json(path):
+    return json.loads(path.read_text())
 
 
 def test_a_claim_whose_arm_never_ran_says_so(tmp_path):

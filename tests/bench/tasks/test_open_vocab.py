@@ -104,7 +104,7 @@ def test_ov_coco_metric_splits_novel_and_base(ov_tasks, tmp_path):
         hit = k % 3 != 0  # two of three boxes found, one missed by a shifted box
         box = a["bbox"] if hit else [a["bbox"][0] + 2.5, a["bbox"][1], a["bbox"][2], a["bbox"][3]]
         preds.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": box, "score": 0.3 + 0.01 * (k % 50)})
-    got = evaluate("ov_coco_bbox", gt, preds, backend="faster")
+    got = evaluate("ov_coco_bbox", gt, preds, backend="hotcoco")
     assert got.primary == "AP50_novel"
     for part in ("novel", "base"):
         ids = set(gt["open_vocab"][part])
@@ -142,40 +142,102 @@ def _ov_world(tmp_path, monkeypatch):
     return data_root
 
 
-def test_fine_tuning_on_the_base_split_never_sees_a_novel_class(tmp_path, monkeypatch):
-    """full-ft on the OV task: every training caption (training set and early-stopping scoring) lacks the
-    novel class and every training box is a base box; the eval split is prompted with all three."""
+def _spy_training(monkeypatch) -> dict[str, list]:
+    """Record what the training loop sees: every batch's captions and each target box's phrase (the caption
+    text its positive-map row marks), and the captions and classes of the early-stopping scoring."""
     import bench.runs.train_stage as train_stage
-    from bench.models.glip_adapter import GLIPAdapter
-    from bench.results.records import RunSpec
-    from bench.runs.spec import RunContext
-    from bench.runs.stages import run_one
+    from bench.data.training import GroundingBatches
 
-    data_root = _ov_world(tmp_path, monkeypatch)
-    seen: dict[str, list] = {"captions": [], "box_ids": [], "val_captions": [], "val_cats": []}
-    real_training_set, real_eval = GLIPAdapter.training_set, train_stage.evaluate_split
+    tokenizer = _tiny_tokenizer()
+    seen: dict[str, list] = {"captions": [], "box_phrases": [], "val_captions": [], "val_cats": []}
+    real_batch, real_eval = GroundingBatches.batch, train_stage.evaluate_split
 
-    def spy_training_set(self, dataset, chunk, seed):
-        seen["captions"].append(chunk[0].caption)
-        seen["box_ids"] += [c for i in dataset.image_ids for c in dataset.category_ids(i)]
-        return real_training_set(self, dataset, chunk, seed)
+    def spy_batch(self, samples, device):
+        (images, captions, targets), kw = real_batch(self, samples, device)
+        for caption, target in zip(captions, targets):
+            seen["captions"].append(caption)
+            offsets = tokenizer(caption, return_offsets_mapping=True)["offset_mapping"]
+            for row in target.positive_map:
+                tokens = row.nonzero().flatten().tolist()
+                seen["box_phrases"].append(caption[offsets[tokens[0]][0]:offsets[tokens[-1]][1]])
+        return (images, captions, targets), kw
 
     def spy_eval(adapter, task, dataset, settings, **kw):
         seen["val_captions"] += [c.caption for c, _ in kw["chunks"]]
         seen["val_cats"] += [c["id"] for c in dataset.categories]
         return real_eval(adapter, task, dataset, settings, **kw)
 
-    monkeypatch.setattr(GLIPAdapter, "training_set", spy_training_set)
+    monkeypatch.setattr(GroundingBatches, "batch", spy_batch)
     monkeypatch.setattr(train_stage, "evaluate_split", spy_eval)
-    spec = RunSpec(model="glip-tiny", task="runner-shapes-b", regime="full-ft", shots=2, seed=3,
-                   split="test", overrides={"max_iters": 2, "pre_nms_thresh": 0.0, "pre_nms_top_n": 5})
+    return seen
+
+
+def _tiny_tokenizer():
+    """glip-tiny's own tokenizer (its built-in vocabulary)."""
+    from glip.config import get_preset
+    from glip.language import build_wordpiece_tokenizer
+
+    return build_wordpiece_tokenizer(get_preset("glip-tiny").vocab_words)
+
+
+def _ov_lvis_fixture(task, data_root):
+    """The shipped ov-lvis-minival task on a generated LVIS v1 train + minival: 110 base classes (3 chunks of
+    40 for early stopping, 440 caption tokens: no single caption holds them) and 40 rare ones."""
+    from bench.testing.formats import chunked_lvis_categories, write_chunked_lvis
+
+    cats = chunked_lvis_categories()
+    write_chunked_lvis(task, data_root, "train", cats, n_images=12, first_image_id=1)
+    gt = write_chunked_lvis(task, data_root, "minival", cats, n_images=4, first_image_id=500)
+    return gt, {(i, name) for i, name, f in cats if f != "r"}, {(i, name) for i, name, f in cats if f == "r"}
+
+
+def _phrases(caption: str) -> list[str]:
+    return caption.split(". ")
+
+
+@pytest.mark.parametrize("protocol", ["ov-coco-like", "ov-lvis-chunked"])
+def test_fine_tuning_on_the_base_split_never_sees_a_novel_class(protocol, ov_tasks, tmp_path, monkeypatch):
+    """full-ft on an OV task: every caption the training loop sees and every early-stopping prompt lacks the
+    novel classes, every training box is a base box (its map row marks a base class's name), and the eval
+    split is prompted with base + novel. OV-COCO-like: one fixed caption of the base classes. OV-LVIS: the
+    base classes need chunked prompts, so each image gets its own sampled caption (positives + negative base
+    classes within 254 tokens), recorded with its settings."""
+    from bench.results.records import RunSpec
+    from bench.runs.spec import RunContext
+    from bench.runs.stages import run_one
+
+    if protocol == "ov-coco-like":
+        data_root = _ov_world(tmp_path, monkeypatch)
+        base_classes, novel_classes = {(1, "green square"), (2, "yellow circle")}, {(3, "red circle")}
+        task, split = "runner-shapes-b", "test"
+    else:
+        data_root = tmp_path / "data"
+        _, base_classes, novel_classes = _ov_lvis_fixture(ov_tasks.get("ov-lvis-minival"), data_root)
+        task, split = "ov-lvis-minival", "minival"
+    base, novel = {n for _, n in base_classes}, {n for _, n in novel_classes}
+    seen = _spy_training(monkeypatch)
+    spec = RunSpec(model="glip-tiny", task=task, regime="full-ft", shots=2 if protocol == "ov-coco-like" else 1,
+                   seed=3, split=split, overrides={"max_iters": 2, "pre_nms_thresh": 0.0, "pre_nms_top_n": 5})
     record = run_one(spec, RunContext(data_root=data_root, results_dir=tmp_path / "results", num_workers=0))
-    assert seen["captions"] and seen["val_captions"] and seen["box_ids"]
-    assert all("red circle" not in c and "green square" in c for c in seen["captions"] + seen["val_captions"])
-    assert set(seen["box_ids"]) <= {1, 2} and set(seen["val_cats"]) <= {1, 2}
-    assert "red circle" in record["provenance"]["captions"][0]  # evaluation prompts base + novel
-    assert record["metrics"]["primary"] == "AP50_novel"
-    assert {"AP_novel", "AP50_novel", "AP_base", "AP50_base", "AP"} <= set(record["metrics"]["values"])
+    assert seen["captions"] and seen["val_captions"] and seen["box_phrases"]
+    train_phrases = [p for c in seen["captions"] for p in _phrases(c)]
+    assert set(train_phrases) <= base and set(seen["box_phrases"]) <= base
+    assert not {p for c in seen["val_captions"] for p in _phrases(c)} & novel
+    assert {p for c in seen["val_captions"] for p in _phrases(c)} == base  # early stopping scores every base class
+    assert set(seen["val_cats"]) == {i for i, _ in base_classes}
+    eval_phrases = {p for c in record["provenance"]["captions"] for p in _phrases(c)}
+    assert eval_phrases == base | novel  # evaluation prompts base + novel
+    if protocol == "ov-coco-like":
+        assert set(seen["captions"]) == {"green square. yellow circle"} and "train_prompt" not in record["provenance"]
+        return
+    assert record["provenance"]["num_prompt_chunks"] == 4  # 150 classes, 40 per chunk
+    assert len(seen["val_captions"]) % 3 == 0  # the 110 base classes in 3 chunks per scoring
+    assert len(set(seen["captions"])) > 1  # one caption per image, not one for all
+    longest = max(len(_tiny_tokenizer()(c)["input_ids"]) for c in seen["captions"])
+    assert 200 < longest <= 256  # negatives fill the 254-token budget, never past it
+    drawn = record["provenance"]["train_prompt"]
+    assert drawn["rule"] == "sampled" and drawn["negatives"] == 85 and drawn["token_budget"] == 254
+    assert drawn["vocabulary"] == len(base) and drawn["drawn"]["captions"] == len(seen["captions"])
 
 
 def test_base_only_ground_truth_has_the_base_headline():
@@ -229,3 +291,104 @@ def test_an_ov_lvis_run_end_to_end_gives_the_reference_novel_and_base_ap(ov_task
     from bench.testing.protocols import leaderboard_cell
 
     assert leaderboard_cell(tmp_path / "results", "ov-lvis-minival (APr)") == f"{values['APr']:.1f}"
+
+
+def test_an_ov_lvis_fine_tuning_run_through_the_cli_gives_the_reference_novel_and_base_ap(ov_tasks, tmp_path, capsys):
+    """`glip-bench run --tasks ov-lvis-minival --regime full-ft` on the generated chunked LVIS fixture: the
+    record states the caption sampling, and its APr / AP_novel / AP_base / AP are the official lvis-api's
+    numbers of the run's saved predictions (per-class APs averaged by hand for novel and base)."""
+    from bench.cli import main
+    from bench.results import store
+    from bench.results.records import RunSpec
+
+    data_root, results = tmp_path / "data", tmp_path / "results"
+    gt, base_classes, novel_classes = _ov_lvis_fixture(ov_tasks.get("ov-lvis-minival"), data_root)
+    args = ["run", "--model", "glip-tiny", "--tasks", "ov-lvis-minival", "--regime", "full-ft", "--shots", "1",
+            "--seeds", "3", "--data-root", str(data_root), "--results", str(results), "--workers", "0",
+            "--set", "max_iters=2", "--set", "pre_nms_thresh=0.0", "--set", "pre_nms_top_n=5"]
+    assert main(args) in (0, None)
+    spec = RunSpec(model="glip-tiny", task="ov-lvis-minival", regime="full-ft", shots=1, seed=3, split="minival",
+                   overrides={"max_iters": 2, "pre_nms_thresh": 0.0, "pre_nms_top_n": 5})
+    folder = store.run_dir(results, spec)
+    record = json.loads((folder / "record.json").read_text())
+    assert record["provenance"]["train_prompt"]["rule"] == "sampled"
+    assert record["provenance"]["train_prompt"]["drawn"]["captions"] == record["training"]["images_seen"] > 0
+    preds = store.read_predictions(folder)
+    assert preds and {p["category_id"] for p in preds} <= {c["id"] for c in gt["categories"]}
+    ref = evaluate("lvis_fixed_ap", gt, preds, backend="lvis")  # the file as written, no open_vocab key
+    per_id = {c["id"]: ref.per_class[c["name"]] for c in gt["categories"]}
+
+    def mean(classes):
+        vals = [per_id[i] for i, _ in classes if not math.isnan(per_id[i])]
+        return sum(vals) / len(vals)
+
+    values = record["metrics"]["values"]
+    assert record["metrics"]["primary"] == "APr" and values["AP"] > 0  # not a comparison of zeros
+    assert values["AP_novel"] == pytest.approx(mean(novel_classes), abs=1e-4)
+    assert values["AP_base"] == pytest.approx(mean(base_classes), abs=1e-4)
+    assert values["APr"] == pytest.approx(ref.values["APr"], abs=1e-4) == pytest.approx(values["AP_novel"], abs=1e-4)
+    assert values["AP"] == pytest.approx(ref.values["AP"], abs=1e-4)
+
+
+@pytest.mark.parametrize("regime, match", [("prompt-tuning", "one offset per token position"),
+                                           ("linear-probe", None), ("full-ft", None)])
+def test_which_regimes_train_on_sampled_captions(regime, match, ov_tasks, tmp_path):
+    """linear-probe and full-ft train GLIP on OV-LVIS's sampled captions (one step here, its record states the
+    rule and what trained); prompt tuning is refused with its reason."""
+    from bench.results.records import RunSpec
+    from bench.runs.spec import RunContext, resolve
+    from bench.runs.stages import run_one
+
+    _ov_lvis_fixture(ov_tasks.get("ov-lvis-minival"), tmp_path / "data")
+    spec = RunSpec(model="glip-tiny", task="ov-lvis-minival", regime=regime, shots=1, seed=3, split="minival",
+                   overrides={"max_iters": 1, "pre_nms_thresh": 0.0, "pre_nms_top_n": 5})
+    if match is None:
+        assert resolve(spec, tmp_path / "data").train_split == "train"
+        record = run_one(spec, RunContext(data_root=tmp_path / "data", results_dir=tmp_path / "results", num_workers=0))
+        assert record["training"]["iters"] == 1 and record["cost"]["trainable_params"] > 0
+        assert record["provenance"]["train_prompt"]["drawn"]["captions"] == record["training"]["images_seen"]
+    else:
+        with pytest.raises(UserError, match=match):
+            resolve(spec, tmp_path / "data")
+
+
+def test_a_chunked_task_without_a_train_prompt_is_refused_for_training(tmp_path, monkeypatch):
+    """lvis-minival-like chunked task with a train split but no train_prompt: training says what to declare."""
+    from bench.results.records import RunSpec
+    from bench.runs.spec import resolve
+    from bench.testing.world import make_world
+
+    tasks_dir, data_root = make_world(tmp_path)
+    path = tasks_dir / "runner-shapes-b.yaml"
+    path.write_text(path.read_text().replace("chunk_size: null", "chunk_size: 1"))
+    monkeypatch.setenv("GLIP_BENCH_TASKS", str(tasks_dir))
+    load_registry(reload=True)
+    spec = RunSpec(model="glip-tiny", task="runner-shapes-b", regime="full-ft", shots=1, seed=3, split="test")
+    with pytest.raises(UserError, match="declares no train_prompt"):
+        resolve(spec, data_root)
+    path.write_text(path.read_text() + "train_prompt: {rule: sampled, negatives: 2}\n")
+    load_registry(reload=True)
+    assert resolve(spec, data_root).train_split == "train"
+
+
+@pytest.mark.parametrize("block, match", [({"rule": "fixed"}, "rule: sampled"), ({"rule": "sampled", "negatives": -1},
+                                          "negatives"), ({"rule": "sampled", "all_negatives_prob": 2}, "in \\[0, 1\\]"),
+                                          ({"rule": "sampled", "shuffle": False}, "rule: sampled")])
+def test_bad_train_prompt_blocks_name_the_key(block, match):
+    with pytest.raises(UserError, match=match):
+        _validate(_ov_yaml(train_prompt=block), Path("toy.yaml"))
+
+
+def test_grounding_dino_fine_tuning_on_ov_lvis_is_refused_by_name(ov_tasks, tmp_path):
+    """transformers' Grounding DINO loss is right only when a batch shares one caption: OV-LVIS's sampled
+    captions are refused, naming the family and the reason, before any weights are read; zero-shot resolves."""
+    from bench.results.records import RunSpec
+    from bench.runs.spec import resolve
+    from bench.testing.hf import save_tiny
+
+    _ov_lvis_fixture(ov_tasks.get("ov-lvis-minival"), tmp_path / "data")
+    model = f"hf:{save_tiny('grounding-dino', tmp_path / 'gdino')}"
+    spec = RunSpec(model=model, task="ov-lvis-minival", regime="full-ft", shots=1, seed=3, split="minival")
+    with pytest.raises(UserError, match="grounding-dino cannot train on task ov-lvis-minival.*same caption"):
+        resolve(spec, tmp_path / "data")
+    assert resolve(RunSpec(model=model, task="ov-lvis-minival", regime="zero-shot"), tmp_path / "data").train_split is None
