@@ -88,7 +88,8 @@ def main() -> None:
     t_naive = time.perf_counter() - start
 
     start = time.perf_counter()
-    got = adapter.detect_instances(data, [(TextChunk(tuple(names)), list(range(args.classes)))], settings, masks=False)
+    got = list(adapter.detect_instances(data, [(TextChunk(tuple(names)), list(range(args.classes)))], settings,
+                                        masks=False))
     t_reuse = time.perf_counter() - start
     top = torch.cat(naive).reshape(args.images, -1).sort(dim=1, descending=True).values[:, :100]
     diff = max((top[k] - inst["scores"]).abs().max().item() for k, (_, inst) in enumerate(got))

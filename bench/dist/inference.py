@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from bench.util.logs import get_logger
 SHARD_DIR = "shards"
 log = get_logger("inference_dist")
 
-__all__ = ["ShardResult", "plan_pieces", "piece_path", "predict_sharded", "merge_shards", "remove_shards",
+__all__ = ["ShardResult", "plan_pieces", "piece_path", "predict_sharded", "merge_shards", "iter_shards", "remove_shards",
            "SHARD_DIR"]
 
 
@@ -82,11 +82,12 @@ def _read_piece(path: Path) -> dict[str, Any] | None:
 
 def predict_sharded(predict: Callable[[list[int]], list[dict[str, Any]]], keys: Sequence[int],
                     folder: str | Path, *, fingerprint: str, piece_size: int = 32, key_field: str = "image_id",
-                    rank: int | None = None, world_size: int | None = None) -> ShardResult:
+                    rank: int | None = None, world_size: int | None = None, merge: bool = True) -> ShardResult:
     """Predict this rank's pieces (reusing finished piece files), wait for all ranks, merge on rank 0.
 
     predict(keys) -> prediction dicts whose `key_field` is one of `keys` (a rank-local call: one process's
     model on its own device). rank / world_size default to the process group's (0 / 1 without one).
+    merge=False: leave `predictions` None; rank 0 reads the pieces with `iter_shards` (one file at a time).
     """
     rank = dist.rank() if rank is None else rank
     world = dist.world_size() if world_size is None else world_size
@@ -116,7 +117,7 @@ def predict_sharded(predict: Callable[[list[int]], list[dict[str, Any]]], keys: 
         result.computed.append(k)
     log.info("rank %d/%d: predicted pieces %s, reused %s", rank, world, result.computed, result.reused)
     dist.barrier()
-    if rank == 0:
+    if rank == 0 and merge:
         result.predictions = merge_shards(folder, keys, fingerprint=fingerprint, piece_size=piece_size,
                                           key_field=key_field)
     result.seconds = time.perf_counter() - start
@@ -125,28 +126,50 @@ def predict_sharded(predict: Callable[[list[int]], list[dict[str, Any]]], keys: 
 
 def merge_shards(folder: str | Path, keys: Sequence[int], *, fingerprint: str, piece_size: int = 32,
                  key_field: str = "image_id") -> list[dict[str, Any]]:
-    """The predictions of every piece file of this run, in the order of `keys`.
+    """The predictions of every piece file of this run, in the order of `keys` (one list: `iter_shards`
+    hands them over key by key instead)."""
+    return [p for _, preds in iter_shards(folder, keys, fingerprint=fingerprint, piece_size=piece_size,
+                                          key_field=key_field) for p in preds]
 
-    Every key must be covered by exactly one piece file: a UserError names the missing and the duplicated
-    image ids (and the files covering the duplicates). Files of another run or plan are ignored.
+
+def iter_shards(folder: str | Path, keys: Sequence[int], *, fingerprint: str, piece_size: int = 32,
+                key_field: str = "image_id") -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """(key, its predictions) for every key, in the order of `keys`, reading one piece file at a time.
+
+    Every key must be covered by exactly one piece file: a UserError (before anything is handed over)
+    names the missing and the duplicated image ids (and the files covering the duplicates). Files of
+    another run or plan are ignored.
     """
     fp = _fingerprint(fingerprint, keys, piece_size)
     wanted = [int(k) for k in keys]
     covered: dict[int, list[str]] = {}
-    by_key: dict[int, list[dict[str, Any]]] = {}
+    files: list[Path] = []
     for path in sorted((Path(folder) / SHARD_DIR).glob("piece-*.json")):
         data = _read_piece(path)
         if data is None or data.get("fingerprint") != fp:
             continue
+        files.append(path)
+        for k in data["keys"]:
+            covered.setdefault(int(k), []).append(path.name)
+    _check_cover(folder, wanted, covered)
+    order = iter(wanted)
+    for path in files:  # named by piece number; pieces are consecutive keys, so this is the keys' order
+        data = _read_piece(path)
+        if data is None:
+            raise UserError(f"{path} became unreadable while the shards were merged; rerun the same command")
         piece_keys = [int(k) for k in data["keys"]]
-        for k in piece_keys:
-            covered.setdefault(k, []).append(path.name)
-            by_key.setdefault(k, [])
-        inside = set(piece_keys)
+        by_key: dict[int, list[dict[str, Any]]] = {k: [] for k in piece_keys}
         for p in data["predictions"]:
-            if p[key_field] not in inside:
+            if p[key_field] not in by_key:
                 raise UserError(f"{path} holds a prediction for {key_field} {p[key_field]} outside its piece")
             by_key[p[key_field]].append(p)
+        for k, preds in by_key.items():
+            if k != next(order):
+                raise UserError(f"{path}: its keys are not in the split's order; rerun the same command")
+            yield k, preds
+
+
+def _check_cover(folder: str | Path, wanted: list[int], covered: dict[int, list[str]]) -> None:
     missing = [k for k in wanted if k not in covered]
     duplicated = {k: files for k, files in covered.items() if len(files) > 1}
     unknown = sorted(set(covered) - set(wanted))
@@ -161,7 +184,6 @@ def merge_shards(folder: str | Path, keys: Sequence[int], *, fingerprint: str, p
             parts.append(f"{len(unknown)} shard image ids are not in the split: {unknown[:20]}")
         raise UserError(f"cannot merge the shards in {Path(folder) / SHARD_DIR}: " + "; ".join(parts)
                         + ". Rerun the same command to predict the missing pieces.")
-    return [p for k in wanted for p in by_key[k]]
 
 
 def remove_shards(folder: str | Path) -> None:

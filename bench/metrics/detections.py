@@ -27,7 +27,7 @@ def detection_array(predictions: Any, gt: Mapping[str, Any]) -> np.ndarray:
 
     Raises UserError naming the first bad entry, with the message of the entry-by-entry check.
     """
-    arr = predictions if isinstance(predictions, np.ndarray) else _rows(predictions)
+    arr = predictions if isinstance(predictions, np.ndarray) else detection_rows(predictions)
     if arr is None:  # something only the entry-by-entry path can parse or name (a string id, a bad entry)
         return _slow(predictions, gt)
     if arr.ndim != 2 or arr.shape[1] != len(COLUMNS):
@@ -54,8 +54,9 @@ def _entry(row: np.ndarray) -> dict[str, Any]:
     return {"image_id": v[IMAGE], "category_id": v[CATEGORY], "bbox": v[1:5], "score": v[SCORE]}
 
 
-def _rows(predictions: Sequence[Any]) -> np.ndarray | None:
-    """The array of plain numeric dict entries, or None when any entry needs the entry-by-entry path."""
+def detection_rows(predictions: Sequence[Any]) -> np.ndarray | None:
+    """The (N, 7) array of plain numeric dict entries (not checked against a ground truth), or None when any
+    entry needs the entry-by-entry path."""
     try:
         rows = [(d["image_id"], *d["bbox"], d["score"], d["category_id"]) for d in predictions]
     except (KeyError, TypeError, IndexError):

@@ -19,12 +19,13 @@ outputs merged by score and capped), `grounding_entry`, and `ModelTimer` (second
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -68,9 +69,16 @@ class DetectorAdapter(Protocol):
         """The task's class prompt as this model's text inputs: (chunk, category id of each phrase) per chunk."""
         ...
 
+    def detect_images(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
+                      image_ids: Sequence[int] | None = None, timer: Any = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Per image of `image_ids` (default all) as it finishes, in any order: (image id, its detections as
+        `detection_rows`, by score). What a run streams into its predictions file (bench.runs.collect)."""
+        ...
+
     def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
                image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
-        """COCO-format detections (xywh in original pixels, category_id, score) of `image_ids` (default all)."""
+        """COCO-format detections (xywh in original pixels, category_id, score) of `image_ids` (default all), in
+        the order of `image_ids`: `detection_dicts` of `detect_images`."""
         ...
 
     def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,
@@ -143,6 +151,33 @@ def merge_chunks(parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     if cap is not None:
         order = order[:cap]
     return boxes[order], scores[order], cats[order]
+
+
+def detection_rows(image_id: int, boxes_xywh: torch.Tensor, scores: torch.Tensor, category_ids: torch.Tensor
+                   ) -> np.ndarray:
+    """One image's detections as (N, 7) float64 rows [image_id, x, y, w, h, score, category_id], the form
+    scoring reads (bench.metrics.detections). float32 (and bfloat16) values and ids below 2**53 are exact
+    in float64, so the file written from the rows holds the numbers a list of `tolist()` dicts held."""
+    n = len(scores)
+    rows = np.empty((n, 7), dtype=np.float64)
+    rows[:, 0] = int(image_id)
+    rows[:, 1:5] = _float64(boxes_xywh).reshape(n, 4)
+    rows[:, 5] = _float64(scores)
+    rows[:, 6] = _float64(category_ids)
+    return rows
+
+
+def _float64(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().to(torch.float64).numpy()
+
+
+def detection_dicts(per_image: Iterable[tuple[int, np.ndarray]], image_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """COCO result dicts of `detect_images`' output, in the order of `image_ids` (a list held in memory: for
+    callers that want one; a run streams instead, bench.runs.collect)."""
+    from bench.metrics.detections import as_dicts
+
+    by_image = dict(per_image)
+    return [d for i in image_ids for d in as_dicts(by_image[int(i)])]
 
 
 @dataclass

@@ -34,9 +34,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 
-from bench.models.base import ModelTimer, grounding_entry, merge_chunks
+from bench.metrics.detections import as_dicts
+from bench.models.base import ModelTimer, detection_dicts, detection_rows, grounding_entry, merge_chunks
 from bench.models.batching import auto_prefetch, auto_workers, image_batches, plan_batches
 from glip.language import TextFeatures
 from glip.ops.boxes import xyxy_to_xywh
@@ -44,7 +46,7 @@ from glip.prompts import fit_positive_map, positive_map
 from glip.structures import Detections, ImageBatch
 
 __all__ = ["ModelTimer", "encode_prompts", "detect_chunks", "predict_detection", "predict_grounding",
-           "to_coco_detections"]
+           "to_coco_detections", "iter_detection", "to_detection_rows"]
 
 
 _NO_TIMER = ModelTimer()
@@ -143,19 +145,37 @@ def to_coco_detections(image_id: int, parts: Sequence[tuple[torch.Tensor, torch.
     """One image's chunk outputs (boxes xyxy, scores, data-set category ids), concatenated in chunk order,
     sorted by score (stable) and capped at `cap` (None: every chunk's detections are kept) -> COCO
     prediction dicts (docs/formats.md section 2, official +1 width)."""
+    return as_dicts(to_detection_rows(image_id, parts, cap))
+
+
+def to_detection_rows(image_id: int, parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                      cap: int | None) -> np.ndarray:
+    """`to_coco_detections` as (N, 7) rows (bench.models.base.detection_rows)."""
     boxes, scores, labels = merge_chunks(parts, cap)
-    xywh = xyxy_to_xywh(boxes)  # the official COCO export's legacy +1 width
-    return [{"image_id": int(image_id), "category_id": int(c), "bbox": box, "score": s}
-            for box, s, c in zip(xywh.tolist(), scores.tolist(), labels.tolist())]
+    return detection_rows(image_id, xyxy_to_xywh(boxes), scores, labels)  # the official export's legacy +1 width
 
 
 # ------------------------------------------------------------------------------------------ loading
 def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int, batch_size: int = 1,
-                      device: str = "cpu", *, image_ids: Sequence[int] | None = None, num_workers: int | None = None,
-                      group_by_size: bool = True, timer: ModelTimer | None = None, prefetch: bool | None = None,
-                      autocast_dtype: torch.dtype | None = None, merge_cap: bool = True
+                      device: str = "cpu", *, image_ids: Sequence[int] | None = None, **options: Any
                       ) -> tuple[list[dict[str, Any]], float]:
-    """COCO-format detections of `image_ids` (default: every image of `dataset`) and the seconds it took.
+    """COCO-format detections of `image_ids` (default: every image of `dataset`), in that order, and the
+    seconds it took: `iter_detection` (which has the options) collected into one list."""
+    start = time.perf_counter()
+    ids = list(dataset.image_ids if image_ids is None else image_ids)
+    preds = detection_dicts(iter_detection(model, dataset, chunks, cap, batch_size, device, image_ids=ids,
+                                           **options), ids)
+    return preds, time.perf_counter() - start
+
+
+def iter_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int, batch_size: int = 1,
+                   device: str = "cpu", *, image_ids: Sequence[int] | None = None, num_workers: int | None = None,
+                   group_by_size: bool = True, timer: ModelTimer | None = None, prefetch: bool | None = None,
+                   autocast_dtype: torch.dtype | None = None, merge_cap: bool = True
+                   ) -> Iterator[tuple[int, np.ndarray]]:
+    """Per image of `image_ids` (default: every image of `dataset`) as its batch finishes: (image id, its
+    detections as (N, 7) rows, bench.models.base.detection_rows). Batches group images by input size, so
+    images come in the order of the plan (bench.models.batching.plan_batches), not of `image_ids`.
 
     chunks: glip PromptChunks (caption, positive_map [P, T], phrase_indices into dataset.categories).
     Each chunk's detections are labelled with data-set category ids; per image the chunks' detections are
@@ -163,8 +183,8 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
     exactly as running model.detect once per chunk does. The postprocessor's own per-chunk cap is `cap` too
     (official MODEL.ATSS.DETECTIONS_PER_IMG, applied per chunk by
     TEST.CHUNKED_EVALUATION in maskrcnn_benchmark/engine/inference.py). merge_cap=False keeps every
-    chunk's detections after the merge: the official chunked LVIS evaluation, whose Fixed AP caps per class. Predictions come in the order
-    of `image_ids`. num_workers: image-decoding processes (None: `auto_workers`); without them, prefetch
+    chunk's detections after the merge: the official chunked LVIS evaluation, whose Fixed AP caps per class.
+    num_workers: image-decoding processes (None: `auto_workers`); without them, prefetch
     decodes the next batch in a background thread (None: `auto_prefetch`). Neither changes any number.
     autocast_dtype: run the model under torch.autocast in this dtype (torch.bfloat16: the GPU speed setting
     of issue #9; scores and boxes are still post-processed in float32). None: the model's own precision.
@@ -176,7 +196,6 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
     lookups = [cat_ids[torch.as_tensor(list(ch.phrase_indices), dtype=torch.long)] for ch in chunks]
     cfg = model.config
     model.to(device)
-    by_image: dict[int, list[dict[str, Any]]] = {}
     with _autocast(device, autocast_dtype):
         texts = encode_prompts(model, [ch.caption for ch in chunks], timer)
     maps = [ch.positive_map for ch in chunks]
@@ -184,16 +203,16 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
     plan = plan_batches(sizes, batch_size, cfg.min_size, cfg.max_size, cfg.size_divisibility, group_by_size)
     workers = auto_workers(device) if num_workers is None else num_workers
     ahead = auto_prefetch(device) if prefetch is None else prefetch
-    for batch_ids, images in image_batches(dataset.load_image, ids, plan, cfg, workers, ahead):
-        with _autocast(device, autocast_dtype):
-            per_chunk = detect_chunks(model, images, texts, maps, timer, cap=cap)  # [chunk][image]
-        for j, image_id in enumerate(batch_ids):
-            parts = [(d[j].boxes_xyxy.cpu(), d[j].scores.cpu(), lookup[d[j].labels.cpu()])
-                     for d, lookup in zip(per_chunk, lookups)]
-            by_image[image_id] = to_coco_detections(image_id, parts, cap if merge_cap else None)
-    preds = [p for i in ids for p in by_image[i]]
-    timer.total += time.perf_counter() - start
-    return preds, time.perf_counter() - start
+    try:
+        for batch_ids, images in image_batches(dataset.load_image, ids, plan, cfg, workers, ahead):
+            with _autocast(device, autocast_dtype):
+                per_chunk = detect_chunks(model, images, texts, maps, timer, cap=cap)  # [chunk][image]
+            for j, image_id in enumerate(batch_ids):
+                parts = [(d[j].boxes_xyxy.cpu(), d[j].scores.cpu(), lookup[d[j].labels.cpu()])
+                         for d, lookup in zip(per_chunk, lookups)]
+                yield image_id, to_detection_rows(image_id, parts, cap if merge_cap else None)
+    finally:
+        timer.total += time.perf_counter() - start
 
 
 def predict_grounding(model: Any, dataset: Any, device: str = "cpu", *, sample_ids: Sequence[int] | None = None,

@@ -7,10 +7,11 @@ The engine (bench.models.glip) does the predicting; this class only maps the har
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,7 +19,7 @@ import glip
 from bench.data.od_captions import CaptionSampler, TrainPrompt
 from bench.data.training import DetectionTrainSet, SampledCaptionTrainSet, TrainInput
 from bench.models import glip as engine
-from bench.models.base import INIT_SEED, MODEL_SETTINGS, DetectSettings
+from bench.models.base import INIT_SEED, MODEL_SETTINGS, DetectSettings, detection_dicts
 from bench.tasks.prompts import task_prompt_chunks
 from bench.util.errors import UserError
 from glip.config import GLIPConfig, get_preset
@@ -95,17 +96,22 @@ class GLIPAdapter:
     def prompt_chunks(self, task: Any, dataset: Any, prompt_set: str) -> list[tuple[Any, list[int]]]:
         return task_prompt_chunks(task, dataset, self.module.tokenizer, prompt_set, self.config.max_query_len)
 
-    def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
-               image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
-        """The engine's detections; its per-image cap after the merge is either the per-chunk cap or none."""
+    def detect_images(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
+                      image_ids: Sequence[int] | None = None, timer: Any = None) -> Iterator[tuple[int, np.ndarray]]:
+        """The engine's detections, per image as its batch finishes; its per-image cap after the merge is either
+        the per-chunk cap or none."""
         if settings.per_image_cap not in (None, settings.per_chunk_cap):
             raise ValueError(f"the GLIP engine caps merged detections at the per-chunk cap ({settings.per_chunk_cap}) "
                              f"or not at all, not at {settings.per_image_cap}")
-        preds, _ = engine.predict_detection(
+        return engine.iter_detection(
             self.module, dataset, [ch for ch, _ in chunks], settings.per_chunk_cap, settings.batch_size,
             settings.device, num_workers=settings.num_workers, timer=timer, image_ids=image_ids,
             autocast_dtype=settings.autocast_dtype, merge_cap=settings.per_image_cap is not None)
-        return preds
+
+    def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
+               image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
+        per_image = self.detect_images(dataset, chunks, settings, image_ids=image_ids, timer=timer)  # checks the caps
+        return detection_dicts(per_image, list(dataset.image_ids if image_ids is None else image_ids))
 
     def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,
                timer: Any = None) -> list[dict[str, Any]]:

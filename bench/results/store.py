@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import struct
+import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -29,7 +31,7 @@ import orjson
 
 from bench.results.records import RunSpec, read_record, validate_record
 from bench.util.errors import UserError
-from bench.util.io import atomic_write_bytes, atomic_write_json, read_user_bytes, user_write
+from bench.util.io import atomic_write_bytes, atomic_write_json, read_user_bytes, umask_mode, user_write
 from bench.util.io import parse_json as parse_json  # re-exported: bench.runs.external reads it here
 from bench.util.logs import get_logger
 
@@ -162,16 +164,81 @@ def write_predictions(folder: str | os.PathLike, predictions: list[dict[str, Any
     return path
 
 
+class PredictionsWriter:
+    """A detection predictions file written as it goes: entries appended in order, gzip-compressed on the fly.
+
+    The bytes go to a hidden temp file beside `path` (`.predictions.json.gz.*.tmp`, which `clean_partial`
+    removes) and only `commit` renames it into place, so an interrupted run leaves no file that looks
+    finished. The output is byte for byte what `write_predictions` gives for the same entries: the same
+    gzip header (that of `gzip.compress` at COMPRESS_LEVEL, mtime 0) and one raw deflate stream, whose
+    output zlib does not make depend on how the input is cut.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        with user_write(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+            os.fchmod(fd, umask_mode())
+        self.tmp = Path(tmp)
+        self._file = os.fdopen(fd, "wb")
+        self._file.write(gzip.compress(b"", compresslevel=COMPRESS_LEVEL, mtime=0)[:10])  # header only
+        self._deflate = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        self._crc, self._size, self.count = 0, 0, 0
+        self._put(b"[")
+
+    def _put(self, data: bytes) -> None:
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        with user_write(self.path):
+            self._file.write(self._deflate.compress(data))
+
+    def write(self, entries: list[dict[str, Any]]) -> None:
+        """Append detection entries (docs/formats.md section 2), after those written before."""
+        if not entries:
+            return
+        body = orjson.dumps(entries)[1:-1]  # the list's items without its brackets
+        self._put(b"," + body if self.count else body)
+        self.count += len(entries)
+
+    def commit(self) -> Path:
+        """Close the JSON list and the gzip stream, and move the file into place (atomic)."""
+        self._put(b"]")
+        with user_write(self.path):
+            self._file.write(self._deflate.flush())
+            self._file.write(struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self.tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        """Drop the temp file (an interrupted or failed prediction): no predictions file appears."""
+        self._file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 def read_predictions(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a run's predictions (predictions.json.gz, or a plain predictions.json)."""
+    path, data = predictions_bytes(folder)
+    try:
+        return parse_json(data)
+    except ValueError as err:  # not JSON
+        raise UserError(f"{path} is unreadable ({type(err).__name__}: {err}): truncated or corrupt; "
+                        "rerun the run to write it again") from None
+
+
+def predictions_bytes(folder: str | os.PathLike) -> tuple[Path, bytes | bytearray]:
+    """The path and the (gunzipped) bytes of a run's predictions file (predictions.json.gz, or a plain
+    predictions.json), bounded by --max-read."""
     folder = Path(folder)
     gz, plain = folder / PREDICTIONS, folder / "predictions.json"
     for path in (gz, plain):
         if path.is_file():
             try:
-                data = read_user_bytes(path, "predictions file")  # bounded: --max-read
-                return parse_json(data)
-            except (EOFError, OSError, zlib.error, ValueError) as err:  # truncated or not gzip / JSON
+                return path, read_user_bytes(path, "predictions file")  # bounded: --max-read
+            except (EOFError, OSError, zlib.error) as err:  # truncated or not gzip
                 raise UserError(f"{path} is unreadable ({type(err).__name__}: {err}): truncated or corrupt; "
                                 "rerun the run to write it again") from None
     raise UserError(f"no predictions in {folder} (expected {PREDICTIONS}); rerun the run without --rescore")

@@ -181,14 +181,6 @@ def coerce(cls: type[H], values: Mapping[str, Any], *, what: str = "setting", ba
     return dataclasses.replace(base if base is not None else cls(), **out)
 
 
-def as_train_hparams(hp: TrainHParams | Mapping[str, Any]) -> TrainHParams:
-    """Training settings from a TrainHParams or a mapping of its fields (checked by `coerce`)."""
-    if isinstance(hp, TrainHParams):
-        return hp
-    infer = set(names(InferenceHParams))  # valid run settings that training does not read
-    return coerce(TrainHParams, {k: v for k, v in hp.items() if k not in infer}, what="training setting")
-
-
 def resolve_hparams(regime: Any, shots: int | None, overrides: Mapping[str, Any] | None = None, *,
                     resolve_per_shot: bool = True) -> RunHParams:
     """The hyper-parameters one run uses: defaults, the regime's departures, overrides, then per-shot values.

@@ -8,29 +8,33 @@ differently from the benchmark. Prediction formats: docs/formats.md, "Prediction
 from __future__ import annotations
 
 import math
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench.dist.inference import predict_sharded
+from bench.dist import comm as dist
+from bench.dist.inference import iter_shards, predict_sharded
 from bench.metrics import MetricResult
 from bench.models.base import DetectorAdapter, DetectSettings
 from bench.results import store
+from bench.runs.collect import DetectionCollector
 from bench.runs.hparams import InferenceHParams
-from bench.runs.scoring import score, score_saved
+from bench.runs.scoring import score_saved
 
 SHARD_PIECE = 32  # most images per inference shard file under torchrun (bench.dist.inference)
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """A split's predictions, the seconds predicting took, and their metric."""
+    """How many predictions a split got, the seconds predicting took, and their metric."""
 
-    predictions: list[dict[str, Any]]
+    num_predictions: int
     seconds: float
     result: MetricResult
 
@@ -83,6 +87,14 @@ def detection_caps(task: Any) -> dict[str, int | None] | None:
     return {"per_chunk": task.detections_per_image, "per_image_after_merge": merged}
 
 
+def per_class_cap(task: Any) -> int | None:
+    """Detections the task's metric keeps per class over the split (Fixed AP: 10,000), or None when it caps
+    per image: what a run needs to keep of a class (bench.runs.collect)."""
+    from bench.metrics.lvis import FIXED_AP_PER_CLASS
+
+    return None if merges_capped(task) else FIXED_AP_PER_CLASS
+
+
 def inference_autocast(amp: bool, device: str) -> torch.dtype | None:
     """The autocast dtype of a run's inference: bfloat16 when hp "infer_amp" is on and the device is CUDA
     (like training's "amp", ignored on CPU), else None (the model's own float32)."""
@@ -119,33 +131,76 @@ def evaluate_split(adapter: DetectorAdapter, task: Any, dataset: Any, settings: 
                    chunks: Sequence[tuple[Any, list[int]]] | None = None, prompt_set: str = "plain",
                    timer: Any = None, save_to: str | Path | None = None, sharding: Sharding | None = None
                    ) -> Evaluation | None:
-    """Predict every image (grounding: entry) of `dataset` and score the predictions with the task's metric.
+    """Predict every image (grounding: entry) of `dataset`, save the predictions file and score it with the
+    task's metric (read once from the file: what a rescore gives).
 
     chunks: the class prompt (default: the adapter's chunks of the task's `prompt_set`; none for grounding).
-    save_to: a run folder: the predictions are written there and the metric read from that file (what a
-    rescore gives). sharding: predict data-parallel under torchrun; the processes other than rank 0
-    return None (their pieces are on disk, rank 0 merges and scores).
+    save_to: a run folder to write the predictions to (None: a temporary folder, removed after scoring).
+    sharding: predict data-parallel under torchrun; the processes other than rank 0 return None (their
+    pieces are on disk, rank 0 merges and scores). Detections stream into the file image by image
+    (bench.runs.collect), so a run holds neither a list of them nor, for Fixed AP, more than the metric keeps.
     """
     if chunks is None and not is_grounding(task):
         chunks = adapter.prompt_chunks(task, dataset, prompt_set)
+    with _folder(save_to) as folder:
+        if is_grounding(task):
+            saved = _ground(adapter, task, dataset, settings, folder, sharding, timer)
+        else:
+            saved = _detect(adapter, task, dataset, settings, chunks, folder, sharding, timer)
+        if saved is None:
+            return None
+        count, seconds = saved
+        return Evaluation(count, seconds, score_saved(task, dataset, folder, backend))
+
+
+@contextmanager
+def _folder(save_to: str | Path | None) -> Iterator[Path]:
+    if save_to is not None:
+        yield Path(save_to)
+        return
+    with tempfile.TemporaryDirectory(prefix="glip-bench-eval-") as tmp:
+        yield Path(tmp)
+
+
+def _detect(adapter: DetectorAdapter, task: Any, dataset: Any, settings: DetectSettings,
+            chunks: Sequence[tuple[Any, list[int]]] | None, folder: Path, sharding: Sharding | None, timer: Any
+            ) -> tuple[int, float] | None:
+    """Detections of the split into folder's predictions file: (their number, seconds predicting), or None
+    on a rank other than 0."""
+    ids = list(dataset.image_ids)
+    start = time.perf_counter()
     if sharding is not None:
-        keys = [s.id for s in dataset.samples] if is_grounding(task) else list(dataset.image_ids)
-        result = predict_sharded(
-            lambda ids: predict_split(adapter, task, dataset, settings, chunks=chunks, ids=ids, timer=timer),
-            keys, sharding.folder, piece_size=piece_size(len(keys)), fingerprint=sharding.fingerprint)
+        shards = predict_sharded(
+            lambda part: predict_split(adapter, task, dataset, settings, chunks=chunks, ids=part, timer=timer),
+            ids, sharding.folder, piece_size=piece_size(len(ids)), fingerprint=sharding.fingerprint, merge=False)
+        if not dist.is_main():
+            return None
+        with DetectionCollector(folder, ids, per_class_cap(task)) as collector:
+            for image_id, entries in iter_shards(sharding.folder, ids, piece_size=piece_size(len(ids)),
+                                                 fingerprint=sharding.fingerprint):
+                collector.add_entries(image_id, entries)
+            return collector.finish(), shards.seconds
+    with DetectionCollector(folder, ids, per_class_cap(task)) as collector:
+        for image_id, rows in adapter.detect_images(dataset, chunks, settings, timer=timer):
+            collector.add(image_id, rows)
+        seconds = time.perf_counter() - start - collector.seconds  # the model's and data's time, not the file's
+        return collector.finish(), seconds
+
+
+def _ground(adapter: DetectorAdapter, task: Any, dataset: Any, settings: DetectSettings, folder: Path,
+            sharding: Sharding | None, timer: Any) -> tuple[int, float] | None:
+    """Grounding entries (one per caption: few and small) into folder's predictions file, as one list."""
+    if sharding is not None:
+        keys = [s.id for s in dataset.samples]
+        result = predict_sharded(lambda ids: predict_split(adapter, task, dataset, settings, ids=ids, timer=timer),
+                                 keys, sharding.folder, piece_size=piece_size(len(keys)),
+                                 fingerprint=sharding.fingerprint)
         if result.predictions is None:
             return None
         preds, seconds = result.predictions, result.seconds
     else:
-        preds, seconds = _timed(adapter, task, dataset, settings, chunks, timer)
-    if save_to is None:
-        return Evaluation(preds, seconds, score(task, dataset, preds, backend))
-    store.write_predictions(save_to, preds)
-    return Evaluation(preds, seconds, score_saved(task, dataset, save_to, backend))
-
-
-def _timed(adapter: DetectorAdapter, task: Any, dataset: Any, settings: DetectSettings,
-           chunks: Sequence[tuple[Any, list[int]]] | None, timer: Any) -> tuple[list[dict[str, Any]], float]:
-    start = time.perf_counter()
-    preds = predict_split(adapter, task, dataset, settings, chunks=chunks, timer=timer)
-    return preds, time.perf_counter() - start
+        start = time.perf_counter()
+        preds = predict_split(adapter, task, dataset, settings, timer=timer)
+        seconds = time.perf_counter() - start
+    store.write_predictions(folder, preds)
+    return len(preds), seconds

@@ -8,9 +8,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from bench.metrics import DEFAULT_BACKEND, MetricResult, evaluate
+from bench.metrics.detections import COLUMNS, detection_rows
 from bench.results import store
 from bench.util.errors import UserError
 
@@ -54,14 +56,66 @@ def score_saved(task: Any, dataset: Any, folder: str | Path, backend: str) -> Me
     """MetricResult of a run's saved predictions file: the numbers a rescore gives, by construction.
 
     Reading the file back (gunzip + parse) replaces `score`'s JSON round trip, so the predictions are
-    encoded once per run, not twice.
+    encoded once per run, not twice. A detection file is parsed piece by piece into one (N, 7) array
+    (`read_prediction_rows`: 56 bytes a detection, not a dict of ~550), which the metric reads as it
+    would the list; anything that array path cannot take (another layout, a bad entry, a metric that
+    wants dicts) is read and named the old way, as a list.
     """
     with gc_paused():
-        preds = store.read_predictions(folder)
+        rows = read_prediction_rows(folder) if task.metric in ARRAY_METRICS else None
         try:
+            if rows is not None:
+                try:
+                    return evaluate(task.metric, ground_truth(task, dataset), rows, backend=backend)
+                except UserError:
+                    pass  # a bad entry: the list path below names it as it always has
+            del rows
+            preds = store.read_predictions(folder)
             return evaluate(task.metric, ground_truth(task, dataset), preds, backend=backend)
         except UserError as err:  # a bad entry: name the run whose file holds it
             raise UserError(f"run {Path(folder).name} ({folder}): {err}") from None
+
+
+ARRAY_METRICS = ("coco_bbox", "lvis_bbox", "lvis_fixed_ap", "ov_lvis_fixed_ap")  # take an (N, 7) array as a list
+_ENTRY = b'{"image_id":'  # how write_predictions starts every detection entry
+PIECE_BYTES = 1 << 22  # JSON parsed per piece (~40,000 detections): the dicts alive at once
+
+
+def read_prediction_rows(folder: str | Path) -> np.ndarray | None:
+    """A detection run's predictions file as (N, 7) rows (bench.metrics.detections), parsed ~4 MB at a time,
+    or None when the file is not a list of plain numeric entries in `write_predictions`' layout.
+
+    The rows are those `detection_array` builds from the whole parsed list (the same float64 values, in
+    file order); only the parsed dicts alive at once are bounded. The cuts fall before a `,{"image_id":`,
+    which in this layout starts an entry; one inside a string would leave that piece unparseable, and then
+    the caller reads the file whole.
+    """
+    _, data = store.predictions_bytes(folder)
+    data = memoryview(data)
+    end = len(data)
+    while end and data[end - 1] in b" \n\r\t":
+        end -= 1
+    if bytes(data[:1]) != b"[" or bytes(data[end - 1:end]) != b"]":
+        return None
+    if not bytes(data[1:end - 1]).strip():
+        return np.zeros((0, len(COLUMNS)))
+    if bytes(data[1:1 + len(_ENTRY)]) != _ENTRY:
+        return None
+    raw = data.obj
+    pieces, start, last = [], 1, end - 1
+    while start < last:
+        cut = raw.find(b"," + _ENTRY, start + PIECE_BYTES, last)
+        stop = last if cut < 0 else cut
+        try:
+            entries = orjson.loads(b"[" + bytes(data[start:stop]) + b"]")
+        except orjson.JSONDecodeError:
+            return None
+        rows = detection_rows(entries)
+        if rows is None:
+            return None
+        pieces.append(rows)
+        start = stop + 1
+    return np.concatenate(pieces)
 
 
 def extra_metrics(names: list[str] | tuple[str, ...], task: Any, dataset: Any, folder: str | Path,

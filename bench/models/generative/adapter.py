@@ -10,14 +10,15 @@ convention, the score definition, the pixel path and the parse counts (`record_f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from bench.models.base import DetectSettings, grounding_entry, merge_chunks
+from bench.models.base import DetectSettings, detection_dicts, grounding_entry, merge_chunks
 from bench.models.generative.answers import (
     AnswerCounts,
     Parse,
@@ -29,7 +30,7 @@ from bench.models.generative.answers import (
 )
 from bench.models.generative.loading import Loaded
 from bench.models.hf.adapter import TRAIN_FLIP_PROB, HFDetector
-from bench.models.hf.outputs import coco_results
+from bench.models.hf.outputs import coco_rows
 
 SCORE = ("product of the generation's softmax probabilities (raw logits, before any logits processor) of the "
          "box's label tokens, given the image, the prompt and the answer before them; of its coordinate tokens "
@@ -92,9 +93,13 @@ class GenerativeAdapter:
 
     def detect(self, dataset: Any, chunks: Sequence[tuple[GenChunk, list[int]]], settings: DetectSettings, *,
                image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
+        ids = list(dataset.image_ids if image_ids is None else image_ids)
+        return detection_dicts(self.detect_images(dataset, chunks, settings, image_ids=image_ids, timer=timer), ids)
+
+    def detect_images(self, dataset: Any, chunks: Sequence[tuple[GenChunk, list[int]]], settings: DetectSettings, *,
+                      image_ids: Sequence[int] | None = None, timer: Any = None) -> Iterator[tuple[int, np.ndarray]]:
         self.module.to(settings.device).eval()
         self.start_counts(whole_split=image_ids is None)
-        results: list[dict[str, Any]] = []
         for image_id in (image_ids if image_ids is not None else dataset.image_ids):
             image = dataset.load_image(image_id).convert("RGB")
             parts = []
@@ -109,8 +114,7 @@ class GenerativeAdapter:
                 parts.append((torch.tensor([parse.objects[k].box for k, _ in matched]).reshape(-1, 4),
                               torch.tensor([scores[k] for k, _ in matched], dtype=torch.float32),
                               torch.tensor([c for _, c in matched], dtype=torch.long)))
-            results += coco_results(image_id, *merge_chunks(parts, settings.per_image_cap))
-        return results
+            yield image_id, coco_rows(image_id, *merge_chunks(parts, settings.per_image_cap))
 
     def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,
                timer: Any = None) -> list[dict[str, Any]]:

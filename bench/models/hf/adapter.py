@@ -15,10 +15,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from bench.models.base import DetectSettings, grounding_entry, merge_chunks
+from bench.models.base import DetectSettings, detection_dicts, grounding_entry, merge_chunks
 from bench.models.hf import ensemble, outputs, prompts
 from bench.models.hf.loading import Loaded, weights_file
 
@@ -100,6 +101,11 @@ class HFAdapter:
 
     def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
                image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
+        ids = list(dataset.image_ids if image_ids is None else image_ids)
+        return detection_dicts(self.detect_images(dataset, chunks, settings, image_ids=image_ids, timer=timer), ids)
+
+    def detect_images(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
+                      image_ids: Sequence[int] | None = None, timer: Any = None) -> Iterator[tuple[int, np.ndarray]]:
         """Per batch of images (batch 1 unless the family `batches`): one forward per prompt chunk, every
         image of the batch given the same prompts."""
         device = settings.device
@@ -109,7 +115,6 @@ class HFAdapter:
         settings = self._protocol_settings(settings)
         texts = [self._chunk_text(chunk, settings, timer) for chunk, _ in chunks]
         ids = list(image_ids if image_ids is not None else dataset.image_ids)
-        results: list[dict[str, Any]] = []
         for start in range(0, len(ids), self.batch_size):
             batch = ids[start:start + self.batch_size]
             images = [dataset.load_image(i) for i in batch]
@@ -124,8 +129,7 @@ class HFAdapter:
                     kept = self._select(scores, boxes, settings.per_chunk_cap)
                     parts[j].append((outputs.clip_to(kept[0], *image.size), kept[1], torch.as_tensor(cat_ids)[kept[2]]))
             for j, image_id in enumerate(batch):
-                results += outputs.coco_results(image_id, *merge_chunks(parts[j], settings.per_image_cap))
-        return results
+                yield image_id, outputs.coco_rows(image_id, *merge_chunks(parts[j], settings.per_image_cap))
 
     def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,
                timer: Any = None) -> list[dict[str, Any]]:

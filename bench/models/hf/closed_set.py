@@ -15,15 +15,16 @@ boxes scaled from normalised (cx, cy, w, h) to the original image, then clipped 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from bench.models.base import INIT_SEED, DetectSettings, merge_chunks
+from bench.models.base import INIT_SEED, DetectSettings, detection_dicts, merge_chunks
 from bench.models.hf import outputs
 from bench.models.hf.adapter import TRAIN_FLIP_PROB, HFDetector
 from bench.models.hf.loading import load_complete, weights_file
@@ -103,13 +104,17 @@ class ClosedSetAdapter:
 
     def detect(self, dataset: Any, chunks: Sequence[tuple[ClassHead, list[int]]], settings: DetectSettings, *,
                image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
+        ids = list(dataset.image_ids if image_ids is None else image_ids)
+        return detection_dicts(self.detect_images(dataset, chunks, settings, image_ids=image_ids, timer=timer), ids)
+
+    def detect_images(self, dataset: Any, chunks: Sequence[tuple[ClassHead, list[int]]], settings: DetectSettings, *,
+                      image_ids: Sequence[int] | None = None, timer: Any = None) -> Iterator[tuple[int, np.ndarray]]:
         """One forward per batch of images (the processor resizes each to one size); per image and chunk the
         top (query, class) pairs of the chunk's columns."""
         self.module.to(settings.device).eval()
         self.batch_size = settings.batch_size
         self.autocast = None if settings.autocast_dtype is None else str(settings.autocast_dtype)
         ids = list(image_ids if image_ids is not None else dataset.image_ids)
-        results: list[dict[str, Any]] = []
         for start in range(0, len(ids), self.batch_size):
             batch = ids[start:start + self.batch_size]
             images = [dataset.load_image(i) for i in batch]
@@ -117,8 +122,7 @@ class ClosedSetAdapter:
             for j, (image_id, image) in enumerate(zip(batch, images)):
                 parts = [self._chunk_detections(out, j, chunk, cat_ids, image.size, settings.per_chunk_cap)
                          for chunk, cat_ids in chunks]
-                results += outputs.coco_results(image_id, *merge_chunks(parts, settings.per_image_cap))
-        return results
+                yield image_id, outputs.coco_rows(image_id, *merge_chunks(parts, settings.per_image_cap))
 
     def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,
                timer: Any = None) -> list[dict[str, Any]]:

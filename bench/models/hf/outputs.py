@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
+
+from bench.metrics.detections import as_dicts
+from bench.models.base import detection_rows
 
 
 def to_pixels(boxes_cxcywh: torch.Tensor, frame: str, width: int, height: int, clip: bool = True) -> torch.Tensor:
@@ -66,7 +70,12 @@ def class_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, i
 def coco_results(image_id: int, boxes_xyxy: torch.Tensor, scores: torch.Tensor, category_ids: torch.Tensor
                  ) -> list[dict[str, Any]]:
     """COCO result dicts (xywh in original pixels) of one image, in the given order."""
+    return as_dicts(coco_rows(image_id, boxes_xyxy, scores, category_ids))
+
+
+def coco_rows(image_id: int, boxes_xyxy: torch.Tensor, scores: torch.Tensor, category_ids: torch.Tensor
+              ) -> np.ndarray:
+    """`coco_results` as (N, 7) rows (bench.models.base.detection_rows): xywh, w = x2 - x1 in the boxes' dtype."""
     xy = boxes_xyxy[:, :2]
     wh = boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]
-    return [{"image_id": int(image_id), "category_id": int(c), "bbox": [x, y, w, h], "score": s}
-            for (x, y), (w, h), s, c in zip(xy.tolist(), wh.tolist(), scores.tolist(), category_ids.tolist())]
+    return detection_rows(image_id, torch.cat([xy, wh], dim=1), scores, category_ids)

@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from bench.models.base import DetectSettings, merge_chunks
-from bench.models.hf.outputs import coco_results
+from bench.models.base import DetectSettings, detection_dicts, merge_chunks
+from bench.models.hf.outputs import coco_rows
 from bench.models.sam3 import processing
 
 GROUP_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -102,24 +103,26 @@ class Sam3Adapter:
 
     def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
                image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
+        ids = list(dataset.image_ids if image_ids is None else image_ids)
+        return detection_dicts(self.detect_images(dataset, chunks, settings, image_ids=image_ids, timer=timer), ids)
+
+    def detect_images(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
+                      image_ids: Sequence[int] | None = None, timer: Any = None) -> Iterator[tuple[int, np.ndarray]]:
         self.batch_size = settings.batch_size
         self.autocast = None if settings.autocast_dtype is None else str(settings.autocast_dtype)
-        results: list[dict[str, Any]] = []
         for image_id, inst in self.detect_instances(dataset, chunks, settings, image_ids=image_ids, timer=timer,
                                                     masks=False):
-            results += coco_results(image_id, inst["boxes"], inst["scores"], inst["category_ids"])
-        return results
+            yield image_id, coco_rows(image_id, inst["boxes"], inst["scores"], inst["category_ids"])
 
     def detect_instances(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
                          image_ids: Sequence[int] | None = None, timer: Any = None, masks: bool = True
-                         ) -> list[tuple[int, dict[str, torch.Tensor]]]:
-        """Per image: boxes [K, 4] xyxy pixels, scores [K], category_ids [K] and (masks) the kept
-        instances' mask logits [K, h, w] at the model's mask resolution."""
+                         ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """Per image as its batch finishes: boxes [K, 4] xyxy pixels, scores [K], category_ids [K] and (masks)
+        the kept instances' mask logits [K, h, w] at the model's mask resolution."""
         device = settings.device
         self.module.to(device).eval()
         ids = list(image_ids if image_ids is not None else dataset.image_ids)
         texts = [[self._text(entry, settings, timer) for entry in chunk.entries] for chunk, _ in chunks]
-        out: list[tuple[int, dict[str, torch.Tensor]]] = []
         for start in range(0, len(ids), settings.batch_size):
             batch = ids[start:start + settings.batch_size]
             images = [dataset.load_image(i) for i in batch]
@@ -132,8 +135,7 @@ class Sam3Adapter:
                 for j, image in enumerate(images):
                     parts[j].append(self._top(per_class, j, cat_ids, image.size, settings.per_chunk_cap))
             for j, image_id in enumerate(batch):
-                out.append((image_id, self._merge(parts[j], settings.per_image_cap)))
-        return out
+                yield image_id, self._merge(parts[j], settings.per_image_cap)
 
     def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,
                timer: Any = None) -> list[dict[str, Any]]:

@@ -164,13 +164,13 @@ def test_crashed_data_parallel_run_resumes_in_one_process(tmp_path, monkeypatch)
     assert len(expected) > 20 and clean["provenance"]["world_size"] == 1
 
     asked: list[list[int]] = []
-    real = bench.models.glip.predict_detection
+    real = bench.models.glip.iter_detection
 
     def spy(*a, image_ids=None, **k):
         asked.append(list(image_ids) if image_ids is not None else None)
         return real(*a, image_ids=image_ids, **k)
 
-    monkeypatch.setattr(bench.models.glip, "predict_detection", spy)
+    monkeypatch.setattr(bench.models.glip, "iter_detection", spy)
     results = tmp_path / "results"
     folder = store.run_dir(results, spec)
     with monkeypatch.context() as m:

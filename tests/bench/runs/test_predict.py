@@ -28,7 +28,7 @@ def test_evaluate_split_gives_the_numbers_of_the_run(tmp_path, monkeypatch):
     adapter = ModelCache("cpu").get("glip-tiny", None, LOOSE)
     settings = detect_settings(task, InferenceHParams(), "cpu", num_workers=0)
     ev = evaluate_split(adapter, task, dataset, settings, backend="hotcoco")
-    assert len(ev.predictions) > 0 and ev.seconds > 0
+    assert ev.num_predictions > 0 and ev.seconds > 0
     assert json.dumps(ev.result.values) == json.dumps(record["metrics"]["values"])  # NaN-safe equality
     saved = evaluate_split(adapter, task, dataset, settings, backend="hotcoco", save_to=tmp_path / "again")
     assert json.dumps(saved.result.values) == json.dumps(ev.result.values)
