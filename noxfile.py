@@ -183,6 +183,9 @@ def bench(session: nox.Session) -> None:
     # GLIP_BENCH_SMOKE=1 runs every benchmark once at tiny sizes instead (tests/benchmarks/test_bench_smoke.py)
     session.run(str(bin_dir / "python"), "benchmarks/scoring_scale.py", "--json",
                 "results/benchmarks/scoring-scale.json", external=True)
+    # a zero-shot Fixed-AP run's peak memory at 200 and 2,000 images, one process per size (docs/memory.md)
+    session.run(str(bin_dir / "python"), "benchmarks/run_memory.py", "--json",
+                "results/benchmarks/run-memory.json", external=True)
 
 
 @nox.session(venv_backend="none")
