@@ -75,12 +75,6 @@ class DetectorAdapter(Protocol):
         `detection_rows`, by score). What a run streams into its predictions file (bench.runs.collect)."""
         ...
 
-    def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
-               image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
-        """COCO-format detections (xywh in original pixels, category_id, score) of `image_ids` (default all), in
-        the order of `image_ids`: `detection_dicts` of `detect_images`."""
-        ...
-
     def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,
                timer: Any = None) -> list[dict[str, Any]]:
         """Flickr30K-style predictions: per entry, per phrase, boxes by score (docs/formats.md)."""
@@ -169,6 +163,15 @@ def detection_rows(image_id: int, boxes_xywh: torch.Tensor, scores: torch.Tensor
 
 def _float64(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().to(torch.float64).numpy()
+
+
+def detect_dicts(adapter: DetectorAdapter, dataset: Any, chunks: Sequence[tuple[Any, list[int]]],
+                 settings: DetectSettings, *, image_ids: Sequence[int] | None = None, timer: Any = None
+                 ) -> list[dict[str, Any]]:
+    """COCO-format detections (xywh in original pixels, category_id, score) of `image_ids` (default all), in
+    their order: the adapter's `detect_images` as one list (an adapter checks its settings when called)."""
+    per_image = adapter.detect_images(dataset, chunks, settings, image_ids=image_ids, timer=timer)
+    return detection_dicts(per_image, list(dataset.image_ids if image_ids is None else image_ids))
 
 
 def detection_dicts(per_image: Iterable[tuple[int, np.ndarray]], image_ids: Sequence[int]) -> list[dict[str, Any]]:

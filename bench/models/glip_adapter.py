@@ -19,7 +19,7 @@ import glip
 from bench.data.od_captions import CaptionSampler, TrainPrompt
 from bench.data.training import DetectionTrainSet, SampledCaptionTrainSet, TrainInput
 from bench.models import glip as engine
-from bench.models.base import INIT_SEED, MODEL_SETTINGS, DetectSettings, detection_dicts
+from bench.models.base import INIT_SEED, MODEL_SETTINGS, DetectSettings
 from bench.tasks.prompts import task_prompt_chunks
 from bench.util.errors import UserError
 from glip.config import GLIPConfig, get_preset
@@ -107,11 +107,6 @@ class GLIPAdapter:
             self.module, dataset, [ch for ch, _ in chunks], settings.per_chunk_cap, settings.batch_size,
             settings.device, num_workers=settings.num_workers, timer=timer, image_ids=image_ids,
             autocast_dtype=settings.autocast_dtype, merge_cap=settings.per_image_cap is not None)
-
-    def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
-               image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
-        per_image = self.detect_images(dataset, chunks, settings, image_ids=image_ids, timer=timer)  # checks the caps
-        return detection_dicts(per_image, list(dataset.image_ids if image_ids is None else image_ids))
 
     def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,
                timer: Any = None) -> list[dict[str, Any]]:

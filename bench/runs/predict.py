@@ -21,7 +21,7 @@ import torch
 from bench.dist import comm as dist
 from bench.dist.inference import iter_shards, predict_sharded
 from bench.metrics import MetricResult
-from bench.models.base import DetectorAdapter, DetectSettings
+from bench.models.base import DetectorAdapter, DetectSettings, detect_dicts
 from bench.results import store
 from bench.runs.collect import DetectionCollector
 from bench.runs.hparams import InferenceHParams
@@ -124,7 +124,7 @@ def predict_split(adapter: DetectorAdapter, task: Any, dataset: Any, settings: D
     """The predictions of `ids` (image ids; grounding: sample ids; default all) in the task's format."""
     if is_grounding(task):
         return adapter.ground(dataset, settings, sample_ids=ids, timer=timer)
-    return adapter.detect(dataset, chunks, settings, image_ids=ids, timer=timer)
+    return detect_dicts(adapter, dataset, chunks, settings, image_ids=ids, timer=timer)
 
 
 def evaluate_split(adapter: DetectorAdapter, task: Any, dataset: Any, settings: DetectSettings, *, backend: str,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.models.base import DetectSettings, detection_dicts, grounding_entry, merge_chunks
+from bench.models.base import DetectSettings, grounding_entry, merge_chunks
 from bench.models.generative.answers import (
     AnswerCounts,
     Parse,
@@ -90,11 +90,6 @@ class GenerativeAdapter:
             names = tuple(entries[i:i + size])
             out.append((GenChunk(names, self.fam.detection_prompt([n.strip() for n in names])), ids[i:i + size]))
         return out
-
-    def detect(self, dataset: Any, chunks: Sequence[tuple[GenChunk, list[int]]], settings: DetectSettings, *,
-               image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
-        ids = list(dataset.image_ids if image_ids is None else image_ids)
-        return detection_dicts(self.detect_images(dataset, chunks, settings, image_ids=image_ids, timer=timer), ids)
 
     def detect_images(self, dataset: Any, chunks: Sequence[tuple[GenChunk, list[int]]], settings: DetectSettings, *,
                       image_ids: Sequence[int] | None = None, timer: Any = None) -> Iterator[tuple[int, np.ndarray]]:

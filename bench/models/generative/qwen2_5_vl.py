@@ -18,15 +18,14 @@ MODEL_CLASS = "Qwen2_5_VLForConditionalGeneration"
 USES_PROCESSOR = False  # its processor needs torchvision: qwen_common.model_inputs builds the inputs
 COORDINATES = ("JSON bbox_2d [x1, y1, x2, y2] in absolute pixels of the smart_resize'd input (W', H'); "
                "original pixel = x * W / W', y * H / H'")
-PROMPTING = "the task's chunk of classes per prompt, one chat turn asking for a JSON list of bbox_2d + label"
+PROMPTING = qwen_common.PROMPTING
 PIXEL_PATH = ("transformers Qwen2VLImageProcessorPil (PIL backend); text, image placeholders and mm_token_type_ids "
               "laid out by bench.models.generative.qwen_common (the Qwen processor needs torchvision)")
 CLASSES_PER_PROMPT = None
 DEFAULT_SYSTEM = "You are a helpful assistant."  # what its chat template adds when no system turn is given
 GROUNDS = True
 TRAINS = None  # no detect-format training view (WHY_NO_TRAINING)
-WHY_NO_TRAINING = ("its transformers class gives a language-model loss on text only; the harness has no "
-                   "detection-to-text training view for it")
+WHY_NO_TRAINING = qwen_common.WHY_NO_TRAINING
 detection_prompt = qwen_common.detection_prompt
 model_inputs = qwen_common.model_inputs
 

@@ -20,15 +20,14 @@ MODEL_CLASS = "Qwen3VLForConditionalGeneration"
 USES_PROCESSOR = False
 SCALE = 1000
 COORDINATES = "JSON bbox_2d [x1, y1, x2, y2] relative on 0-1000 (1000 = far edge); original pixel = v / 1000 * size"
-PROMPTING = "the task's chunk of classes per prompt, one chat turn asking for a JSON list of bbox_2d + label"
+PROMPTING = qwen_common.PROMPTING
 PIXEL_PATH = ("transformers Qwen2VLImageProcessorPil (PIL backend, patch 16, merge 2); text, image placeholders and "
               "mm_token_type_ids laid out by bench.models.generative.qwen_common (the Qwen processor needs torchvision)")
 CLASSES_PER_PROMPT = None
 DEFAULT_SYSTEM = None  # its chat template adds no system turn
 GROUNDS = True
 TRAINS = None  # no detect-format training view (WHY_NO_TRAINING)
-WHY_NO_TRAINING = ("its transformers class gives a language-model loss on text only; the harness has no "
-                   "detection-to-text training view for it")
+WHY_NO_TRAINING = qwen_common.WHY_NO_TRAINING
 detection_prompt = qwen_common.detection_prompt
 model_inputs = qwen_common.model_inputs
 

@@ -27,6 +27,10 @@ import torch
 
 from bench.models.generative.answers import Parse, Parsed
 
+PROMPTING = "the task's chunk of classes per prompt, one chat turn asking for a JSON list of bbox_2d + label"
+WHY_NO_TRAINING = ("its transformers class gives a language-model loss on text only; the harness has no "
+                   "detection-to-text training view for it")
+
 _OBJECT = re.compile(r"\{[^{}]*\}")
 _LABEL = re.compile(r'"label"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _BOX = re.compile(r'"bbox_2d"\s*:\s*\[[^\]]*\]')

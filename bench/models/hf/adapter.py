@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.models.base import DetectSettings, detection_dicts, grounding_entry, merge_chunks
+from bench.models.base import DetectSettings, grounding_entry, merge_chunks
 from bench.models.hf import ensemble, outputs, prompts
 from bench.models.hf.loading import Loaded, weights_file
 
@@ -98,11 +98,6 @@ class HFAdapter:
         if self.loaded.family.text == "caption":
             return prompts.caption_chunks(task, dataset, prompt_set, self.loaded.tokenizer, self.max_text_len())
         return prompts.query_chunks(task, dataset, prompt_set)
-
-    def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
-               image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
-        ids = list(dataset.image_ids if image_ids is None else image_ids)
-        return detection_dicts(self.detect_images(dataset, chunks, settings, image_ids=image_ids, timer=timer), ids)
 
     def detect_images(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
                       image_ids: Sequence[int] | None = None, timer: Any = None) -> Iterator[tuple[int, np.ndarray]]:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.models.base import INIT_SEED, DetectSettings, detection_dicts, merge_chunks
+from bench.models.base import INIT_SEED, DetectSettings, merge_chunks
 from bench.models.hf import outputs
 from bench.models.hf.adapter import TRAIN_FLIP_PROB, HFDetector
 from bench.models.hf.loading import load_complete, weights_file
@@ -101,11 +101,6 @@ class ClosedSetAdapter:
             self._rehead(names)
             columns = tuple(range(len(names)))
         return [(ClassHead(tuple(names), columns), ids)]
-
-    def detect(self, dataset: Any, chunks: Sequence[tuple[ClassHead, list[int]]], settings: DetectSettings, *,
-               image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
-        ids = list(dataset.image_ids if image_ids is None else image_ids)
-        return detection_dicts(self.detect_images(dataset, chunks, settings, image_ids=image_ids, timer=timer), ids)
 
     def detect_images(self, dataset: Any, chunks: Sequence[tuple[ClassHead, list[int]]], settings: DetectSettings, *,
                       image_ids: Sequence[int] | None = None, timer: Any = None) -> Iterator[tuple[int, np.ndarray]]:

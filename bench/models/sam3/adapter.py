@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.models.base import DetectSettings, detection_dicts, merge_chunks
+from bench.models.base import DetectSettings, merge_chunks
 from bench.models.hf.outputs import coco_rows
 from bench.models.sam3 import processing
 
@@ -100,11 +100,6 @@ class Sam3Adapter:
         from bench.models.hf.prompts import query_chunks
 
         return query_chunks(task, dataset, prompt_set)  # one concept (entry) per class, the task's chunks
-
-    def detect(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
-               image_ids: Sequence[int] | None = None, timer: Any = None) -> list[dict[str, Any]]:
-        ids = list(dataset.image_ids if image_ids is None else image_ids)
-        return detection_dicts(self.detect_images(dataset, chunks, settings, image_ids=image_ids, timer=timer), ids)
 
     def detect_images(self, dataset: Any, chunks: Sequence[tuple[Any, list[int]]], settings: DetectSettings, *,
                       image_ids: Sequence[int] | None = None, timer: Any = None) -> Iterator[tuple[int, np.ndarray]]:

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from bench.cli import main as cli_main
-from bench.models.base import DetectSettings
+from bench.models.base import DetectSettings, detect_dicts
 from bench.models.cache import ModelCache
 from bench.models.hf.closed_set import ClassHead, head_columns
 from bench.models.registry import resolve_model
@@ -125,7 +125,7 @@ def test_detections_equal_transformers_post_processing(rtdetr, monkeypatch):
     queries, ids = adapter.model.config.num_queries, [11, 12, 13]
     chunk = (ClassHead(("a", "b", "c"), (0, 1, 2)), ids)
     data = Images()
-    ours = adapter.detect(data, [chunk], DetectSettings(per_chunk_cap=queries, per_image_cap=queries, batch_size=2))
+    ours = detect_dicts(adapter, data, [chunk], DetectSettings(per_chunk_cap=queries, per_image_cap=queries, batch_size=2))
     images = [data.load_image(i) for i in data.image_ids]
     with torch.no_grad():
         out = adapter.model(**adapter.pixel_inputs(images))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.models import DetectorAdapter, DetectSettings, GLIPAdapter, build_adapter
+from bench.models.base import detect_dicts
 from bench.util.errors import UserError
 
 
@@ -18,4 +19,4 @@ def test_build_adapter_gives_a_glip_adapter_with_its_parameter_groups():
     with pytest.raises(UserError, match="glip-tiny"):
         build_adapter("glip-tinny")
     with pytest.raises(ValueError, match="caps merged detections at the per-chunk cap"):
-        adapter.detect(None, [], DetectSettings(per_chunk_cap=4, per_image_cap=3))
+        detect_dicts(adapter, None, [], DetectSettings(per_chunk_cap=4, per_image_cap=3))

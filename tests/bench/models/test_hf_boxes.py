@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.models.base import DetectorAdapter, DetectSettings
+from bench.models.base import DetectorAdapter, DetectSettings, detect_dicts
 from bench.models.hf import build_hf_adapter
 from bench.models.hf.prompts import TextChunk, make_caption
 from bench.results import store
@@ -75,7 +75,7 @@ def test_known_box_comes_back_in_original_pixels(family, tmp_path, monkeypatch):
     monkeypatch.setattr(adapter.loaded.model, "forward", stand_in(family, adapter.loaded.tokenizer))
     entries = ("circle", "square")
     chunk = make_caption(entries, [(0, 6), (0, 6)]) if adapter.loaded.family.text == "caption" else TextChunk(entries)
-    preds = adapter.detect(OneImage(), [(chunk, CATEGORIES)], DetectSettings(per_chunk_cap=100, per_image_cap=100))
+    preds = detect_dicts(adapter, OneImage(), [(chunk, CATEGORIES)], DetectSettings(per_chunk_cap=100, per_image_cap=100))
     store.write_predictions(tmp_path, preds)
     top = store.read_predictions(tmp_path)[0]
     assert top["image_id"] == 5 and top["category_id"] == 9
@@ -89,8 +89,8 @@ def test_chunks_merge_by_score_under_the_image_cap(tmp_path, monkeypatch):
     assert isinstance(adapter, DetectorAdapter)  # the harness's model seam (bench/models/base.py)
     monkeypatch.setattr(adapter.loaded.model, "forward", stand_in("grounding-dino", adapter.loaded.tokenizer))
     chunks = [(make_caption(["circle"], [(0, 6)]), [7]), (make_caption(["square"], [(0, 6)]), [9])]
-    capped = adapter.detect(OneImage(), chunks, DetectSettings(per_chunk_cap=3, per_image_cap=1))
+    capped = detect_dicts(adapter, OneImage(), chunks, DetectSettings(per_chunk_cap=3, per_image_cap=1))
     assert [p["category_id"] for p in capped] == [9]  # the second chunk's class holds the only high score
-    kept = adapter.detect(OneImage(), chunks, DetectSettings(per_chunk_cap=3, per_image_cap=None))
+    kept = detect_dicts(adapter, OneImage(), chunks, DetectSettings(per_chunk_cap=3, per_image_cap=None))
     assert len(kept) == 6 and kept[0]["category_id"] == 9
     assert [p["score"] for p in kept] == sorted((p["score"] for p in kept), reverse=True)

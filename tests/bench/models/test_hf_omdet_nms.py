@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.models.base import DetectSettings
+from bench.models.base import DetectSettings, detect_dicts
 from bench.models.hf import build_hf_adapter
 from bench.models.hf.prompts import TextChunk
 from bench.testing.hf import save_tiny
@@ -42,7 +42,7 @@ def two_boxes(**inputs):
 def test_nms_runs_on_unclipped_boxes_then_clips(tmp_path, monkeypatch):
     adapter = build_hf_adapter(f"hf:{save_tiny('omdet-turbo', tmp_path / 'omdet')}")
     monkeypatch.setattr(adapter.loaded.model, "forward", two_boxes)
-    preds = adapter.detect(OneImage(), [(TextChunk(("thing",)), [3])], DetectSettings(per_chunk_cap=10,
+    preds = detect_dicts(adapter, OneImage(), [(TextChunk(("thing",)), [3])], DetectSettings(per_chunk_cap=10,
                                                                                        per_image_cap=10))
     assert len(preds) == 2  # NMS saw IoU 0.4, kept both
     assert preds[0]["bbox"] == pytest.approx([0.0, 0.0, 40.0, 100.0], abs=1e-3)  # A, clipped after NMS

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.models.base import DetectSettings
+from bench.models.base import DetectSettings, detect_dicts
 from bench.models.families.owl import CLIP_BEST_PROMPT_TEMPLATES
 from bench.models.hf import build_hf_adapter, ensemble
 from bench.models.hf.prompts import TextChunk
@@ -51,9 +51,9 @@ def test_one_bare_template_gives_the_task_paths_detections(family, tmp_path):
     adapter = build_hf_adapter(f"hf:{save_tiny(family, tmp_path / family)}")
     settings = DetectSettings(per_chunk_cap=100, per_image_cap=100, batch_size=2)
     with OneThread():
-        task = adapter.detect(Images(), CHUNKS, settings)
+        task = detect_dicts(adapter, Images(), CHUNKS, settings)
         adapter.prompt_templates = ("{}",)  # the task's caps, the ensembling path
-        published = adapter.detect(Images(), CHUNKS, settings)
+        published = detect_dicts(adapter, Images(), CHUNKS, settings)
     assert len(task) == len(published) == 3 * 16 * 5  # 16 patches x 5 classes per image, all under the cap
     for a, b in zip(by_rank(task), by_rank(published)):
         assert (a["image_id"], a["category_id"]) == (b["image_id"], b["category_id"])
@@ -82,7 +82,7 @@ def test_several_templates_average_the_class_heads_logits(family, tmp_path):
              ["art of the red circle", "art of the star"]]  # canonical: lower case, punctuation dropped
     chunk = [(TextChunk(("red circle", "star")), [7, 9])]
     with OneThread():
-        preds = adapter.detect(Images(), chunk, DetectSettings(per_chunk_cap=1000, per_image_cap=1000))
+        preds = detect_dicts(adapter, Images(), chunk, DetectSettings(per_chunk_cap=1000, per_image_cap=1000))
     model, tokenizer = adapter.loaded.model, adapter.loaded.tokenizer
     pixels = adapter._pixel_inputs([Images().load_image(2)])["pixel_values"]
     with torch.no_grad():

@@ -13,7 +13,7 @@ import torch
 
 from bench.metrics import evaluate
 from bench.metrics.detections import as_dicts, top_per_class
-from bench.models.base import merge_chunks
+from bench.models.base import detect_dicts, merge_chunks
 from bench.models.cache import ModelCache
 from bench.results import store
 from bench.runs.collect import DetectionCollector
@@ -130,7 +130,7 @@ def test_an_hf_run_streams_the_file_of_its_detect_list(tmp_path):
         dataset = task.load(record["task"]["split"], data_root)
         adapter = ModelCache("cpu").get(f"hf:{model_dir}", None, {})
         settings = detect_settings(task, InferenceHParams(), "cpu", num_workers=0)
-        listed = adapter.detect(dataset, adapter.prompt_chunks(task, dataset, "plain"), settings)
+        listed = detect_dicts(adapter, dataset, adapter.prompt_chunks(task, dataset, "plain"), settings)
     assert len(listed) > 0
     store.write_predictions(tmp_path / "list", listed)
     [run_dir] = (tmp_path / "results" / "runs").iterdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.cli import main as cli_main
+from bench.models.base import detect_dicts
 from bench.results.records import RunSpec
 from bench.runs.spec import RunContext, expand_grid, shard_specs, split_overrides, validate_specs
 from bench.testing.world import make_world
@@ -144,7 +145,7 @@ def test_chunked_prompt_merge_matches_per_chunk_detection(world):
     model.postprocessor.pre_nms_top_n = 5
     chunks = adapter.prompt_chunks(task, data, "plain")
     assert [ids for _, ids in chunks] == [[1], [2], [3]]
-    preds = adapter.detect(data, chunks, DetectSettings(per_chunk_cap=4, per_image_cap=4))
+    preds = detect_dicts(adapter, data, chunks, DetectSettings(per_chunk_cap=4, per_image_cap=4))
     for image_id in data.image_ids:
         got = [p for p in preds if p["image_id"] == image_id]
         images = model.preprocess([data.load_image(image_id)])

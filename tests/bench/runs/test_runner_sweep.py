@@ -8,6 +8,7 @@ import math
 import pytest
 
 from bench.cli import main as cli_main
+from bench.models.base import detect_dicts
 from bench.results import store
 from bench.results.records import validate_record
 from bench.runs.runner import run_grid
@@ -126,9 +127,9 @@ def test_adapter_reproduces_the_run(tmp_path, monkeypatch):
     test = task.load("test", data_root)
     chunks = model.prompt_chunks(task, test, "plain")
     settings = DetectSettings(per_chunk_cap=100, per_image_cap=100, batch_size=4, num_workers=0)
-    before = model.detect(test, chunks, settings)
+    before = detect_dicts(model, test, chunks, settings)
     load_adapter(model.module, folder / store.ADAPTER)
-    after = model.detect(test, chunks, settings)
+    after = detect_dicts(model, test, chunks, settings)
     saved = store.read_predictions(folder)
     assert len(saved) > 0 and len(after) == len(saved) and before != saved
 
