@@ -292,6 +292,9 @@ def export_official(model: nn.Module, include_prompt_offset: bool | None = None,
     cfg: GLIPConfig = model.config  # type: ignore[assignment]
     sd = model.state_dict()
     buffers = dict(model.named_buffers())
+    if sd["prompt_offset"].shape[0] != cfg.prompt_offset_len:
+        raise ValueError(f"prompt_offset has {sd['prompt_offset'].shape[0]} class-anchored rows, not the official "
+                         f"per-position {cfg.prompt_offset_len}: it has no official layout (rpn.tunable_linear)")
     if include_prompt_offset is None:
         include_prompt_offset = bool(sd["prompt_offset"].any())
     out: dict[str, torch.Tensor] = {}

@@ -92,14 +92,18 @@ class GLIP(nn.Module):
                 raise ValueError(f"caption {i} is empty: give at least one phrase to ground")
         return tokenize(self.tokenizer, list(captions), self.config.max_query_len)
 
-    def encode_text(self, captions: Sequence[str], trim_padding: bool | None = None) -> TextFeatures:
-        """captions -> TextFeatures (hidden, embedded [B,T,D]) with prompt_offset[:T] added to both (official
+    def encode_text(self, captions: Sequence[str], trim_padding: bool | None = None,
+                    offset_rows: torch.Tensor | None = None) -> TextFeatures:
+        """captions -> TextFeatures (hidden, embedded [B,T,D]) with a prompt offset added to both (official
         tunable_linear, maskrcnn_benchmark/modeling/rpn/vldyhead.py, VLDyHeadModule).
 
         trim_padding: pad only to the longest caption instead of max_query_len; None = the config's
         choice (not pad_to_max_query). Inference always trims: padded tokens are masked everywhere, so
         real tokens get the same outputs up to float summation order, and a short ODinW prompt no longer
         pays for 256 tokens in every fusion and BERT layer.
+        offset_rows: [B, >= T] long, the row of `prompt_offset` each token adds (-1: none). None: the
+        official per-position rows 0..T-1. A class-anchored table (bench.data.prompt_anchor, whose rows
+        follow class names rather than positions) has no positions, so it needs them.
         """
         ids, mask = self.tokenize(captions)  # [B, max_query_len]
         if trim_padding is None:
@@ -109,9 +113,26 @@ class GLIP(nn.Module):
             ids, mask = ids[:, :n], mask[:, :n]  # [B, T]
         device = self.prompt_offset.device
         text = self.language(ids.to(device), mask.to(device))
-        offset = self.prompt_offset[: ids.shape[1]].unsqueeze(0)  # [1, T, D]
+        offset = self._prompt_offsets(ids.shape, offset_rows)  # [1 or B, T, D]
         return TextFeatures(input_ids=text.input_ids, attention_mask=text.attention_mask,
                             hidden=text.hidden + offset, embedded=text.embedded + offset)
+
+    def _prompt_offsets(self, ids_shape: torch.Size, offset_rows: torch.Tensor | None) -> torch.Tensor:
+        """The offsets to add to [B, T] tokens: rows 0..T-1 ([1, T, D]) or the given rows ([B, T, D])."""
+        b, t = ids_shape
+        table = self.prompt_offset  # [R, D]
+        if offset_rows is None:
+            if table.shape[0] != self.config.prompt_offset_len:
+                raise ValueError(f"prompt_offset has {table.shape[0]} rows, not the official per-position "
+                                 f"{self.config.prompt_offset_len}: pass offset_rows (the row of each token)")
+            return table[:t].unsqueeze(0)
+        if offset_rows.shape[0] != b or offset_rows.shape[1] < t:
+            raise ValueError(f"offset_rows {tuple(offset_rows.shape)} do not cover the captions' {b} x {t} tokens")
+        rows = offset_rows[:, :t].to(table.device, torch.long)  # [B, T]
+        if int(rows.min()) < -1 or int(rows.max()) >= table.shape[0]:
+            raise ValueError(f"offset_rows outside -1..{table.shape[0] - 1} (-1: no offset)")
+        padded = nn.functional.pad(table, (0, 0, 1, 0))  # [R + 1, D], row 0 = zeros for -1
+        return padded[rows + 1]  # [B, T, D]
 
     def forward_head(self, features: list[torch.Tensor], text: TextFeatures) -> HeadOutputs:
         return self.head(features, text.hidden, text.embedded, text.attention_mask)
@@ -121,13 +142,15 @@ class GLIP(nn.Module):
         return self.anchor_generator([tuple(f.shape[-2:]) for f in features])
 
     # ------------------------------------------------------------------------------------ train / detect
-    def forward(self, images: ImageBatch, captions: Sequence[str], targets: Sequence[TrainTarget] | None = None
-                ) -> dict[str, torch.Tensor] | HeadOutputs:
-        """Losses {"loss_token", "loss_reg", "loss_centerness"} when targets are given, else HeadOutputs."""
+    def forward(self, images: ImageBatch, captions: Sequence[str], targets: Sequence[TrainTarget] | None = None,
+                offset_rows: torch.Tensor | None = None) -> dict[str, torch.Tensor] | HeadOutputs:
+        """Losses {"loss_token", "loss_reg", "loss_centerness"} when targets are given, else HeadOutputs.
+
+        offset_rows: the prompt-offset row of each token (encode_text)."""
         if len(captions) != len(images):
             raise ValueError(f"{len(images)} images but {len(captions)} captions (one caption per image)")
         features = self.encode_images(images)
-        text = self.encode_text(captions)
+        text = self.encode_text(captions, offset_rows=offset_rows)
         outputs = self.forward_head(features, text)
         if targets is None:
             return outputs

@@ -71,10 +71,11 @@ class TrainSample:
     original_size: tuple[int, int]
     caption: str
     target: TrainTarget
+    offset_rows: torch.Tensor | None = None  # [max_len] the prompt-offset row per token (bench.data.prompt_anchor)
 
 
 def make_sample(image: Image.Image, boxes_xyxy: torch.Tensor, positive_map: torch.Tensor, caption: str,
-                pipeline: TrainInput, rng: random.Random) -> TrainSample:
+                pipeline: TrainInput, rng: random.Random, offset_rows: torch.Tensor | None = None) -> TrainSample:
     """The training transform (size and flip drawn from `rng`), boxes clipped to the image, empty ones dropped."""
     if boxes_xyxy.shape[0] != positive_map.shape[0]:
         raise ValueError(f"{boxes_xyxy.shape[0]} boxes but {positive_map.shape[0]} positive-map rows")
@@ -85,7 +86,8 @@ def make_sample(image: Image.Image, boxes_xyxy: torch.Tensor, positive_map: torc
     boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h - 1)
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     return TrainSample(image=pixels, image_size=(h, w), original_size=original, caption=caption,
-                       target=TrainTarget(boxes_xyxy=boxes[keep], positive_map=positive_map[keep].float()))
+                       target=TrainTarget(boxes_xyxy=boxes[keep], positive_map=positive_map[keep].float()),
+                       offset_rows=offset_rows)
 
 
 def collate(samples: Sequence[TrainSample], size_divisibility: int = 32) -> tuple[ImageBatch, list[str], list[TrainTarget]]:
@@ -117,7 +119,12 @@ class GroundingBatches:
     def batch(self, samples: Sequence[TrainSample], device: str) -> ModelInputs:
         images, captions, targets = collate(samples, self.size_divisibility)
         targets = [TrainTarget(t.boxes_xyxy.to(device), t.positive_map.to(device)) for t in targets]
-        return (images.to(device), captions, targets), {}
+        anchored = [s.offset_rows is not None for s in samples]
+        if not any(anchored):
+            return (images.to(device), captions, targets), {}
+        if not all(anchored):
+            raise ValueError("a batch mixes samples with and without prompt-offset rows")
+        return (images.to(device), captions, targets), {"offset_rows": torch.stack([s.offset_rows for s in samples])}
 
 
 class SampleList(GroundingBatches, torch.utils.data.Dataset):
@@ -179,8 +186,9 @@ class DetectionTrainSet(GroundingBatches, torch.utils.data.Dataset):
 
     def __init__(
         self, dataset: Any, caption: str, class_positive_map: torch.Tensor, pipeline: TrainInput, seed: int = 0,
-        size_divisibility: int = 32,
+        size_divisibility: int = 32, offset_rows: torch.Tensor | None = None,
     ) -> None:
+        """offset_rows: [max_len] the caption's prompt-offset rows, when the offsets are class-anchored."""
         if class_positive_map.shape[0] != len(dataset.categories):
             raise ValueError(
                 f"{class_positive_map.shape[0]} prompt rows for {len(dataset.categories)} categories of {dataset.name}"
@@ -189,6 +197,7 @@ class DetectionTrainSet(GroundingBatches, torch.utils.data.Dataset):
         self.size_divisibility = size_divisibility
         self.caption = caption
         self.class_positive_map = class_positive_map
+        self.offset_rows = offset_rows
         self.pipeline = pipeline
         self.rng = random.Random(seed)
         self.row_of = {int(c["id"]): i for i, c in enumerate(dataset.categories)}
@@ -206,7 +215,7 @@ class DetectionTrainSet(GroundingBatches, torch.utils.data.Dataset):
             raise UserError(f"image {image_id} of {self.dataset.name} has category ids {unknown} not in its categories")
         rows = torch.tensor([self.row_of[c] for c in cats], dtype=torch.long)
         return make_sample(self.dataset.load_image(image_id), boxes, self.class_positive_map[rows], self.caption,
-                           self.pipeline, self.rng)
+                           self.pipeline, self.rng, self.offset_rows)
 
 
 class SampledCaptionTrainSet(GroundingBatches, torch.utils.data.Dataset):
@@ -219,8 +228,11 @@ class SampledCaptionTrainSet(GroundingBatches, torch.utils.data.Dataset):
     """
 
     def __init__(self, dataset: Any, sampler: Any, tokenizer: Any, max_len: int, pipeline: TrainInput, seed: int = 0,
-                 size_divisibility: int = 32) -> None:
+                 size_divisibility: int = 32, anchor: Any = None) -> None:
+        """anchor: a bench.data.prompt_anchor.ClassAnchor when the prompt offsets are class-anchored (each
+        sample then carries its caption's offset rows)."""
         self.dataset = dataset
+        self.anchor = anchor
         self.sampler = sampler  # bench.data.od_captions.CaptionSampler over the dataset's categories
         self.tokenizer = tokenizer
         self.max_len = max_len
@@ -243,8 +255,12 @@ class SampledCaptionTrainSet(GroundingBatches, torch.utils.data.Dataset):
         class_map = positive_map(self.tokenizer, drawn.caption, [[s] for s in drawn.spans], self.max_len)  # [P, T]
         keep = torch.tensor([c in row for c in cats], dtype=torch.bool)
         rows = torch.tensor([row[c] for c in cats if c in row], dtype=torch.long)
+        offset_rows = None
+        if self.anchor is not None:
+            ids = self.tokenizer(drawn.caption)["input_ids"]
+            offset_rows = self.anchor.rows(ids, class_map, drawn.category_ids, self.max_len)
         return make_sample(self.dataset.load_image(image_id), boxes[keep], class_map[rows], drawn.caption,
-                           self.pipeline, self.rng)
+                           self.pipeline, self.rng, offset_rows)
 
 
 @dataclass

@@ -105,7 +105,9 @@ class ModelFamily(Protocol):
     `sampled_training_set(dataset, entries, separator, settings, seed)` (per-image sampled captions,
     bench.data.od_captions: what tasks with a `train_prompt` train with) says so with a class attribute
     `sampled_captions_refusal = None`; a training family without it (or with a reason there) is refused
-    on those tasks by bench.runs.spec.
+    on those tasks by bench.runs.spec. A family that runs prompt-tuning gives its adapter
+    `anchor_prompt_offsets(chunks)` (bench.data.prompt_anchor), which bench.runs.train_stage calls when a
+    task's captions change.
     """
 
     name: str

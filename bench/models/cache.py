@@ -1,7 +1,8 @@
 """Built models kept across the runs of a grid: one build per (model, checkpoint, overrides), reset per run.
 
-An adapter that replaced its module since it was built (a closed-set detector whose classifier was re-sized
-to a task's classes, bench.models.hf.closed_set) is built again: its weights no longer have the built shapes.
+An adapter that replaced its module or one of its parameters since it was built (a closed-set detector whose
+classifier was re-sized to a task's classes, bench.models.hf.closed_set; GLIP's class-anchored prompt offsets,
+bench.data.prompt_anchor) is built again: its weights no longer have the built shapes.
 """
 
 from __future__ import annotations
@@ -36,19 +37,21 @@ class ModelCache:
         self.state: dict[str, Any] = {}
         self.requires_grad: dict[str, bool] = {}
         self.module: Any = None  # the module as built: an adapter that replaced it (a re-sized head) is rebuilt
+        self.params: dict[str, Any] = {}  # its parameters as built: one replaced (a re-sized table) rebuilds it
 
     def get(self, model: str, checkpoint: str | None, model_overrides: dict[str, Any], *,
             resolved: ResolvedModel | None = None) -> DetectorAdapter:
         """resolved: the run's resolved model (its config is reused, not built again)."""
         key = (model, checkpoint, repr(sorted(model_overrides.items())))
-        if key != self.key or self.adapter.module is not self.module:
+        if key != self.key or self.replaced():
             gc.unfreeze()  # the previous model's objects may sit in the permanent generation (freeze_gc_heap)
-            self.adapter = None  # free the previous one first
+            self.adapter, self.module, self.params, self.state = None, None, {}, {}  # free the previous one first
             self.adapter = build_adapter(model, model_overrides, checkpoint, self.text_encoder, self.device,
                                          resolved=resolved)
             module = self.module = self.adapter.module
             self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
             self.requires_grad = {n: p.requires_grad for n, p in module.named_parameters()}
+            self.params = dict(module.named_parameters())
             self.key = key
             freeze_gc_heap()
         else:
@@ -59,3 +62,11 @@ class ModelCache:
                 p.requires_grad_(self.requires_grad[n])
         module.eval()
         return self.adapter
+
+    def replaced(self) -> bool:
+        """Whether the last run replaced the built module or one of its parameters."""
+        module = self.adapter.module
+        if module is not self.module:
+            return True
+        params = dict(module.named_parameters())
+        return params.keys() != self.params.keys() or any(params[n] is not p for n, p in self.params.items())

@@ -70,17 +70,20 @@ def _eval(model: torch.nn.Module) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------ chunked detection
-def encode_prompts(model: Any, captions: Sequence[str], timer: ModelTimer | None = None) -> list[TextFeatures]:
+def encode_prompts(model: Any, captions: Sequence[str], timer: ModelTimer | None = None,
+                   offset_rows: Sequence[torch.Tensor] | None = None) -> list[TextFeatures]:
     """One TextFeatures [1, T, D] per caption: the text encoder runs once per chunk for a whole split.
 
     One caption per call (batch 1), so the numbers are those `model.detect` computes for a batch of 1.
+    offset_rows: per caption, its tokens' prompt-offset rows [max_query_len] (class-anchored offsets).
     """
     timer = timer or _NO_TIMER
     out = []
     with _eval(model):
-        for caption in captions:
+        for i, caption in enumerate(captions):
+            rows = None if offset_rows is None else offset_rows[i][None]  # [1, max_query_len]
             with timer.time("text", _device(model)):
-                out.append(model.encode_text([caption], trim_padding=True))
+                out.append(model.encode_text([caption], trim_padding=True, offset_rows=rows))
     return out
 
 
@@ -171,8 +174,8 @@ def predict_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int,
 def iter_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int, batch_size: int = 1,
                    device: str = "cpu", *, image_ids: Sequence[int] | None = None, num_workers: int | None = None,
                    group_by_size: bool = True, timer: ModelTimer | None = None, prefetch: bool | None = None,
-                   autocast_dtype: torch.dtype | None = None, merge_cap: bool = True
-                   ) -> Iterator[tuple[int, np.ndarray]]:
+                   autocast_dtype: torch.dtype | None = None, merge_cap: bool = True,
+                   offset_rows: Sequence[torch.Tensor] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Per image of `image_ids` (default: every image of `dataset`) as its batch finishes: (image id, its
     detections as (N, 7) rows, bench.models.base.detection_rows). Batches group images by input size, so
     images come in the order of the plan (bench.models.batching.plan_batches), not of `image_ids`.
@@ -188,6 +191,7 @@ def iter_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int, ba
     decodes the next batch in a background thread (None: `auto_prefetch`). Neither changes any number.
     autocast_dtype: run the model under torch.autocast in this dtype (torch.bfloat16: the GPU speed setting
     of issue #9; scores and boxes are still post-processed in float32). None: the model's own precision.
+    offset_rows: per chunk, its tokens' rows of a class-anchored prompt-offset table (bench.data.prompt_anchor).
     """
     timer = timer if timer is not None else ModelTimer()
     start = time.perf_counter()
@@ -197,7 +201,7 @@ def iter_detection(model: Any, dataset: Any, chunks: Sequence[Any], cap: int, ba
     cfg = model.config
     model.to(device)
     with _autocast(device, autocast_dtype):
-        texts = encode_prompts(model, [ch.caption for ch in chunks], timer)
+        texts = encode_prompts(model, [ch.caption for ch in chunks], timer, offset_rows)
     maps = [ch.positive_map for ch in chunks]
     sizes = [(dataset.image(i).width, dataset.image(i).height) for i in ids]
     plan = plan_batches(sizes, batch_size, cfg.min_size, cfg.max_size, cfg.size_divisibility, group_by_size)

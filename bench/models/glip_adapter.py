@@ -17,6 +17,7 @@ from torch import nn
 
 import glip
 from bench.data.od_captions import CaptionSampler, TrainPrompt
+from bench.data.prompt_anchor import ClassAnchor
 from bench.data.training import DetectionTrainSet, SampledCaptionTrainSet, TrainInput
 from bench.models import glip as engine
 from bench.models.base import INIT_SEED, MODEL_SETTINGS, DetectSettings
@@ -85,6 +86,7 @@ class GLIPAdapter:
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
+        self.anchor: ClassAnchor | None = None  # class-anchored prompt offsets (anchor_prompt_offsets), if installed
 
     @property
     def config(self) -> GLIPConfig:
@@ -103,10 +105,11 @@ class GLIPAdapter:
         if settings.per_image_cap not in (None, settings.per_chunk_cap):
             raise ValueError(f"the GLIP engine caps merged detections at the per-chunk cap ({settings.per_chunk_cap}) "
                              f"or not at all, not at {settings.per_image_cap}")
+        rows = None if self.anchor is None else [self.offset_rows(pair) for pair in chunks]
         return engine.iter_detection(
             self.module, dataset, [ch for ch, _ in chunks], settings.per_chunk_cap, settings.batch_size,
             settings.device, num_workers=settings.num_workers, timer=timer, image_ids=image_ids,
-            autocast_dtype=settings.autocast_dtype, merge_cap=settings.per_image_cap is not None)
+            autocast_dtype=settings.autocast_dtype, merge_cap=settings.per_image_cap is not None, offset_rows=rows)
 
     def ground(self, dataset: Any, settings: DetectSettings, *, sample_ids: Sequence[int] | None = None,
                timer: Any = None) -> list[dict[str, Any]]:
@@ -129,10 +132,11 @@ class GLIPAdapter:
 
     def training_set(self, dataset: Any, chunk: tuple[Any, list[int]], seed: int) -> DetectionTrainSet:
         """TrainSamples of a detection data set under a one-caption class prompt (targets in category order)."""
+        rows = None if self.anchor is None else self.offset_rows(chunk)
         chunk = chunk[0]  # (PromptChunk, category ids): the positive map already orders the phrases
         class_map = chunk.positive_map[torch.tensor(chunk.phrase_indices).argsort()]  # rows in category order
         return DetectionTrainSet(dataset, chunk.caption, class_map, TrainInput.of(self.config), seed=seed,
-                                 size_divisibility=self.config.size_divisibility)
+                                 size_divisibility=self.config.size_divisibility, offset_rows=rows)
 
     def sampled_training_set(self, dataset: Any, entries: Mapping[int, tuple[str, str, str]], separator: str,
                              settings: TrainPrompt, seed: int) -> SampledCaptionTrainSet:
@@ -142,4 +146,22 @@ class GLIPAdapter:
         sampler = CaptionSampler(entries, lambda text: len(tokenizer.tokenize(text)), self.config.max_query_len - 2,
                                  separator, settings, seed)
         return SampledCaptionTrainSet(dataset, sampler, tokenizer, self.config.max_query_len, TrainInput.of(self.config),
-                                      seed=seed, size_divisibility=self.config.size_divisibility)
+                                      seed=seed, size_divisibility=self.config.size_divisibility, anchor=self.anchor)
+
+    # --- class-anchored prompt offsets (bench.data.prompt_anchor): prompt tuning when captions change
+    def anchor_prompt_offsets(self, chunks: Sequence[tuple[Any, list[int]]]) -> ClassAnchor:
+        """Replace the per-position offset table by a zero one anchored to the classes of `chunks` (the evaluated
+        prompt) and their caption words; training, early stopping and evaluation then look rows up by token."""
+        tokenizer = self.module.tokenizer
+        self.anchor = ClassAnchor.build((tokenizer(ch.caption)["input_ids"], ch.positive_map, cats)
+                                        for ch, cats in chunks)
+        old = self.module.prompt_offset
+        self.module.prompt_offset = nn.Parameter(old.new_zeros(self.anchor.size, old.shape[1]),
+                                                 requires_grad=old.requires_grad)
+        return self.anchor
+
+    def offset_rows(self, pair: tuple[Any, list[int]]) -> torch.Tensor:
+        """[max_query_len] the anchored table's row of each token of a (PromptChunk, category ids) caption."""
+        chunk, category_ids = pair
+        ids = self.module.tokenizer(chunk.caption)["input_ids"]
+        return self.anchor.rows(ids, chunk.positive_map, category_ids, self.config.max_query_len)

@@ -209,20 +209,13 @@ def resolve(spec: RunSpec, data_root: str | Path | None = None, *, check_data: b
     return run
 
 
-# prompt tuning learns one offset per token position of a fixed caption; sampled captions have none
-WHY_NO_PROMPT_TUNING = (
-    "prompt tuning learns one offset per token position of one fixed caption (official language_prompt_v2, "
-    "trained with DISABLE_SHUFFLE); this task trains on per-image sampled captions (train_prompt), where a "
-    "position holds a different class in every image, and is evaluated with several chunk captions, each "
-    "of which would need its own offsets while the model holds one set. Run linear-probe or full-ft")
-
-
 def train_prompt_refusal(task: Task, regime: str, model: ResolvedModel) -> str | None:
     """Why a training regime cannot run on `task` because of its class prompt, or None.
 
     A task whose prompt needs several chunks trains only with per-image sampled captions (its
     `train_prompt`, bench.data.od_captions); those need a model family that builds them (its
-    `sampled_captions_refusal` is None) and a regime that does not tune a fixed caption's positions.
+    `sampled_captions_refusal` is None). Prompt tuning runs there with class-anchored offsets
+    (bench.data.prompt_anchor).
     """
     if task.train_prompt is None:
         if task.chunk_size is None:
@@ -230,8 +223,6 @@ def train_prompt_refusal(task: Task, regime: str, model: ResolvedModel) -> str |
         return (f"task {task.name} needs chunked prompts ({task.chunk_size} classes per prompt) and declares no "
                 "train_prompt: training needs all classes in one caption or per-image sampled captions "
                 "(`train_prompt: {rule: sampled}` in its task file, docs/protocols.md); run it zero-shot")
-    if regime == "prompt-tuning":
-        return f"task {task.name}: {WHY_NO_PROMPT_TUNING}"
     family = model.family
     why = getattr(family, "sampled_captions_refusal", "its adapter builds no per-image captions")
     if family.refusal(regime, "detection") is None and why:

@@ -39,6 +39,7 @@ def train_stage(run: ResolvedRun, ctx: RunContext, adapter: DetectorAdapter,
     if task.train_prompt is None and len(chunks) != 1:
         raise UserError(f"task {task.name}: the class prompt needs {len(chunks)} captions; training needs one "
                         "(or per-image sampled captions: train_prompt in its task file)")
+    anchor = anchor_prompt_offsets(run, adapter, chunks)
     if task.open_vocab is not None:  # train and stop early on the base classes only: prompts from the base view
         chunks = adapter.prompt_chunks(task, tr.dataset, spec.prompt_set)
     dataset = training_view(adapter, task, tr.dataset, chunks, spec.prompt_set, spec.seed)
@@ -54,8 +55,24 @@ def train_stage(run: ResolvedRun, ctx: RunContext, adapter: DetectorAdapter,
     fewshot = {"train_image_ids": sorted(tr.image_ids), "train_source": tr.source, "val_split": run.val_split,
                "val_image_ids": sorted(va.image_ids), "val_source": va.source, "train_images_with_boxes": len(dataset)}
     sampler = getattr(dataset, "sampler", None)
-    return Trained(result=result.to_dict(), trainable=trainable, fewshot=fewshot,
-                   provenance={} if sampler is None else {"train_prompt": sampler.record()})
+    provenance = {} if sampler is None else {"train_prompt": sampler.record()}
+    if anchor is not None:
+        provenance["prompt_offsets"] = anchor.record()
+    return Trained(result=result.to_dict(), trainable=trainable, fewshot=fewshot, provenance=provenance)
+
+
+def captions_change(task: Any) -> bool:
+    """Whether a run trains or evaluates under more than one caption: per-image sampled training captions,
+    or an open-vocabulary task's base-class training caption beside its all-class evaluation prompt."""
+    return task.train_prompt is not None or task.open_vocab is not None
+
+
+def anchor_prompt_offsets(run: ResolvedRun, adapter: DetectorAdapter, chunks: list[tuple[Any, list[int]]]) -> Any:
+    """Prompt tuning where captions change: the offsets follow class names and words rather than positions
+    (bench.data.prompt_anchor), laid out over the evaluated prompt's `chunks`. Returns the anchor or None."""
+    if "prompt" not in run.regime.train_groups or not captions_change(run.task):
+        return None  # official per-position offsets: one fixed caption trains and is evaluated
+    return adapter.anchor_prompt_offsets(chunks)
 
 
 def training_view(adapter: DetectorAdapter, task: Any, dataset: Any, chunks: list[tuple[Any, list[int]]],

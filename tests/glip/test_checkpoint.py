@@ -113,6 +113,9 @@ def test_without_tunable_linear_prompt_offset_is_zero_and_export_omits_it(tmp_pa
     model = GLIP(cfg)
     model.load_state_dict(state)
     assert set(export_official(model, include_position_ids=False)) == set(official)
+    model.prompt_offset = torch.nn.Parameter(torch.ones(7, cfg.text_hidden))  # class-anchored (bench.data.prompt_anchor)
+    with pytest.raises(ValueError, match="7 class-anchored rows"):
+        export_official(model)
 
 
 def test_ema_entry_and_bare_state_dict(tmp_path):

@@ -74,6 +74,37 @@ def test_prompt_offset_is_added_to_hidden_and_embedded():
     torch.testing.assert_close(shifted.embedded - base.embedded, m.prompt_offset[:t].expand_as(base.hidden))
 
 
+def test_offset_rows_pick_table_rows_per_token_and_only_those_rows_get_gradients():
+    """offset_rows 0..T-1 is the official per-position path bit for bit; other rows add those rows (-1: none);
+    a table of another size (class-anchored) needs rows; the loss reaches only the rows a caption used."""
+    torch.manual_seed(0)
+    m = GLIP(get_preset("glip-tiny")).eval()
+    with torch.no_grad():
+        m.prompt_offset.normal_()
+    captions = ["red square. blue circle", "blue circle"]
+    official = m.encode_text(captions)
+    t = official.hidden.shape[1]
+    by_position = m.encode_text(captions, offset_rows=torch.arange(t).expand(2, -1))
+    assert torch.equal(by_position.hidden, official.hidden) and torch.equal(by_position.embedded, official.embedded)
+    rows = torch.tensor([[5, 7, -1] + [2] * (t - 3), [-1] * t])  # [B, T]
+    picked = m.encode_text(captions, offset_rows=rows)
+    zero = official.hidden - m.prompt_offset[:t]  # the text features without any offset
+    expected = torch.nn.functional.pad(m.prompt_offset, (0, 0, 1, 0))[rows + 1]
+    torch.testing.assert_close(picked.hidden - zero, expected)
+    m.prompt_offset = torch.nn.Parameter(torch.zeros(9, m.config.text_hidden))  # a class-anchored table
+    with pytest.raises(ValueError, match="pass offset_rows"):
+        m.encode_text(captions)
+    with pytest.raises(ValueError, match="outside -1..8"):
+        m.encode_text(captions, offset_rows=torch.full((2, t), 9))
+    batch = m.train().preprocess([image(64, 96, 1), image(64, 96, 2)])
+    targets = [TrainTarget(torch.tensor([[5.0, 5.0, 40.0, 30.0]]), torch.eye(1, 256)[[0]].roll(1, 1))] * 2
+    rows = torch.full((2, 256), -1)
+    rows[:, 1:3] = torch.tensor([4, 6])
+    m(batch, captions, targets, offset_rows=rows)["loss_token"].backward()
+    used = m.prompt_offset.grad.abs().sum(1) > 0
+    assert used.nonzero().flatten().tolist() == [4, 6]
+
+
 def test_losses_and_gradients():
     torch.manual_seed(0)
     m = GLIP(get_preset("glip-tiny")).train()
