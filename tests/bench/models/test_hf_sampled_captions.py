@@ -122,3 +122,26 @@ def test_a_class_prompt_with_a_phrase_delimiter_is_refused_by_name(tmp_path):
     entries = {1: ("", "red circle", ""), 2: ("a photo of ", "blue square", "?")}
     with pytest.raises(UserError, match=r"phrase boundary.*a photo of blue square\?"):
         adapter.sampled_training_set(None, entries, ". ", TrainPrompt(), seed=0)
+
+
+def test_a_caption_padded_to_the_batch_s_longest_scores_as_it_does_alone(tmp_path):
+    """Padding is inert in transformers' Grounding DINO (pad tokens are outside every phrase block of its text
+    self-attention and masked in its cross-attention): an image's logits over its caption's tokens and its
+    boxes are those of the caption alone, and the pad positions score -inf."""
+    from transformers import AutoModelForZeroShotObjectDetection, AutoTokenizer
+
+    folder = save_tiny("grounding-dino", tmp_path / "gd")
+    model = AutoModelForZeroShotObjectDetection.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    short, longer = "red circle. blue square.", "star. ring. cross. green triangle. yellow star."
+    torch.manual_seed(0)
+    pixels = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        alone = model(pixel_values=pixels, **tokenizer([short], return_tensors="pt"))
+        padded = model(pixel_values=pixels.repeat(2, 1, 1, 1), **tokenizer([short, longer], padding=True,
+                                                                             return_tensors="pt"))
+    n = len(tokenizer(short)["input_ids"])
+    assert n < len(tokenizer(longer)["input_ids"])
+    assert torch.allclose(padded.logits[0, :, :n], alone.logits[0, :, :n], atol=1e-4)
+    assert torch.allclose(padded.pred_boxes[0], alone.pred_boxes[0], atol=1e-5)
+    assert torch.isinf(padded.logits[0, :, n:]).all()
