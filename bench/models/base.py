@@ -103,7 +103,7 @@ class ModelFamily(Protocol):
     `regimes` declares, per task kind (TASK_KINDS), the regimes it can run; `refusal` says why not for the
     others, in a sentence naming what is missing. A family whose adapter also has
     `sampled_training_set(dataset, entries, separator, settings, seed)` (per-image sampled captions,
-    bench.data.od_captions: what tasks with a `train_prompt` train with) says so with a class attribute
+    bench.data.od_captions: what tasks with a `train_prompt` train with) says so with an attribute
     `sampled_captions_refusal = None`; a training family without it (or with a reason there) is refused
     on those tasks by bench.runs.spec. A family that runs prompt-tuning gives its adapter
     `anchor_prompt_offsets(chunks)` (bench.data.prompt_anchor), which bench.runs.train_stage calls when a

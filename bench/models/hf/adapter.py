@@ -65,6 +65,10 @@ class HFAdapter:
     def __init__(self, loaded: Loaded) -> None:
         self.loaded = loaded
         self.family = loaded.family.name
+        if loaded.family.text == "caption":  # each image's targets from its own caption (batches > 1 image)
+            from bench.models.hf import grounding_loss
+
+            grounding_loss.install(loaded.model)
         self.module = HFDetector(loaded.model)
         self.truncated: list[str] = []  # queries cut at the model's text length
         self.size_divisibility = 0  # unused: the train view batches itself (collate_inputs)
@@ -214,6 +218,25 @@ class HFAdapter:
         return {"model": {"family": self.family, "checkpoint": str(weights_file(self.loaded.folder))},
                 "provenance": {"model_limits": self.limits(),
                                "train_flip_prob": TRAIN_FLIP_PROB if trains else None}}
+
+    def sampled_training_set(self, dataset: Any, entries: Mapping[int, tuple[str, str, str]], separator: str,
+                             settings: Any, seed: int) -> Any:
+        """Caption families: each image under its own sampled caption over `entries` (category id -> prefix,
+        name, suffix) within max_text_len - 2 tokens (bench.data.od_captions, as GLIPAdapter's). The caption
+        is Grounding DINO's "a. b." whatever the task's `separator` (GLIP's): transformers' loss finds the
+        phrases between "." tokens, and the family is evaluated on ". "-joined captions too."""
+        from bench.data.od_captions import CaptionSampler
+        from bench.models.hf.families import BERT_SPECIAL_IDS
+        from bench.models.hf.training import SampledCaptionSet, check_phrase_entries
+
+        if self.loaded.family.text != "caption":
+            raise ValueError(f"{self.family} has no caption to sample; only the caption families train on them")
+        tokenizer = self.loaded.tokenizer
+        check_phrase_entries(entries, tokenizer, set(BERT_SPECIAL_IDS.values()))
+        sampler = CaptionSampler(entries, lambda text: len(tokenizer.tokenize(text)), self.max_text_len() - 2,
+                                 prompts.SEPARATOR, settings, seed)
+        return SampledCaptionSet(dataset, sampler, tokenizer, self.loaded.image_processor, seed=seed,
+                                 flip_prob=TRAIN_FLIP_PROB)
 
     def train_view(self, dataset: Any, chunk: Any, category_ids: Sequence[int], seed: int, flip_prob: float) -> Any:
         """The training samples of a detection split under one caption chunk (caption families only)."""

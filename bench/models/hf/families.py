@@ -14,20 +14,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from bench.util.errors import UserError
 
 WHY_NO_GROUNDING = ("its text input is one independent query per class, not a caption whose tokens it scores, so it "
                     "cannot localise a phrase inside a sentence")
 WHY_NO_TRAINING = "its transformers class computes no training loss from labels"
-# transformers 5.x loss/loss_grounding_dino.py, GroundingDinoImageLoss._get_target_classes_one_hot: image i's
-# class labels are offset by its own phrase count (len(label_maps[i])), not by the earlier images' total, which
-# is right only when every image of a batch has the same caption
-WHY_NO_SAMPLED_CAPTIONS = (
-    "transformers' Grounding DINO loss finds image i's target phrases at an offset of its own phrase count "
-    "rather than the earlier images' total (GroundingDinoImageLoss._get_target_classes_one_hot), which is "
-    "right only when every image of a batch has the same caption, and sampled captions differ per image")
+# tasks with per-image sampled training captions (train_prompt: OV-LVIS) train only the caption families
+# (HFAdapter.sampled_training_set, with bench.models.hf.grounding_loss correcting transformers' loss)
+WHY_NO_SAMPLED_CAPTIONS = "its text input is one query per class, not a caption to sample per image"
 # transformers/models/grounding_dino/modeling_grounding_dino.py (and mm_grounding_dino's), SPECIAL_TOKENS: the
 # loss and the text masks find a caption's phrases between these bert-base-uncased ids
 BERT_SPECIAL_IDS = {"[CLS]": 101, "[SEP]": 102, ".": 1012, "?": 1029}
@@ -74,9 +70,12 @@ class Family:
     # protocol=published: settings of the authors' evaluation (detections_per_image, source), or why it is refused
     published: Mapping[str, Any] | str = "no published evaluation protocol is declared for this family"
     takes_presets = False
-    # why tasks with per-image sampled training captions (train_prompt: OV-LVIS) refuse its training
-    # (bench.runs.spec.train_prompt_refusal); None would mean its adapter has sampled_training_set
-    sampled_captions_refusal: ClassVar[str | None] = WHY_NO_SAMPLED_CAPTIONS
+
+    @property
+    def sampled_captions_refusal(self) -> str | None:
+        """Why tasks with per-image sampled training captions refuse its training (bench.runs.spec.
+        train_prompt_refusal), or None: a caption family's adapter builds them (HFAdapter.sampled_training_set)."""
+        return None if self.text == "caption" else WHY_NO_SAMPLED_CAPTIONS
 
     @property
     def model_types(self) -> tuple[str, ...]:

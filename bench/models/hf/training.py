@@ -1,5 +1,6 @@
 """Training samples for transformers' detectors: a detection split under one class caption (Grounding DINO's
-family), or labelled by classifier column (the closed-set detectors, bench.models.hf.closed_set).
+family), under a sampled caption per image (SampledCaptionSet: tasks with a train_prompt, OV-LVIS), or
+labelled by classifier column (the closed-set detectors, bench.models.hf.closed_set).
 
 transformers computes the loss itself from `labels`: per image, the class index of each box (its phrase
 in the caption, which the model finds between the "." delimiters) and the box as normalised
@@ -14,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+
+from bench.util.errors import UserError
 
 
 class CaptionTrainSet(torch.utils.data.Dataset):
@@ -37,13 +40,16 @@ class CaptionTrainSet(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[Any, torch.Tensor, torch.Tensor]:
         """(PIL image, [N, 4] normalised cxcywh, [N] class indices), flipped with probability flip_prob."""
+        return self._sample(self.image_ids[i], self.index)
+
+    def _sample(self, image_id: int, index: Mapping[int, int]) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """The image and its boxes of the categories in `index` (category id -> class index), maybe flipped."""
         from PIL import Image
 
-        image_id = self.image_ids[i]
         image = self.dataset.load_image(image_id)
         width, height = image.size
-        pairs = [(b, self.index[c]) for b, c in zip(self.dataset.boxes_xywh(image_id).tolist(),
-                                                    self.dataset.category_ids(image_id)) if c in self.index]
+        pairs = [(b, index[c]) for b, c in zip(self.dataset.boxes_xywh(image_id).tolist(),
+                                               self.dataset.category_ids(image_id)) if c in index]
         # continuous COCO boxes, no legacy +1 (transformers' and Grounding DINO's own loaders read them so)
         x, y, w, h = torch.tensor([b for b, _ in pairs], dtype=torch.float32).reshape(-1, 4).unbind(-1)
         x1, x2 = x, x + w
@@ -64,3 +70,49 @@ class CaptionTrainSet(torch.utils.data.Dataset):
         inputs.update({k: v.expand(n, -1).to(device) for k, v in self.text.items()})
         inputs["labels"] = [{"class_labels": c.to(device), "boxes": b.to(device)} for _, b, c in samples]
         return (), inputs
+
+
+class SampledCaptionSet(CaptionTrainSet):
+    """A detection split with each image under its own sampled caption (bench.data.od_captions): its classes
+    plus sampled negatives in Grounding DINO's "a. b." form; a box's class index is its class's phrase in
+    that caption, and boxes of a class that did not fit are left out (as GLIP's SampledCaptionTrainSet).
+
+    The captions come from the sampler's own seeded generator, the flips from `seed`, so neither moves the
+    other. Batches carry one caption per image, padded to the longest; transformers' loss must then take
+    each image's phrases from its own caption (bench.models.hf.grounding_loss).
+    """
+
+    def __init__(self, dataset: Any, sampler: Any, tokenizer: Any, image_processor: Any, *, seed: int,
+                 flip_prob: float = 0.5) -> None:
+        super().__init__(dataset, sampler.ids, {}, image_processor, seed=seed, flip_prob=flip_prob)
+        self.sampler = sampler  # its record() is the run's provenance.train_prompt
+        self.tokenizer = tokenizer
+
+    def __getitem__(self, i: int) -> tuple[Any, torch.Tensor, torch.Tensor, dict[str, list[int]]]:
+        """(PIL image, [N, 4] normalised cxcywh, [N] phrase indices in its caption, the caption's tokens)."""
+        image_id = self.image_ids[i]
+        drawn = self.sampler.sample(self.dataset.category_ids(image_id))
+        image, boxes, labels = self._sample(image_id, {c: k for k, c in enumerate(drawn.category_ids)})
+        # the caption ends with "." as the evaluation captions do (bench.models.hf.prompts.make_caption)
+        return image, boxes, labels, dict(self.tokenizer(drawn.caption + "."))
+
+    def batch(self, samples: Sequence[tuple[Any, ...]], device: str) -> tuple[tuple[()], dict[str, Any]]:
+        """The model's keyword inputs: pixels (padded, with their mask), each image's caption tokens padded to
+        the batch's longest ([B, L] input_ids, attention_mask, token_type_ids), labels."""
+        inputs = dict(super().batch([s[:3] for s in samples], device)[1])
+        text = self.tokenizer.pad([s[3] for s in samples], return_tensors="pt")
+        inputs.update({k: v.to(device) for k, v in text.items()})
+        return (), inputs
+
+
+def check_phrase_entries(entries: Mapping[int, tuple[str, str, str]], tokenizer: Any, delimiters: set[int]) -> None:
+    """Refuse class entries that transformers' Grounding DINO would not read as exactly one phrase: it splits a
+    caption at the `delimiters` ids ([CLS], [SEP], ".", "?"), so an entry holding one (or no token at all)
+    would shift every later phrase of a caption off its class."""
+    bad = [prefix + name + suffix for prefix, name, suffix in entries.values()
+           if not (ids := tokenizer(prefix + name + suffix, add_special_tokens=False)["input_ids"])
+           or delimiters & set(ids)]
+    if bad:
+        raise UserError(f"{len(bad)} class prompts cannot be phrases of a Grounding DINO training caption (they hold "
+                        f"'.' or '?', which its loss reads as a phrase boundary, or no token), e.g. {bad[:3]}; "
+                        "rename them in the task's prompt set")

@@ -443,9 +443,10 @@ def test_bad_train_prompt_blocks_name_the_key(block, match):
         _validate(_ov_yaml(train_prompt=block), Path("toy.yaml"))
 
 
-def test_grounding_dino_fine_tuning_on_ov_lvis_is_refused_by_name(ov_tasks, tmp_path):
-    """transformers' Grounding DINO loss is right only when a batch shares one caption: OV-LVIS's sampled
-    captions are refused, naming the family and the reason, before any weights are read; zero-shot resolves."""
+def test_grounding_dino_fine_tunes_on_ov_lvis_and_a_closed_set_detector_is_refused_by_name(ov_tasks, tmp_path):
+    """Grounding DINO full-ft resolves on OV-LVIS's sampled captions (HFAdapter.sampled_training_set with the
+    corrected loss; the run itself: tests/bench/models/test_hf_sampled_captions.py); a closed-set detector,
+    which reads no caption, is refused naming the family and the reason, before any weights are read."""
     from bench.results.records import RunSpec
     from bench.runs.spec import resolve
     from bench.testing.hf import save_tiny
@@ -453,6 +454,8 @@ def test_grounding_dino_fine_tuning_on_ov_lvis_is_refused_by_name(ov_tasks, tmp_
     _ov_lvis_fixture(ov_tasks.get("ov-lvis-minival"), tmp_path / "data")
     model = f"hf:{save_tiny('grounding-dino', tmp_path / 'gdino')}"
     spec = RunSpec(model=model, task="ov-lvis-minival", regime="full-ft", shots=1, seed=3, split="minival")
-    with pytest.raises(UserError, match="grounding-dino cannot train on task ov-lvis-minival.*same caption"):
-        resolve(spec, tmp_path / "data")
-    assert resolve(RunSpec(model=model, task="ov-lvis-minival", regime="zero-shot"), tmp_path / "data").train_split is None
+    assert resolve(spec, tmp_path / "data").train_split == "train"
+    closed = RunSpec(model=f"hf:{save_tiny('rt_detr_v2', tmp_path / 'rtdetr')}", task="ov-lvis-minival",
+                     regime="full-ft", shots=1, seed=3, split="minival")
+    with pytest.raises(UserError, match="closed-set cannot train on task ov-lvis-minival.*reads no captions"):
+        resolve(closed, tmp_path / "data")
