@@ -191,6 +191,17 @@ def _ov_lvis_fixture(task, data_root):
     return gt, {(i, name) for i, name, f in cats if f != "r"}, {(i, name) for i, name, f in cats if f == "r"}
 
 
+def _ov_protocol(protocol, ov_tasks, tmp_path, monkeypatch):
+    """(data root, task, split, base classes, novel classes) of an OV-COCO-like task (one caption holds every
+    class) or the chunked OV-LVIS fixture; classes as {(id, name)}."""
+    if protocol == "ov-coco-like":
+        data_root = _ov_world(tmp_path, monkeypatch)
+        return data_root, "runner-shapes-b", "test", {(1, "green square"), (2, "yellow circle")}, {(3, "red circle")}
+    data_root = tmp_path / "data"
+    _, base_classes, novel_classes = _ov_lvis_fixture(ov_tasks.get("ov-lvis-minival"), data_root)
+    return data_root, "ov-lvis-minival", "minival", base_classes, novel_classes
+
+
 def _phrases(caption: str) -> list[str]:
     return caption.split(". ")
 
@@ -206,14 +217,7 @@ def test_fine_tuning_on_the_base_split_never_sees_a_novel_class(protocol, ov_tas
     from bench.runs.spec import RunContext
     from bench.runs.stages import run_one
 
-    if protocol == "ov-coco-like":
-        data_root = _ov_world(tmp_path, monkeypatch)
-        base_classes, novel_classes = {(1, "green square"), (2, "yellow circle")}, {(3, "red circle")}
-        task, split = "runner-shapes-b", "test"
-    else:
-        data_root = tmp_path / "data"
-        _, base_classes, novel_classes = _ov_lvis_fixture(ov_tasks.get("ov-lvis-minival"), data_root)
-        task, split = "ov-lvis-minival", "minival"
+    data_root, task, split, base_classes, novel_classes = _ov_protocol(protocol, ov_tasks, tmp_path, monkeypatch)
     base, novel = {n for _, n in base_classes}, {n for _, n in novel_classes}
     seen = _spy_training(monkeypatch)
     spec = RunSpec(model="glip-tiny", task=task, regime="full-ft", shots=2 if protocol == "ov-coco-like" else 1,
@@ -250,22 +254,15 @@ def test_prompt_tuning_on_an_ov_task_trains_class_anchored_offsets_of_base_class
     official per-position table back."""
     from safetensors.torch import load_file
 
+    from bench.data.training import GroundingBatches
     from bench.results import store
     from bench.results.records import RunSpec
     from bench.runs.spec import RunContext
     from bench.runs.stages import run_one
 
-    if protocol == "ov-coco-like":
-        data_root = _ov_world(tmp_path, monkeypatch)
-        base_classes, novel_classes = {(1, "green square"), (2, "yellow circle")}, {(3, "red circle")}
-        task, split = "runner-shapes-b", "test"
-    else:
-        data_root = tmp_path / "data"
-        _, base_classes, novel_classes = _ov_lvis_fixture(ov_tasks.get("ov-lvis-minival"), data_root)
-        task, split = "ov-lvis-minival", "minival"
+    data_root, task, split, base_classes, novel_classes = _ov_protocol(protocol, ov_tasks, tmp_path, monkeypatch)
     novel = {n for _, n in novel_classes}
     seen = _spy_training(monkeypatch)
-    from bench.data.training import GroundingBatches
     rows_seen, spied = [], GroundingBatches.batch
 
     def keep_rows(self, samples, device):
